@@ -1,0 +1,9 @@
+"""Exceptions that carry a message meant for the user.
+
+``InputError`` marks bad input or usage: the command line prints its message on
+one line and exits with status 2. Anything else is an internal error (status 1).
+"""
+
+
+class InputError(ValueError):
+    """Bad input or usage; the message says what was wrong and how to fix it."""

@@ -1,0 +1,351 @@
+"""DiagonalGMM: one codebook level, a diagonal Gaussian mixture fitted by EM.
+
+Pure tensor functions first (log-density, E-step, M-step, initialisation), then
+the estimator. The E-step works in log space (log-sum-exp); the diagonal
+log-density is an expanded quadratic done as two matrix products; the M-step
+reads float64 sufficient statistics (:mod:`rqgmm.stats`). Names and fitted
+attributes follow ``sklearn.mixture.GaussianMixture(covariance_type="diag")``,
+which serves as the test oracle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from tqdm.auto import tqdm
+
+from .errors import InputError
+from .kmeans import DEFAULT_CHUNK, KMeans, _disable, make_generator
+from .stats import GMMStats
+from .validation import as_matrix, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class GMMParams:
+    """Mixture parameters: weights (K,), means (K, D), variances (K, D)."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+
+
+def log_gaussian_prob(X: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """log N(x | μ_k, diag σ²_k) for X (n, D): (n, K).
+
+    Expanded as -½ [D log 2π + Σ log σ² + x² · (1/σ²) − 2 x · (μ/σ²) + Σ μ²/σ²],
+    so the work is two (n, D) × (D, K) products.
+    """
+    prec = 1.0 / variances
+    const = X.shape[1] * LOG_2PI + torch.log(variances).sum(1) + (means * means * prec).sum(1)
+    quad = (X * X) @ prec.T - 2.0 * (X @ (means * prec).T)
+    return -0.5 * (quad + const)
+
+
+def weighted_log_prob(X: torch.Tensor, params: GMMParams) -> torch.Tensor:
+    """log π_k + log N(x | μ_k, σ²_k): (n, K)."""
+    return log_gaussian_prob(X, params.means, params.variances) + torch.log(params.weights)
+
+
+def e_step(X: torch.Tensor, params: GMMParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D)."""
+    wlp = weighted_log_prob(X, params)
+    log_norm = torch.logsumexp(wlp, dim=1)
+    return torch.exp(wlp - log_norm.unsqueeze(1)), log_norm
+
+
+def m_step(stats: GMMStats, reg_covar: float, var_floor: float, dtype: torch.dtype) -> GMMParams:
+    """Parameters from the summed statistics.
+
+    Component counts get a floor of 10·eps (as scikit-learn does); variances get
+    ``reg_covar`` added and are clamped at ``var_floor``.
+    """
+    nk = stats.nk + 10 * torch.finfo(dtype).eps
+    means = stats.sx / nk.unsqueeze(1)
+    variances = stats.sxx / nk.unsqueeze(1) - means * means + reg_covar
+    variances = variances.clamp_min(var_floor)
+    weights = nk / nk.sum()
+    return GMMParams(weights.to(dtype), means.to(dtype), variances.to(dtype))
+
+
+def accumulate(X: torch.Tensor, params: GMMParams, chunk_size: int) -> GMMStats:
+    """One E-step over X (N, D) in chunks, returning the summed (and all-reduced) statistics."""
+    stats = GMMStats.zeros(params.means.shape[0], X.shape[1], X.device)
+    for start in range(0, X.shape[0], chunk_size):
+        chunk = X[start : start + chunk_size]
+        resp, log_norm = e_step(chunk, params)
+        stats.update(chunk, resp, log_norm)
+    stats.all_reduce()
+    return stats
+
+
+def stats_from_labels(X: torch.Tensor, labels: torch.Tensor, n_components: int, chunk_size: int) -> GMMStats:
+    """Statistics of a hard assignment (one-hot responsibilities), for initialisation."""
+    stats = GMMStats.zeros(n_components, X.shape[1], X.device)
+    for start in range(0, X.shape[0], chunk_size):
+        chunk = X[start : start + chunk_size]
+        resp = torch.nn.functional.one_hot(labels[start : start + chunk_size], n_components).to(X.dtype)
+        stats.update(chunk, resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
+    stats.all_reduce()
+    return stats
+
+
+def split_dead(params: GMMParams, nk: torch.Tensor, min_count: float, generator: torch.Generator) -> int:
+    """Re-seed components holding fewer than ``min_count`` samples, in place.
+
+    Each dead component takes the place of half of the currently heaviest one:
+    the two means move apart by ±½σ along random signs, they share its weight,
+    and both keep its variances. Returns the number re-seeded.
+    """
+    dead = torch.nonzero(nk < min_count).flatten().tolist()
+    nk = nk.clone()
+    for j in dead:
+        h = int(torch.argmax(nk))
+        if nk[h] < 2 * min_count:
+            break
+        sign = torch.randint(0, 2, params.means[h].shape, generator=generator, device=nk.device) * 2 - 1
+        delta = 0.5 * params.variances[h].sqrt() * sign.to(params.means.dtype)
+        params.means[j], params.means[h] = params.means[h] + delta, params.means[h] - delta
+        params.variances[j] = params.variances[h]
+        params.weights[h] = params.weights[j] = (params.weights[h] + params.weights[j]) / 2
+        nk[j] = nk[h] = nk[h] / 2
+    return len(dead)
+
+
+class DiagonalGMM:
+    """A Gaussian mixture with diagonal covariances, fitted by EM, on CPU or GPU.
+
+    Parameters
+    ----------
+    n_components : int
+        K. With fewer distinct input rows, the level shrinks to that number
+        (``n_components_``) with a warning that names the effective K.
+    tol : float
+        Stop when the mean log-likelihood changes by less than ``tol``.
+    reg_covar : float
+        Added to every variance (as in scikit-learn).
+    variance_floor : float
+        Variances are also clamped at ``variance_floor`` × the mean per-dimension
+        variance of the data, so the floor follows the data's scale.
+    max_iter : int
+        Maximum EM iterations.
+    init_max_iter : int
+        Lloyd iterations of the k-means initialiser (k-means++ seeding).
+    min_component_count : float
+        A component whose Σγ falls below this is re-seeded by splitting the
+        heaviest one (0 turns re-seeding off).
+    random_state : int, optional
+    means_init, weights_init, precisions_init : array-like, optional
+        Initial parameters (K, D), (K,), (K, D) as in scikit-learn; skip k-means.
+    device, dtype :
+        Where and in which precision to compute (default: input's device, float32).
+    chunk_size : int
+        Rows per E-step block; the (N, K) responsibility matrix is never held whole.
+    progress : bool, optional
+        tqdm bar over EM iterations; None = only on a terminal.
+    name : str
+        Names the level in warnings and progress bars.
+
+    Attributes
+    ----------
+    weights_ (K',), means_ (K', D), variances_ (K', D) : Tensor
+    n_components_ : int       effective K'
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float      mean log-likelihood at the last E-step of the fit
+    history_ : list[float]    mean log-likelihood at each iteration's E-step
+    n_reseeded_ : list[int]   components re-seeded after each iteration's M-step
+    var_floor_ : float        the absolute variance floor used
+    """
+
+    def __init__(
+        self,
+        n_components: int = 256,
+        *,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        variance_floor: float = 1e-6,
+        max_iter: int = 100,
+        init_max_iter: int = 10,
+        min_component_count: float = 1.0,
+        random_state: int | None = None,
+        means_init=None,
+        weights_init=None,
+        precisions_init=None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool | None = None,
+        name: str = "gmm",
+    ) -> None:
+        self.n_components = check_positive_int("n_components", n_components)
+        self.tol = float(tol)
+        self.reg_covar = float(reg_covar)
+        self.variance_floor = float(variance_floor)
+        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.init_max_iter = check_positive_int("init_max_iter", init_max_iter)
+        self.min_component_count = float(min_component_count)
+        self.random_state = random_state
+        self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.progress = progress
+        self.name = name
+        if reg_covar < 0 or variance_floor < 0:
+            raise InputError(f"reg_covar and variance_floor must be >= 0, got {reg_covar} and {variance_floor}")
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X) -> "DiagonalGMM":
+        """Fit on X (N, D) by EM; returns self."""
+        X = as_matrix(X, dtype=self.dtype, device=self.device)
+        gen = make_generator(self.random_state, X.device)
+        self.var_floor_ = self.variance_floor * float(X.var(0, unbiased=False).mean())
+        params = self._initial_params(X)
+        self.history_, self.n_reseeded_ = [], []
+        self.converged_ = False
+        bar = tqdm(total=self.max_iter, desc=f"{self.name} EM", leave=False, disable=_disable(self.progress))
+        for self.n_iter_ in range(1, self.max_iter + 1):
+            stats = accumulate(X, params, self.chunk_size)
+            params = m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
+            self.n_reseeded_.append(self._reseed(params, stats.nk, gen))
+            self.history_.append(stats.mean_loglik)
+            bar.update()
+            bar.set_postfix(loglik=f"{self.history_[-1]:.5g}")
+            if self._has_converged():
+                self.converged_ = True
+                break
+        bar.close()
+        self._set_params(params)
+        self.lower_bound_ = self.history_[-1]
+        if not self.converged_:
+            self._warn_not_converged()
+        return self
+
+    def _initial_params(self, X: torch.Tensor) -> GMMParams:
+        if self.means_init is not None:
+            return self._user_params(X)
+        km = KMeans(
+            self.n_components,
+            max_iter=self.init_max_iter,
+            random_state=self.random_state,
+            device=X.device,
+            dtype=self.dtype,
+            chunk_size=self.chunk_size,
+            progress=False,
+            name=self.name,
+        ).fit(X)
+        self.n_components_ = km.n_clusters_
+        labels = km.predict(X)
+        stats = stats_from_labels(X, labels, self.n_components_, self.chunk_size)
+        return m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
+
+    def _user_params(self, X: torch.Tensor) -> GMMParams:
+        def tensor(a):
+            return torch.as_tensor(a, dtype=self.dtype, device=X.device)
+
+        means = tensor(self.means_init)
+        K = means.shape[0]
+        weights = tensor(self.weights_init) if self.weights_init is not None else torch.full((K,), 1.0 / K, dtype=self.dtype, device=X.device)
+        variances = 1.0 / tensor(self.precisions_init) if self.precisions_init is not None else X.var(0, unbiased=False).expand(K, -1) + self.reg_covar
+        if means.shape != (K, X.shape[1]) or weights.shape != (K,) or variances.shape != (K, X.shape[1]):
+            raise InputError(
+                f"initial parameters must have shapes (K, D)={K, X.shape[1]}, (K,), (K, D); "
+                f"got {tuple(means.shape)}, {tuple(weights.shape)}, {tuple(variances.shape)}"
+            )
+        self.n_components_ = K
+        return GMMParams(weights, means, variances.contiguous())
+
+    def _reseed(self, params: GMMParams, nk: torch.Tensor, gen: torch.Generator) -> int:
+        if self.min_component_count <= 0:
+            return 0
+        n = split_dead(params, nk, self.min_component_count, gen)
+        if n:
+            logger.debug("%s: re-seeded %d components at iteration %d", self.name, n, self.n_iter_)
+        return n
+
+    def _has_converged(self) -> bool:
+        if len(self.history_) < 2 or self.n_reseeded_[-1]:
+            return False
+        return abs(self.history_[-1] - self.history_[-2]) < self.tol
+
+    def _warn_not_converged(self) -> None:
+        change = abs(self.history_[-1] - self.history_[-2]) if len(self.history_) > 1 else float("nan")
+        warnings.warn(
+            f"{self.name}: EM did not converge in {self.max_iter} iterations "
+            f"(last change of the mean log-likelihood {change:.3g} >= tol {self.tol:g}); "
+            "increase max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+    def _set_params(self, params: GMMParams) -> None:
+        self.weights_, self.means_, self.variances_ = params.weights, params.means, params.variances
+
+    # ---------------------------------------------------------------- inference
+
+    @property
+    def params(self) -> GMMParams:
+        """The fitted parameters as one record."""
+        return GMMParams(self.weights_, self.means_, self.variances_)
+
+    @property
+    def precisions_(self) -> torch.Tensor:
+        """1 / variances_ (K', D), scikit-learn's name."""
+        return 1.0 / self.variances_
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codewords (K', D): the component means."""
+        return self.means_
+
+    def _check(self, X) -> torch.Tensor:
+        return as_matrix(X, dtype=self.means_.dtype, device=self.means_.device, n_features=self.means_.shape[1])
+
+    def _chunks(self, X: torch.Tensor):
+        for start in range(0, X.shape[0], self.chunk_size):
+            yield X[start : start + self.chunk_size]
+
+    def score_samples(self, X) -> torch.Tensor:
+        """log p(x) of each row (N,)."""
+        X = self._check(X)
+        return torch.cat([torch.logsumexp(weighted_log_prob(c, self.params), 1) for c in self._chunks(X)])
+
+    def score(self, X) -> float:
+        """Mean log-likelihood per sample."""
+        return float(self.score_samples(X).to(torch.float64).mean())
+
+    def predict_proba(self, X) -> torch.Tensor:
+        """Posterior responsibilities γ (N, K')."""
+        X = self._check(X)
+        return torch.cat([e_step(c, self.params)[0] for c in self._chunks(X)])
+
+    def predict(self, X) -> torch.Tensor:
+        """MAP component k* = argmax_k γ_ik (N,) int64."""
+        X = self._check(X)
+        return torch.cat([weighted_log_prob(c, self.params).argmax(1) for c in self._chunks(X)])
+
+    # ---------------------------------------------------------------- model files
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Fitted tensors for a model file."""
+        return {"weights": self.weights_, "means": self.means_, "variances": self.variances_}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> "DiagonalGMM":
+        """Restore fitted tensors written by :meth:`state_tensors`."""
+        w, m, v = tensors["weights"], tensors["means"], tensors["variances"]
+        if m.ndim != 2 or v.shape != m.shape or w.shape != (m.shape[0],) or m.shape[0] > self.n_components:
+            raise InputError(f"{self.name}: stored GMM tensors have inconsistent shapes; refit the model")
+        kw = dict(device=self.device, dtype=self.dtype)
+        self.weights_, self.means_, self.variances_ = w.to(**kw), m.to(**kw), v.to(**kw)
+        self.n_components_ = m.shape[0]
+        return self

@@ -1,0 +1,247 @@
+"""Reading and writing embeddings, code tables and model directories.
+
+Every writer goes through :func:`atomic_output`: the file or directory is built
+under a temporary name beside its destination and renamed into place, so an
+interrupted run leaves the old output or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import InputError
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+TENSORS_NAME = "model.safetensors"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file or directory is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.tmp-"
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory:
+            _replace_directory(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _replace_directory(tmp: Path, path: Path) -> None:
+    # A directory cannot be renamed over a non-empty one: move the old one aside first.
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        os.replace(path, old / "old")
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def save_model(path: str | os.PathLike, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a model directory: ``config.json`` and ``model.safetensors``, atomically.
+
+    ``config`` must hold ``method``; ``format_version`` is added here.
+    """
+    config = {"format_version": FORMAT_VERSION, **config}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_output(path, directory=True) as tmp:
+        save_file(tensors, str(tmp / TENSORS_NAME))
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_model(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read a model directory written by :func:`save_model`.
+
+    Returns
+    -------
+    (config, tensors)
+
+    Raises
+    ------
+    InputError
+        If the directory, its config or its tensors are missing, corrupt or of a
+        format version this release cannot read.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"model directory {path} does not exist; pass the --out directory of `rqgmm fit`")
+    config_file = path / CONFIG_NAME
+    if not config_file.is_file():
+        raise InputError(f"{config_file} is missing; {path} is not a model directory written by `rqgmm fit`")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{config_file} is not valid JSON ({exc}); refit the model") from None
+    if not isinstance(config, dict) or "method" not in config or "format_version" not in config:
+        raise InputError(f"{config_file} lacks 'method' or 'format_version'; refit the model")
+    version = config["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(
+            f"{path} has model format version {version!r}, newer than this release reads "
+            f"({FORMAT_VERSION}); upgrade rqgmm"
+        )
+    try:
+        tensors = load_file(str(path / TENSORS_NAME))
+    except FileNotFoundError:
+        raise InputError(f"{path / TENSORS_NAME} is missing; refit the model") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path / TENSORS_NAME} is truncated or corrupt ({exc}); refit the model") from None
+    return config, tensors
+
+
+# ------------------------------------------------------------------------- embeddings
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+    """Read embeddings from ``.npy`` (memory-mapped) or ``.parquet``.
+
+    Returns
+    -------
+    item_ids : ndarray (N,) or None
+        The parquet ``item_id`` column; None for ``.npy``.
+    X : ndarray, shape (N, D)
+        Memory-mapped for ``.npy``; dtype as stored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"embedding file {path} does not exist; pass an existing .npy or .parquet file")
+    if path.suffix == ".npy":
+        return None, _read_npy(path)
+    if path.suffix == ".parquet":
+        return _read_parquet_embeddings(path)
+    raise InputError(f"{path} has extension {path.suffix!r}; embeddings must be .npy or .parquet")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path} is not a readable .npy array ({exc}); write it with numpy.save") from None
+    if X.ndim != 2:
+        raise InputError(f"{path} holds an array of shape {X.shape}; embeddings must be 2-D (N, D)")
+    return X
+
+
+def _read_parquet_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path} is not a readable parquet file ({exc})") from None
+    missing = {"item_id", "embedding"} - set(table.column_names)
+    if missing:
+        raise InputError(
+            f"{path} lacks column(s) {sorted(missing)}; embeddings parquet needs 'item_id' and 'embedding'"
+        )
+    item_ids = table.column("item_id").to_numpy()
+    if len(np.unique(item_ids)) != len(item_ids):
+        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    return item_ids, _embedding_column(table.column("embedding"), path)
+
+
+def _embedding_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+    col = column.combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        raise InputError(f"{path}: 'embedding' has type {col.type}; it must be a list of floats per row")
+    value_type = col.type.value_type
+    if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+        raise InputError(f"{path}: 'embedding' holds {value_type}; it must hold numbers")
+    if col.null_count:
+        raise InputError(f"{path}: 'embedding' has {col.null_count} null rows; drop them")
+    if len(col) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    lengths = np.asarray(pa.compute.list_value_length(col))
+    if lengths.min() != lengths.max():
+        raise InputError(
+            f"{path}: 'embedding' is ragged (lengths {lengths.min()} to {lengths.max()}); every row needs the same D"
+        )
+    values = col.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(col), int(lengths[0]))
+
+
+# ------------------------------------------------------------------------------ codes
+
+
+def code_columns(levels: int) -> list[str]:
+    """Column names of a codes table: ``c1 .. cL``."""
+    return [f"c{level + 1}" for level in range(levels)]
+
+
+def write_codes(
+    path: str | os.PathLike,
+    codes: np.ndarray,
+    item_ids: np.ndarray | None = None,
+    suffix: np.ndarray | None = None,
+) -> None:
+    """Write codes (N, L) int64 as ``.npy`` or ``.parquet`` (``item_id``, ``c1..cL``[, ``suffix``])."""
+    path = Path(path)
+    codes = np.asarray(codes, dtype=np.int64)
+    if path.suffix == ".npy":
+        table = codes if suffix is None else np.column_stack([codes, suffix])
+        with atomic_output(path) as tmp:
+            np.save(tmp, table)
+        return
+    if path.suffix != ".parquet":
+        raise InputError(f"{path} has extension {path.suffix!r}; codes must be written as .npy or .parquet")
+    ids = np.arange(len(codes)) if item_ids is None else np.asarray(item_ids)
+    columns = {"item_id": ids, **{name: codes[:, i] for i, name in enumerate(code_columns(codes.shape[1]))}}
+    if suffix is not None:
+        columns["suffix"] = np.asarray(suffix, dtype=np.int64)
+    with atomic_output(path) as tmp:
+        pq.write_table(pa.table(columns), tmp)
+
+
+def read_codes(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+    """Read a codes table; returns (item_ids or None, codes (N, L) int64 without the suffix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"codes file {path} does not exist; write it with `rqgmm encode`")
+    if path.suffix == ".npy":
+        codes = _read_npy(path)
+        if not np.issubdtype(codes.dtype, np.integer):
+            raise InputError(f"{path} holds {codes.dtype}; codes must be integers")
+        return None, np.asarray(codes, dtype=np.int64)
+    if path.suffix != ".parquet":
+        raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
+    table = pq.read_table(path)
+    names = [n for n in table.column_names if n.startswith("c") and n[1:].isdigit()]
+    names.sort(key=lambda n: int(n[1:]))
+    if not names or names != code_columns(len(names)):
+        raise InputError(f"{path} must have columns c1..cL; found {table.column_names}")
+    codes = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.int64)
+    ids = table.column("item_id").to_numpy() if "item_id" in table.column_names else None
+    return ids, codes

@@ -1,0 +1,243 @@
+"""KMeans: one codebook level fitted by Lloyd's algorithm (also the GMM's initialiser).
+
+Pure tensor functions first (distances, k-means++, assignment, update, splitting
+empty clusters), then the estimator. Distances use the expanded quadratic
+``|x|^2 - 2 x.c + |c|^2`` as a matrix product, chunked so the (N, K) matrix is
+never held whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+from .validation import as_matrix, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 32768
+
+
+class FewDistinctWarning(UserWarning):
+    """A level had fewer distinct vectors than components and shrank its codebook."""
+
+
+def make_generator(random_state: int | None, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` seeded by ``random_state`` (fresh entropy if None)."""
+    seed = int(np.random.SeedSequence(random_state).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def squared_distances(X: torch.Tensor, C: torch.Tensor, C_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Euclidean distances (n, K) between rows of X (n, D) and C (K, D), clamped at 0."""
+    C_sq = (C * C).sum(1) if C_sq is None else C_sq
+    d2 = (X * X).sum(1, keepdim=True) - 2.0 * (X @ C.T) + C_sq
+    return d2.clamp_min_(0.0)
+
+
+def _duplicate_tolerance(X: torch.Tensor) -> float:
+    # Rounding in the expanded distance is ~eps * |x|^2; below this a point repeats a centre.
+    return 64.0 * torch.finfo(X.dtype).eps
+
+
+def kmeans_plusplus(X: torch.Tensor, n_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007).
+
+    Returns centres (K', D) with K' <= n_clusters: seeding stops early when every
+    point already coincides with a chosen centre (fewer distinct rows than K).
+    """
+    n = X.shape[0]
+    x_sq = (X * X).sum(1)
+    tol = _duplicate_tolerance(X)
+    first = int(torch.randint(n, (1,), generator=generator, device=X.device))
+    centres = [X[first]]
+    d2 = _point_distance(X, x_sq, X[first], tol)
+    for _ in range(1, n_clusters):
+        total = d2.sum()
+        if float(total) <= 0.0:
+            break
+        idx = torch.multinomial(d2 / total, 1, generator=generator)
+        centre = X[idx[0]]
+        centres.append(centre)
+        torch.minimum(d2, _point_distance(X, x_sq, centre, tol), out=d2)
+    return torch.stack(centres)
+
+
+def _point_distance(X: torch.Tensor, x_sq: torch.Tensor, c: torch.Tensor, tol: float) -> torch.Tensor:
+    c_sq = (c * c).sum()
+    d2 = (x_sq - 2.0 * (X @ c) + c_sq).clamp_min_(0.0)
+    return torch.where(d2 <= tol * (x_sq + c_sq), torch.zeros_like(d2), d2)
+
+
+def assign(X: torch.Tensor, C: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre of each row: labels (N,) int64 and squared distances (N,)."""
+    C_sq = (C * C).sum(1)
+    labels, dists = [], []
+    for start in range(0, X.shape[0], chunk_size):
+        d2 = squared_distances(X[start : start + chunk_size], C, C_sq)
+        d, lab = d2.min(dim=1)
+        labels.append(lab)
+        dists.append(d)
+    return torch.cat(labels), torch.cat(dists)
+
+
+def centre_sums(X: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster sums (K, D) and counts (K,), accumulated in float64."""
+    sums = torch.zeros(n_clusters, X.shape[1], dtype=torch.float64, device=X.device)
+    sums.index_add_(0, labels, X.to(torch.float64))
+    counts = torch.bincount(labels, minlength=n_clusters).to(torch.float64)
+    return sums, counts
+
+
+def split_empty(centres: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> int:
+    """Refill empty clusters in place by splitting the largest ones (as faiss does).
+
+    Each empty cluster takes a copy of the currently largest cluster; the two are
+    pushed apart by a small symmetric perturbation and share its count.
+    Returns the number of clusters refilled.
+    """
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    for j in empty:
+        m = int(torch.argmax(counts))
+        if counts[m] <= 1:
+            break
+        scale = 1e-4 * centres[m].abs().clamp_min(1e-8)
+        sign = torch.randint(0, 2, centres[m].shape, generator=generator, device=centres.device) * 2 - 1
+        delta = scale * sign.to(centres.dtype)
+        centres[j] = centres[m] + delta
+        centres[m] = centres[m] - delta
+        counts[j] = counts[m] / 2
+        counts[m] = counts[m] - counts[j]
+    return len(empty)
+
+
+def warn_few_distinct(name: str, requested: int, effective: int) -> None:
+    """Warn that a level shrank to ``effective`` components."""
+    warnings.warn(
+        f"{name}: only {effective} distinct vectors for {requested} components; "
+        f"using effective K={effective} (codes stay in [0, {requested}))",
+        FewDistinctWarning,
+        stacklevel=3,
+    )
+
+
+class KMeans:
+    """One k-means codebook level: Lloyd's algorithm with k-means++ seeding.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Codebook size K. With fewer distinct input rows the level shrinks to that
+        number (``n_clusters_``) with a :class:`FewDistinctWarning`.
+    max_iter : int
+        Maximum Lloyd iterations.
+    tol : float
+        Stop when the relative decrease of the inertia is below ``tol``.
+    random_state : int, optional
+        Seed for the seeding and for splitting empty clusters.
+    device, dtype :
+        Where and in which precision to compute (default: the input's device, float32).
+    chunk_size : int
+        Rows per distance block; the (N, K) distance matrix is never held whole.
+    progress : bool, optional
+        Show a tqdm bar over iterations; None lets tqdm decide (only on a terminal).
+    name : str
+        Used in warnings and progress bars (e.g. "level 2").
+
+    Attributes
+    ----------
+    cluster_centers_ : Tensor (K', D)
+    n_clusters_ : int          effective K' (<= n_clusters)
+    inertia_ : float           sum of squared distances at the last assignment
+    n_iter_ : int
+    converged_ : bool
+    n_split_ : list[int]       empty clusters refilled at each iteration
+    history_ : list[float]     inertia per iteration
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 256,
+        *,
+        max_iter: int = 50,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool | None = None,
+        name: str = "kmeans",
+    ) -> None:
+        self.n_clusters = check_positive_int("n_clusters", n_clusters)
+        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.tol = float(tol)
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.progress = progress
+        self.name = name
+
+    def fit(self, X) -> "KMeans":
+        """Fit on X (N, D); returns self."""
+        X = as_matrix(X, dtype=self.dtype, device=self.device)
+        gen = make_generator(self.random_state, X.device)
+        centres = kmeans_plusplus(X, self.n_clusters, gen)
+        if centres.shape[0] < self.n_clusters:
+            warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
+        self.n_clusters_ = centres.shape[0]
+        self.history_, self.n_split_ = [], []
+        self.converged_ = False
+        prev = float("inf")
+        bar = tqdm(range(self.max_iter), desc=f"{self.name} k-means", leave=False, disable=_disable(self.progress))
+        for self.n_iter_ in range(1, self.max_iter + 1):
+            labels, d2 = assign(X, centres, self.chunk_size)
+            inertia = float(d2.sum(dtype=torch.float64))
+            sums, counts = centre_sums(X, labels, self.n_clusters_)
+            centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.dtype)
+            self.n_split_.append(split_empty(centres, counts, gen))
+            self.history_.append(inertia)
+            bar.update()
+            bar.set_postfix(inertia=f"{inertia:.4g}")
+            if self.n_iter_ > 1 and prev - inertia <= self.tol * prev and self.n_split_[-1] == 0:
+                self.converged_ = True
+                break
+            prev = inertia
+        bar.close()
+        self.cluster_centers_ = centres
+        self.inertia_ = float(assign(X, centres, self.chunk_size)[1].sum(dtype=torch.float64))
+        return self
+
+    def predict(self, X) -> torch.Tensor:
+        """Index of the nearest centre (N,) int64 for X (N, D)."""
+        C = self.cluster_centers_
+        X = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1])
+        return assign(X, C, self.chunk_size)[0]
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codewords (K', D): the cluster centres."""
+        return self.cluster_centers_
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Fitted tensors for a model file."""
+        return {"cluster_centers": self.cluster_centers_}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> "KMeans":
+        """Restore fitted tensors written by :meth:`state_tensors`."""
+        centres = tensors["cluster_centers"]
+        if centres.ndim != 2 or centres.shape[0] > self.n_clusters:
+            raise InputError(f"{self.name}: stored centres have shape {tuple(centres.shape)}; refit the model")
+        self.cluster_centers_ = centres.to(device=self.device, dtype=self.dtype)
+        self.n_clusters_ = centres.shape[0]
+        return self
+
+
+def _disable(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None means 'only on a terminal'."""
+    return None if progress is None else not progress

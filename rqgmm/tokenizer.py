@@ -1,0 +1,105 @@
+"""The face every tokenizer shares, the method registry, and ``rqgmm.load``.
+
+A tokenizer turns embeddings (N, D) into codes (N, L) int64 and back. Each method
+registers itself under the name the command line uses (``--method NAME``); a
+saved model records that name in ``config.json`` so :func:`load` can rebuild it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .io import read_model, save_model
+
+_REGISTRY: dict[str, type["Tokenizer"]] = {}
+
+
+def register(cls: type["Tokenizer"]) -> type["Tokenizer"]:
+    """Class decorator: make ``cls`` reachable as ``--method cls.method`` and by :func:`load`."""
+    _REGISTRY[cls.method] = cls
+    return cls
+
+
+def methods() -> list[str]:
+    """Names of the registered tokenizer methods."""
+    return sorted(_REGISTRY)
+
+
+def tokenizer_class(method: str) -> type["Tokenizer"]:
+    """The tokenizer class registered as ``method``."""
+    if method not in _REGISTRY:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(methods())}")
+    return _REGISTRY[method]
+
+
+def load(path: str | os.PathLike) -> "Tokenizer":
+    """Load a tokenizer saved with ``save(path)``, whatever its method."""
+    config, tensors = read_model(path)
+    cls = tokenizer_class(config["method"])
+    try:
+        return cls.from_state(config, tensors)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"model in {path} does not match its config ({exc}); refit the model") from None
+
+
+def like_input(values: torch.Tensor, like: Any) -> np.ndarray | torch.Tensor:
+    """Return ``values`` as numpy when the user passed numpy, else as the tensor it is."""
+    return values if isinstance(like, torch.Tensor) else values.cpu().numpy()
+
+
+class Tokenizer(ABC):
+    """Embeddings (N, D) to semantic IDs (N, L) and back.
+
+    Subclasses set ``method``, implement the abstract methods, and are decorated
+    with :func:`register`. Fitted state lives in tensors (``state_tensors``) and
+    JSON-able hyper-parameters (``get_config``), which is all a model file holds.
+    """
+
+    method: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, X) -> "Tokenizer":
+        """Fit on X of shape (N, D); returns self."""
+
+    @abstractmethod
+    def encode(self, X) -> np.ndarray | torch.Tensor:
+        """Codes of X (N, D): int64 of shape (N, L). Never changes the model."""
+
+    @abstractmethod
+    def decode(self, codes) -> np.ndarray | torch.Tensor:
+        """Reconstruction (N, D) of codes (N, L) (or of their first l < L levels)."""
+
+    @property
+    @abstractmethod
+    def codebook_sizes(self) -> list[int]:
+        """Nominal codebook size K_l of each level (codes lie in [0, K_l))."""
+
+    @abstractmethod
+    def get_config(self) -> dict:
+        """JSON-able hyper-parameters and shapes (without ``method``)."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Fitted tensors to store in safetensors."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "Tokenizer":
+        """Rebuild a fitted tokenizer from ``get_config()`` and ``state_tensors()``."""
+
+    @property
+    def levels(self) -> int:
+        """Number of code levels L."""
+        return len(self.codebook_sizes)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model directory ``path`` (config.json + model.safetensors), atomically."""
+        save_model(path, {"method": self.method, **self.get_config()}, self.state_tensors())
