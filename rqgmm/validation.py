@@ -56,7 +56,8 @@ def as_matrix(
             raise InputError(
                 f"{what} must be numeric, got dtype {arr.dtype}; pass a float array of shape (N, D)"
             )
-        X = torch.from_numpy(np.ascontiguousarray(arr))
+        # A read-only memory map must be copied: torch does not wrap non-writable arrays.
+        X = torch.from_numpy(np.array(arr, order="C", copy=not arr.flags.writeable or None))
     if X.ndim != 2:
         raise InputError(
             f"{what} must be 2-D (N items x D dimensions), got shape {tuple(X.shape)}; "

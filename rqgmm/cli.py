@@ -1,0 +1,184 @@
+"""The ``rqgmm`` command line: fit, encode, report (and benchmark).
+
+Exit status: 0 on success; 2 on bad input or usage, with one line on stderr that
+says what was wrong and how to fix it and no output written; 1 on an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+import numpy as np
+
+from . import io
+from .errors import InputError
+from .ids import unique_suffix
+from .metrics import report
+from .tokenizer import Tokenizer, load, methods, tokenizer_class
+
+logger = logging.getLogger("rqgmm")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (status 2) instead of usage + message."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse hook
+        raise InputError(f"{message} (see `{self.prog} --help`)")
+
+
+def _codebook_sizes(text: str) -> int | list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}") from None
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per verb."""
+    parser = _Parser(prog="rqgmm", description="Semantic IDs from item embeddings with RQ-GMM and baselines.")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    fit = sub.add_parser("fit", help="fit a tokenizer on embeddings and save the model directory")
+    fit.add_argument("emb", help="embeddings: .npy (N x D float) or .parquet (item_id, embedding)")
+    fit.add_argument("--method", default="rqgmm", help=f"one of: {', '.join(methods())} (default rqgmm)")
+    fit.add_argument("--levels", type=int, default=3, help="number of code levels L (default 3)")
+    fit.add_argument("--codebook-size", type=_codebook_sizes, default=256,
+                     help="K, or one K per level separated by commas (default 256)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    fit.add_argument("--max-iter", type=int, default=None, help="iterations (EM/Lloyd) or epochs (VAEs) per level")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
+    fit.add_argument("--out", required=True, help="model directory to write")
+
+    enc = sub.add_parser("encode", help="encode embeddings into codes with a saved model")
+    enc.add_argument("model", help="model directory written by `rqgmm fit`")
+    enc.add_argument("emb", help="embeddings: .npy or .parquet")
+    enc.add_argument("--out", required=True, help="codes: .parquet (item_id, c1..cL) or .npy (N x L int64)")
+    enc.add_argument("--unique", action="store_true", help="add a `suffix` column that makes every full ID distinct")
+    enc.add_argument("--quiet", action="store_true")
+
+    rep = sub.add_parser("report", help="print quality metrics of a codes table")
+    rep.add_argument("emb", help="embeddings the codes were made from")
+    rep.add_argument("codes", help="codes table written by `rqgmm encode`")
+    rep.add_argument("--model", help="model directory: gives K and the reconstruction for rmse")
+    rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.add_argument("--quiet", action="store_true")
+
+    _add_benchmark(sub)
+    return parser
+
+
+def _add_benchmark(sub) -> None:
+    try:
+        from .bench.study import add_arguments
+    except ImportError:  # the study is optional until its module exists
+        return
+    add_arguments(sub.add_parser("benchmark", help="run the CTR study on real data (tables, plots)"))
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
+    """A fresh tokenizer from the ``fit`` arguments."""
+    cls = tokenizer_class(args.method)
+    kwargs = dict(levels=args.levels, codebook_size=args.codebook_size, random_state=args.seed,
+                  device=args.device, progress=False if args.quiet else None)
+    if args.max_iter is not None:
+        kwargs["max_iter"] = args.max_iter
+    return cls(**kwargs)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    tokenizer = make_tokenizer(args)
+    _, X = io.read_embeddings(args.emb)
+    logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
+    tokenizer.fit(X).save(args.out)
+    logger.info("wrote %s", args.out)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    if args.unique and not args.out.endswith(".parquet"):
+        raise InputError("--unique needs a .parquet output (the suffix is its own column); use --out codes.parquet")
+    tokenizer = load(args.model)
+    item_ids, X = io.read_embeddings(args.emb)
+    codes = np.asarray(tokenizer.encode(X))
+    suffix = unique_suffix(codes) if args.unique else None
+    io.write_codes(args.out, codes, item_ids, suffix)
+    if suffix is not None:
+        logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",
+                    int((suffix > 0).sum()), len(codes))
+    logger.info("wrote %d x %d codes to %s", *codes.shape, args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    emb_ids, X = io.read_embeddings(args.emb)
+    code_ids, codes = io.read_codes(args.codes)
+    X = _align(X, emb_ids, code_ids, len(codes))
+    X_hat = None
+    if args.model:
+        tokenizer = load(args.model)
+        sizes = tokenizer.codebook_sizes[: codes.shape[1]]
+        if getattr(tokenizer, "reconstructs", True):
+            X_hat = np.asarray(tokenizer.decode(codes))
+            if X_hat.shape != X.shape:
+                raise InputError(f"the model reconstructs dimension {X_hat.shape[1]} but the embeddings have {X.shape[1]}")
+    else:
+        sizes = [int(k) for k in codes.max(0) + 1]
+        logger.warning("no --model: taking K per level as the largest code + 1 (%s); pass --model for exact K", sizes)
+    result = report(codes, sizes, X if X_hat is not None else None, X_hat)
+    print(json.dumps(result) if args.json else _format_report(result))
+
+
+def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int) -> np.ndarray:
+    """Rows of X in the order of the codes table (by item_id when both files have one)."""
+    if emb_ids is not None and code_ids is not None:
+        pos = {item: i for i, item in enumerate(emb_ids.tolist())}
+        missing = [item for item in code_ids.tolist() if item not in pos]
+        if missing:
+            raise InputError(f"{len(missing)} item_ids of the codes are not in the embeddings (first: {missing[0]})")
+        return X[np.array([pos[item] for item in code_ids.tolist()], dtype=np.int64)]
+    if len(X) != n_codes:
+        raise InputError(f"embeddings have {len(X)} rows but codes have {n_codes}; pass the file the codes came from")
+    return X
+
+
+def _format_report(result: dict) -> str:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, list):
+            value = "  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        lines.append(f"{key:<20} {value}")
+    return "\n".join(lines)
+
+
+VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report}
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(getattr(args, "quiet", False))
+        handler = VERBS.get(args.verb) or args.run
+        handler(args)
+    except InputError as exc:
+        print(f"rqgmm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rqgmm: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,133 @@
+"""Tokenizer quality metrics, as pure functions of embeddings and code tables.
+
+Definitions (DESIGN.md):
+- rmse = sqrt(mean_i |x_i − x̂_i|²); relative_mse = Σ|x − x̂|² / Σ|x − mean(x)|²
+- utilization_l = distinct codes at level l / K_l
+- prefix_utilization_l = distinct length-l prefixes / min(N, Π_{t≤l} K_t)
+- collision_rate = 1 − distinct full IDs / N
+- icr = full IDs held by exactly one item / distinct full IDs
+- gini_l = Gini coefficient of item counts over the used length-l prefixes
+- perplexity_l = exp(entropy of the level-l code distribution)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+REPORT_KEYS = (
+    "rmse", "relative_mse", "utilization", "prefix_utilization", "collision_rate",
+    "icr", "gini", "perplexity", "n_items", "levels", "codebook_size",
+)
+
+
+def _squared_errors(X: np.ndarray, X_hat: np.ndarray, chunk: int = 65536) -> tuple[float, float]:
+    """Σ|x − x̂|² and Σ|x − mean(x)|², in float64, chunk by chunk."""
+    mean = np.asarray(X, dtype=np.float64).mean(0) if len(X) <= chunk else _chunked_mean(X, chunk)
+    err = tot = 0.0
+    for s in range(0, len(X), chunk):
+        x = np.asarray(X[s : s + chunk], dtype=np.float64)
+        err += float(((x - np.asarray(X_hat[s : s + chunk], dtype=np.float64)) ** 2).sum())
+        tot += float(((x - mean) ** 2).sum())
+    return err, tot
+
+
+def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
+    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
+    return total / len(X)
+
+
+def rmse(X: np.ndarray, X_hat: np.ndarray) -> float:
+    """Root of the mean per-item squared Euclidean error; X, X_hat (N, D)."""
+    return math.sqrt(_squared_errors(X, X_hat)[0] / len(X))
+
+
+def relative_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
+    """Squared error over the total variance Σ|x − mean(x)|²; X, X_hat (N, D)."""
+    err, tot = _squared_errors(X, X_hat)
+    return err / tot if tot > 0 else (0.0 if err == 0 else math.inf)
+
+
+def _prefix_counts(codes: np.ndarray, length: int) -> np.ndarray:
+    """Item count of each distinct length-``length`` prefix."""
+    return np.unique(codes[:, :length], axis=0, return_counts=True)[1]
+
+
+def utilization(codes: np.ndarray, codebook_sizes: list[int]) -> list[float]:
+    """Share of each level's K codes that some item uses; codes (N, L)."""
+    return [len(np.unique(codes[:, l])) / k for l, k in enumerate(codebook_sizes)]
+
+
+def prefix_utilization(codes: np.ndarray, codebook_sizes: list[int]) -> list[float]:
+    """Distinct length-l prefixes over min(N, Π_{t≤l} K_t), for l = 1..L."""
+    n = len(codes)
+    return [
+        len(_prefix_counts(codes, l + 1)) / min(n, math.prod(codebook_sizes[: l + 1]))
+        for l in range(codes.shape[1])
+    ]
+
+
+def collision_rate(codes: np.ndarray) -> float:
+    """1 − distinct full IDs / N."""
+    return 1.0 - len(_prefix_counts(codes, codes.shape[1])) / len(codes)
+
+
+def icr(codes: np.ndarray) -> float:
+    """Full IDs held by exactly one item over distinct full IDs."""
+    counts = _prefix_counts(codes, codes.shape[1])
+    return float((counts == 1).sum() / len(counts))
+
+
+def gini_coefficient(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts: 0 when all equal, → 1 when one holds all."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    if n == 0 or x.sum() == 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float(2.0 * (ranks * x).sum() / (n * x.sum()) - (n + 1) / n)
+
+
+def gini(codes: np.ndarray) -> list[float]:
+    """Gini coefficient of item counts over the used length-l prefixes, l = 1..L."""
+    return [gini_coefficient(_prefix_counts(codes, l + 1)) for l in range(codes.shape[1])]
+
+
+def perplexity(codes: np.ndarray) -> list[float]:
+    """exp(entropy, in nats) of each level's code distribution."""
+    out = []
+    for l in range(codes.shape[1]):
+        p = np.unique(codes[:, l], return_counts=True)[1] / len(codes)
+        out.append(float(np.exp(-(p * np.log(p)).sum())))
+    return out
+
+
+def report(
+    codes: np.ndarray,
+    codebook_sizes: list[int],
+    X: np.ndarray | None = None,
+    X_hat: np.ndarray | None = None,
+) -> dict:
+    """All metrics as one dict with the keys of :data:`REPORT_KEYS`.
+
+    ``rmse`` and ``relative_mse`` are None unless both X and its reconstruction
+    X_hat (N, D) are given (a codes table alone does not determine them).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    have_recon = X is not None and X_hat is not None
+    if have_recon:
+        err, tot = _squared_errors(X, X_hat)
+    return {
+        "rmse": math.sqrt(err / len(X)) if have_recon else None,
+        "relative_mse": (err / tot if tot > 0 else 0.0) if have_recon else None,
+        "utilization": utilization(codes, codebook_sizes),
+        "prefix_utilization": prefix_utilization(codes, codebook_sizes),
+        "collision_rate": collision_rate(codes),
+        "icr": icr(codes),
+        "gini": gini(codes),
+        "perplexity": perplexity(codes),
+        "n_items": int(len(codes)),
+        "levels": int(codes.shape[1]),
+        "codebook_size": [int(k) for k in codebook_sizes],
+    }

@@ -1,0 +1,343 @@
+"""Residual quantization over any level type; RQGMM and RQKMeans.
+
+Level l fits a codebook to the residuals r_l (r_1 = the normalised input),
+emits the code z_l = level.predict(r_l) (the MAP component for a GMM, the
+nearest centre for k-means) and passes r_{l+1} = r_l − c_l[z_l] on.
+
+Inputs are centred and divided by one global scale (the RMS per coordinate)
+before the first level, and decoding undoes it. Neither k-means nor a GMM
+changes its partition under that map; it keeps float32 well conditioned and
+makes ``reg_covar`` relative to the data's scale, so fitting data scaled by
+1e-8 or 1e6 gives the same codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+from .gmm import DiagonalGMM
+from .kmeans import DEFAULT_CHUNK, KMeans, _disable
+from .tokenizer import Tokenizer, like_input, register
+from .validation import as_codes, as_matrix, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def codebook_size_list(codebook_size: int | list[int], levels: int) -> list[int]:
+    """One codebook size per level from an int or a list of L ints."""
+    sizes = [codebook_size] * levels if isinstance(codebook_size, (int, np.integer)) else list(codebook_size)
+    if len(sizes) != levels:
+        raise InputError(f"codebook_size lists {len(sizes)} sizes for {levels} levels; give one per level or one int")
+    return [check_positive_int("codebook_size", k) for k in sizes]
+
+
+class ResidualQuantizer(Tokenizer):
+    """Residual quantization with L levels of any codebook type.
+
+    Subclasses choose the level (``_make_level``) and its hyper-parameters.
+
+    Parameters
+    ----------
+    levels : int
+        Number of levels L.
+    codebook_size : int or list of int
+        K per level.
+    random_state : int, optional
+        Seed; each level gets its own stream derived from it.
+    device : str or torch.device, optional
+        Where to fit and encode (default CPU).
+    dtype : {"float32", "float64"}
+    chunk_size : int
+        Rows per block in every pass over the data.
+    progress : bool, optional
+        tqdm bars over levels and iterations; None = only on a terminal.
+
+    Attributes
+    ----------
+    levels_ : list of fitted levels
+    offset_ : Tensor (D,)   the mean removed before the first level
+    scale_ : Tensor ()      the global scale divided out before the first level
+    """
+
+    level_type: ClassVar[type]
+
+    def __init__(
+        self,
+        levels: int = 3,
+        codebook_size: int | list[int] = 256,
+        random_state: int | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str = "float32",
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool | None = None,
+    ) -> None:
+        self.n_levels = check_positive_int("levels", levels)
+        self._codebook_sizes = codebook_size_list(codebook_size, self.n_levels)
+        self.random_state = random_state
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if dtype not in _DTYPES:
+            raise InputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.dtype = dtype
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.progress = progress
+
+    @abstractmethod
+    def _make_level(self, index: int, n_components: int, seed: int | None):
+        """A fresh, unfitted level."""
+
+    @abstractmethod
+    def _level_config(self) -> dict:
+        """The level hyper-parameters stored in the model file."""
+
+    # ---------------------------------------------------------------- fitting
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return list(self._codebook_sizes)
+
+    def _level_seeds(self) -> list[int | None]:
+        if self.random_state is None:
+            return [None] * self.n_levels
+        states = np.random.SeedSequence(self.random_state).generate_state(self.n_levels)
+        return [int(s) for s in states]
+
+    def _as_input(self, X) -> torch.Tensor:
+        n_features = self.offset_.shape[0] if hasattr(self, "offset_") else None
+        return as_matrix(X, dtype=_DTYPES[self.dtype], device=self.device, n_features=n_features)
+
+    def fit(self, X) -> "ResidualQuantizer":
+        """Fit all levels on X (N, D); returns self."""
+        for attr in ("offset_", "scale_", "levels_"):
+            self.__dict__.pop(attr, None)
+        X = self._as_input(X)
+        self.offset_ = X.mean(0)
+        rms = ((X - self.offset_) ** 2).mean().sqrt()
+        self.scale_ = torch.where(rms > 0, rms, torch.ones_like(rms))
+        residual = (X - self.offset_) / self.scale_
+        self.levels_ = []
+        seeds = self._level_seeds()
+        for i in tqdm(range(self.n_levels), desc=f"{self.method} levels", disable=_disable(self.progress)):
+            level = self._make_level(i, self._codebook_sizes[i], seeds[i]).fit(residual)
+            codes = level.predict(residual)
+            residual = residual - level.codebook[codes]
+            self.levels_.append(level)
+            logger.info("%s level %d: K=%d, residual RMS %.4g", self.method, i + 1, level.codebook.shape[0],
+                        float(residual.pow(2).mean().sqrt() * self.scale_))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "levels_"):
+            raise InputError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
+    # ---------------------------------------------------------------- encoding
+
+    @torch.no_grad()
+    def encode(self, X) -> np.ndarray | torch.Tensor:
+        """Codes (N, L) int64 of X (N, D); the model is not changed."""
+        self._check_fitted()
+        residual = (self._as_input(X) - self.offset_) / self.scale_
+        codes = []
+        for level in self.levels_:
+            k = level.predict(residual)
+            residual = residual - level.codebook[k]
+            codes.append(k)
+        return like_input(torch.stack(codes, dim=1), X)
+
+    @torch.no_grad()
+    def decode(self, codes) -> np.ndarray | torch.Tensor:
+        """Reconstruction (N, D) from codes (N, l), l <= L: offset + scale · Σ c_l[z_l]."""
+        self._check_fitted()
+        table = as_codes(codes, levels=self.n_levels, codebook_sizes=self.effective_codebook_sizes).to(self.device)
+        out = torch.zeros(table.shape[0], self.offset_.shape[0], dtype=self.offset_.dtype, device=self.device)
+        for level, k in zip(self.levels_, table.T):
+            out = out + level.codebook[k]
+        return like_input(self.offset_ + self.scale_ * out, codes)
+
+    @property
+    def effective_codebook_sizes(self) -> list[int]:
+        """K' actually fitted per level (smaller than K where the data had fewer distinct vectors)."""
+        self._check_fitted()
+        return [level.codebook.shape[0] for level in self.levels_]
+
+    def truncate(self, levels: int) -> "ResidualQuantizer":
+        """A copy of this model cut to its first ``levels`` levels (same codes as their prefix)."""
+        self._check_fitted()
+        config = {**self.get_config(), "levels": levels, "codebook_size": self._codebook_sizes[:levels]}
+        tensors = {k: v for k, v in self.state_tensors().items() if not k.startswith("level") or int(k[5:].split(".")[0]) < levels}
+        return type(self).from_state(config, tensors)
+
+    # ---------------------------------------------------------------- model files
+
+    def get_config(self) -> dict:
+        self._check_fitted()
+        return {
+            "levels": self.n_levels,
+            "codebook_size": self.codebook_sizes,
+            "effective_codebook_size": self.effective_codebook_sizes,
+            "n_features": int(self.offset_.shape[0]),
+            "random_state": self.random_state,
+            "dtype": self.dtype,
+            "chunk_size": self.chunk_size,
+            **self._level_config(),
+        }
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        tensors = {"offset": self.offset_, "scale": self.scale_}
+        for i, level in enumerate(self.levels_):
+            tensors.update({f"level{i}.{k}": v for k, v in level.state_tensors().items()})
+        return tensors
+
+    @classmethod
+    def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "ResidualQuantizer":
+        level_keys = set(cls._config_keys())
+        model = cls(
+            levels=config["levels"],
+            codebook_size=config["codebook_size"],
+            random_state=config.get("random_state"),
+            dtype=config.get("dtype", "float32"),
+            chunk_size=config.get("chunk_size", DEFAULT_CHUNK),
+            **{k: v for k, v in config.items() if k in level_keys},
+        )
+        dtype = _DTYPES[model.dtype]
+        model.offset_ = tensors["offset"].to(dtype)
+        model.scale_ = tensors["scale"].to(dtype)
+        if model.offset_.shape != (config["n_features"],):
+            raise InputError(f"offset has shape {tuple(model.offset_.shape)}, config says D={config['n_features']}")
+        model.levels_ = []
+        for i, K in enumerate(model.codebook_sizes):
+            state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
+            model.levels_.append(model._make_level(i, K, None).load_state(state))
+        return model
+
+    @classmethod
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ()
+
+
+@register
+class RQGMM(ResidualQuantizer):
+    """Residual-quantized Gaussian mixtures (Tong et al., 2026): each level a :class:`DiagonalGMM`.
+
+    Parameters (besides :class:`ResidualQuantizer`'s)
+    -------------------------------------------------
+    max_iter : int          EM iterations per level at most.
+    tol : float             EM stops when the mean log-likelihood changes by less.
+    reg_covar : float       added to every variance, relative to the normalised data.
+    init_max_iter : int     Lloyd iterations of the k-means initialiser.
+    """
+
+    method = "rqgmm"
+
+    def __init__(
+        self,
+        levels: int = 3,
+        codebook_size: int | list[int] = 256,
+        random_state: int | None = None,
+        *,
+        max_iter: int = 100,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        init_max_iter: int = 10,
+        **kwargs,
+    ) -> None:
+        super().__init__(levels, codebook_size, random_state, **kwargs)
+        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.tol, self.reg_covar = float(tol), float(reg_covar)
+        self.init_max_iter = check_positive_int("init_max_iter", init_max_iter)
+
+    def _make_level(self, index: int, n_components: int, seed: int | None) -> DiagonalGMM:
+        return DiagonalGMM(
+            n_components,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            init_max_iter=self.init_max_iter,
+            random_state=seed,
+            device=self.device,
+            dtype=_DTYPES[self.dtype],
+            chunk_size=self.chunk_size,
+            progress=self.progress,
+            name=f"level {index + 1}",
+        )
+
+    def _level_config(self) -> dict:
+        return {"max_iter": self.max_iter, "tol": self.tol, "reg_covar": self.reg_covar, "init_max_iter": self.init_max_iter}
+
+    @classmethod
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ("max_iter", "tol", "reg_covar", "init_max_iter")
+
+    @property
+    def history_(self) -> list[list[float]]:
+        """EM mean log-likelihood per iteration, one list per level."""
+        self._check_fitted()
+        return [list(getattr(level, "history_", [])) for level in self.levels_]
+
+    @torch.no_grad()
+    def predict_proba(self, X) -> list[np.ndarray | torch.Tensor]:
+        """Posteriors per level along the hard residual path: a list of L arrays (N, K'_l)."""
+        self._check_fitted()
+        residual = (self._as_input(X) - self.offset_) / self.scale_
+        out = []
+        for level in self.levels_:
+            out.append(like_input(level.predict_proba(residual), X))
+            residual = residual - level.codebook[level.predict(residual)]
+        return out
+
+
+@register
+class RQKMeans(ResidualQuantizer):
+    """Residual k-means (as in OneRec and QARM): each level a :class:`KMeans`.
+
+    Parameters (besides :class:`ResidualQuantizer`'s)
+    -------------------------------------------------
+    max_iter : int   Lloyd iterations per level at most.
+    tol : float      stop when the inertia falls by less than this fraction.
+    """
+
+    method = "rqkmeans"
+
+    def __init__(
+        self,
+        levels: int = 3,
+        codebook_size: int | list[int] = 256,
+        random_state: int | None = None,
+        *,
+        max_iter: int = 50,
+        tol: float = 1e-4,
+        **kwargs,
+    ) -> None:
+        super().__init__(levels, codebook_size, random_state, **kwargs)
+        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.tol = float(tol)
+
+    def _make_level(self, index: int, n_components: int, seed: int | None) -> KMeans:
+        return KMeans(
+            n_components,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=seed,
+            device=self.device,
+            dtype=_DTYPES[self.dtype],
+            chunk_size=self.chunk_size,
+            progress=self.progress,
+            name=f"level {index + 1}",
+        )
+
+    def _level_config(self) -> dict:
+        return {"max_iter": self.max_iter, "tol": self.tol}
+
+    @classmethod
+    def _config_keys(cls) -> tuple[str, ...]:
+        return ("max_iter", "tol")
