@@ -19,6 +19,7 @@ from .errors import InputError
 from .ids import unique_suffix
 from .metrics import report
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
+from .validation import as_matrix
 
 logger = logging.getLogger("rqgmm")
 
@@ -97,6 +98,7 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
 def cmd_fit(args: argparse.Namespace) -> None:
     tokenizer = make_tokenizer(args)
     _, X = io.read_embeddings(args.emb)
+    X = as_matrix(X, what=args.emb)  # validate before anything is logged or written
     logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
     tokenizer.fit(X).save(args.out)
     logger.info("wrote %s", args.out)

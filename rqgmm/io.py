@@ -150,7 +150,7 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndar
 def _read_npy(path: Path) -> np.ndarray:
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path} is not a readable .npy array ({exc}); write it with numpy.save") from None
     if X.ndim != 2:
         raise InputError(f"{path} holds an array of shape {X.shape}; embeddings must be 2-D (N, D)")

@@ -1,0 +1,172 @@
+"""Train / validation / test splits of an interaction table, and cold-start items.
+
+The headline split is by time (:func:`time_split`): the model is trained on the
+past and evaluated on the future, as it would be in production, so test items
+can be new ("cold"): the items whose content-based semantic IDs matter most.
+:func:`random_split` is the usual i.i.d. comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+
+@dataclass(repr=False)
+class Split:
+    """Three disjoint parts of one interaction table.
+
+    Attributes
+    ----------
+    train, valid, test : pandas.DataFrame
+        Rows of the interaction table, with a fresh 0..n-1 index; together they
+        hold every row exactly once.
+    kind : str
+        ``"time"`` or ``"random"``.
+    """
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    kind: str
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{n}={len(getattr(self, n)):,}" for n in ("train", "valid", "test"))
+        return f"Split({self.kind!r}: {sizes})"
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(f) for f in fractions)
+    valid = (
+        len(values) == 3
+        and all(np.isfinite(values))
+        and min(values) >= 0
+        and values[0] > 0
+        and values[2] > 0
+        and abs(sum(values) - 1.0) <= 1e-6
+    )
+    if not valid:
+        raise InputError(
+            f"fractions must be three numbers (train, valid, test) >= 0 that sum to 1, "
+            f"with train > 0 and test > 0; got {tuple(fractions)}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"the interaction table lacks the column(s) {missing}; it needs {list(columns)} "
+            f"(got {list(frame.columns)})"
+        )
+
+
+def _cut_points(n_rows: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
+    train, valid, _ = fractions
+    # The tolerance keeps float noise (0.29 * 100 = 28.999...) from dropping a row.
+    first = int(np.floor(n_rows * train + 1e-9))
+    return first, max(first, int(np.floor(n_rows * (train + valid) + 1e-9)))
+
+
+def _split_rows(ordered: pd.DataFrame, fractions: tuple[float, float, float], kind: str) -> Split:
+    first, second = _cut_points(len(ordered), fractions)
+    parts = (ordered.iloc[:first], ordered.iloc[first:second], ordered.iloc[second:])
+    split = Split(*(p.reset_index(drop=True) for p in parts), kind=kind)
+    logger.info("%r", split)
+    return split
+
+
+def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> Split:
+    """Global chronological split: the past trains, the future tests.
+
+    Rule: the rows are sorted by (``timestamp``, ``user_id``, ``item_id``) with a
+    stable sort, so equal keys keep their input order. With n rows and fractions
+    (a, b, c), the first floor(a·n) rows are train, the next
+    floor((a+b)·n) − floor(a·n) rows are valid, and the remaining rows are test.
+    (floor is taken with a 1e-9 tolerance so that 0.29·100 counts as 29.)
+    The cut is global (not per user), so every train timestamp is <= every valid
+    timestamp <= every test timestamp, and users or items that first appear late
+    are seen only in valid or test.
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame, shape (n, ...)
+        Needs ``timestamp``, ``user_id`` and ``item_id`` columns.
+    fractions : sequence of 3 floats
+        (train, valid, test), each >= 0, summing to 1; train and test > 0.
+
+    Returns
+    -------
+    Split
+        Each part in chronological order.
+    """
+    fractions = _check_fractions(fractions)
+    _require_columns(interactions, ["timestamp", "user_id", "item_id"])
+    ordered = interactions.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
+    return _split_rows(ordered, fractions, "time")
+
+
+def random_split(
+    interactions: pd.DataFrame, seed: int, fractions: Sequence[float] = DEFAULT_FRACTIONS
+) -> Split:
+    """Uniform random split of the rows, with the same sizes as :func:`time_split`.
+
+    The rows are shuffled by a permutation drawn from
+    ``numpy.random.default_rng(seed)``, then cut as in :func:`time_split`;
+    the same seed and table give the same split.
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame, shape (n, ...)
+    seed : int
+    fractions : sequence of 3 floats
+        (train, valid, test), each >= 0, summing to 1; train and test > 0.
+
+    Returns
+    -------
+    Split
+        Each part in shuffled order.
+    """
+    fractions = _check_fractions(fractions)
+    order = np.random.default_rng(seed).permutation(len(interactions))
+    return _split_rows(interactions.iloc[order], fractions, "random")
+
+
+def cold_mask(test_df: pd.DataFrame, train_df: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``test_df`` have an item never seen in ``train_df``.
+
+    Parameters
+    ----------
+    test_df, train_df : pandas.DataFrame
+        Need an ``item_id`` column.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (len(test_df),)
+    """
+    _require_columns(test_df, ["item_id"])
+    _require_columns(train_df, ["item_id"])
+    return ~test_df["item_id"].isin(train_df["item_id"].unique()).to_numpy()
+
+
+def cold_items(split: Split) -> np.ndarray:
+    """The items of ``split.test`` that never occur in ``split.train``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_cold,)
+        Sorted item ids.
+    """
+    test_items = split.test["item_id"].to_numpy()
+    return np.unique(test_items[cold_mask(split.test, split.train)]).astype(np.int64)

@@ -1,0 +1,21 @@
+"""Shared fixtures: small generated mixtures with known parameters."""
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def make_mixture(n_per: int = 200, k: int = 6, d: int = 8, seed: int = 0, spread: float = 6.0):
+    """Points drawn from k diagonal Gaussians; returns X (k*n_per, d) float64 and the true means."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, spread, (k, d))
+    scales = rng.uniform(0.5, 2.0, (k, d))
+    X = np.concatenate([rng.normal(means[j], scales[j], (n_per, d)) for j in range(k)])
+    return X[rng.permutation(len(X))], means
+
+
+@pytest.fixture
+def mixture():
+    return make_mixture()[0]

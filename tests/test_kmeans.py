@@ -1,0 +1,49 @@
+"""KMeans level: agreement with scikit-learn, seeding, empty-cluster splitting."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_mixture
+from sklearn.cluster import KMeans as SKKMeans
+
+from rqgmm import FewDistinctWarning, KMeans
+from rqgmm.kmeans import split_empty
+
+
+def test_inertia_close_to_sklearn():
+    X, _ = make_mixture(n_per=300, k=8, d=12, seed=1, spread=2.0)
+    ours = KMeans(8, max_iter=100, tol=1e-6, random_state=0, dtype=torch.float64, progress=False).fit(X)
+    best = min(SKKMeans(8, n_init=1, random_state=s).fit(X).inertia_ for s in range(5))
+    assert ours.inertia_ <= 1.02 * best
+
+
+def test_labels_are_nearest_centres(mixture):
+    km = KMeans(6, random_state=0, progress=False).fit(mixture)
+    d = ((mixture[:, None, :] - km.cluster_centers_.numpy()[None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(km.predict(mixture).numpy(), d.argmin(1))
+
+
+def test_inertia_history_non_increasing(mixture):
+    km = KMeans(12, max_iter=30, tol=0, random_state=0, dtype=torch.float64, progress=False).fit(mixture)
+    assert np.all(np.diff(km.history_) <= 1e-9 * km.history_[0])
+
+
+def test_few_distinct_rows_shrink():
+    X = np.repeat(np.eye(5), 10, axis=0)
+    with pytest.warns(FewDistinctWarning, match="effective K=5"):
+        km = KMeans(16, random_state=0, progress=False).fit(X)
+    assert km.n_clusters_ == 5 and km.inertia_ == pytest.approx(0.0, abs=1e-6)
+
+
+def test_split_empty_refills_from_the_largest():
+    centres = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    counts = torch.tensor([10.0, 0.0, 4.0], dtype=torch.float64)
+    n = split_empty(centres, counts, torch.Generator().manual_seed(0))
+    assert n == 1 and counts.tolist() == [5.0, 5.0, 4.0]
+    assert torch.allclose(centres[0], centres[1], atol=1e-3) and not torch.equal(centres[0], centres[1])
+
+
+def test_same_seed_same_centres(mixture):
+    a = KMeans(6, random_state=3, progress=False).fit(mixture).cluster_centers_
+    b = KMeans(6, random_state=3, progress=False).fit(mixture).cluster_centers_
+    assert torch.equal(a, b)
