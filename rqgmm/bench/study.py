@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from ..data.embedders import embed_items
 from ..errors import InputError
 from ..metrics import report, semantic_purity
 from ..tokenizer import methods, tokenizer_class
+from . import plots, tables
 
 
 logger = logging.getLogger(__name__)
@@ -101,8 +103,12 @@ def fit_tokenizer(method: str, levels: int, size: int, seed: int, content: ItemC
     """Fit one tokenizer on the item vectors; returns its metrics (a partial record) and its codes (N, L)."""
     start = time.perf_counter()
     model = tokenizer_class(method)(levels=levels, codebook_size=size, random_state=seed, progress=False)
-    model.fit(content.vectors)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(content.vectors)
     seconds = time.perf_counter() - start
+    for message in {str(w.message) for w in caught}:
+        logger.info("%s %s seed %d: %s", method, _setting_name(levels, size), seed, message)
     codes = np.asarray(model.encode(content.vectors))
     X_hat = np.asarray(model.decode(codes)) if getattr(model, "reconstructs", True) else None
     metrics = report(codes, model.codebook_sizes, content.vectors if X_hat is not None else None, X_hat)

@@ -1,0 +1,231 @@
+"""PNG plots of benchmark records: utilization, EM history, CTR AUC and the codebook sweep.
+
+Each ``plot_*`` function writes one PNG per group it finds in the records and
+returns the paths; a kind of record that is absent gives no plot and no error.
+Figures use the non-interactive "Agg" backend and are closed after saving.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .tables import (  # noqa: E402
+    FIRST_BACKBONES, FIRST_SPLITS, FIRST_VARIANTS, first_codebook_size, mean_std, ordered, select,
+    setting_key, variant_label, variant_of, variants,
+)
+
+logger = logging.getLogger(__name__)
+
+PREFERRED_HISTORY_SETTING = "2x128"
+DPI = 120
+
+
+def _safe(name: object) -> str:
+    """A file-name-safe version of a dataset, split or setting name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
+
+
+def _save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem}.png"
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    logger.debug("wrote %s", path)
+    return path
+
+
+def _mean_err(values: Sequence) -> tuple[float, float]:
+    """Mean and std (0 when one value) for a bar; NaN mean when no value."""
+    mean, std = mean_std(values)
+    return (np.nan if mean is None else mean), (0.0 if std is None else std)
+
+
+def _datasets(records: Sequence[dict]) -> list[str]:
+    return list(dict.fromkeys(r.get("dataset") for r in records if r.get("dataset") is not None))
+
+
+def _grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, tuple[list, list]]) -> None:
+    """Bars of every series side by side within each group; series maps label → (means, errors)."""
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, (means, errs)) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=label)
+    ax.set_xticks(x, groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+
+
+# ----------------------------------------------------------------------------- utilization
+
+
+def _level_values(recs: list[dict], key: str, level: int) -> list:
+    """Level ``level`` of the per-level list ``key``, from the records that reach that level."""
+    return [r[key][level] for r in recs if len(r.get(key) or []) > level]
+
+
+def _utilization_figure(recs: list[dict], title: str) -> plt.Figure:
+    toks = ordered((r.get("tokenizer") for r in recs), FIRST_VARIANTS)
+    depth = max(len(r.get("utilization") or []) for r in recs)
+    series = {}
+    for level in range(depth):
+        stats = [_mean_err(_level_values(select(recs, tokenizer=t), "utilization", level)) for t in toks]
+        series[f"level {level + 1}"] = ([s[0] for s in stats], [s[1] for s in stats])
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(toks) + 2), 3.8))
+    _grouped_bars(ax, toks, series)
+    ax.set_ylim(0, 1.18)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("codebook utilization (codes used / K)")
+    ax.set_title(title)
+    ax.legend(ncol=max(depth, 1), loc="upper center", frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_utilization(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """Per dataset × setting: grouped bars of utilization per level for each tokenizer (std over seeds)."""
+    recs = [r for r in select(records, kind="tokenizer") if r.get("utilization")]
+    paths = []
+    for dataset in _datasets(recs):
+        in_data = select(recs, dataset=dataset)
+        for setting in sorted({r.get("setting") for r in in_data}, key=setting_key):
+            fig = _utilization_figure(select(in_data, setting=setting), f"{dataset}: codebook utilization, {setting}")
+            paths.append(_save(fig, out_dir, f"utilization_{_safe(dataset)}_{_safe(setting)}"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- EM history
+
+
+def _history_record(recs: list[dict]) -> dict | None:
+    """The first seed's RQ-GMM record at the preferred setting, or the first setting present."""
+    recs = [r for r in recs if any(len(h) for h in (r.get("history") or []))]
+    if not recs:
+        return None
+    settings = sorted({r.get("setting") for r in recs}, key=setting_key)
+    setting = PREFERRED_HISTORY_SETTING if PREFERRED_HISTORY_SETTING in settings else settings[0]
+    return min(select(recs, setting=setting), key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
+
+
+def _history_figure(history: list[list[float]]) -> plt.Figure:
+    """One panel per level, each on its own y scale: levels differ by far more than EM's gains."""
+    fig, axes = plt.subplots(1, len(history), figsize=(3.6 * len(history) + 0.6, 3.6), squeeze=False)
+    for level, (ax, values) in enumerate(zip(axes[0], history)):
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, color=f"C{level}")
+        ax.set_title(f"level {level + 1}")
+        ax.set_xlabel("EM iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean log-likelihood per item")
+    return fig
+
+
+def plot_em_history(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """Per dataset: RQ-GMM EM mean log-likelihood against iteration, one line per level."""
+    recs = select(records, kind="tokenizer", tokenizer="rqgmm")
+    paths = []
+    for dataset in _datasets(recs):
+        record = _history_record(select(recs, dataset=dataset))
+        if record is None:
+            continue
+        fig = _history_figure(record["history"])
+        fig.suptitle(f"{dataset}: RQ-GMM EM, {record.get('setting')}, seed {record.get('seed')}")
+        fig.tight_layout()
+        paths.append(_save(fig, out_dir, f"em_history_{_safe(dataset)}"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- CTR AUC
+
+
+def _zoomed_ylim(ax: plt.Axes, series: dict[str, tuple[list, list]]) -> None:
+    """AUC gaps are small: start the axis just below the lowest bar rather than at 0."""
+    lows = [m - e for means, errs in series.values() for m, e in zip(means, errs) if np.isfinite(m)]
+    highs = [m + e for means, errs in series.values() for m, e in zip(means, errs) if np.isfinite(m)]
+    if lows:
+        span = max(max(highs) - min(lows), 0.01)
+        ax.set_ylim(max(0.0, min(lows) - 0.3 * span), min(1.0, max(highs) + 0.35 * span))
+
+
+def _auc_figure(recs: list[dict], title: str) -> plt.Figure:
+    present = variants(recs)
+    backbones = ordered((r.get("backbone") for r in recs), FIRST_BACKBONES)
+    series = {}
+    for b in backbones:
+        stats = [_mean_err([r.get("auc") for r in select(recs, backbone=b) if variant_of(r) == v]) for v in present]
+        series[b] = ([s[0] for s in stats], [s[1] for s in stats])
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(present) + 2), 4.0))
+    _grouped_bars(ax, [variant_label(v).replace(" (", "\n(") for v in present], series)
+    _zoomed_ylim(ax, series)
+    ax.set_ylabel("test AUC (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.legend(title="backbone", ncol=len(backbones), loc="upper left", frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_auc(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """Per dataset × split: AUC by variant (x) with one bar per backbone and std error bars."""
+    recs = [r for r in select(records, kind="ctr") if r.get("auc") is not None]
+    paths = []
+    for dataset in _datasets(recs):
+        in_data = select(recs, dataset=dataset)
+        for split in ordered((r.get("split") for r in in_data), FIRST_SPLITS):
+            fig = _auc_figure(select(in_data, split=split), f"{dataset}: CTR AUC, {split} split (y axis zoomed)")
+            paths.append(_save(fig, out_dir, f"auc_{_safe(dataset)}_{_safe(split)}"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def _sweep_panel(ax: plt.Axes, recs: list[dict], key: str, ylabel: str) -> None:
+    sizes = sorted({first_codebook_size(r) for r in recs})
+    toks = ordered((r.get("tokenizer") for r in recs), FIRST_VARIANTS)
+    for i, tok in enumerate(toks):
+        stats = [_mean_err([r.get(key) for r in select(recs, tokenizer=tok) if first_codebook_size(r) == k])
+                 for k in sizes]
+        dodge = 2.0 ** (0.04 * (i - (len(toks) - 1) / 2))  # keeps overlapping error bars apart
+        ax.errorbar(np.multiply(sizes, dodge), [s[0] for s in stats], yerr=[s[1] for s in stats],
+                    marker="o", capsize=3, label=tok)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("codebook size K per level")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def plot_sweep(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """Per dataset: RMSE against K and AUC against K, one line per tokenizer with std error bars."""
+    recs = [r for r in select(records, kind="sweep") if first_codebook_size(r) is not None]
+    paths = []
+    for dataset in _datasets(recs):
+        in_data = select(recs, dataset=dataset)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        _sweep_panel(left, in_data, "rmse", "reconstruction RMSE")
+        _sweep_panel(right, in_data, "auc", "test AUC")
+        right.legend(frameon=False)
+        backbone = "/".join(ordered(r.get("backbone") for r in in_data))
+        fig.suptitle(f"{dataset}: codebook-size sweep" + (f" ({backbone})" if backbone else ""))
+        fig.tight_layout()
+        paths.append(_save(fig, out_dir, f"sweep_{_safe(dataset)}"))
+    return paths
+
+
+def plot_all(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """Every plot above; returns the PNG paths written."""
+    paths = []
+    for plot in (plot_utilization, plot_em_history, plot_auc, plot_sweep):
+        paths += plot(records, out_dir)
+    logger.info("wrote %d plots to %s", len(paths), out_dir)
+    return paths

@@ -1,0 +1,253 @@
+"""Properties of the CTR side: content helps cold items, OOV handling, seeding,
+early stopping, metric agreement with scikit-learn, shapes, and isolation from
+the tokenizers."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+
+from rqgmm.ctr import (
+    BACKBONES,
+    CTRTensors,
+    FactorizationMachine,
+    FeatureBuilder,
+    FeatureEmbedding,
+    ModelConfig,
+    TrainConfig,
+    evaluate,
+    make_model,
+    predict,
+    run_ctr,
+    train,
+)
+from rqgmm.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+N_USERS, N_ITEMS, N_CLUSTERS = 60, 160, 4
+FAST = TrainConfig(lr=1e-2, batch_size=256, max_epochs=6, patience=2, seed=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _world(seed: int = 0) -> dict:
+    """Users, items, and interactions whose click rate is set by a hidden item cluster.
+
+    Items 0..99 appear in training; items 100..159 are cold and appear only in
+    valid and test, so only content can tell their clusters apart.
+    """
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, N_CLUSTERS, N_ITEMS)
+    cluster_effect = np.array([-2.0, -0.7, 0.7, 2.0])
+    user_bias = rng.normal(0, 0.5, N_USERS)
+    users = pd.DataFrame({"user_id": np.arange(N_USERS, dtype=np.int64),
+                          "gender": rng.choice(["F", "M"], N_USERS)})
+    genre_names = ["Action", "Comedy", "Drama"]
+    items = pd.DataFrame({"item_id": np.arange(N_ITEMS, dtype=np.int64),
+                          "genres": [list(rng.choice(genre_names, rng.integers(1, 3), replace=False))
+                                     for _ in range(N_ITEMS)]})
+
+    def frame(n: int, item_pool: np.ndarray) -> pd.DataFrame:
+        u, i = rng.integers(0, N_USERS, n), rng.choice(item_pool, n)
+        p = 1 / (1 + np.exp(-(cluster_effect[cluster[i]] + user_bias[u])))
+        return pd.DataFrame({"user_id": u.astype(np.int64), "item_id": i.astype(np.int64),
+                             "label": (rng.random(n) < p).astype(np.int64)})
+
+    warm, cold = np.arange(100), np.arange(100, N_ITEMS)
+    codes = pd.DataFrame({"item_id": items["item_id"], "c1": cluster.astype(np.int64),
+                          "c2": rng.integers(0, 8, N_ITEMS).astype(np.int64)})
+    return {"train": frame(4000, warm), "valid": frame(1000, cold), "test": frame(1500, cold),
+            "users": users, "items": items, "codes": codes, "codebook_sizes": [N_CLUSTERS, 8],
+            "embeddings": (items["item_id"].to_numpy(), rng.normal(size=(N_ITEMS, 12)).astype(np.float32))}
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    return _world()
+
+
+def _run(world: dict, backbone: str = "fnn", content: str = "none", config: TrainConfig = FAST):
+    extra = {"none": {},
+             "codes": {"codes": world["codes"], "codebook_sizes": world["codebook_sizes"]},
+             "embedding": {"item_embeddings": world["embeddings"]}}[content]
+    return run_ctr(world["train"], world["valid"], world["test"], world["users"], world["items"],
+                   backbone=backbone, user_fields=["gender"], embedding_dim=8,
+                   model_config=ModelConfig(hidden=(32, 16)), train_config=config, **extra)
+
+
+def _builder(world: dict, **content) -> FeatureBuilder:
+    return FeatureBuilder(["gender"], embedding_dim=8).fit(world["train"], world["users"], world["items"], **content)
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_code_field_carrying_the_cluster_beats_no_content_on_cold_items(world, backbone):
+    none = _run(world, backbone, "none").metrics["auc"]
+    codes = _run(world, backbone, "codes").metrics["auc"]
+    assert codes > none + 0.1, (none, codes)
+
+
+def test_unseen_item_shares_oov_row_but_keeps_its_codes(world):
+    builder = _builder(world, codes=world["codes"], codebook_sizes=world["codebook_sizes"])
+    rows = pd.DataFrame({"user_id": [0, 999], "item_id": [150, 3], "label": [1, 0]})
+    tensors = builder.transform(rows)
+    names = [f.name for f in builder.fields if f.kind == "categorical"]
+    col = {name: tensors.categorical[:, k].numpy() for k, name in enumerate(names)}
+    assert col["item_id"][0] == 0 and col["item_id"][1] > 0  # item 150 is cold
+    assert col["user_id"][1] == 0 and col["gender"][1] == 0  # user 999 is unknown
+    expected = world["codes"].set_index("item_id").loc[[150, 3], ["c1", "c2"]].to_numpy()
+    np.testing.assert_array_equal(np.stack([col["c1"], col["c2"]], axis=1), expected)
+
+
+def test_vocabularies_come_from_training_rows_only(world):
+    builder = _builder(world)
+    item_field = next(f for f in builder.fields if f.name == "item_id")
+    assert item_field.vocab_size == world["train"]["item_id"].nunique() + 1
+
+
+def test_genre_bag_pools_known_genres_and_ignores_padding_and_unseen(world):
+    items = pd.DataFrame({"item_id": [0, 1], "genres": [["A", "B"], ["A", "Zzz"]]})
+    train_rows = pd.DataFrame({"user_id": [0], "item_id": [0], "label": [1]})
+    builder = FeatureBuilder().fit(train_rows, world["users"], items)
+    genres = builder.transform(pd.DataFrame({"user_id": [0, 0], "item_id": [0, 1]})).genres.numpy()
+    assert sorted(genres[0]) == [1, 2] and sorted(genres[1]) == [0, 1]  # "Zzz" never seen in training
+
+
+def test_same_seed_gives_identical_predictions_and_another_seed_differs(world):
+    first = _run(world, "deepfm", "codes").predictions
+    again = _run(world, "deepfm", "codes").predictions
+    other = _run(world, "deepfm", "codes", TrainConfig(**{**FAST.__dict__, "seed": 1})).predictions
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_early_stopping_restores_the_best_validation_epoch(world):
+    builder = _builder(world)
+    train_t, valid_t = builder.transform(world["train"]), builder.transform(world["valid"])
+    config = TrainConfig(lr=3e-2, batch_size=128, max_epochs=12, patience=3, seed=0)
+    model = make_model("fnn", builder.fields, ModelConfig(hidden=(64,)), seed=0)
+    result = train(model, train_t, valid_t, config)
+    history = result.valid_auc
+    assert result.best_epoch == int(np.argmax(history))
+    assert result.best_epoch < len(history) - 1  # this setting overfits: the best is not the last
+    assert len(history) == min(config.max_epochs, result.best_epoch + 1 + config.patience)
+    restored = evaluate(valid_t.labels.numpy(), predict(result.model, valid_t))["auc"]
+    assert restored == pytest.approx(max(history), abs=1e-12)
+
+
+def test_training_leaves_thread_count_and_global_rng_alone(world):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _run(world, "fnn", "none", TrainConfig(**{**FAST.__dict__, "max_epochs": 1, "num_threads": 2}))
+    assert torch.get_num_threads() == 1
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_evaluate_equals_sklearn():
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 500), rng.random(500)
+    metrics = evaluate(y, p)
+    assert metrics["auc"] == roc_auc_score(y, p)
+    assert metrics["logloss"] == log_loss(y, p)
+
+
+def test_fm_term_equals_the_explicit_pairwise_sum():
+    e = torch.randn(5, 4, 3, dtype=torch.float64)
+    pairwise = sum((e[:, i] * e[:, j]).sum(-1) for i, j in itertools.combinations(range(4), 2))
+    torch.testing.assert_close(FactorizationMachine()(e), pairwise)
+
+
+@pytest.mark.parametrize("backbone,content", itertools.product(sorted(BACKBONES), ["none", "codes", "embedding"]))
+def test_forward_shapes(world, backbone, content):
+    extra = {"none": {}, "codes": {"codes": world["codes"], "codebook_sizes": world["codebook_sizes"]},
+             "embedding": {"item_embeddings": world["embeddings"]}}[content]
+    builder = _builder(world, **extra)
+    batch = builder.transform(world["test"].iloc[:7]).batch(slice(None))
+    expected_fields = 4 + {"none": 0, "codes": 2, "embedding": 1}[content]  # user, gender, item, genres
+    assert len(builder.fields) == expected_fields
+    assert FeatureEmbedding(builder.fields)(batch).shape == (7, expected_fields, 8)
+    assert make_model(backbone, builder.fields, ModelConfig(hidden=(16,)))(batch).shape == (7,)
+
+
+def test_importing_ctr_loads_no_tokenizer_module():
+    # A stand-in parent package keeps rqgmm/__init__.py out: this checks ctr's own imports.
+    probe = f"""
+import sys, types
+pkg = types.ModuleType("rqgmm"); pkg.__path__ = [{str(ROOT / "rqgmm")!r}]; sys.modules["rqgmm"] = pkg
+import rqgmm.ctr
+print(sorted(m for m in sys.modules if m.startswith("rqgmm")))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded = eval(out)  # a printed list of module names
+    assert all(m in ("rqgmm", "rqgmm.errors") or m.startswith("rqgmm.ctr") for m in loaded), loaded
+
+
+@pytest.mark.xfail(reason="rqgmm/__init__.py imports the tokenizers eagerly, so `import rqgmm.ctr` loads "
+                   "them too; make its re-exports lazy (PEP 562 __getattr__) and drop this marker")
+def test_importing_ctr_through_the_package_loads_no_tokenizer_module():
+    tokenizers = ("gmm", "kmeans", "residual", "vae", "prq")
+    probe = "import sys, rqgmm.ctr; print(sorted(m for m in sys.modules if m.startswith('rqgmm')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert not [m for m in eval(out) if m.split(".")[1:2] and m.split(".")[1] in tokenizers], out
+
+
+def test_unknown_backbone_lists_the_choices(world):
+    with pytest.raises(InputError, match=r"unknown backbone 'xgb'; choose one of dcnv2, deepfm, fnn"):
+        make_model("xgb", _builder(world).fields)
+
+
+def test_item_missing_from_codes_table_is_refused(world):
+    codes = world["codes"][world["codes"]["item_id"] != 150]
+    builder = _builder(world, codes=codes, codebook_sizes=world["codebook_sizes"])
+    with pytest.raises(InputError, match=r"1 item_id value\(s\) .* missing from the codes table \(first: \[150\]\)"):
+        builder.transform(pd.DataFrame({"user_id": [0], "item_id": [150], "label": [1]}))
+
+
+def test_item_missing_from_embeddings_is_refused(world):
+    ids, vectors = world["embeddings"]
+    builder = _builder(world, item_embeddings=(ids[:-1], vectors[:-1]))
+    with pytest.raises(InputError, match=r"missing from the item_embeddings \(first: \[159\]\)"):
+        builder.transform(pd.DataFrame({"user_id": [0], "item_id": [159]}))
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"codes": "codes"}, r"codes and codebook_sizes go together"),
+    ({"codes": "codes", "codebook_sizes": [2, 8]}, r"codes at level 1 must lie in \[0, 2\), got values in \[0, 3\]"),
+    ({"codes": "codes", "codebook_sizes": [4]}, r"more levels than the 1 codebook_sizes given"),
+    ({"codes": "codes", "codebook_sizes": [4, 8], "item_embeddings": "embeddings"},
+     r"pass codes or item_embeddings, not both"),
+])
+def test_bad_content_is_refused_with_a_clear_message(world, content, message):
+    content = {k: world[v] if isinstance(v, str) else v for k, v in content.items()}
+    with pytest.raises(InputError, match=message):
+        _builder(world, **content)
+
+
+def test_non_binary_labels_are_refused(world):
+    rows = world["train"].assign(label=world["train"]["label"] * 5)
+    with pytest.raises(InputError, match=r"label must be 0 or 1, got values \[0, 5\]"):
+        _builder(world).transform(rows)
+
+
+def test_missing_column_is_named(world):
+    with pytest.raises(InputError, match=r"the users table lacks the column\(s\) \['age'\]"):
+        FeatureBuilder(["age"]).fit(world["train"], world["users"], world["items"])
+
+
+def test_single_class_validation_is_refused():
+    with pytest.raises(InputError, match="AUC needs both clicks and non-clicks"):
+        evaluate(np.ones(4), np.full(4, 0.5))
