@@ -1,14 +1,37 @@
-"""rqgmm: semantic IDs from item embeddings with residual-quantized Gaussian mixtures."""
+"""rqgmm: semantic IDs from item embeddings with residual-quantized Gaussian mixtures.
 
-from .errors import InputError
-from .gmm import DiagonalGMM
-from .kmeans import FewDistinctWarning, KMeans
-from .residual import RQGMM, ResidualQuantizer, RQKMeans
-from .tokenizer import Tokenizer, load, methods
+The names below are loaded on first use (PEP 562), so ``import rqgmm.ctr`` or
+``import rqgmm.data`` does not pull in the tokenizers.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DiagonalGMM", "FewDistinctWarning", "InputError", "KMeans", "RQGMM", "RQKMeans",
-    "ResidualQuantizer", "Tokenizer", "load", "methods", "__version__",
-]
+_EXPORTS = {
+    "DiagonalGMM": "rqgmm.gmm",
+    "KMeans": "rqgmm.kmeans",
+    "FewDistinctWarning": "rqgmm.kmeans",
+    "ResidualQuantizer": "rqgmm.residual",
+    "RQGMM": "rqgmm.residual",
+    "RQKMeans": "rqgmm.residual",
+    "RQVAE": "rqgmm.vae",
+    "VQVAE": "rqgmm.vae",
+    "PRQKMeans": "rqgmm.prq",
+    "Tokenizer": "rqgmm.tokenizer",
+    "load": "rqgmm.tokenizer",
+    "methods": "rqgmm.tokenizer",
+    "InputError": "rqgmm.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rqgmm' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

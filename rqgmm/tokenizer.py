@@ -1,12 +1,15 @@
 """The face every tokenizer shares, the method registry, and ``rqgmm.load``.
 
 A tokenizer turns embeddings (N, D) into codes (N, L) int64 and back. Each method
-registers itself under the name the command line uses (``--method NAME``); a
-saved model records that name in ``config.json`` so :func:`load` can rebuild it.
+has the name the command line uses (``--method NAME``); a saved model records
+that name in ``config.json`` so :func:`load` can rebuild it. The built-in
+methods are listed by module path and imported on first use; other code can add
+its own with :func:`register`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -17,6 +20,13 @@ import torch
 from .errors import InputError
 from .io import read_model, save_model
 
+BUILTIN_METHODS = {
+    "rqgmm": "rqgmm.residual",
+    "rqkmeans": "rqgmm.residual",
+    "prqkmeans": "rqgmm.prq",
+    "rqvae": "rqgmm.vae",
+    "vqvae": "rqgmm.vae",
+}
 _REGISTRY: dict[str, type["Tokenizer"]] = {}
 
 
@@ -27,12 +37,14 @@ def register(cls: type["Tokenizer"]) -> type["Tokenizer"]:
 
 
 def methods() -> list[str]:
-    """Names of the registered tokenizer methods."""
-    return sorted(_REGISTRY)
+    """Names of the tokenizer methods, built-in and registered."""
+    return sorted(set(BUILTIN_METHODS) | set(_REGISTRY))
 
 
 def tokenizer_class(method: str) -> type["Tokenizer"]:
-    """The tokenizer class registered as ``method``."""
+    """The tokenizer class named ``method`` (importing its module on first use)."""
+    if method not in _REGISTRY and method in BUILTIN_METHODS:
+        importlib.import_module(BUILTIN_METHODS[method])
     if method not in _REGISTRY:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(methods())}")
     return _REGISTRY[method]

@@ -196,8 +196,6 @@ print(sorted(m for m in sys.modules if m.startswith("rqgmm")))
     assert all(m in ("rqgmm", "rqgmm.errors") or m.startswith("rqgmm.ctr") for m in loaded), loaded
 
 
-@pytest.mark.xfail(reason="rqgmm/__init__.py imports the tokenizers eagerly, so `import rqgmm.ctr` loads "
-                   "them too; make its re-exports lazy (PEP 562 __getattr__) and drop this marker")
 def test_importing_ctr_through_the_package_loads_no_tokenizer_module():
     tokenizers = ("gmm", "kmeans", "residual", "vae", "prq")
     probe = "import sys, rqgmm.ctr; print(sorted(m for m in sys.modules if m.startswith('rqgmm')))"
