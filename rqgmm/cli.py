@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a tokenizer on embeddings and save the model directory")
     fit.add_argument("emb", help="embeddings: .npy (N x D float) or .parquet (item_id, embedding)")
     fit.add_argument("--method", default="rqgmm", help=f"one of: {', '.join(methods())} (default rqgmm)")
-    fit.add_argument("--levels", type=int, default=3, help="number of code levels L (default 3)")
+    fit.add_argument("--levels", type=int, default=None, help="number of code levels L (default 3; 1 for vqvae)")
     fit.add_argument("--codebook-size", type=_codebook_sizes, default=256,
                      help="K, or one K per level separated by commas (default 256)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -88,10 +88,11 @@ def _add_benchmark(sub) -> None:
 def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
     """A fresh tokenizer from the ``fit`` arguments."""
     cls = tokenizer_class(args.method)
-    kwargs = dict(levels=args.levels, codebook_size=args.codebook_size, random_state=args.seed,
+    levels = args.levels if args.levels is not None else (cls.fixed_levels or 3)
+    kwargs = dict(levels=levels, codebook_size=args.codebook_size, random_state=args.seed,
                   device=args.device, progress=False if args.quiet else None)
     if args.max_iter is not None:
-        kwargs["max_iter"] = args.max_iter
+        kwargs[cls.iteration_param] = args.max_iter
     return cls(**kwargs)
 
 
@@ -125,8 +126,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     X_hat = None
     if args.model:
         tokenizer = load(args.model)
+        if codes.shape[1] > tokenizer.levels:
+            raise InputError(f"codes have {codes.shape[1]} levels but the model has {tokenizer.levels}; "
+                             "pass the model the codes came from")
         sizes = tokenizer.codebook_sizes[: codes.shape[1]]
-        if getattr(tokenizer, "reconstructs", True):
+        if tokenizer.reconstructs:
             X_hat = np.asarray(tokenizer.decode(codes))
             if X_hat.shape != X.shape:
                 raise InputError(f"the model reconstructs dimension {X_hat.shape[1]} but the embeddings have {X.shape[1]}")

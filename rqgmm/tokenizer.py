@@ -76,6 +76,12 @@ class Tokenizer(ABC):
     """
 
     method: ClassVar[str]
+    #: False where ``decode`` is not a reconstruction of the input (rmse is then reported as null).
+    reconstructs: ClassVar[bool] = True
+    #: The number of levels the method always has (VQ-VAE: 1), or None when ``levels`` is free.
+    fixed_levels: ClassVar[int | None] = None
+    #: The constructor argument that ``--max-iter`` sets.
+    iteration_param: ClassVar[str] = "max_iter"
 
     @abstractmethod
     def fit(self, X) -> "Tokenizer":

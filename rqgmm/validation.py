@@ -81,7 +81,7 @@ def as_matrix(
 def as_codes(codes, *, levels: int | None = None, codebook_sizes: list[int] | None = None) -> torch.Tensor:
     """Validate an int code table of shape (N, L) and return it as int64."""
     if not isinstance(codes, torch.Tensor):
-        codes = torch.from_numpy(np.asarray(codes))
+        codes = torch.from_numpy(np.array(codes))
     if codes.ndim != 2:
         raise InputError(f"codes must be 2-D (N items x L levels), got shape {tuple(codes.shape)}")
     if codes.dtype.is_floating_point or codes.dtype == torch.bool:

@@ -12,6 +12,7 @@ from conftest import make_mixture
 
 import rqgmm
 from rqgmm.metrics import rmse
+from rqgmm.tokenizer import tokenizer_class
 
 
 def run(*args, cwd):
@@ -57,12 +58,18 @@ def test_unique_suffix_column(workdir):
 
 def test_npy_codes_and_every_method(workdir):
     for method in rqgmm.methods():
-        code, _, err = run("fit", "x.npy", "--method", method, "--levels", 2, "--codebook-size", 4, "--max-iter", 3,
-                           "--quiet", "--out", f"m-{method}", cwd=workdir)
+        levels = tokenizer_class(method).fixed_levels or 2
+        code, _, err = run("fit", "x.npy", "--method", method, "--levels", levels, "--codebook-size", 4,
+                           "--max-iter", 3, "--quiet", "--out", f"m-{method}", cwd=workdir)
         assert code == 0, (method, err)
         code, _, err = run("encode", f"m-{method}", "x.npy", "--out", f"{method}.npy", "--quiet", cwd=workdir)
         assert code == 0, (method, err)
-        assert np.load(workdir / f"{method}.npy").shape == (480, 2)
+        assert np.load(workdir / f"{method}.npy").shape == (480, levels)
+
+
+def test_vqvae_with_several_levels_is_refused(workdir):
+    result = run("fit", "x.npy", "--method", "vqvae", "--levels", 3, "--out", "vq3", cwd=workdir)
+    _assert_clean_failure(*result, "VQVAE has exactly one level, got levels=3", workdir, "vq3")
 
 
 def _assert_clean_failure(code, out, err, expect, workdir, output):

@@ -102,7 +102,8 @@ def _capacity_note(levels: int, size: int, n_items: int) -> str | None:
 def fit_tokenizer(method: str, levels: int, size: int, seed: int, content: ItemContent) -> tuple[dict, np.ndarray]:
     """Fit one tokenizer on the item vectors; returns its metrics (a partial record) and its codes (N, L)."""
     start = time.perf_counter()
-    model = tokenizer_class(method)(levels=levels, codebook_size=size, random_state=seed, progress=False)
+    cls = tokenizer_class(method)
+    model = cls(levels=cls.fixed_levels or levels, codebook_size=size, random_state=seed, progress=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(content.vectors)
@@ -110,16 +111,17 @@ def fit_tokenizer(method: str, levels: int, size: int, seed: int, content: ItemC
     for message in {str(w.message) for w in caught}:
         logger.info("%s %s seed %d: %s", method, _setting_name(levels, size), seed, message)
     codes = np.asarray(model.encode(content.vectors))
-    X_hat = np.asarray(model.decode(codes)) if getattr(model, "reconstructs", True) else None
+    X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
     metrics = report(codes, model.codebook_sizes, content.vectors if X_hat is not None else None, X_hat)
-    history = getattr(model, "history_", None)
+    history = getattr(model, "history_", None)  # per-level EM log-likelihoods (GMM levels only)
+    per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
     metrics.update(
         purity={
             "level1": semantic_purity(codes, content.genres, 1, seed=seed),
             "prefix2": semantic_purity(codes, content.genres, 2, seed=seed) if codes.shape[1] > 1 else None,
             "random": semantic_purity(codes, content.genres, None, seed=seed),
         },
-        history=history if isinstance(history, list) else [[] for _ in range(codes.shape[1])],
+        history=history if per_level else [[] for _ in range(codes.shape[1])],
         fit_seconds=seconds,
     )
     return metrics, codes
@@ -210,7 +212,7 @@ class Study:
         variants = {"none": ({}, {}), "embedding": ({"item_embeddings": (content.item_ids, content.vectors)}, {})}
         for method in methods():
             metrics, table = codes[(method, levels, size, seed)]
-            kwargs = {"codes": codes_frame(content.item_ids, table), "codebook_sizes": [size] * levels}
+            kwargs = {"codes": codes_frame(content.item_ids, table), "codebook_sizes": metrics["codebook_size"]}
             variants[method] = (kwargs, {k: metrics[k] for k in metrics if k not in ("purity", "history", "fit_seconds")})
         return variants
 
@@ -237,7 +239,7 @@ class Study:
         for size, method, seed in tqdm(jobs, desc=f"{name} K sweep"):
             key = (method, 2, size, seed)
             metrics, table = codes[key] if key in codes else fit_tokenizer(method, 2, size, seed, content)
-            kwargs = {"codes": codes_frame(content.item_ids, table), "codebook_sizes": [size, size]}
+            kwargs = {"codes": codes_frame(content.item_ids, table), "codebook_sizes": metrics["codebook_size"]}
             fields = run_one_ctr(dataset, split, kwargs, cfg.sweep_backbone, seed, cfg.train)
             self.records.append(_record(
                 "sweep", name, split=split.kind, tokenizer=method, setting=_setting_name(2, size),
