@@ -13,11 +13,14 @@ import sys
 import warnings
 
 import numpy as np
+import torch
 
 from . import io
 from .errors import InputError
 from .ids import unique_suffix
 from .metrics import report
+from .parallel import is_writer, process_group
+from .source import RowSource
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
 from .validation import as_matrix
 
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     fit.add_argument("--max-iter", type=int, default=None, help="iterations (EM/Lloyd) or epochs (VAEs) per level")
+    fit.add_argument("--chunk-size", type=int, default=None,
+                     help="rows per block in each pass over the data (default 32768; rqgmm, rqkmeans)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
     fit.add_argument("--out", required=True, help="model directory to write")
 
@@ -93,16 +98,25 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
                   device=args.device, progress=False if args.quiet else None)
     if args.max_iter is not None:
         kwargs[cls.iteration_param] = args.max_iter
+    if args.chunk_size is not None:
+        kwargs["chunk_size"] = args.chunk_size
     return cls(**kwargs)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    tokenizer = make_tokenizer(args)
     _, X = io.read_embeddings(args.emb)
-    X = as_matrix(X, what=args.emb)  # validate before anything is logged or written
-    logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
-    tokenizer.fit(X).save(args.out)
-    logger.info("wrote %s", args.out)
+    # Validate before anything is logged or written (a memory map in one pass, chunk by chunk).
+    if isinstance(X, np.memmap):
+        RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=args.emb).validate()
+    else:
+        X = as_matrix(X, what=args.emb)
+    with process_group(args.device) as args.device:
+        tokenizer = make_tokenizer(args)
+        logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
+        tokenizer.fit(X)
+        if is_writer():
+            tokenizer.save(args.out)
+            logger.info("wrote %s", args.out)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

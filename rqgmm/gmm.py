@@ -20,7 +20,8 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .kmeans import DEFAULT_CHUNK, KMeans, _disable, make_generator
+from .kmeans import DEFAULT_CHUNK, POINTS_PER_CENTRE, KMeans, _disable, make_generator
+from .source import as_source, sample_rows
 from .stats import GMMStats
 from .validation import as_matrix, check_positive_int
 
@@ -76,14 +77,13 @@ def m_step(stats: GMMStats, reg_covar: float, var_floor: float, dtype: torch.dty
     return GMMParams(weights.to(dtype), means.to(dtype), variances.to(dtype))
 
 
-def accumulate(X: torch.Tensor, params: GMMParams, chunk_size: int) -> GMMStats:
-    """One E-step over X (N, D) in chunks, returning the summed (and all-reduced) statistics."""
-    stats = GMMStats.zeros(params.means.shape[0], X.shape[1], X.device)
-    for start in range(0, X.shape[0], chunk_size):
-        chunk = X[start : start + chunk_size]
+def accumulate(source, params: GMMParams) -> GMMStats:
+    """One E-step over a source's chunks, returning the statistics summed over chunks and ranks."""
+    stats = GMMStats.zeros(params.means.shape[0], params.means.shape[1], params.means.device)
+    for chunk in source.chunks():
         resp, log_norm = e_step(chunk, params)
         stats.update(chunk, resp, log_norm)
-    stats.all_reduce()
+    source.all_reduce(*stats.tensors())
     return stats
 
 
@@ -94,7 +94,6 @@ def stats_from_labels(X: torch.Tensor, labels: torch.Tensor, n_components: int, 
         chunk = X[start : start + chunk_size]
         resp = torch.nn.functional.one_hot(labels[start : start + chunk_size], n_components).to(X.dtype)
         stats.update(chunk, resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
-    stats.all_reduce()
     return stats
 
 
@@ -149,6 +148,9 @@ class DiagonalGMM:
         Where and in which precision to compute (default: input's device, float32).
     chunk_size : int
         Rows per E-step block; the (N, K) responsibility matrix is never held whole.
+    init_sample_size : int, optional
+        The k-means initialiser and the variance floor use a seeded uniform
+        sample of at most this many rows (default 256·K; all rows when fewer).
     progress : bool, optional
         tqdm bar over EM iterations; None = only on a terminal.
     name : str
@@ -183,6 +185,7 @@ class DiagonalGMM:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         chunk_size: int = DEFAULT_CHUNK,
+        init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "gmm",
     ) -> None:
@@ -198,6 +201,7 @@ class DiagonalGMM:
         self.device = device
         self.dtype = dtype
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.init_sample_size = init_sample_size or POINTS_PER_CENTRE * self.n_components
         self.progress = progress
         self.name = name
         if reg_covar < 0 or variance_floor < 0:
@@ -206,16 +210,17 @@ class DiagonalGMM:
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X) -> "DiagonalGMM":
-        """Fit on X (N, D) by EM; returns self."""
-        X = as_matrix(X, dtype=self.dtype, device=self.device)
-        gen = make_generator(self.random_state, X.device)
-        self.var_floor_ = self.variance_floor * float(X.var(0, unbiased=False).mean())
-        params = self._initial_params(X)
+        """Fit by EM on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self."""
+        source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
+        sample = sample_rows(source, self.init_sample_size, self.random_state)
+        gen = make_generator(self.random_state, sample.device)
+        self.var_floor_ = self.variance_floor * float(sample.var(0, unbiased=False).mean())
+        params = self._initial_params(sample)
         self.history_, self.n_reseeded_ = [], []
         self.converged_ = False
         bar = tqdm(total=self.max_iter, desc=f"{self.name} EM", leave=False, disable=_disable(self.progress))
         for self.n_iter_ in range(1, self.max_iter + 1):
-            stats = accumulate(X, params, self.chunk_size)
+            stats = accumulate(source, params)
             params = m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
             self.n_reseeded_.append(self._reseed(params, stats.nk, gen))
             self.history_.append(stats.mean_loglik)
@@ -232,6 +237,7 @@ class DiagonalGMM:
         return self
 
     def _initial_params(self, X: torch.Tensor) -> GMMParams:
+        """Parameters from the user's initial values, or from k-means on the sample X."""
         if self.means_init is not None:
             return self._user_params(X)
         km = KMeans(
@@ -332,7 +338,11 @@ class DiagonalGMM:
     def predict(self, X) -> torch.Tensor:
         """MAP component k* = argmax_k γ_ik (N,) int64."""
         X = self._check(X)
-        return torch.cat([weighted_log_prob(c, self.params).argmax(1) for c in self._chunks(X)])
+        return torch.cat([self.assign_chunk(c) for c in self._chunks(X)])
+
+    def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
+        """MAP codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
+        return weighted_log_prob(chunk, self.params).argmax(1)
 
     # ---------------------------------------------------------------- model files
 

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .source import as_source, sample_rows
 from .validation import as_matrix, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ DEFAULT_CHUNK = 32768
 
 class FewDistinctWarning(UserWarning):
     """A level had fewer distinct vectors than components and shrank its codebook."""
+
+
+POINTS_PER_CENTRE = 256  # initialisation sample: at most this many rows per centre (faiss's rule)
 
 
 def make_generator(random_state: int | None, device: torch.device) -> torch.Generator:
@@ -86,12 +90,24 @@ def assign(X: torch.Tensor, C: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) ->
     return torch.cat(labels), torch.cat(dists)
 
 
-def centre_sums(X: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cluster sums (K, D) and counts (K,), accumulated in float64."""
-    sums = torch.zeros(n_clusters, X.shape[1], dtype=torch.float64, device=X.device)
-    sums.index_add_(0, labels, X.to(torch.float64))
-    counts = torch.bincount(labels, minlength=n_clusters).to(torch.float64)
-    return sums, counts
+def lloyd_pass(source, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass of Lloyd's algorithm over a source's chunks.
+
+    Returns per-centre sums (K, D) and counts (K,) of the nearest-centre
+    assignment and the inertia (), all float64 and summed over ranks.
+    """
+    K, D = centres.shape
+    sums = torch.zeros(K, D, dtype=torch.float64, device=centres.device)
+    counts = torch.zeros(K, dtype=torch.float64, device=centres.device)
+    inertia = torch.zeros((), dtype=torch.float64, device=centres.device)
+    C_sq = (centres * centres).sum(1)
+    for chunk in source.chunks():
+        d, labels = squared_distances(chunk, centres, C_sq).min(dim=1)
+        sums.index_add_(0, labels, chunk.to(torch.float64))
+        counts += torch.bincount(labels, minlength=K).to(torch.float64)
+        inertia += d.sum(dtype=torch.float64)
+    source.all_reduce(sums, counts, inertia)
+    return sums, counts, inertia
 
 
 def split_empty(centres: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> int:
@@ -144,6 +160,9 @@ class KMeans:
         Where and in which precision to compute (default: the input's device, float32).
     chunk_size : int
         Rows per distance block; the (N, K) distance matrix is never held whole.
+    init_sample_size : int, optional
+        k-means++ seeds on a seeded uniform sample of at most this many rows
+        (default 256·K); all rows when the data has no more.
     progress : bool, optional
         Show a tqdm bar over iterations; None lets tqdm decide (only on a terminal).
     name : str
@@ -170,6 +189,7 @@ class KMeans:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         chunk_size: int = DEFAULT_CHUNK,
+        init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "kmeans",
     ) -> None:
@@ -180,14 +200,16 @@ class KMeans:
         self.device = device
         self.dtype = dtype
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.init_sample_size = init_sample_size or POINTS_PER_CENTRE * self.n_clusters
         self.progress = progress
         self.name = name
 
     def fit(self, X) -> "KMeans":
-        """Fit on X (N, D); returns self."""
-        X = as_matrix(X, dtype=self.dtype, device=self.device)
-        gen = make_generator(self.random_state, X.device)
-        centres = kmeans_plusplus(X, self.n_clusters, gen)
+        """Fit on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self."""
+        source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
+        sample = sample_rows(source, self.init_sample_size, self.random_state)
+        gen = make_generator(self.random_state, sample.device)
+        centres = kmeans_plusplus(sample, self.n_clusters, gen)
         if centres.shape[0] < self.n_clusters:
             warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
         self.n_clusters_ = centres.shape[0]
@@ -196,9 +218,8 @@ class KMeans:
         prev = float("inf")
         bar = tqdm(range(self.max_iter), desc=f"{self.name} k-means", leave=False, disable=_disable(self.progress))
         for self.n_iter_ in range(1, self.max_iter + 1):
-            labels, d2 = assign(X, centres, self.chunk_size)
-            inertia = float(d2.sum(dtype=torch.float64))
-            sums, counts = centre_sums(X, labels, self.n_clusters_)
+            sums, counts, total = lloyd_pass(source, centres)
+            inertia = float(total)
             centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.dtype)
             self.n_split_.append(split_empty(centres, counts, gen))
             self.history_.append(inertia)
@@ -210,7 +231,7 @@ class KMeans:
             prev = inertia
         bar.close()
         self.cluster_centers_ = centres
-        self.inertia_ = float(assign(X, centres, self.chunk_size)[1].sum(dtype=torch.float64))
+        self.inertia_ = float(lloyd_pass(source, centres)[2])
         return self
 
     def predict(self, X) -> torch.Tensor:
@@ -218,6 +239,10 @@ class KMeans:
         C = self.cluster_centers_
         X = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1])
         return assign(X, C, self.chunk_size)[0]
+
+    def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
+        return squared_distances(chunk, self.cluster_centers_).argmin(1)
 
     @property
     def codebook(self) -> torch.Tensor:

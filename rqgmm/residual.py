@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import DEFAULT_CHUNK, KMeans, _disable
+from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, like_input, register
 from .validation import as_codes, as_matrix, check_positive_int
 
@@ -38,6 +39,22 @@ def codebook_size_list(codebook_size: int | list[int], levels: int) -> list[int]
     if len(sizes) != levels:
         raise InputError(f"codebook_size lists {len(sizes)} sizes for {levels} levels; give one per level or one int")
     return [check_positive_int("codebook_size", k) for k in sizes]
+
+
+def _moments(source: RowSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and RMS per coordinate () of the centred rows, in two passes over all ranks' rows."""
+    total = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
+    for chunk in source.chunks():
+        total += chunk.sum(0, dtype=torch.float64)
+    source.all_reduce(total)
+    mean = total / source.n_total
+    squares = torch.zeros((), dtype=torch.float64, device=source.device)
+    for chunk in source.chunks():
+        squares += ((chunk.to(torch.float64) - mean) ** 2).sum()
+    source.all_reduce(squares)
+    rms = (squares / (source.n_total * source.n_features)).sqrt()
+    scale = rms if float(rms) > 0 else torch.ones_like(rms)
+    return mean.to(source.dtype), scale.to(source.dtype)
 
 
 class ResidualQuantizer(Tokenizer):
@@ -115,24 +132,38 @@ class ResidualQuantizer(Tokenizer):
         n_features = self.offset_.shape[0] if hasattr(self, "offset_") else None
         return as_matrix(X, dtype=_DTYPES[self.dtype], device=self.device, n_features=n_features)
 
+    def _source(self, X, shard: bool) -> RowSource:
+        """Rows of X in chunks; a memory map stays on disk and is validated in one pass."""
+        if isinstance(X, np.memmap):
+            source = RowSource(X, dtype=_DTYPES[self.dtype], device=self.device, chunk_size=self.chunk_size, shard=shard)
+            if hasattr(self, "offset_") and source.n_features != self.offset_.shape[0]:
+                self._as_input(X[:1])  # raises the dimension message
+            source.validate()
+            return source
+        X = self._as_input(X)
+        return RowSource(X, dtype=X.dtype, device=X.device, chunk_size=self.chunk_size, shard=shard)
+
     def fit(self, X) -> "ResidualQuantizer":
-        """Fit all levels on X (N, D); returns self."""
+        """Fit all levels on X (N, D); returns self.
+
+        X may be an array, a tensor or a ``np.memmap`` (read chunk by chunk, never
+        held whole). Inside an initialised ``torch.distributed`` group every rank
+        passes the same X, fits on its own block of rows, and all ranks end with
+        identical parameters (the statistics are all-reduced).
+        """
         for attr in ("offset_", "scale_", "levels_"):
             self.__dict__.pop(attr, None)
-        X = self._as_input(X)
-        self.offset_ = X.mean(0)
-        rms = ((X - self.offset_) ** 2).mean().sqrt()
-        self.scale_ = torch.where(rms > 0, rms, torch.ones_like(rms))
-        residual = (X - self.offset_) / self.scale_
+        source = self._source(X, shard=True)
+        self.offset_, self.scale_ = _moments(source)
+        codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=self.device)
         self.levels_ = []
         seeds = self._level_seeds()
         for i in tqdm(range(self.n_levels), desc=f"{self.method} levels", disable=_disable(self.progress)):
-            level = self._make_level(i, self._codebook_sizes[i], seeds[i]).fit(residual)
-            codes = level.predict(residual)
-            residual = residual - level.codebook[codes]
+            residuals = ResidualSource(source, self.offset_, self.scale_, [lv.codebook for lv in self.levels_], codes)
+            level = self._make_level(i, self._codebook_sizes[i], seeds[i]).fit(residuals)
             self.levels_.append(level)
-            logger.info("%s level %d: K=%d, residual RMS %.4g", self.method, i + 1, level.codebook.shape[0],
-                        float(residual.pow(2).mean().sqrt() * self.scale_))
+            codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
+            logger.info("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
         return self
 
     def _check_fitted(self) -> None:
@@ -145,13 +176,19 @@ class ResidualQuantizer(Tokenizer):
     def encode(self, X) -> np.ndarray | torch.Tensor:
         """Codes (N, L) int64 of X (N, D); the model is not changed."""
         self._check_fitted()
-        residual = (self._as_input(X) - self.offset_) / self.scale_
+        source = self._source(X, shard=False)
+        codes = torch.cat([self._encode_chunk(chunk) for chunk in source.chunks()])
+        return like_input(codes, X)
+
+    def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes (n, L) of a validated chunk (n, D)."""
+        residual = (x - self.offset_) / self.scale_
         codes = []
         for level in self.levels_:
-            k = level.predict(residual)
+            k = level.assign_chunk(residual)
             residual = residual - level.codebook[k]
             codes.append(k)
-        return like_input(torch.stack(codes, dim=1), X)
+        return torch.stack(codes, dim=1)
 
     @torch.no_grad()
     def decode(self, codes) -> np.ndarray | torch.Tensor:

@@ -2,8 +2,8 @@
 
 ``update`` adds one chunk's Σγ, Σγx, Σγx² and log-likelihood; the M-step reads
 them once all chunks are in. Chunked in-memory EM, out-of-core EM and
-multi-process EM differ only in where ``update`` is called and whether
-``all_reduce`` runs before the M-step. Accumulators are float64 whatever the
+multi-process EM differ only in where ``update`` is called and whether the
+accumulators are all-reduced over ranks before the M-step. Accumulators are float64 whatever the
 compute precision, so the sum over many chunks does not lose digits.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
 
 @dataclass
@@ -45,11 +44,9 @@ class GMMStats:
         self.loglik += log_norm.sum(dtype=torch.float64)
         self.n += X.shape[0]
 
-    def all_reduce(self) -> None:
-        """Sum the statistics over all processes of the default group (no-op alone)."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for t in (self.nk, self.sx, self.sxx, self.loglik, self.n):
-                dist.all_reduce(t)
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The accumulators, for an all-reduce over ranks."""
+        return self.nk, self.sx, self.sxx, self.loglik, self.n
 
     @property
     def mean_loglik(self) -> float:

@@ -9,7 +9,8 @@ from conftest import make_mixture
 from sklearn.mixture import GaussianMixture
 
 from rqgmm import DiagonalGMM, FewDistinctWarning
-from rqgmm.gmm import GMMParams, accumulate, m_step
+from rqgmm.gmm import accumulate, m_step
+from rqgmm.source import as_source
 
 
 def _init(X, k, seed=1):
@@ -55,7 +56,7 @@ def test_log_likelihood_never_decreases_one_step_at_a_time():
     params = gmm.params
     previous = -np.inf
     for _ in range(40):  # one E-step + M-step per round, by the pure functions
-        stats = accumulate(X, params, chunk_size=257)
+        stats = accumulate(as_source(X, dtype=torch.float64, device='cpu', chunk_size=257), params)
         assert stats.mean_loglik >= previous - 1e-6 * abs(previous)
         previous = stats.mean_loglik
         params = m_step(stats, 1e-6, gmm.var_floor_, torch.float64)
