@@ -170,10 +170,14 @@ class Study:
     def __init__(self, config: StudyConfig) -> None:
         self.config = config
         self.records: list[dict] = []
+        self.seconds: dict[str, float] = {}
 
     def run(self) -> list[dict]:
         for name in self.config.datasets:
+            start = time.perf_counter()
             self._run_dataset(name)
+            self.seconds[name] = round(time.perf_counter() - start, 1)
+            logger.info("%s done in %.0f s", name, self.seconds[name])
         return self.records
 
     def _run_dataset(self, name: str) -> None:
@@ -309,8 +313,9 @@ def run_benchmark(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _check_out(out)
     start = time.perf_counter()
-    records = Study(config).run()
-    meta = dict(command="rqgmm benchmark " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_options(args)),
+    study = Study(config)
+    records = study.run()
+    meta = dict(seconds_per_dataset=study.seconds, command="rqgmm benchmark " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_options(args)),
                 datasets=list(config.datasets), seeds=list(config.seeds), embedder=config.embedder,
                 backbones=list(config.backbones), tokenizers=methods(), split_rule=SPLIT_RULE, quick=config.quick,
                 elapsed_seconds=time.perf_counter() - start)
