@@ -20,6 +20,7 @@ from .errors import InputError
 from .ids import unique_suffix
 from .metrics import report
 from .parallel import is_writer, process_group
+from .residual import ResidualQuantizer
 from .source import RowSource
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
 from .validation import as_matrix
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-iter", type=int, default=None, help="iterations (EM/Lloyd) or epochs (VAEs) per level")
     fit.add_argument("--chunk-size", type=int, default=None,
                      help="rows per block in each pass over the data (default 32768; rqgmm, rqkmeans)")
+    fit.add_argument("--checkpoint", default=None,
+                     help="directory for progress; rerunning the same command resumes from it (rqgmm, rqkmeans)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
     fit.add_argument("--out", required=True, help="model directory to write")
 
@@ -112,8 +115,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
         X = as_matrix(X, what=args.emb)
     with process_group(args.device) as args.device:
         tokenizer = make_tokenizer(args)
+        if args.checkpoint is not None and not isinstance(tokenizer, ResidualQuantizer):
+            raise InputError(f"--checkpoint is supported for rqgmm and rqkmeans, not {args.method}; drop it")
         logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
-        tokenizer.fit(X)
+        tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}))
         if is_writer():
             tokenizer.save(args.out)
             logger.info("wrote %s", args.out)

@@ -209,17 +209,29 @@ class DiagonalGMM:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X) -> "DiagonalGMM":
-        """Fit by EM on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self."""
+    def fit(self, X, *, resume: tuple[dict, dict] | None = None, on_progress=None,
+            progress_every: int = 5) -> "DiagonalGMM":
+        """Fit by EM on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self.
+
+        ``resume`` is a ``(state, tensors)`` pair that ``on_progress`` received
+        from an earlier, interrupted fit on the same data: EM continues from it
+        and ends as the uninterrupted fit would. ``on_progress(state, tensors)``
+        is called every ``progress_every`` iterations.
+        """
         source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
-        sample = sample_rows(source, self.init_sample_size, self.random_state)
-        gen = make_generator(self.random_state, sample.device)
-        self.var_floor_ = self.variance_floor * float(sample.var(0, unbiased=False).mean())
-        params = self._initial_params(sample)
-        self.history_, self.n_reseeded_ = [], []
+        if resume is None:
+            sample = sample_rows(source, self.init_sample_size, self.random_state)
+            gen = make_generator(self.random_state, sample.device)
+            self.var_floor_ = self.variance_floor * float(sample.var(0, unbiased=False).mean())
+            params = self._initial_params(sample)
+            self.history_, self.n_reseeded_ = [], []
+        else:
+            params, gen = self._restore(*resume)
         self.converged_ = False
-        bar = tqdm(total=self.max_iter, desc=f"{self.name} EM", leave=False, disable=_disable(self.progress))
-        for self.n_iter_ in range(1, self.max_iter + 1):
+        self.n_iter_ = len(self.history_)
+        bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} EM", leave=False,
+                   disable=_disable(self.progress))
+        for self.n_iter_ in range(self.n_iter_ + 1, self.max_iter + 1):
             stats = accumulate(source, params)
             params = m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
             self.n_reseeded_.append(self._reseed(params, stats.nk, gen))
@@ -229,12 +241,30 @@ class DiagonalGMM:
             if self._has_converged():
                 self.converged_ = True
                 break
+            if on_progress is not None and self.n_iter_ % progress_every == 0:
+                on_progress(*self._progress_state(params, gen))
         bar.close()
         self._set_params(params)
         self.lower_bound_ = self.history_[-1]
         if not self.converged_:
             self._warn_not_converged()
         return self
+
+    def _progress_state(self, params: GMMParams, gen: torch.Generator) -> tuple[dict, dict]:
+        state = {"history": self.history_, "n_reseeded": self.n_reseeded_, "var_floor": self.var_floor_,
+                 "n_components": self.n_components_}
+        tensors = {"weights": params.weights, "means": params.means, "variances": params.variances,
+                   "generator": gen.get_state()}
+        return state, tensors
+
+    def _restore(self, state: dict, tensors: dict) -> tuple[GMMParams, torch.Generator]:
+        self.history_, self.n_reseeded_ = list(state["history"]), list(state["n_reseeded"])
+        self.var_floor_, self.n_components_ = state["var_floor"], state["n_components"]
+        kw = dict(device=self.device, dtype=self.dtype)
+        params = GMMParams(*(tensors[k].to(**kw) for k in ("weights", "means", "variances")))
+        gen = torch.Generator(device=params.means.device)
+        gen.set_state(tensors["generator"])
+        return params, gen
 
     def _initial_params(self, X: torch.Tensor) -> GMMParams:
         """Parameters from the user's initial values, or from k-means on the sample X."""

@@ -204,20 +204,29 @@ class KMeans:
         self.progress = progress
         self.name = name
 
-    def fit(self, X) -> "KMeans":
-        """Fit on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self."""
+    def fit(self, X, *, resume: tuple[dict, dict] | None = None, on_progress=None,
+            progress_every: int = 5) -> "KMeans":
+        """Fit on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self.
+
+        ``resume`` and ``on_progress`` work as in :meth:`rqgmm.DiagonalGMM.fit`.
+        """
         source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
-        sample = sample_rows(source, self.init_sample_size, self.random_state)
-        gen = make_generator(self.random_state, sample.device)
-        centres = kmeans_plusplus(sample, self.n_clusters, gen)
-        if centres.shape[0] < self.n_clusters:
-            warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
-        self.n_clusters_ = centres.shape[0]
-        self.history_, self.n_split_ = [], []
+        if resume is None:
+            sample = sample_rows(source, self.init_sample_size, self.random_state)
+            gen = make_generator(self.random_state, sample.device)
+            centres = kmeans_plusplus(sample, self.n_clusters, gen)
+            if centres.shape[0] < self.n_clusters:
+                warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
+            self.n_clusters_ = centres.shape[0]
+            self.history_, self.n_split_ = [], []
+        else:
+            centres, gen = self._restore(*resume)
         self.converged_ = False
-        prev = float("inf")
-        bar = tqdm(range(self.max_iter), desc=f"{self.name} k-means", leave=False, disable=_disable(self.progress))
-        for self.n_iter_ in range(1, self.max_iter + 1):
+        prev = self.history_[-1] if self.history_ else float("inf")
+        self.n_iter_ = len(self.history_)
+        bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} k-means", leave=False,
+                   disable=_disable(self.progress))
+        for self.n_iter_ in range(self.n_iter_ + 1, self.max_iter + 1):
             sums, counts, total = lloyd_pass(source, centres)
             inertia = float(total)
             centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.dtype)
@@ -229,10 +238,20 @@ class KMeans:
                 self.converged_ = True
                 break
             prev = inertia
+            if on_progress is not None and self.n_iter_ % progress_every == 0:
+                on_progress({"history": self.history_, "n_split": self.n_split_, "n_clusters": self.n_clusters_},
+                            {"centres": centres, "generator": gen.get_state()})
         bar.close()
         self.cluster_centers_ = centres
         self.inertia_ = float(lloyd_pass(source, centres)[2])
         return self
+
+    def _restore(self, state: dict, tensors: dict) -> tuple[torch.Tensor, torch.Generator]:
+        self.history_, self.n_split_, self.n_clusters_ = list(state["history"]), list(state["n_split"]), state["n_clusters"]
+        centres = tensors["centres"].to(device=self.device, dtype=self.dtype)
+        gen = torch.Generator(device=centres.device)
+        gen.set_state(tensors["generator"])
+        return centres, gen
 
     def predict(self, X) -> torch.Tensor:
         """Index of the nearest centre (N,) int64 for X (N, D)."""

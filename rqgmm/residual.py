@@ -14,6 +14,7 @@ makes ``reg_covar`` relative to the data's scale, so fitting data scaled by
 from __future__ import annotations
 
 import logging
+import os
 from abc import abstractmethod
 from typing import ClassVar
 
@@ -23,7 +24,9 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .gmm import DiagonalGMM
+from .checkpoint import FitCheckpoint, data_fingerprint
 from .kmeans import DEFAULT_CHUNK, KMeans, _disable
+from .parallel import is_writer
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, like_input, register
 from .validation import as_codes, as_matrix, check_positive_int
@@ -143,28 +146,68 @@ class ResidualQuantizer(Tokenizer):
         X = self._as_input(X)
         return RowSource(X, dtype=X.dtype, device=X.device, chunk_size=self.chunk_size, shard=shard)
 
-    def fit(self, X) -> "ResidualQuantizer":
+    def fit(self, X, *, checkpoint: str | os.PathLike | None = None) -> "ResidualQuantizer":
         """Fit all levels on X (N, D); returns self.
 
         X may be an array, a tensor or a ``np.memmap`` (read chunk by chunk, never
         held whole). Inside an initialised ``torch.distributed`` group every rank
         passes the same X, fits on its own block of rows, and all ranks end with
         identical parameters (the statistics are all-reduced).
+
+        With ``checkpoint`` (a directory), progress is saved after every level and
+        every few iterations within one; rerunning the same fit resumes from it
+        and ends with the model an uninterrupted fit gives.
         """
         for attr in ("offset_", "scale_", "levels_"):
             self.__dict__.pop(attr, None)
         source = self._source(X, shard=True)
-        self.offset_, self.scale_ = _moments(source)
-        codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=self.device)
+        ckpt = self._checkpoint(checkpoint, X)
         self.levels_ = []
+        if not self._resume_levels(ckpt):
+            self.offset_, self.scale_ = _moments(source)
+        codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=self.device)
         seeds = self._level_seeds()
         for i in tqdm(range(self.n_levels), desc=f"{self.method} levels", disable=_disable(self.progress)):
-            residuals = ResidualSource(source, self.offset_, self.scale_, [lv.codebook for lv in self.levels_], codes)
-            level = self._make_level(i, self._codebook_sizes[i], seeds[i]).fit(residuals)
-            self.levels_.append(level)
+            residuals = ResidualSource(source, self.offset_, self.scale_, [lv.codebook for lv in self.levels_[:i]], codes)
+            if i == len(self.levels_):
+                self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt))
+                if ckpt is not None and is_writer():
+                    ckpt.save_levels(i + 1, self.state_tensors())
+            level = self.levels_[i]
             codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
             logger.info("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
         return self
+
+    def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None):
+        level = self._make_level(i, self._codebook_sizes[i], seed)
+        if ckpt is None:
+            return level.fit(residuals)
+        progress = ckpt.load_progress()
+        resume = progress if progress is not None and progress[0]["level"] == i else None
+        return level.fit(residuals, resume=resume,
+                         on_progress=lambda state, t: is_writer() and ckpt.save_progress(i, state, t))
+
+    def _checkpoint(self, path, X) -> FitCheckpoint | None:
+        if path is None:
+            return None
+        fingerprint = {"method": self.method, "levels": self.n_levels, "codebook_size": self.codebook_sizes,
+                       "random_state": self.random_state, "dtype": self.dtype, **self._level_config(),
+                       "data": data_fingerprint(X)}
+        return FitCheckpoint(path, fingerprint)
+
+    def _resume_levels(self, ckpt: FitCheckpoint | None) -> bool:
+        """Restore the completed levels of a checkpoint; False when there are none."""
+        saved = ckpt.load_levels() if ckpt is not None else None
+        if saved is None:
+            return False
+        state, tensors = saved
+        dtype = _DTYPES[self.dtype]
+        self.offset_, self.scale_ = tensors["offset"].to(self.device, dtype), tensors["scale"].to(self.device, dtype)
+        for i in range(state["n_done"]):
+            level_state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
+            self.levels_.append(self._make_level(i, self._codebook_sizes[i], None).load_state(level_state))
+        logger.info("resuming from %s: %d of %d levels done", ckpt.path, state["n_done"], self.n_levels)
+        return True
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "levels_"):
