@@ -88,7 +88,8 @@ class ResidualQuantizer(Tokenizer):
     scale_ : Tensor ()      the global scale divided out before the first level
     """
 
-    level_type: ClassVar[type]
+    #: Hyper-parameters of the levels, stored in the model file and passed back on load.
+    level_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -115,9 +116,14 @@ class ResidualQuantizer(Tokenizer):
     def _make_level(self, index: int, n_components: int, seed: int | None):
         """A fresh, unfitted level."""
 
-    @abstractmethod
     def _level_config(self) -> dict:
         """The level hyper-parameters stored in the model file."""
+        return {name: getattr(self, name) for name in self.level_params}
+
+    def _level_kwargs(self, index: int, seed: int | None) -> dict:
+        """Keyword arguments every level type takes, for level ``index`` (0-based)."""
+        return dict(random_state=seed, device=self.device, dtype=_DTYPES[self.dtype], chunk_size=self.chunk_size,
+                    progress=self.progress, name=f"level {index + 1}", **self._level_config())
 
     # ---------------------------------------------------------------- fitting
 
@@ -280,14 +286,13 @@ class ResidualQuantizer(Tokenizer):
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "ResidualQuantizer":
-        level_keys = set(cls._config_keys())
         model = cls(
             levels=config["levels"],
             codebook_size=config["codebook_size"],
             random_state=config.get("random_state"),
             dtype=config.get("dtype", "float32"),
             chunk_size=config.get("chunk_size", DEFAULT_CHUNK),
-            **{k: v for k, v in config.items() if k in level_keys},
+            **{k: v for k, v in config.items() if k in cls.level_params},
         )
         dtype = _DTYPES[model.dtype]
         model.offset_ = tensors["offset"].to(dtype)
@@ -299,10 +304,6 @@ class ResidualQuantizer(Tokenizer):
             state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
             model.levels_.append(model._make_level(i, K, None).load_state(state))
         return model
-
-    @classmethod
-    def _config_keys(cls) -> tuple[str, ...]:
-        return ()
 
 
 @register
@@ -318,6 +319,7 @@ class RQGMM(ResidualQuantizer):
     """
 
     method = "rqgmm"
+    level_params = ("max_iter", "tol", "reg_covar", "init_max_iter")
 
     def __init__(
         self,
@@ -337,26 +339,7 @@ class RQGMM(ResidualQuantizer):
         self.init_max_iter = check_positive_int("init_max_iter", init_max_iter)
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> DiagonalGMM:
-        return DiagonalGMM(
-            n_components,
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            max_iter=self.max_iter,
-            init_max_iter=self.init_max_iter,
-            random_state=seed,
-            device=self.device,
-            dtype=_DTYPES[self.dtype],
-            chunk_size=self.chunk_size,
-            progress=self.progress,
-            name=f"level {index + 1}",
-        )
-
-    def _level_config(self) -> dict:
-        return {"max_iter": self.max_iter, "tol": self.tol, "reg_covar": self.reg_covar, "init_max_iter": self.init_max_iter}
-
-    @classmethod
-    def _config_keys(cls) -> tuple[str, ...]:
-        return ("max_iter", "tol", "reg_covar", "init_max_iter")
+        return DiagonalGMM(n_components, **self._level_kwargs(index, seed))
 
     @property
     def history_(self) -> list[list[float]]:
@@ -387,6 +370,7 @@ class RQKMeans(ResidualQuantizer):
     """
 
     method = "rqkmeans"
+    level_params = ("max_iter", "tol")
 
     def __init__(
         self,
@@ -403,21 +387,4 @@ class RQKMeans(ResidualQuantizer):
         self.tol = float(tol)
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> KMeans:
-        return KMeans(
-            n_components,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=seed,
-            device=self.device,
-            dtype=_DTYPES[self.dtype],
-            chunk_size=self.chunk_size,
-            progress=self.progress,
-            name=f"level {index + 1}",
-        )
-
-    def _level_config(self) -> dict:
-        return {"max_iter": self.max_iter, "tol": self.tol}
-
-    @classmethod
-    def _config_keys(cls) -> tuple[str, ...]:
-        return ("max_iter", "tol")
+        return KMeans(n_components, **self._level_kwargs(index, seed))
