@@ -22,6 +22,7 @@ _EXPORTS = {
     "load": "rqgmm.tokenizer",
     "methods": "rqgmm.tokenizer",
     "InputError": "rqgmm.errors",
+    "ConvergenceWarning": "rqgmm.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

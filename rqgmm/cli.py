@@ -83,11 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_benchmark(sub) -> None:
-    try:
-        from .bench.study import add_arguments
-    except ImportError:  # the study is optional until its module exists
-        return
-    add_arguments(sub.add_parser("benchmark", help="run the CTR study on real data (tables, plots)"))
+    bench = sub.add_parser("benchmark", help="run the CTR study on real data (tables, plots)")
+    bench.add_argument("--dataset", default="movielens-100k",
+                       help="movielens-100k (default), movielens-small, or all")
+    bench.add_argument("--out", default="results", help="output directory (default ./results)")
+    bench.add_argument("--quick", action="store_true", help="one seed and fewer epochs (every variant still runs)")
+    bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, or 1 with --quick)")
+    bench.add_argument("--embedder", default="minilm", help="minilm (384-d, default), mpnet (768-d) or hashing-<dim>")
+    bench.add_argument("--max-items", type=int, default=None, help="subsample this many items (for smoke runs)")
+    bench.add_argument("--quiet", action="store_true")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from .bench.study import run_benchmark  # the study's imports are heavy: load them only here
+
+    run_benchmark(args)
 
 
 # --------------------------------------------------------------------------- verbs
@@ -106,13 +116,17 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
     return cls(**kwargs)
 
 
-def cmd_fit(args: argparse.Namespace) -> None:
-    _, X = io.read_embeddings(args.emb)
-    # Validate before anything is logged or written (a memory map in one pass, chunk by chunk).
+def _read_valid_embeddings(path: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """Embeddings from ``path``, validated before anything is logged or written (a memory map chunk by chunk)."""
+    item_ids, X = io.read_embeddings(path)
     if isinstance(X, np.memmap):
-        RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=args.emb).validate()
-    else:
-        X = as_matrix(X, what=args.emb)
+        RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
+        return item_ids, X
+    return item_ids, as_matrix(X, what=path)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    _, X = _read_valid_embeddings(args.emb)
     with process_group(args.device) as args.device:
         tokenizer = make_tokenizer(args)
         if args.checkpoint is not None and not isinstance(tokenizer, ResidualQuantizer):
@@ -128,7 +142,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.unique and not args.out.endswith(".parquet"):
         raise InputError("--unique needs a .parquet output (the suffix is its own column); use --out codes.parquet")
     tokenizer = load(args.model)
-    item_ids, X = io.read_embeddings(args.emb)
+    item_ids, X = _read_valid_embeddings(args.emb)
     codes = np.asarray(tokenizer.encode(X))
     suffix = unique_suffix(codes) if args.unique else None
     io.write_codes(args.out, codes, item_ids, suffix)
@@ -184,7 +198,7 @@ def _format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report}
+VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -198,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _setup_logging(getattr(args, "quiet", False))
-        handler = VERBS.get(args.verb) or args.run
-        handler(args)
+        VERBS[args.verb](args)
     except InputError as exc:
         print(f"rqgmm: error: {exc}", file=sys.stderr)
         return 2

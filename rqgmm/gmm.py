@@ -16,10 +16,9 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from .errors import ConvergenceWarning, InputError
 from .kmeans import DEFAULT_CHUNK, POINTS_PER_CENTRE, KMeans, _disable, make_generator
 from .source import as_source, sample_rows
 from .stats import GMMStats

@@ -2,12 +2,16 @@
 
 Every writer goes through :func:`atomic_output`: the file or directory is built
 under a temporary name beside its destination and renamed into place, so an
-interrupted run leaves the old output or the new one, never a partial one.
+interrupted run (even by SIGKILL) leaves the old output or the new one, never a
+partial one; only a temporary ``.NAME.tmp-*`` may remain beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
@@ -17,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from safetensors import SafetensorError
@@ -44,6 +49,8 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterat
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create 0600/0700; the output gets the mode any new file would get.
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~_UMASK)
     try:
         yield tmp
         if directory:
@@ -58,15 +65,51 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterat
         raise
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    renameat2 = getattr(_libc(), "renameat2", None) if os.name == "posix" else None
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # the kernel or the file system cannot exchange
+    raise OSError(err, os.strerror(err), str(b))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def _replace_directory(tmp: Path, path: Path) -> None:
-    # A directory cannot be renamed over a non-empty one: move the old one aside first.
-    if path.exists():
+    # A directory cannot be renamed over a non-empty one. Where the OS can swap the two
+    # atomically, path always holds the old or the new model; elsewhere the old one is
+    # moved aside first, which leaves a short window without a model at path.
+    if not path.exists():
+        os.replace(tmp, path)
+    elif path.is_dir() and _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old model
+    else:
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
         os.replace(path, old / "old")
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- models
@@ -109,8 +152,12 @@ def read_model(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
         raise InputError(f"{config_file} is not valid JSON ({exc}); refit the model") from None
     if not isinstance(config, dict) or "method" not in config or "format_version" not in config:
         raise InputError(f"{config_file} lacks 'method' or 'format_version'; refit the model")
+    if not isinstance(config["method"], str):
+        raise InputError(f"{config_file} has method {config['method']!r}, not a method name; refit the model")
     version = config["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{config_file} has format_version {version!r}, not a positive integer; refit the model")
+    if version > FORMAT_VERSION:
         raise InputError(
             f"{path} has model format version {version!r}, newer than this release reads "
             f"({FORMAT_VERSION}); upgrade rqgmm"
@@ -147,13 +194,21 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndar
     raise InputError(f"{path} has extension {path.suffix!r}; embeddings must be .npy or .parquet")
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path} is not a readable .npy array ({exc}); write it with numpy.save") from None
     if X.ndim != 2:
-        raise InputError(f"{path} holds an array of shape {X.shape}; embeddings must be 2-D (N, D)")
+        axes = "(N, D)" if what == "embeddings" else "(N, L)"
+        raise InputError(f"{path} holds an array of shape {X.shape}; {what} must be 2-D {axes}")
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise InputError(f"{path} holds complex values ({X.dtype}); {what} must be real")
+    if not X.dtype.isnative:
+        # torch reads native byte order only: a big-endian file is converted in memory.
+        return np.asarray(X, dtype=X.dtype.newbyteorder("="))
+    if np.issubdtype(X.dtype, np.floating) and X.dtype.itemsize > 8:
+        return np.asarray(X, dtype=np.float64)  # long double: torch has no such dtype
     return X
 
 
@@ -167,9 +222,12 @@ def _read_parquet_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"{path} lacks column(s) {sorted(missing)}; embeddings parquet needs 'item_id' and 'embedding'"
         )
-    item_ids = table.column("item_id").to_numpy()
-    if len(np.unique(item_ids)) != len(item_ids):
+    id_column = table.column("item_id")
+    if id_column.null_count:
+        raise InputError(f"{path}: 'item_id' has {id_column.null_count} null values; every item needs an id")
+    if pc.count_distinct(id_column).as_py() != len(id_column):
         raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    item_ids = id_column.to_numpy()
     return item_ids, _embedding_column(table.column("embedding"), path)
 
 
@@ -184,7 +242,7 @@ def _embedding_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
         raise InputError(f"{path}: 'embedding' has {col.null_count} null rows; drop them")
     if len(col) == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    lengths = np.asarray(pa.compute.list_value_length(col))
+    lengths = np.asarray(pc.list_value_length(col))
     if lengths.min() != lengths.max():
         raise InputError(
             f"{path}: 'embedding' is ragged (lengths {lengths.min()} to {lengths.max()}); every row needs the same D"
@@ -231,17 +289,27 @@ def read_codes(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
     if not path.is_file():
         raise InputError(f"codes file {path} does not exist; write it with `rqgmm encode`")
     if path.suffix == ".npy":
-        codes = _read_npy(path)
+        codes = _read_npy(path, "codes")
         if not np.issubdtype(codes.dtype, np.integer):
             raise InputError(f"{path} holds {codes.dtype}; codes must be integers")
         return None, np.asarray(codes, dtype=np.int64)
     if path.suffix != ".parquet":
         raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path} is not a readable parquet file ({exc}); write it with `rqgmm encode`") from None
     names = [n for n in table.column_names if n.startswith("c") and n[1:].isdigit()]
     names.sort(key=lambda n: int(n[1:]))
     if not names or names != code_columns(len(names)):
         raise InputError(f"{path} must have columns c1..cL; found {table.column_names}")
+    for name in names:
+        column = table.column(name)
+        if not pa.types.is_integer(column.type) or column.null_count:
+            raise InputError(
+                f"{path}: column {name} holds {column.type} with {column.null_count} nulls; "
+                "codes must be integers without nulls"
+            )
     codes = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.int64)
     ids = table.column("item_id").to_numpy() if "item_id" in table.column_names else None
     return ids, codes

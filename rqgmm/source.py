@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import InputError
-from .validation import _nonfinite_message, as_matrix
+from .validation import _nonfinite_message, as_matrix, as_real_tensor
 
 
 def world() -> tuple[int, int]:
@@ -64,13 +64,7 @@ class RowSource:
         self.n_local = stop - self.start
 
     def _tensor(self, rows) -> torch.Tensor:
-        block = self.X[rows]
-        if isinstance(block, torch.Tensor):
-            return block.to(device=self.device, dtype=self.dtype)
-        block = np.asarray(block)
-        if not (np.issubdtype(block.dtype, np.number) or block.dtype == bool):
-            raise InputError(f"the input must be numeric, got dtype {block.dtype}; pass a float array of shape (N, D)")
-        return torch.from_numpy(np.array(block, copy=True)).to(device=self.device, dtype=self.dtype)
+        return as_real_tensor(self.X[rows], self.what).to(device=self.device, dtype=self.dtype)
 
     def chunks(self) -> Iterator[torch.Tensor]:
         """This rank's rows, ``chunk_size`` at a time: tensors (n, D)."""

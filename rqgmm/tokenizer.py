@@ -50,16 +50,34 @@ def tokenizer_class(method: str) -> type["Tokenizer"]:
     return _REGISTRY[method]
 
 
-def load(path: str | os.PathLike) -> "Tokenizer":
-    """Load a tokenizer saved with ``save(path)``, whatever its method."""
+def load(path: str | os.PathLike, method: str | None = None) -> "Tokenizer":
+    """Load a tokenizer saved with ``save(path)``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The model directory.
+    method : str, optional
+        The method the caller expects (e.g. ``"rqgmm"``); None accepts any.
+
+    Raises
+    ------
+    InputError
+        If the directory is missing, corrupt or inconsistent, or holds a model of
+        another method than ``method``.
+    """
     config, tensors = read_model(path)
+    if method is not None and config["method"] != method:
+        raise InputError(
+            f"model in {path} is a {config['method']!r} model, expected {method!r}; "
+            f"pass a model fitted with --method {method}, or load it without method="
+        )
     cls = tokenizer_class(config["method"])
     try:
         return cls.from_state(config, tensors)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"model in {path} does not match its config ({exc}); refit the model") from None
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        detail = exc if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        raise InputError(f"model in {path} does not match its config ({detail}); refit the model") from None
 
 
 def like_input(values: torch.Tensor, like: Any) -> np.ndarray | torch.Tensor:

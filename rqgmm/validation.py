@@ -10,12 +10,25 @@ from .errors import InputError
 ArrayLike = "np.ndarray | torch.Tensor"
 
 
-def _nonfinite_message(bad_rows: np.ndarray, n_rows: int, what: str) -> str:
+def _rows(bad_rows: np.ndarray, n_rows: int) -> str:
+    """'k of N rows (rows i, j, ...)': the count and the first five row numbers."""
     first = ", ".join(str(int(i)) for i in bad_rows[:5])
     more = ", ..." if len(bad_rows) > 5 else ""
+    return f"{len(bad_rows)} of {n_rows} rows (rows {first}{more})"
+
+
+def _nonfinite_message(bad_rows: np.ndarray, n_rows: int, what: str) -> str:
     return (
-        f"{what} has NaN or Inf values in {len(bad_rows)} of {n_rows} rows "
-        f"(rows {first}{more}); drop or impute those rows before fitting or encoding"
+        f"{what} has NaN or Inf values in {_rows(bad_rows, n_rows)}; "
+        "drop or impute those rows before fitting or encoding"
+    )
+
+
+def _overflow_message(bad_rows: np.ndarray, n_rows: int, what: str, dtype: torch.dtype) -> str:
+    name = str(dtype).removeprefix("torch.")
+    return (
+        f"{what} has values beyond the range of {name} (|x| > {torch.finfo(dtype).max:.3g}) in "
+        f"{_rows(bad_rows, n_rows)}; scale the data down before fitting or encoding"
     )
 
 
@@ -32,7 +45,8 @@ def as_matrix(
     Parameters
     ----------
     X : array-like or torch.Tensor, shape (N, D)
-        Integer, float16, bfloat16, float32 or float64 values; converted, not refused.
+        Integer, bool, float16, bfloat16, float32, float64 or long double values, in
+        either byte order; converted, not refused. A tensor is detached from autograd.
     dtype : torch.dtype
         Floating dtype of the result.
     device : str or torch.device, optional
@@ -47,17 +61,11 @@ def as_matrix(
     Raises
     ------
     InputError
-        On a non-2-D or empty input, a wrong dimension, non-numeric values, or
-        NaN/Inf (with the count and first row numbers).
+        On a non-2-D or empty input, a wrong dimension, non-numeric or complex
+        values, NaN/Inf, or values beyond the range of ``dtype`` (with the count
+        and first row numbers).
     """
-    if not isinstance(X, torch.Tensor):
-        arr = np.asarray(X)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise InputError(
-                f"{what} must be numeric, got dtype {arr.dtype}; pass a float array of shape (N, D)"
-            )
-        # A read-only memory map must be copied: torch does not wrap non-writable arrays.
-        X = torch.from_numpy(np.array(arr, order="C", copy=not arr.flags.writeable or None))
+    X = as_real_tensor(X, what)
     if X.ndim != 2:
         raise InputError(
             f"{what} must be 2-D (N items x D dimensions), got shape {tuple(X.shape)}; "
@@ -70,12 +78,37 @@ def as_matrix(
             f"{what} has dimension {X.shape[1]} but the model expects {n_features}; "
             "use embeddings from the same model the tokenizer was fitted on"
         )
+    source = X
     X = X.to(device=device if device is not None else X.device, dtype=dtype)
     finite = torch.isfinite(X).all(dim=1)
     if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten().cpu().numpy()
-        raise InputError(_nonfinite_message(bad, X.shape[0], what))
+        bad = torch.nonzero(~finite).flatten().cpu()
+        if bool(torch.isfinite(source[bad].to(torch.float64)).all()):
+            raise InputError(_overflow_message(bad.numpy(), X.shape[0], what, dtype))
+        raise InputError(_nonfinite_message(bad.numpy(), X.shape[0], what))
     return X
+
+
+def as_real_tensor(X, what: str) -> torch.Tensor:
+    """``X`` as a real-valued tensor, detached from autograd; numpy arrays are not copied unless needed."""
+    if isinstance(X, torch.Tensor):
+        if X.is_complex():
+            raise InputError(f"{what} is complex ({X.dtype}); pass real-valued embeddings")
+        return X.detach()
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{what} is not a numeric (N, D) array ({exc}); pass a float array of shape (N, D)") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{what} must be numeric, got dtype {arr.dtype}; pass a float array of shape (N, D)")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{what} is complex ({arr.dtype}); pass real-valued embeddings")
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 8:
+        arr = arr.astype(np.float64)  # long double: torch has no such dtype
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian files: torch reads native order only
+    # A read-only memory map must be copied: torch does not wrap non-writable arrays.
+    return torch.from_numpy(np.array(arr, order="C", copy=not arr.flags.writeable or None))
 
 
 def as_codes(codes, *, levels: int | None = None, codebook_sizes: list[int] | None = None) -> torch.Tensor:

@@ -81,7 +81,7 @@ def test_fit_then_predict_matches_map_of_predict_proba(mixture):
 
 
 def test_convergence_warning_names_the_level(mixture):
-    from sklearn.exceptions import ConvergenceWarning
+    from rqgmm import ConvergenceWarning
 
     with pytest.warns(ConvergenceWarning, match=r"level 2: EM did not converge in 2 iterations"):
         DiagonalGMM(6, max_iter=2, tol=0.0, random_state=0, progress=False, name="level 2").fit(mixture)

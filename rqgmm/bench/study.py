@@ -281,19 +281,6 @@ def _check_out(out: Path) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``rqgmm benchmark`` options."""
-    parser.add_argument("--dataset", default="movielens-100k",
-                        help=f"one of {', '.join(DATASETS)}, or 'all' (default movielens-100k)")
-    parser.add_argument("--out", default="results", help="output directory (default ./results)")
-    parser.add_argument("--quick", action="store_true", help="one seed and fewer epochs (every variant still runs)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, or 1 with --quick)")
-    parser.add_argument("--embedder", default="minilm", help="minilm (384-d, default), mpnet (768-d) or hashing-<dim>")
-    parser.add_argument("--max-items", type=int, default=None, help="subsample this many items (for smoke runs)")
-    parser.add_argument("--quiet", action="store_true")
-    parser.set_defaults(run=run_benchmark)
-
-
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """A StudyConfig from the command-line options, validated."""
     if args.dataset != "all" and args.dataset not in DATASETS:
