@@ -39,6 +39,8 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterat
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     On an exception the temporary file or directory is removed and ``path`` is untouched.
+    The new content is flushed to disk (fsync) before the rename and the rename
+    itself after it, so the output survives a power loss as well as a kill.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,16 +55,33 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterat
     os.chmod(tmp, (0o777 if directory else 0o666) & ~_UMASK)
     try:
         yield tmp
+        _fsync_tree(tmp)
         if directory:
             _replace_directory(tmp, path)
         else:
             os.replace(tmp, path)
+        _fsync(path.parent)  # the rename itself
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush one file or directory entry to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a file, or a directory and every file in it, to disk."""
+    for p in [*(p for p in path.rglob("*") if p.is_file()), path] if path.is_dir() else [path]:
+        _fsync(p)
 
 
 def _current_umask() -> int:
