@@ -7,7 +7,9 @@
 - k-means: :class:`rqgmm.KMeans` vs ``faiss.Kmeans`` (if faiss is installed), time per iteration;
 - the matrix-product bound: 8·N·D·K flops per EM iteration (2·N·D·K per Lloyd
   iteration) at the float32 product rate measured here on the same shapes.
-Timings are medians of ``--repeats`` runs.
+Time per iteration is (T(1 + iters) − T(1)) / iters for every contender, so
+initialisation (k-means++ seeding, scikit-learn's set-up) cancels out; each T is
+the median of ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def matmul_rate(n: int, d: int, k: int, device: str, repeats: int) -> float:
     return 2.0 * n * d * k / seconds
 
 
+def per_iteration(fit, iters: int, repeats: int, sync=lambda: None) -> float:
+    """Seconds per iteration of ``fit(n_iterations)``, initialisation excluded by differencing."""
+    long = _median_seconds(lambda: fit(1 + iters), repeats, sync)
+    short = _median_seconds(lambda: fit(1), repeats, sync)
+    return (long - short) / iters
+
+
 def em_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, repeats: int) -> dict:
     """Seconds per EM iteration: rqgmm's DiagonalGMM and scikit-learn's GaussianMixture from one start."""
     from sklearn.mixture import GaussianMixture
@@ -58,11 +67,11 @@ def em_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, repeats
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours = _median_seconds(lambda: DiagonalGMM(k, max_iter=iters, tol=0.0, min_component_count=0,
-                                                   progress=False, **start).fit(Xt), repeats, sync)
-        sk = _median_seconds(lambda: GaussianMixture(k, covariance_type="diag", max_iter=iters, tol=0.0,
-                                                     **start).fit(X), repeats)
-    return {"rqgmm": ours / iters, "sklearn": sk / iters}
+        ours = per_iteration(lambda n: DiagonalGMM(k, max_iter=n, tol=0.0, min_component_count=0, progress=False,
+                                                   **start).fit(Xt), iters, repeats, sync)
+        sk = per_iteration(lambda n: GaussianMixture(k, covariance_type="diag", max_iter=n, tol=0.0,
+                                                     **start).fit(X), iters, repeats)
+    return {"rqgmm": ours, "sklearn": sk}
 
 
 def kmeans_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, repeats: int) -> dict:
@@ -71,18 +80,17 @@ def kmeans_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, rep
 
     Xt = torch.from_numpy(X).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    ours = _median_seconds(lambda: KMeans(k, max_iter=iters, tol=-1.0, random_state=0, progress=False).fit(Xt),
-                           repeats, sync) / iters
+    ours = per_iteration(lambda n: KMeans(k, max_iter=n, tol=-1.0, random_state=0, progress=False).fit(Xt),
+                         iters, repeats, sync)
     try:
         import faiss
     except ImportError:
         return {"rqgmm": ours, "faiss": None}
 
-    def run_faiss():
-        km = faiss.Kmeans(X.shape[1], k, niter=iters, seed=0, max_points_per_centroid=len(X))
-        km.train(X)
+    def run_faiss(n):
+        faiss.Kmeans(X.shape[1], k, niter=n, seed=0, max_points_per_centroid=len(X)).train(X)
 
-    return {"rqgmm": ours, "faiss": _median_seconds(run_faiss, repeats) / iters}
+    return {"rqgmm": ours, "faiss": per_iteration(run_faiss, iters, repeats)}
 
 
 def main(argv: list[str] | None = None) -> None:
