@@ -230,7 +230,8 @@ class DiagonalGMM:
         self.n_iter_ = len(self.history_)
         bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} EM", leave=False,
                    disable=_disable(self.progress))
-        for self.n_iter_ in range(self.n_iter_ + 1, self.max_iter + 1):
+        for iteration in range(self.n_iter_ + 1, self.max_iter + 1):
+            self.n_iter_ = iteration
             stats = accumulate(source, params)
             params = m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
             self.n_reseeded_.append(self._reseed(params, stats.nk, gen))

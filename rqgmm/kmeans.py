@@ -226,7 +226,8 @@ class KMeans:
         self.n_iter_ = len(self.history_)
         bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} k-means", leave=False,
                    disable=_disable(self.progress))
-        for self.n_iter_ in range(self.n_iter_ + 1, self.max_iter + 1):
+        for iteration in range(self.n_iter_ + 1, self.max_iter + 1):
+            self.n_iter_ = iteration
             sums, counts, total = lloyd_pass(source, centres)
             inertia = float(total)
             centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.dtype)

@@ -17,7 +17,6 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from rqgmm.ctr import (
     BACKBONES,
-    CTRTensors,
     FactorizationMachine,
     FeatureBuilder,
     FeatureEmbedding,
