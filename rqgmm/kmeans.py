@@ -102,10 +102,12 @@ def lloyd_pass(source, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     inertia = torch.zeros((), dtype=torch.float64, device=centres.device)
     C_sq = (centres * centres).sum(1)
     for chunk in source.chunks():
-        d, labels = squared_distances(chunk, centres, C_sq).min(dim=1)
-        sums.index_add_(0, labels, chunk.to(torch.float64))
+        # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): |x|^2 is added for the inertia only.
+        partial, labels = torch.addmm(C_sq, chunk, centres.T, alpha=-2.0).min(dim=1)
+        inertia += (partial + (chunk * chunk).sum(1)).clamp_min(0.0).sum(dtype=torch.float64)
+        # Per-chunk sums in the compute dtype, accumulated across chunks in float64.
+        sums += torch.zeros(K, D, dtype=chunk.dtype, device=chunk.device).index_add_(0, labels, chunk).to(torch.float64)
         counts += torch.bincount(labels, minlength=K).to(torch.float64)
-        inertia += d.sum(dtype=torch.float64)
     source.all_reduce(sums, counts, inertia)
     return sums, counts, inertia
 
