@@ -21,6 +21,15 @@ def make_mixture(n_per: int = 200, k: int = 6, d: int = 8, seed: int = 0, spread
     return X[rng.permutation(len(X))], means
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: small fits gain nothing from two, and lose much when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def mixture():
     return make_mixture()[0]

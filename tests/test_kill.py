@@ -35,13 +35,7 @@ N_RANDOM_KILLS = 10  # per verb, plus N_WINDOW_KILLS aimed at the write
 N_WINDOW_KILLS = 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here: on a shared 2-core machine OpenMP's spinning threads slow small fits badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fit(X, levels, K, seed):

@@ -27,11 +27,8 @@ DTYPES = ["float32", "float64", "float16", "int32", "int64", "bfloat16"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def report_examples(one_torch_thread):
     yield
-    torch.set_num_threads(before)
     print(f"\nhypothesis examples run: {dict(EXAMPLES)}")
 
 
