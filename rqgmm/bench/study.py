@@ -127,6 +127,11 @@ def fit_tokenizer(method: str, levels: int, size: int, seed: int, content: ItemC
     return metrics, codes
 
 
+def ctr_metrics(metrics: dict) -> dict:
+    """The tokenizer metrics a CTR record carries (without purity, history and fit time)."""
+    return {k: v for k, v in metrics.items() if k not in ("purity", "history", "fit_seconds")}
+
+
 def codes_frame(item_ids: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
     """A codes table: ``item_id``, ``c1..cL``."""
     return pd.DataFrame({"item_id": item_ids, **{c: codes[:, i] for i, c in enumerate(io.code_columns(codes.shape[1]))}})
@@ -217,7 +222,7 @@ class Study:
         for method in methods():
             metrics, table = codes[(method, levels, size, seed)]
             kwargs = {"codes": codes_frame(content.item_ids, table), "codebook_sizes": metrics["codebook_size"]}
-            variants[method] = (kwargs, {k: metrics[k] for k in metrics if k not in ("purity", "history", "fit_seconds")})
+            variants[method] = (kwargs, ctr_metrics(metrics))
         return variants
 
     def _ctr(self, name: str, dataset, splits: dict, content: ItemContent, codes: dict) -> None:
@@ -248,7 +253,7 @@ class Study:
             self.records.append(_record(
                 "sweep", name, split=split.kind, tokenizer=method, setting=_setting_name(2, size),
                 backbone=cfg.sweep_backbone, seed=seed,
-                **{k: v for k, v in metrics.items() if k not in ("purity", "history", "fit_seconds")}, **fields))
+                **ctr_metrics(metrics), **fields))
 
 
 # ----------------------------------------------------------------------------- outputs
