@@ -7,7 +7,6 @@ import torch
 
 from .errors import InputError
 
-ArrayLike = "np.ndarray | torch.Tensor"
 
 
 def _rows(bad_rows: np.ndarray, n_rows: int) -> str:
