@@ -8,7 +8,6 @@ import torch
 from .errors import InputError
 
 
-
 def _rows(bad_rows: np.ndarray, n_rows: int) -> str:
     """'k of N rows (rows i, j, ...)': the count and the first five row numbers."""
     first = ", ".join(str(int(i)) for i in bad_rows[:5])
