@@ -130,22 +130,35 @@ def _read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
 
 
 def _read_parquet_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path} is not a readable parquet file ({exc})") from None
+    table = _read_parquet(path, "embeddings")
     missing = {"item_id", "embedding"} - set(table.column_names)
     if missing:
         raise InputError(
             f"{path} lacks column(s) {sorted(missing)}; embeddings parquet needs 'item_id' and 'embedding'"
         )
-    id_column = table.column("item_id")
-    if id_column.null_count:
-        raise InputError(f"{path}: 'item_id' has {id_column.null_count} null values; every item needs an id")
-    if pc.count_distinct(id_column).as_py() != len(id_column):
+    return item_id_column(table.column("item_id"), path), _embedding_column(table.column("embedding"), path)
+
+
+def item_id_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+    """The ``item_id`` column (N,) as numpy: integers or strings, no nulls, no repeats (any parquet encoding)."""
+    col = column.combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if not (pa.types.is_integer(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise InputError(f"{path}: 'item_id' has type {col.type}; item ids must be integers or strings")
+    if col.null_count:
+        raise InputError(f"{path}: 'item_id' has {col.null_count} null values; every item needs an id")
+    if pc.count_distinct(col).as_py() != len(col):
         raise InputError(f"{path} has duplicate item_id values; each item must appear once")
-    item_ids = id_column.to_numpy()
-    return item_ids, _embedding_column(table.column("embedding"), path)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def _read_parquet(path: Path, what: str) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path} is not a readable parquet file of {what} ({first})") from None
 
 
 def _embedding_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
@@ -212,10 +225,7 @@ def read_codes(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
         return None, np.asarray(codes, dtype=np.int64)
     if path.suffix != ".parquet":
         raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path} is not a readable parquet file ({exc}); write it with `rqgmm encode`") from None
+    table = _read_parquet(path, "codes")
     names = [n for n in table.column_names if n.startswith("c") and n[1:].isdigit()]
     names.sort(key=lambda n: int(n[1:]))
     if not names or names != code_columns(len(names)):
@@ -228,5 +238,5 @@ def read_codes(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
                 "codes must be integers without nulls"
             )
     codes = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.int64)
-    ids = table.column("item_id").to_numpy() if "item_id" in table.column_names else None
+    ids = item_id_column(table.column("item_id"), path) if "item_id" in table.column_names else None
     return ids, codes

@@ -1,0 +1,290 @@
+"""The command-line contract, hunted by generated cases.
+
+Hypothesis draws command lines (every verb x its options x valid and invalid
+values, outputs that alias inputs, the working directory or files) over a pool
+of input files (valid, truncated, wrong dtype or shape, odd parquet encodings,
+damaged model directories, bad code tables). Each case runs the CLI in its own
+process (forked from a server that has imported rqgmm once, so a case costs its
+work, not an interpreter start) and must:
+
+- exit 0 or 2: never 1, never a signal, no traceback;
+- on exit 2: print exactly one line on stderr, ``rqgmm: error: ...``, and write nothing;
+- on exit 0: change nothing but its own output.
+
+``RQGMM_CONTRACT_EXAMPLES`` sets the number of cases (default 60, about a minute
+on two cores, the same cases every run); with ``RQGMM_CONTRACT_EXPLORE=1`` each
+run draws new ones (the longer exploratory run the README documents).
+"""
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_mixture
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import rqgmm
+
+EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EXAMPLES", "60"))
+EXPLORE = bool(os.environ.get("RQGMM_CONTRACT_EXPLORE"))  # fresh random cases instead of the suite's fixed ones
+
+
+# ----------------------------------------------------------------------------- the pool
+
+
+def _parquet(path, ids, emb, **kw):
+    pq.write_table(pa.table({"item_id": ids, "embedding": emb}), path, **kw)
+
+
+def build_pool(d: Path) -> None:
+    X = make_mixture(n_per=40, k=6, d=8, seed=5)[0].astype(np.float32)
+    n = len(X)
+    ids = np.arange(1000, 1000 + n)
+    np.save(d / "x.npy", X)
+    np.save(d / "x64.npy", X.astype(np.float64))
+    np.save(d / "xint.npy", (X * 10).astype(np.int32))
+    np.save(d / "xbig.npy", X.astype(">f8"))
+    _parquet(d / "x.parquet", ids, list(X))
+    # odd but valid parquet encodings
+    _parquet(d / "large.parquet", ids, pa.array(list(X), type=pa.large_list(pa.float32())))
+    _parquet(d / "fixed.parquet", ids, pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 8))
+    _parquet(d / "f16.parquet", ids, pa.array(list(X.astype(np.float16)), type=pa.list_(pa.float16())))
+    _parquet(d / "strid.parquet", [f"item-{i}" for i in ids], list(X))
+    pq.write_table(pa.table({"item_id": pa.array([f"i{i}" for i in ids]).dictionary_encode(),
+                             "embedding": list(X)}), d / "dict.parquet")
+    _parquet(d / "gzip.parquet", ids, list(X), compression="gzip")
+    # invalid embeddings
+    (d / "trunc.npy").write_bytes((d / "x.npy").read_bytes()[:200])
+    (d / "zero.npy").write_bytes(b"")
+    (d / "text.npy").write_text("1,2,3\n")
+    np.save(d / "vec.npy", X[:, 0])
+    np.save(d / "cube.npy", X.reshape(n, 2, 4))
+    np.save(d / "complex.npy", X.astype(np.complex64))
+    np.save(d / "empty.npy", np.zeros((0, 8), np.float32))
+    nan = X.copy()
+    nan[[1, 7], 2] = np.nan
+    np.save(d / "nan.npy", nan)
+    np.save(d / "huge.npy", np.full((n, 8), 1e300))
+    np.save(d / "wide.npy", np.ones((n, 9), np.float32))
+    _parquet(d / "dup.parquet", np.zeros(n, np.int64), list(X))
+    _parquet(d / "ragged.parquet", ids, [row[: 8 - (i % 2)] for i, row in enumerate(X)])
+    _parquet(d / "nullrow.parquet", ids, [None, *list(X[1:])])
+    _parquet(d / "nullval.parquet", ids, [[None] * 8, *[list(map(float, r)) for r in X[1:]]])
+    _parquet(d / "nested.parquet", ids, [[list(map(float, r))] for r in X])
+    _parquet(d / "binary.parquet", ids, [r.tobytes() for r in X])
+    _parquet(d / "empty.parquet", pa.array([], pa.int64()), pa.array([], pa.list_(pa.float32())))
+    pq.write_table(pa.table({"id": ids, "embedding": list(X)}), d / "noid.parquet")
+    _parquet(d / "nullid.parquet", [None, *ids[1:].tolist()], list(X))
+    (d / "trunc.parquet").write_bytes((d / "x.parquet").read_bytes()[:300])
+    # models, valid and damaged
+    model = rqgmm.RQGMM(2, 4, random_state=0, progress=False, max_iter=5).fit(X)
+    model.save(d / "model")
+    rqgmm.PRQKMeans(2, 4, random_state=0, progress=False, max_iter=2).fit(X).save(d / "prq")
+    _damaged_models(d)
+    # codes
+    codes = model.encode(X)
+    pq.write_table(pa.table({"item_id": ids, "c1": codes[:, 0], "c2": codes[:, 1]}), d / "codes.parquet")
+    np.save(d / "codes.npy", codes)
+    np.save(d / "cfloat.npy", codes.astype(np.float32))
+    np.save(d / "cneg.npy", codes - 5)
+    np.save(d / "cbig.npy", codes + 100)
+    np.save(d / "cshort.npy", codes[:10])
+    pq.write_table(pa.table({"item_id": ids, "a": codes[:, 0]}), d / "cnocols.parquet")
+    pq.write_table(pa.table({"item_id": ids, "c1": [None, *codes[1:, 0].tolist()]}), d / "cnull.parquet")
+    pq.write_table(pa.table({"item_id": ids + 10**6, "c1": codes[:, 0]}), d / "cotherids.parquet")
+    pq.write_table(pa.table({"item_id": np.zeros(n, np.int64), "c1": codes[:, 0]}), d / "cdupids.parquet")
+    (d / "afile").write_text("a user's file")
+    (d / "userdir").mkdir()
+    (d / "userdir" / "notes.txt").write_text("a user's notes")
+
+
+def _damaged_models(d: Path) -> None:
+    def copy(name):
+        shutil.copytree(d / "model", d / name)
+        return d / name
+
+    (copy("m_noconfig") / "config.json").unlink()
+    (copy("m_badjson") / "config.json").write_text("{not json")
+    (copy("m_notensors") / "model.safetensors").unlink()
+    t = copy("m_trunc") / "model.safetensors"
+    t.write_bytes(t.read_bytes()[:100])
+    for name, change in [("m_version", {"format_version": 99}), ("m_method", {"method": "nope"}),
+                         ("m_levels", {"levels": 3, "codebook_size": [4, 4, 4]}), ("m_dim", {"n_features": 5}),
+                         ("m_sizes", {"effective_codebook_size": [4, 3]})]:
+        path = copy(name) / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    from safetensors.torch import load_file, save_file
+
+    for name, key, value in [("m_nan", "level0.means", float("nan")), ("m_negvar", "level1.variances", -1.0),
+                             ("m_zeroscale", "scale", 0.0)]:
+        path = copy(name) / "model.safetensors"
+        tensors = load_file(str(path))
+        tensors[key] = tensors[key].fill_(value)
+        save_file(tensors, str(path))
+
+
+EMB = ["x.npy", "x64.npy", "xint.npy", "xbig.npy", "x.parquet", "large.parquet", "fixed.parquet", "f16.parquet",
+       "strid.parquet", "dict.parquet", "gzip.parquet", "trunc.npy", "zero.npy", "text.npy", "vec.npy", "cube.npy",
+       "complex.npy", "empty.npy", "nan.npy", "huge.npy", "wide.npy", "dup.parquet", "ragged.parquet",
+       "nullrow.parquet", "nullval.parquet", "nested.parquet", "binary.parquet", "empty.parquet", "noid.parquet",
+       "nullid.parquet", "trunc.parquet", "missing.npy", "afile", "model", "codes.npy"]
+MODELS = ["model", "prq", "m_noconfig", "m_badjson", "m_notensors", "m_trunc", "m_version", "m_method", "m_levels",
+          "m_dim", "m_sizes", "m_nan", "m_negvar", "m_zeroscale", "missing", "afile", "x.npy"]
+CODES = ["codes.parquet", "codes.npy", "cfloat.npy", "cneg.npy", "cbig.npy", "cshort.npy", "cnocols.parquet",
+         "cnull.parquet", "cotherids.parquet", "cdupids.parquet", "x.npy", "missing.parquet", "model"]
+DIR_OUTS = ["new_model", "deep/er/model", "model", "prq", "x.npy", "x.parquet", "afile", "afile/model", ".", "..",
+            "userdir", "m_noconfig", "codes.parquet"]
+FILE_OUTS = ["c.parquet", "c.npy", "deep/c.parquet", "c.txt", "x.npy", "x.parquet", "codes.parquet", "model",
+             "model/c.parquet", "afile/c.npy", "userdir", ".", "model/model.safetensors"]
+INTS = ["1", "2", "3", "0", "-1", "2.5", "abc", "", "99999999999999999999"]
+OPTIONS = {
+    "--method": ["rqgmm", "rqkmeans", "prqkmeans", "rqvae", "vqvae", "nope", ""],
+    "--levels": INTS,
+    "--codebook-size": ["2", "4", "3,2", "4,4,4", "0", "-2", "2,x", "5,"],
+    "--seed": ["0", "7", "-1", "4294967296", "x"],
+    "--device": ["cpu", "cpu:0", "cuda", "cuda:3", "nonsense", "meta", ""],
+    "--max-iter": INTS,
+    "--chunk-size": INTS,
+    "--checkpoint": ["ckpt", "model", "x.npy", "afile", "new_model/ckpt", "."],
+}
+
+
+@st.composite
+def command(draw):
+    verb = draw(st.sampled_from(["fit", "encode", "report"]))
+    quiet = ["--quiet"] if draw(st.booleans()) else []
+    if verb == "fit":
+        argv = ["fit", draw(st.sampled_from(EMB))]
+        for flag in draw(st.lists(st.sampled_from(sorted(OPTIONS)), unique=True, max_size=4)):
+            argv += [flag, draw(st.sampled_from(OPTIONS[flag]))]
+        if "--max-iter" not in argv:
+            argv += ["--max-iter", "3"]  # keep valid fits short
+        return argv + ["--out", draw(st.sampled_from(DIR_OUTS)), *quiet]
+    if verb == "encode":
+        argv = ["encode", draw(st.sampled_from(MODELS)), draw(st.sampled_from(EMB)),
+                "--out", draw(st.sampled_from(FILE_OUTS))]
+        return argv + (["--unique"] if draw(st.booleans()) else []) + quiet
+    argv = ["report", draw(st.sampled_from(EMB)), draw(st.sampled_from(CODES))]
+    if draw(st.booleans()):
+        argv += ["--model", draw(st.sampled_from(MODELS))]
+    return argv + (["--json"] if draw(st.booleans()) else []) + quiet
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
+    """Run the CLI as a fresh process would: its own cwd and standard streams, an uncaught error is exit 1."""
+    import sys
+
+    import torch
+
+    from rqgmm import cli
+
+    torch.set_num_threads(1)
+    os.chdir(cwd)
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@pytest.fixture(scope="module")
+def server():
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["rqgmm.cli", "rqgmm.residual", "rqgmm.prq", "rqgmm.vae", "torch"])
+    return ctx
+
+
+def run_case(ctx, argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    out, err = cwd.parent / "stdout.txt", cwd.parent / "stderr.txt"
+    proc = ctx.Process(target=_child, args=(argv, str(cwd), str(out), str(err)))
+    proc.start()
+    proc.join(300)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail(f"rqgmm {' '.join(argv)} hung")
+    return proc.exitcode, out.read_text(), err.read_text()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    build_pool(d)
+    return d
+
+
+def _outputs(argv: list[str]) -> list[str]:
+    outs = [argv[i + 1] for i, a in enumerate(argv) if a in ("--out", "--checkpoint") and i + 1 < len(argv)]
+    return [os.path.normpath(o) for o in outs]
+
+
+def check_contract(code: int, out: str, err: str, argv: list[str], before: dict, after: dict) -> None:
+    cmd = "rqgmm " + " ".join(argv)
+    assert code in (0, 2), f"{cmd}: exit {code}\n{err}"
+    assert "Traceback" not in err, f"{cmd}\n{err}"
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rqgmm: error: "), f"{cmd}\n{err}"
+        assert after == before, f"{cmd}: wrote or changed files on exit 2"
+        return
+    mine = _outputs(argv)
+    for path, digest in before.items():
+        if any(path == o or path.startswith(o + os.sep) for o in mine):
+            continue
+        assert after.get(path) == digest, f"{cmd}: changed {path}, which is not its output"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(argv=command())
+def test_generated_command_lines_keep_the_contract(server, pool, tmp_path_factory, argv):
+    case = tmp_path_factory.mktemp("case")
+    work = case / "work"
+    shutil.copytree(pool, work, symlinks=True)
+    before = snapshot(work)
+    code, out, err = run_case(server, argv, work)
+    event(f"{argv[0]}: exit {code}")
+    check_contract(code, out, err, argv, before, snapshot(work))
+    shutil.rmtree(case)
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "x.npy", "--levels", "2", "--codebook-size", "3", "--max-iter", "2", "--out", "new_model"],
+    ["encode", "model", "x.parquet", "--out", "c.parquet", "--unique"],
+    ["report", "x.parquet", "codes.parquet", "--model", "model", "--json"],
+])
+def test_valid_commands_succeed_in_the_harness(server, pool, tmp_path, argv):
+    """The harness itself: valid commands exit 0 and write their output."""
+    work = tmp_path / "work"
+    shutil.copytree(pool, work, symlinks=True)
+    code, out, err = run_case(server, argv, work)
+    assert code == 0, err
+    if argv[0] != "report":
+        assert (work / _outputs(argv)[0]).exists()
+    else:
+        assert json.loads(out)["n_items"] == 240
