@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DiagonalGMM": "rqgmm.gmm",
     "KMeans": "rqgmm.kmeans",
-    "FewDistinctWarning": "rqgmm.kmeans",
+    "FewDistinctWarning": "rqgmm.level",
     "ResidualQuantizer": "rqgmm.residual",
     "RQGMM": "rqgmm.residual",
     "RQKMeans": "rqgmm.residual",

@@ -31,7 +31,7 @@ from .parallel import is_writer, process_group
 from .paths import Output, check_outputs
 from .source import RowSource
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
-from .validation import as_codes, as_matrix
+from .validation import as_codes, as_matrix, check_dimension
 
 logger = logging.getLogger("rqgmm")
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("emb", help="embeddings: .npy or .parquet")
     enc.add_argument("--out", required=True, help="codes: .parquet (item_id, c1..cL) or .npy (N x L int64)")
     enc.add_argument("--unique", action="store_true", help="add a `suffix` column that makes every full ID distinct")
+    enc.add_argument("--device", default="cpu", help="torch device to encode on, e.g. cpu or cuda (default cpu)")
     enc.add_argument("--quiet", action="store_true")
 
     rep = sub.add_parser("report", help="print quality metrics of a codes table")
@@ -148,14 +149,16 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
         kwargs[cls.iteration_param] = args.max_iter
     if args.chunk_size is not None:
         kwargs["chunk_size"] = args.chunk_size
-    return cls(**kwargs)
+    tokenizer = cls(**kwargs)
+    tokenizer._check_params()
+    return tokenizer
 
 
 def _read_valid_embeddings(path: str, n_features: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Embeddings from ``path``, validated before anything is logged or written (a memory map chunk by chunk)."""
     item_ids, X = io.read_embeddings(path)
     if isinstance(X, np.memmap):
-        as_matrix(X[:1], what=path, n_features=n_features)  # shape and dimension messages
+        check_dimension(X, n_features, what=path)
         RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
         return item_ids, X
     return item_ids, as_matrix(X, what=path, n_features=n_features).numpy()
@@ -170,7 +173,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     check_outputs([args.emb], outputs)
     _, X = _read_valid_embeddings(args.emb)
     with process_group(args.device) as device:
-        tokenizer.device = torch.device(device)
+        tokenizer.set_params(device=str(device))
         logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
         tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}))
         if is_writer():
@@ -186,8 +189,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.emb.endswith(".parquet") and args.out.endswith(".npy"):
         raise InputError(f"--out {args.out}: a .npy codes file cannot keep the item_id column of {args.emb}; "
                          "write --out codes.parquet")
+    device = resolve_device(args.device, what="--device")
     check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
-    tokenizer = load(args.model)
+    tokenizer = load(args.model, device=device)
     item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
     codes = np.asarray(tokenizer.encode(X))
     suffix = unique_suffix(codes) if args.unique else None

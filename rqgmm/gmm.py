@@ -15,14 +15,14 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .errors import ConvergenceWarning, InputError
-from .kmeans import DEFAULT_CHUNK, POINTS_PER_CENTRE, KMeans, _disable, make_generator
-from .source import as_source, sample_rows
+from .kmeans import KMeans, random_signs
+from .level import DEFAULT_CHUNK, IterativeLevel
 from .stats import GMMStats
-from .validation import as_matrix, check_positive_int
+from .validation import as_matrix, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,7 @@ def split_dead(params: GMMParams, nk: torch.Tensor, min_count: float, generator:
         h = int(torch.argmax(nk))
         if nk[h] < 2 * min_count:
             break
-        sign = torch.randint(0, 2, params.means[h].shape, generator=generator, device=nk.device) * 2 - 1
-        delta = 0.5 * params.variances[h].sqrt() * sign.to(params.means.dtype)
+        delta = 0.5 * params.variances[h].sqrt() * random_signs(params.means[h].shape, generator, params.means)
         params.means[j], params.means[h] = params.means[h] + delta, params.means[h] - delta
         params.variances[j] = params.variances[h]
         params.weights[h] = params.weights[j] = (params.weights[h] + params.weights[j]) / 2
@@ -118,7 +117,7 @@ def split_dead(params: GMMParams, nk: torch.Tensor, min_count: float, generator:
     return len(dead)
 
 
-class DiagonalGMM:
+class DiagonalGMM(IterativeLevel):
     """A Gaussian mixture with diagonal covariances, fitted by EM, on CPU or GPU.
 
     Parameters
@@ -143,8 +142,9 @@ class DiagonalGMM:
     random_state : int, optional
     means_init, weights_init, precisions_init : array-like, optional
         Initial parameters (K, D), (K,), (K, D) as in scikit-learn; skip k-means.
-    device, dtype :
-        Where and in which precision to compute (default: input's device, float32).
+    device : str, optional
+        Where to compute (default: where the input is; numpy input: the CPU).
+    dtype : {"float32", "float64"}
     chunk_size : int
         Rows per E-step block; the (N, K) responsibility matrix is never held whole.
     init_sample_size : int, optional
@@ -165,7 +165,11 @@ class DiagonalGMM:
     history_ : list[float]    mean log-likelihood at each iteration's E-step
     n_reseeded_ : list[int]   components re-seeded after each iteration's M-step
     var_floor_ : float        the absolute variance floor used
+    n_features_in_ : int
     """
+
+    _verb = "EM"
+    _value_name = "loglik"
 
     def __init__(
         self,
@@ -181,118 +185,92 @@ class DiagonalGMM:
         means_init=None,
         weights_init=None,
         precisions_init=None,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
+        device: str | None = None,
+        dtype: str = "float32",
         chunk_size: int = DEFAULT_CHUNK,
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "gmm",
     ) -> None:
-        self.n_components = check_positive_int("n_components", n_components)
-        self.tol = float(tol)
-        self.reg_covar = float(reg_covar)
-        self.variance_floor = float(variance_floor)
-        self.max_iter = check_positive_int("max_iter", max_iter)
-        self.init_max_iter = check_positive_int("init_max_iter", init_max_iter)
-        self.min_component_count = float(min_component_count)
+        self.n_components = n_components
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.variance_floor = variance_floor
+        self.max_iter = max_iter
+        self.init_max_iter = init_max_iter
+        self.min_component_count = min_component_count
         self.random_state = random_state
         self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
         self.device = device
         self.dtype = dtype
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.init_sample_size = init_sample_size or POINTS_PER_CENTRE * self.n_components
+        self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
         self.progress = progress
         self.name = name
-        if reg_covar < 0 or variance_floor < 0:
-            raise InputError(f"reg_covar and variance_floor must be >= 0, got {reg_covar} and {variance_floor}")
 
-    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive_int("n_components", self.n_components)
+        check_positive_int("init_max_iter", self.init_max_iter)
+        if not (float(self.reg_covar) >= 0 and float(self.variance_floor) >= 0 and float(self.tol) >= 0):
+            raise InputError(f"reg_covar, variance_floor and tol must be >= 0, got "
+                             f"{self.reg_covar}, {self.variance_floor} and {self.tol}")
 
-    def fit(self, X, *, resume: tuple[dict, dict] | None = None, on_progress=None,
-            progress_every: int = 5) -> "DiagonalGMM":
-        """Fit by EM on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self.
+    @property
+    def _n_requested(self) -> int:
+        return self.n_components
 
-        ``resume`` is a ``(state, tensors)`` pair that ``on_progress`` received
-        from an earlier, interrupted fit on the same data: EM continues from it
-        and ends as the uninterrupted fit would. ``on_progress(state, tensors)``
-        is called every ``progress_every`` iterations.
-        """
-        source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
-        if resume is None:
-            sample = sample_rows(source, self.init_sample_size, self.random_state)
-            gen = make_generator(self.random_state, sample.device)
-            self.var_floor_ = self.variance_floor * float(sample.var(0, unbiased=False).mean())
-            params = self._initial_params(sample)
-            self.history_, self.n_reseeded_ = [], []
-        else:
-            params, gen = self._restore(*resume)
-        self.converged_ = False
-        self.n_iter_ = len(self.history_)
-        bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} EM", leave=False,
-                   disable=_disable(self.progress))
-        for iteration in range(self.n_iter_ + 1, self.max_iter + 1):
-            self.n_iter_ = iteration
-            stats = accumulate(source, params)
-            params = m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
-            self.n_reseeded_.append(self._reseed(params, stats.nk, gen))
-            self.history_.append(stats.mean_loglik)
-            bar.update()
-            bar.set_postfix(loglik=f"{self.history_[-1]:.5g}")
-            if self._has_converged():
-                self.converged_ = True
-                break
-            if on_progress is not None and self.n_iter_ % progress_every == 0:
-                on_progress(*self._progress_state(params, gen))
-        bar.close()
-        self._set_params(params)
+    # ------------------------------------------------------------------ the loop's hooks
+
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> GMMParams:
+        """Parameters from the user's initial values, or from k-means on the sample."""
+        self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
+        if self.means_init is not None:
+            return self._user_params(sample)
+        km = KMeans(self.n_components, max_iter=self.init_max_iter, random_state=self.random_state,
+                    dtype=self.dtype, chunk_size=self.chunk_size, progress=False, name=self.name).fit(sample)
+        self.n_components_ = km.n_clusters_
+        labels = km.predict(sample)
+        stats = stats_from_labels(sample, labels, self.n_components_, self.chunk_size)
+        return m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+
+    def _step(self, source, params: GMMParams, generator: torch.Generator) -> tuple[GMMParams, float, int]:
+        stats = accumulate(source, params)
+        params = m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+        return params, stats.mean_loglik, self._reseed(params, stats.nk, generator)
+
+    def _converged(self) -> bool:
+        return len(self.history_) >= 2 and abs(self.history_[-1] - self.history_[-2]) < float(self.tol)
+
+    def _finish(self, source, params: GMMParams) -> None:
+        self.weights_, self.means_, self.variances_ = params.weights, params.means, params.variances
         self.lower_bound_ = self.history_[-1]
         if not self.converged_:
             self._warn_not_converged()
-        return self
 
-    def _progress_state(self, params: GMMParams, gen: torch.Generator) -> tuple[dict, dict]:
-        state = {"history": self.history_, "n_reseeded": self.n_reseeded_, "var_floor": self.var_floor_,
-                 "n_components": self.n_components_}
-        tensors = {"weights": params.weights, "means": params.means, "variances": params.variances,
-                   "generator": gen.get_state()}
-        return state, tensors
+    def _state_tensors(self, params: GMMParams) -> dict[str, torch.Tensor]:
+        return {"weights": params.weights, "means": params.means, "variances": params.variances}
 
-    def _restore(self, state: dict, tensors: dict) -> tuple[GMMParams, torch.Generator]:
-        self.history_, self.n_reseeded_ = list(state["history"]), list(state["n_reseeded"])
-        self.var_floor_, self.n_components_ = state["var_floor"], state["n_components"]
-        kw = dict(device=self.device, dtype=self.dtype)
-        params = GMMParams(*(tensors[k].to(**kw) for k in ("weights", "means", "variances")))
-        gen = torch.Generator(device=params.means.device)
-        gen.set_state(tensors["generator"])
-        return params, gen
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> GMMParams:
+        return GMMParams(tensors["weights"], tensors["means"], tensors["variances"])
 
-    def _initial_params(self, X: torch.Tensor) -> GMMParams:
-        """Parameters from the user's initial values, or from k-means on the sample X."""
-        if self.means_init is not None:
-            return self._user_params(X)
-        km = KMeans(
-            self.n_components,
-            max_iter=self.init_max_iter,
-            random_state=self.random_state,
-            device=X.device,
-            dtype=self.dtype,
-            chunk_size=self.chunk_size,
-            progress=False,
-            name=self.name,
-        ).fit(X)
-        self.n_components_ = km.n_clusters_
-        labels = km.predict(X)
-        stats = stats_from_labels(X, labels, self.n_components_, self.chunk_size)
-        return m_step(stats, self.reg_covar, self.var_floor_, self.dtype)
+    def _extra_progress(self) -> dict:
+        return {"var_floor": self.var_floor_, "n_components": self.n_components_}
+
+    @property
+    def n_reseeded_(self) -> list[int]:
+        """Components re-seeded after each iteration's M-step."""
+        return self.n_fixed_
 
     def _user_params(self, X: torch.Tensor) -> GMMParams:
         def tensor(a):
-            return torch.as_tensor(a, dtype=self.dtype, device=X.device)
+            return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,
+                                   dtype=self.torch_dtype, device=X.device)
 
         means = tensor(self.means_init)
         K = means.shape[0]
-        weights = tensor(self.weights_init) if self.weights_init is not None else torch.full((K,), 1.0 / K, dtype=self.dtype, device=X.device)
-        variances = 1.0 / tensor(self.precisions_init) if self.precisions_init is not None else X.var(0, unbiased=False).expand(K, -1) + self.reg_covar
+        weights = tensor(self.weights_init) if self.weights_init is not None else torch.full((K,), 1.0 / K, dtype=self.torch_dtype, device=X.device)
+        variances = 1.0 / tensor(self.precisions_init) if self.precisions_init is not None else X.var(0, unbiased=False).expand(K, -1) + float(self.reg_covar)
         if means.shape != (K, X.shape[1]) or weights.shape != (K,) or variances.shape != (K, X.shape[1]):
             raise InputError(
                 f"initial parameters must have shapes (K, D)={K, X.shape[1]}, (K,), (K, D); "
@@ -301,18 +279,13 @@ class DiagonalGMM:
         self.n_components_ = K
         return GMMParams(weights, means, variances.contiguous())
 
-    def _reseed(self, params: GMMParams, nk: torch.Tensor, gen: torch.Generator) -> int:
-        if self.min_component_count <= 0:
+    def _reseed(self, params: GMMParams, nk: torch.Tensor, generator: torch.Generator) -> int:
+        if float(self.min_component_count) <= 0:
             return 0
-        n = split_dead(params, nk, self.min_component_count, gen)
+        n = split_dead(params, nk, float(self.min_component_count), generator)
         if n:
-            logger.debug("%s: re-seeded %d components at iteration %d", self.name, n, self.n_iter_)
+            logger.debug("%s: re-seeded %d components at iteration %d", self.name, n, len(self.history_) + 1)
         return n
-
-    def _has_converged(self) -> bool:
-        if len(self.history_) < 2 or self.n_reseeded_[-1]:
-            return False
-        return abs(self.history_[-1] - self.history_[-2]) < self.tol
 
     def _warn_not_converged(self) -> None:
         change = abs(self.history_[-1] - self.history_[-2]) if len(self.history_) > 1 else float("nan")
@@ -321,11 +294,8 @@ class DiagonalGMM:
             f"(last change of the mean log-likelihood {change:.3g} >= tol {self.tol:g}); "
             "increase max_iter or tol",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-
-    def _set_params(self, params: GMMParams) -> None:
-        self.weights_, self.means_, self.variances_ = params.weights, params.means, params.variances
 
     # ---------------------------------------------------------------- inference
 
@@ -345,34 +315,44 @@ class DiagonalGMM:
         return self.means_
 
     def _check(self, X) -> torch.Tensor:
-        return as_matrix(X, dtype=self.means_.dtype, device=self.means_.device, n_features=self.means_.shape[1])
+        return as_matrix(X, dtype=self.means_.dtype, device=self.means_.device, n_features=self.means_.shape[1],
+                         what="X", owner=type(self).__name__)
 
     def _chunks(self, X: torch.Tensor):
         for start in range(0, X.shape[0], self.chunk_size):
             yield X[start : start + self.chunk_size]
 
-    def score_samples(self, X) -> torch.Tensor:
-        """log p(x) of each row (N,)."""
-        X = self._check(X)
-        return torch.cat([torch.logsumexp(weighted_log_prob(c, self.params), 1) for c in self._chunks(X)])
+    def score_samples(self, X) -> np.ndarray | torch.Tensor:
+        """log p(x) of each row (N,); numpy in, numpy out."""
+        x = self._check(X)
+        return like_input(torch.cat([torch.logsumexp(weighted_log_prob(c, self.params), 1) for c in self._chunks(x)]), X)
 
-    def score(self, X) -> float:
+    def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
-        return float(self.score_samples(X).to(torch.float64).mean())
+        return float(np.mean(np.asarray(torch.as_tensor(self.score_samples(X)).cpu(), dtype=np.float64)))
 
-    def predict_proba(self, X) -> torch.Tensor:
-        """Posterior responsibilities γ (N, K')."""
-        X = self._check(X)
-        return torch.cat([e_step(c, self.params)[0] for c in self._chunks(X)])
+    def predict_proba(self, X) -> np.ndarray | torch.Tensor:
+        """Posterior responsibilities γ (N, K'); numpy in, numpy out."""
+        x = self._check(X)
+        return like_input(torch.cat([e_step(c, self.params)[0] for c in self._chunks(x)]), X)
 
-    def predict(self, X) -> torch.Tensor:
-        """MAP component k* = argmax_k γ_ik (N,) int64."""
-        X = self._check(X)
-        return torch.cat([self.assign_chunk(c) for c in self._chunks(X)])
+    def predict(self, X) -> np.ndarray | torch.Tensor:
+        """MAP component k* = argmax_k γ_ik (N,) int64; numpy in, numpy out."""
+        x = self._check(X)
+        return like_input(torch.cat([self.assign_chunk(c) for c in self._chunks(x)]), X)
+
+    def fit_predict(self, X, y=None) -> np.ndarray | torch.Tensor:
+        """``fit(X).predict(X)``: the MAP components after the fit's final parameters."""
+        return self.fit(X).predict(X)
 
     def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         """MAP codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
         return weighted_log_prob(chunk, self.params).argmax(1)
+
+    def to(self, device) -> "DiagonalGMM":
+        """Move the fitted parameters to ``device``; returns self."""
+        self.weights_, self.means_, self.variances_ = (t.to(device) for t in (self.weights_, self.means_, self.variances_))
+        return self
 
     # ---------------------------------------------------------------- model files
 
@@ -388,7 +368,6 @@ class DiagonalGMM:
         if not bool((v > 0).all()) or not bool((w > 0).all()):
             bad = "variances" if not bool((v > 0).all()) else "weights"
             raise InputError(f"{self.name}: tensor {bad!r} holds values <= 0 (they must be positive); refit the model")
-        kw = dict(device=self.device, dtype=self.dtype)
-        self.weights_, self.means_, self.variances_ = w.to(**kw), m.to(**kw), v.to(**kw)
-        self.n_components_ = m.shape[0]
+        self.weights_, self.means_, self.variances_ = (t.to(self.torch_dtype) for t in (w, m, v))
+        self.n_components_, self.n_features_in_ = m.shape
         return self

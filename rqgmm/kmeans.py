@@ -9,32 +9,15 @@ never held whole.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .errors import InputError
-from .source import as_source, sample_rows
-from .validation import as_matrix, check_positive_int
+from .level import DEFAULT_CHUNK, IterativeLevel, warn_few_distinct
+from .validation import as_matrix, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CHUNK = 32768
-
-
-class FewDistinctWarning(UserWarning):
-    """A level had fewer distinct vectors than components and shrank its codebook."""
-
-
-POINTS_PER_CENTRE = 256  # initialisation sample: at most this many rows per centre (faiss's rule)
-
-
-def make_generator(random_state: int | None, device: torch.device) -> torch.Generator:
-    """A torch generator on ``device`` seeded by ``random_state`` (fresh entropy if None)."""
-    seed = int(np.random.SeedSequence(random_state).generate_state(1)[0])
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def squared_distances(X: torch.Tensor, C: torch.Tensor, C_sq: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,22 +37,32 @@ def kmeans_plusplus(X: torch.Tensor, n_clusters: int, generator: torch.Generator
 
     Returns centres (K', D) with K' <= n_clusters: seeding stops early when every
     point already coincides with a chosen centre (fewer distinct rows than K).
+    The draws come from the CPU ``generator`` (uniforms turned into indices by
+    the inverse CDF of the D^2 weights, in float64), so the same seed picks the
+    same centres on every device.
     """
     n = X.shape[0]
     x_sq = (X * X).sum(1)
     tol = _duplicate_tolerance(X)
-    first = int(torch.randint(n, (1,), generator=generator, device=X.device))
+    first = int(torch.randint(n, (1,), generator=generator))
     centres = [X[first]]
     d2 = _point_distance(X, x_sq, X[first], tol)
     for _ in range(1, n_clusters):
-        total = d2.sum()
-        if float(total) <= 0.0:
+        cdf = torch.cumsum(d2.to(torch.float64), 0)
+        total = float(cdf[-1])
+        if total <= 0.0:
             break
-        idx = torch.multinomial(d2 / total, 1, generator=generator)
-        centre = X[idx[0]]
+        u = float(torch.rand((), generator=generator, dtype=torch.float64)) * total
+        idx = min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64, device=cdf.device), right=True)), n - 1)
+        centre = X[idx]
         centres.append(centre)
         torch.minimum(d2, _point_distance(X, x_sq, centre, tol), out=d2)
     return torch.stack(centres)
+
+
+def random_signs(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """±1 of ``shape`` drawn on the CPU generator, in ``like``'s dtype and device."""
+    return (torch.randint(0, 2, tuple(shape), generator=generator) * 2 - 1).to(device=like.device, dtype=like.dtype)
 
 
 def _point_distance(X: torch.Tensor, x_sq: torch.Tensor, c: torch.Tensor, tol: float) -> torch.Tensor:
@@ -124,9 +117,7 @@ def split_empty(centres: torch.Tensor, counts: torch.Tensor, generator: torch.Ge
         m = int(torch.argmax(counts))
         if counts[m] <= 1:
             break
-        scale = 1e-4 * centres[m].abs().clamp_min(1e-8)
-        sign = torch.randint(0, 2, centres[m].shape, generator=generator, device=centres.device) * 2 - 1
-        delta = scale * sign.to(centres.dtype)
+        delta = 1e-4 * centres[m].abs().clamp_min(1e-8) * random_signs(centres[m].shape, generator, centres)
         centres[j] = centres[m] + delta
         centres[m] = centres[m] - delta
         counts[j] = counts[m] / 2
@@ -134,32 +125,23 @@ def split_empty(centres: torch.Tensor, counts: torch.Tensor, generator: torch.Ge
     return len(empty)
 
 
-def warn_few_distinct(name: str, requested: int, effective: int) -> None:
-    """Warn that a level shrank to ``effective`` components."""
-    warnings.warn(
-        f"{name}: only {effective} distinct vectors for {requested} components; "
-        f"using effective K={effective} (codes stay in [0, {requested}))",
-        FewDistinctWarning,
-        stacklevel=3,
-    )
-
-
-class KMeans:
+class KMeans(IterativeLevel):
     """One k-means codebook level: Lloyd's algorithm with k-means++ seeding.
 
     Parameters
     ----------
     n_clusters : int
         Codebook size K. With fewer distinct input rows the level shrinks to that
-        number (``n_clusters_``) with a :class:`FewDistinctWarning`.
+        number (``n_clusters_``) with a :class:`~rqgmm.level.FewDistinctWarning`.
     max_iter : int
         Maximum Lloyd iterations.
     tol : float
         Stop when the relative decrease of the inertia is below ``tol``.
     random_state : int, optional
-        Seed for the seeding and for splitting empty clusters.
-    device, dtype :
-        Where and in which precision to compute (default: the input's device, float32).
+        Seed for the seeding and for splitting empty clusters (device-independent).
+    device : str, optional
+        Where to compute (default: where the input is; numpy input: the CPU).
+    dtype : {"float32", "float64"}
     chunk_size : int
         Rows per distance block; the (N, K) distance matrix is never held whole.
     init_sample_size : int, optional
@@ -179,7 +161,11 @@ class KMeans:
     converged_ : bool
     n_split_ : list[int]       empty clusters refilled at each iteration
     history_ : list[float]     inertia per iteration
+    n_features_in_ : int
     """
+
+    _verb = "k-means"
+    _value_name = "inertia"
 
     def __init__(
         self,
@@ -188,83 +174,85 @@ class KMeans:
         max_iter: int = 50,
         tol: float = 1e-4,
         random_state: int | None = None,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
+        device: str | None = None,
+        dtype: str = "float32",
         chunk_size: int = DEFAULT_CHUNK,
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "kmeans",
     ) -> None:
-        self.n_clusters = check_positive_int("n_clusters", n_clusters)
-        self.max_iter = check_positive_int("max_iter", max_iter)
-        self.tol = float(tol)
+        self.n_clusters = n_clusters
+        self.max_iter = max_iter
+        self.tol = tol
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.init_sample_size = init_sample_size or POINTS_PER_CENTRE * self.n_clusters
+        self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
         self.progress = progress
         self.name = name
 
-    def fit(self, X, *, resume: tuple[dict, dict] | None = None, on_progress=None,
-            progress_every: int = 5) -> "KMeans":
-        """Fit on X (N, D) — an array, a tensor or a :mod:`rqgmm.source` source; returns self.
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive_int("n_clusters", self.n_clusters)
+        if not float(self.tol) >= 0:
+            raise InputError(f"tol must be >= 0, got {self.tol!r}")
 
-        ``resume`` and ``on_progress`` work as in :meth:`rqgmm.DiagonalGMM.fit`.
-        """
-        source = as_source(X, dtype=self.dtype, device=self.device, chunk_size=self.chunk_size)
-        if resume is None:
-            sample = sample_rows(source, self.init_sample_size, self.random_state)
-            gen = make_generator(self.random_state, sample.device)
-            centres = kmeans_plusplus(sample, self.n_clusters, gen)
-            if centres.shape[0] < self.n_clusters:
-                warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
-            self.n_clusters_ = centres.shape[0]
-            self.history_, self.n_split_ = [], []
-        else:
-            centres, gen = self._restore(*resume)
-        self.converged_ = False
-        prev = self.history_[-1] if self.history_ else float("inf")
-        self.n_iter_ = len(self.history_)
-        bar = tqdm(total=self.max_iter, initial=self.n_iter_, desc=f"{self.name} k-means", leave=False,
-                   disable=_disable(self.progress))
-        for iteration in range(self.n_iter_ + 1, self.max_iter + 1):
-            self.n_iter_ = iteration
-            sums, counts, total = lloyd_pass(source, centres)
-            inertia = float(total)
-            centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.dtype)
-            self.n_split_.append(split_empty(centres, counts, gen))
-            self.history_.append(inertia)
-            bar.update()
-            bar.set_postfix(inertia=f"{inertia:.4g}")
-            if self.n_iter_ > 1 and prev - inertia <= self.tol * prev and self.n_split_[-1] == 0:
-                self.converged_ = True
-                break
-            prev = inertia
-            if on_progress is not None and self.n_iter_ % progress_every == 0:
-                on_progress({"history": self.history_, "n_split": self.n_split_, "n_clusters": self.n_clusters_},
-                            {"centres": centres, "generator": gen.get_state()})
-        bar.close()
+    @property
+    def _n_requested(self) -> int:
+        return self.n_clusters
+
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        centres = kmeans_plusplus(sample, self.n_clusters, generator)
+        if centres.shape[0] < self.n_clusters:
+            warn_few_distinct(self.name, self.n_clusters, centres.shape[0])
+        self.n_clusters_ = centres.shape[0]
+        return centres
+
+    def _step(self, source, centres: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, int]:
+        sums, counts, inertia = lloyd_pass(source, centres)
+        centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.torch_dtype)
+        return centres, float(inertia), split_empty(centres, counts, generator)
+
+    def _converged(self) -> bool:
+        if len(self.history_) < 2:
+            return False
+        prev, inertia = self.history_[-2], self.history_[-1]
+        return prev - inertia <= self.tol * prev
+
+    def _finish(self, source, centres: torch.Tensor) -> None:
         self.cluster_centers_ = centres
         self.inertia_ = float(lloyd_pass(source, centres)[2])
-        return self
 
-    def _restore(self, state: dict, tensors: dict) -> tuple[torch.Tensor, torch.Generator]:
-        self.history_, self.n_split_, self.n_clusters_ = list(state["history"]), list(state["n_split"]), state["n_clusters"]
-        centres = tensors["centres"].to(device=self.device, dtype=self.dtype)
-        gen = torch.Generator(device=centres.device)
-        gen.set_state(tensors["generator"])
-        return centres, gen
+    def _state_tensors(self, centres: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"centres": centres}
 
-    def predict(self, X) -> torch.Tensor:
-        """Index of the nearest centre (N,) int64 for X (N, D)."""
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["centres"]
+
+    def _extra_progress(self) -> dict:
+        return {"n_clusters": self.n_clusters_}
+
+    @property
+    def n_split_(self) -> list[int]:
+        """Empty clusters refilled after each iteration."""
+        return self.n_fixed_
+
+    # ---------------------------------------------------------------- inference
+
+    def predict(self, X) -> np.ndarray | torch.Tensor:
+        """Index of the nearest centre (N,) int64 for X (N, D); numpy in, numpy out."""
         C = self.cluster_centers_
-        X = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1])
-        return assign(X, C, self.chunk_size)[0]
+        x = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1], what="X", owner=type(self).__name__)
+        return like_input(assign(x, C, self.chunk_size)[0], X)
+
+    def fit_predict(self, X, y=None) -> np.ndarray | torch.Tensor:
+        """``fit(X).predict(X)``."""
+        return self.fit(X).predict(X)
 
     def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         """Codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
-        return squared_distances(chunk, self.cluster_centers_).argmin(1)
+        return torch.addmm((self.cluster_centers_ ** 2).sum(1), chunk, self.cluster_centers_.T, alpha=-2.0).argmin(1)
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -280,11 +268,11 @@ class KMeans:
         centres = tensors["cluster_centers"]
         if centres.ndim != 2 or centres.shape[0] > self.n_clusters:
             raise InputError(f"{self.name}: stored centres have shape {tuple(centres.shape)}; refit the model")
-        self.cluster_centers_ = centres.to(device=self.device, dtype=self.dtype)
-        self.n_clusters_ = centres.shape[0]
+        self.cluster_centers_ = centres.to(dtype=self.torch_dtype)
+        self.n_clusters_, self.n_features_in_ = centres.shape
         return self
 
-
-def _disable(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None means 'only on a terminal'."""
-    return None if progress is None else not progress
+    def to(self, device) -> "KMeans":
+        """Move the fitted centres to ``device``; returns self."""
+        self.cluster_centers_ = self.cluster_centers_.to(device)
+        return self

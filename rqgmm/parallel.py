@@ -8,6 +8,7 @@ CPU, NCCL on GPUs), fits on its block of rows, and rank 0 writes the outputs.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from typing import Iterator
@@ -33,7 +34,9 @@ def process_group(device: str) -> Iterator[str]:
     if cuda:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # gloo for the CPU tensors every group exchanges (row counts, validation), NCCL for the GPU statistics.
+    timeout = datetime.timedelta(seconds=float(os.environ.get("RQGMM_DIST_TIMEOUT", "600")))
+    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timeout)
     logger.info("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), device)
     try:
         yield device

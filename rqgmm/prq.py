@@ -44,17 +44,16 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .level import DEFAULT_CHUNK, IterativeLevel, warn_few_distinct
+from .kmeans import kmeans_plusplus
+from .residual import ResidualQuantizer
+from .tokenizer import register
+from .validation import check_positive_int, like_input
 from .errors import InputError
-from .kmeans import _disable, kmeans_plusplus, make_generator, warn_few_distinct
-from .residual import codebook_size_list
-from .tokenizer import Tokenizer, like_input, register
-from .validation import as_codes, as_matrix, check_positive_int
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 16384
 # Below this norm a projection residual is rounding noise, not a direction.
 VANISHING_NORM = 1e-5
 
@@ -92,30 +91,13 @@ def projection_residual(R: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def cosine_assign(R: torch.Tensor, C: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hard cosine assignment of unit rows R (N, D) to unit centroids C (K, D).
-
-    Returns
-    -------
-    codes : Tensor (N,) int64, argmax_k cos(r, c_k)
-    cosine : Tensor (N,), the winning cosine
-    """
-    codes, cos = [], []
-    for start in range(0, R.shape[0], chunk_size):
-        best = (R[start : start + chunk_size] @ C.T).max(dim=1)
-        cos.append(best.values)
-        codes.append(best.indices)
-    return torch.cat(codes), torch.cat(cos)
-
-
-def soft_topk_update(
-    R: torch.Tensor, C: torch.Tensor, top_k: int, beta: float, chunk_size: int = DEFAULT_CHUNK
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One top-k soft refinement of centroids C (K, D) on unit residuals R (N, D).
+def soft_topk_pass(source, C: torch.Tensor, top_k: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One top-k soft refinement of centroids C (K, D) over a source's unit residuals.
 
     Each residual adds itself to its ``top_k`` most similar centroids with
     weights softmax(beta * cos) over those k; each centroid becomes the
     normalised weighted mean. A centroid that received no weight keeps its value.
+    Sums are float64 and all-reduced over ranks.
 
     Returns
     -------
@@ -126,14 +108,14 @@ def soft_topk_update(
     k = min(top_k, K)
     sums = torch.zeros(K, D, dtype=torch.float64, device=C.device)
     mass = torch.zeros(K, dtype=torch.float64, device=C.device)
-    for start in range(0, R.shape[0], chunk_size):
-        r = R[start : start + chunk_size]
+    for r in source.chunks():
         cos, idx = (r @ C.T).topk(k, dim=1)
         w = torch.softmax(beta * cos, dim=1).to(torch.float64)
         r64 = r.to(torch.float64)
         for j in range(k):
             sums.index_add_(0, idx[:, j], w[:, j : j + 1] * r64)
             mass.index_add_(0, idx[:, j], w[:, j])
+    source.all_reduce(sums, mass)
     new = l2_normalize(sums).to(C.dtype)
     keep = (mass == 0) | (new.norm(dim=1) == 0)
     new[keep] = C[keep]
@@ -153,204 +135,207 @@ def seed_centroids(R: torch.Tensor, n_clusters: int, generator: torch.Generator,
     return l2_normalize(C)
 
 
-def code_mean_cosine(codes: torch.Tensor, cosine: torch.Tensor, n_clusters: int) -> torch.Tensor:
-    """Mean winning cosine (K,) of the residuals assigned to each code (1 for unused codes)."""
-    total = torch.zeros(n_clusters, dtype=torch.float64, device=codes.device).index_add_(0, codes, cosine.double())
-    count = torch.bincount(codes, minlength=n_clusters).double()
-    return torch.where(count > 0, total / count.clamp_min(1), torch.ones_like(total)).to(cosine.dtype)
+def code_mean_cosine(source, C: torch.Tensor) -> torch.Tensor:
+    """Mean winning cosine (K,) of the residuals assigned to each centroid of C (K, D) (1 for unused codes)."""
+    total = torch.zeros(C.shape[0], dtype=torch.float64, device=C.device)
+    count = torch.zeros(C.shape[0], dtype=torch.float64, device=C.device)
+    for r in source.chunks():
+        best = (r @ C.T).max(dim=1)
+        total.index_add_(0, best.indices, best.values.to(torch.float64))
+        count += torch.bincount(best.indices, minlength=C.shape[0]).to(torch.float64)
+    source.all_reduce(total, count)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.ones_like(total)).to(C.dtype)
 
 
-# ------------------------------------------------------------------------- estimator
+# ------------------------------------------------------------------------- estimators
 
 
-@register
-class PRQKMeans(Tokenizer):
-    """Projection residual quantization with top-k soft spherical k-means levels.
+class SphericalKMeans(IterativeLevel):
+    """One PRQ level: k-means++ seeds on unit residuals, refined by top-k soft updates.
 
-    Parameters
-    ----------
-    levels : int
-        Number of code levels L.
-    codebook_size : int or list of int
-        Codes per level K_l (one int for all levels, or L ints).
-    top_k : int
-        How many nearest centroids each residual updates during refinement.
-    beta : float
-        Inverse temperature of the softmax over those top-k cosines.
-    max_iter : int
-        Refinement iterations per level (0: k-means++ seeds only).
-    tol : float
-        Stop refining a level once no centroid moves by more than ``tol``
-        in cosine distance (1 - cos between successive values).
-    random_state : int, optional
-        Seed for the k-means++ seeding.
-    device : str or torch.device, optional
-        Where to fit and encode (default CPU).
-    chunk_size : int
-        Rows per similarity block; the (N, K) matrix is never held whole.
-    progress : bool, optional
-        tqdm bar over levels; None lets tqdm decide (only on a terminal).
+    Parameters are those of :class:`PRQKMeans` for one level; ``max_iter`` may be
+    0 (the seeds only). ``history_`` holds the largest cosine distance any
+    centroid moved in each refinement; the fit stops at a fixed point
+    (no centroid moves by more than ``tol``).
 
     Attributes
     ----------
-    mean_ : Tensor (D,)
-        Global mean of the L2-normalised training embeddings.
-    codebooks_ : list of L tensors (K_l, D)
-        Unit centroids.
-    code_cosine_ : list of L tensors (K_l,)
-        Mean cosine between each centroid and its assigned residuals (for ``decode``).
-    n_features_in_ : int
-        Input dimension D.
-    n_iter_ : list of int
-        Refinement iterations run at each level.
+    centroids_ : Tensor (K, D), unit rows
+    code_cosine_ : Tensor (K,), mean cosine between each centroid and its assigned residuals
+    """
+
+    _verb = "refinement"
+    _value_name = "moved"
+
+    def __init__(self, n_clusters: int = 256, *, top_k: int = 2, beta: float = 15.0, max_iter: int = 25,
+                 tol: float = 1e-6, random_state: int | None = None, device: str | None = None,
+                 dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK, init_sample_size: int | None = None,
+                 progress: bool | None = None, name: str = "level") -> None:
+        self.n_clusters = n_clusters
+        self.top_k = top_k
+        self.beta = beta
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
+        self.progress = progress
+        self.name = name
+
+    def _check_params(self) -> None:
+        check_positive_int("max_iter", self.max_iter, minimum=0)
+        check_positive_int("n_clusters", self.n_clusters)
+        check_positive_int("top_k", self.top_k)
+        check_positive_int("chunk_size", self.chunk_size)
+        if not float(self.beta) > 0 or not float(self.tol) >= 0:
+            raise InputError(f"beta must be > 0 and tol >= 0, got beta={self.beta!r}, tol={self.tol!r}")
+
+    @property
+    def _n_requested(self) -> int:
+        return self.n_clusters
+
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return seed_centroids(sample, self.n_clusters, generator, self.name)
+
+    def _step(self, source, C: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, int]:
+        new, _ = soft_topk_pass(source, C, int(self.top_k), float(self.beta))
+        return new, float((1.0 - (new * C).sum(1)).max()), 0
+
+    def _converged(self) -> bool:
+        return self.history_[-1] <= float(self.tol)
+
+    def _finish(self, source, C: torch.Tensor) -> None:
+        self.centroids_ = C
+        self.code_cosine_ = code_mean_cosine(source, C)
+
+    def _state_tensors(self, C: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"centroids": C}
+
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["centroids"]
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codewords (K, D): unit centroids."""
+        return self.centroids_
+
+    def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
+        """argmax_k cos(r, c_k) (n,) for unit residuals (n, D)."""
+        return (chunk @ self.centroids_.T).argmax(1)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"centroids": self.centroids_, "code_cosine": self.code_cosine_}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> "SphericalKMeans":
+        C, a = tensors["centroids"], tensors["code_cosine"]
+        if C.ndim != 2 or C.shape[0] != self.n_clusters or a.shape != (C.shape[0],):
+            raise InputError(f"{self.name}: stored centroids have shape {tuple(C.shape)}, expected "
+                             f"({self.n_clusters}, D); refit the model")
+        self.centroids_, self.code_cosine_ = C.to(self.torch_dtype), a.to(self.torch_dtype)
+        self.n_features_in_ = C.shape[1]
+        return self
+
+    def to(self, device) -> "SphericalKMeans":
+        self.centroids_, self.code_cosine_ = self.centroids_.to(device), self.code_cosine_.to(device)
+        return self
+
+
+@register
+class PRQKMeans(ResidualQuantizer):
+    """Projection residual quantization with top-k soft spherical k-means levels.
+
+    Parameters (besides :class:`~rqgmm.residual.ResidualQuantizer`'s)
+    --------------------------------------------------------------------
+    top_k : int      how many nearest centroids each residual updates during refinement.
+    beta : float     inverse temperature of the softmax over those top-k cosines.
+    max_iter : int   refinement iterations per level (0: k-means++ seeds only).
+    tol : float      stop refining once no centroid moves by more than ``tol`` (cosine distance).
+
+    Attributes
+    ----------
+    mean_ : Tensor (D,)   global mean of the L2-normalised training embeddings.
+    levels_ : list of :class:`SphericalKMeans`
     """
 
     method: ClassVar[str] = "prqkmeans"
     reconstructs: ClassVar[bool] = False
-    chunked: ClassVar[bool] = True
+    level_params = ("top_k", "beta", "max_iter", "tol")
+    normaliser_tensors = ("mean",)
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int | list[int] = 256,
-        *,
-        top_k: int = 2,
-        beta: float = 15.0,
-        max_iter: int = 25,
-        tol: float = 1e-6,
-        random_state: int | None = None,
-        device: str | torch.device | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
-        progress: bool | None = None,
-    ) -> None:
-        self.codebook_size = codebook_size_list(codebook_size, check_positive_int("levels", levels))
-        self.top_k = check_positive_int("top_k", top_k)
-        self.max_iter = check_positive_int("max_iter", max_iter, minimum=0)
-        if not float(beta) > 0 or not float(tol) >= 0:
-            raise InputError(f"beta must be > 0 and tol >= 0, got beta={beta!r}, tol={tol!r}")
-        self.beta, self.tol = float(beta), float(tol)
-        self.random_state = random_state
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.progress = progress
+    def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
+                 top_k: int = 2, beta: float = 15.0, max_iter: int = 25, tol: float = 1e-6,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 progress: bool | None = None) -> None:
+        super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
+                         progress=progress)
+        self.top_k = top_k
+        self.beta = beta
+        self.max_iter = max_iter
+        self.tol = tol
 
-    # -------------------------------------------------------------------- fit
+    def _make_level(self, index: int, n_components: int, seed: int | None) -> SphericalKMeans:
+        return SphericalKMeans(n_components, **self._level_kwargs(index, seed))
 
-    def fit(self, X) -> "PRQKMeans":
-        """Fit on X (N, D); returns self."""
-        X = as_matrix(X, device=self.device)
-        self.n_features_in_ = X.shape[1]
-        self.mean_ = l2_normalize(X).mean(dim=0)
-        R = self._project(X)
-        generator = make_generator(self.random_state, R.device)
-        self.codebooks_, self.code_cosine_, self.n_iter_ = [], [], []
-        for level in tqdm(range(self.levels), desc=f"{self.method} levels", leave=False, disable=_disable(self.progress)):
-            C = self._fit_level(R, self.codebook_size[level], generator, f"level {level + 1}")
-            codes, cos = cosine_assign(R, C, self.chunk_size)
-            self.codebooks_.append(C)
-            self.code_cosine_.append(code_mean_cosine(codes, cos, C.shape[0]))
-            logger.info("%s level %d: %d of %d codes used, mean cosine %.4f",
-                        self.method, level + 1, int(torch.unique(codes).numel()), C.shape[0], float(cos.mean()))
-            R = projection_residual(R, C[codes])
-        return self
+    def _fit_normaliser(self, source) -> None:
+        total = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
+        for chunk in source.chunks():
+            total += l2_normalize(chunk).sum(0, dtype=torch.float64)
+        source.all_reduce(total)
+        self.mean_ = (total / source.n_total).to(source.dtype)
 
-    def _fit_level(self, R: torch.Tensor, n_clusters: int, generator: torch.Generator, name: str) -> torch.Tensor:
-        C = seed_centroids(R, n_clusters, generator, name)
-        n_iter, idle = 0, 0
-        for n_iter in range(1, self.max_iter + 1):
-            C_new, mass = soft_topk_update(R, C, self.top_k, self.beta, self.chunk_size)
-            moved = float((1.0 - (C_new * C).sum(1)).max())
-            C, idle = C_new, int((mass == 0).sum())
-            if moved <= self.tol:
-                break
-        self.n_iter_.append(n_iter)
-        logger.debug("%s %s: %d refinement iterations, %d centroids without weight in the last",
-                     self.method, name, n_iter, idle)
-        return C
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return remove_direction(l2_normalize(x), self.mean_)
 
-    def _project(self, X: torch.Tensor) -> torch.Tensor:
-        """Unit embeddings with the global-mean direction removed, (N, D)."""
-        return remove_direction(l2_normalize(X), self.mean_)
+    @staticmethod
+    def _next_residual(residual: torch.Tensor, codeword: torch.Tensor) -> torch.Tensor:
+        return projection_residual(residual, codeword)
 
-    # ----------------------------------------------------------- encode/decode
-
-    def encode(self, X) -> np.ndarray | torch.Tensor:
-        """Codes (N, L) int64 of X (N, D); numpy in, numpy out. Never changes the model."""
-        return like_input(self._encode(X)[0], X)
-
-    def residuals(self, X) -> list[torch.Tensor]:
-        """The unit residuals r_1..r_L (each (N, D)) that the levels see for X (N, D)."""
-        return self._encode(X)[1]
-
-    def _encode(self, X) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        self._check_fitted()
-        R = self._project(as_matrix(X, device=self.device, n_features=self.n_features_in_))
-        codes, residuals = [], []
-        for C in self.codebooks_:
-            residuals.append(R)
-            code = cosine_assign(R, C, self.chunk_size)[0]
-            codes.append(code)
-            R = projection_residual(R, C[code])
-        return torch.stack(codes, dim=1), residuals
-
+    @torch.no_grad()
     def decode(self, codes) -> np.ndarray | torch.Tensor:
         """Approximate direction (N, D) in the normalised, mean-removed space (see the module docstring).
 
         Not a reconstruction of the input embeddings (``reconstructs`` is False).
         """
-        self._check_fitted()
-        c = as_codes(codes, levels=self.levels, codebook_sizes=self.codebook_sizes).to(self.device)
-        out = torch.zeros(c.shape[0], self.n_features_in_, device=self.device)
-        scale = torch.ones(c.shape[0], 1, device=self.device)
-        for level in range(c.shape[1]):
-            a = self.code_cosine_[level][c[:, level]].unsqueeze(1)
-            out = out + scale * a * self.codebooks_[level][c[:, level]]
+        c = self._codes_table(codes)
+        out = torch.zeros(c.shape[0], self.n_features_in_, dtype=self.mean_.dtype, device=self._model_device)
+        scale = torch.ones(c.shape[0], 1, dtype=self.mean_.dtype, device=self._model_device)
+        for level, k in zip(self.levels_, c.T):
+            a = level.code_cosine_[k].unsqueeze(1)
+            out = out + scale * a * level.centroids_[k]
             scale = scale * (1 - a * a).clamp_min(0).sqrt()
         return like_input(out, codes)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "codebooks_"):
-            raise InputError("this PRQKMeans is not fitted yet; call fit(X) first")
-
-    # ---------------------------------------------------------------- state
-
     @property
-    def codebook_sizes(self) -> list[int]:
-        return list(self.codebook_size)
-
-    def get_config(self) -> dict:
+    def codebooks_(self) -> list[torch.Tensor]:
+        """The unit centroids (K_l, D) of each level."""
         self._check_fitted()
-        return {
-            "levels": self.levels,
-            "codebook_size": list(self.codebook_size),
-            "top_k": self.top_k,
-            "beta": self.beta,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "random_state": self.random_state,
-            "chunk_size": self.chunk_size,
-            "n_features": self.n_features_in_,
-        }
+        return [level.centroids_ for level in self.levels_]
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def residuals(self, X) -> list[torch.Tensor]:
+        """The unit residuals r_1..r_L (each (N, D)) that the levels see for X (N, D)."""
         self._check_fitted()
-        tensors = {"mean": self.mean_}
-        for level, (C, a) in enumerate(zip(self.codebooks_, self.code_cosine_)):
-            tensors[f"codebook_{level}"] = C
-            tensors[f"code_cosine_{level}"] = a
-        return tensors
+        source = self._source(X, shard=False, device=self._model_device)
+        R = torch.cat([self._normalise(x) for x in source.chunks()])
+        out = []
+        for level in self.levels_:
+            out.append(R)
+            R = self._next_residual(R, level.codebook[level.assign_chunk(R)])
+        return out
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PRQKMeans":
-        keys = ("levels", "codebook_size", "top_k", "beta", "max_iter", "tol", "random_state", "chunk_size")
-        tok = cls(**{k: config[k] for k in keys})
-        tok.n_features_in_ = int(config["n_features"])
-        tok.mean_ = tensors["mean"].to(tok.device)
-        tok.codebooks_ = [tensors[f"codebook_{l}"].to(tok.device) for l in range(tok.levels)]
-        tok.code_cosine_ = [tensors[f"code_cosine_{l}"].to(tok.device) for l in range(tok.levels)]
-        for level, C in enumerate(tok.codebooks_):
-            if tuple(C.shape) != (tok.codebook_size[level], tok.n_features_in_):
-                raise InputError(f"codebook_{level} has shape {tuple(C.shape)}, config says "
-                                 f"({tok.codebook_size[level]}, {tok.n_features_in_}); refit the model")
-        return tok
+        return super().from_state(config, _upgrade_prq_tensors(tensors))
 
+
+def _upgrade_prq_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensor names of rqgmm 0.1 PRQ model files (``codebook_L``, ``code_cosine_L``) in today's layout."""
+    out = {}
+    for key, value in tensors.items():
+        for old, new in (("codebook_", "centroids"), ("code_cosine_", "code_cosine")):
+            if key.startswith(old) and key[len(old):].isdigit():
+                key = f"level{key[len(old):]}.{new}"
+        out[key] = value
+    return out

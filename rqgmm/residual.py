@@ -1,14 +1,18 @@
-"""Residual quantization over any level type; RQGMM and RQKMeans.
+"""The residual stack: L levels, each fitted on what the levels before it left.
 
 Level l fits a codebook to the residuals r_l (r_1 = the normalised input),
 emits the code z_l = level.predict(r_l) (the MAP component for a GMM, the
-nearest centre for k-means) and passes r_{l+1} = r_l − c_l[z_l] on.
+nearest centre for k-means, the most similar direction for PRQ's spherical
+level) and passes r_{l+1} = step(r_l, c_l[z_l]) on. Two hooks make a method:
 
-Inputs are centred and divided by one global scale (the RMS per coordinate)
-before the first level, and decoding undoes it. Neither k-means nor a GMM
-changes its partition under that map; it keeps float32 well conditioned and
-makes ``reg_covar`` relative to the data's scale, so fitting data scaled by
-1e-8 or 1e6 gives the same codes.
+- ``_fit_normaliser`` / ``_normalise``: how the input becomes r_1;
+- ``_next_residual``: the residual rule (subtract; PRQ: project out).
+
+RQGMM and RQKMeans centre the input and divide it by one global scale (the RMS
+per coordinate); neither k-means nor a GMM changes its partition under that
+map, it keeps float32 well conditioned and makes ``reg_covar`` relative to the
+data's scale. Every method on this stack gets chunked, memory-mapped,
+data-parallel and resumable fits from the one loop below.
 """
 
 from __future__ import annotations
@@ -22,18 +26,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import FitCheckpoint, data_fingerprint
+from .device import resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
-from .checkpoint import FitCheckpoint, data_fingerprint
-from .kmeans import DEFAULT_CHUNK, KMeans, _disable
+from .kmeans import KMeans
+from .level import DEFAULT_CHUNK, DTYPES, check_dtype, level_seeds, progress_disabled
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
-from .tokenizer import Tokenizer, like_input, register
-from .validation import as_codes, as_matrix, check_positive_int
+from .tokenizer import Tokenizer, register
+from .validation import as_codes, as_matrix, check_dimension, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def codebook_size_list(codebook_size: int | list[int], levels: int) -> list[int]:
@@ -61,9 +65,11 @@ def _moments(source: RowSource) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ResidualQuantizer(Tokenizer):
-    """Residual quantization with L levels of any codebook type.
+    """Residual quantization with L levels of any iterative level type.
 
-    Subclasses choose the level (``_make_level``) and its hyper-parameters.
+    Subclasses choose the level (``_make_level``), its hyper-parameters
+    (``level_params``) and, where they differ from centring and subtraction, the
+    normaliser and the residual rule.
 
     Parameters
     ----------
@@ -72,9 +78,10 @@ class ResidualQuantizer(Tokenizer):
     codebook_size : int or list of int
         K per level.
     random_state : int, optional
-        Seed; each level gets its own stream derived from it.
-    device : str or torch.device, optional
-        Where to fit and encode (default CPU).
+        Seed; each level gets its own stream derived from it. Draws happen on
+        the CPU, so a seed gives the same start on every device.
+    device : str, optional
+        Where to fit and encode (default: where the input is; numpy: the CPU).
     dtype : {"float32", "float64"}
     chunk_size : int
         Rows per block in every pass over the data.
@@ -84,78 +91,90 @@ class ResidualQuantizer(Tokenizer):
     Attributes
     ----------
     levels_ : list of fitted levels
-    offset_ : Tensor (D,)   the mean removed before the first level
-    scale_ : Tensor ()      the global scale divided out before the first level
+    n_features_in_ : int
     """
 
     #: Hyper-parameters of the levels, stored in the model file and passed back on load.
     level_params: ClassVar[tuple[str, ...]] = ()
+    #: Names of the normaliser's fitted tensors (attributes ``NAME_``), stored in the model file.
+    normaliser_tensors: ClassVar[tuple[str, ...]] = ("offset", "scale")
     chunked = True
     resumable = True
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int | list[int] = 256,
-        random_state: int | None = None,
-        *,
-        device: str | torch.device | None = None,
-        dtype: str = "float32",
-        chunk_size: int = DEFAULT_CHUNK,
-        progress: bool | None = None,
-    ) -> None:
-        self.n_levels = check_positive_int("levels", levels)
-        self._codebook_sizes = codebook_size_list(codebook_size, self.n_levels)
+    def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 progress: bool | None = None) -> None:
+        self.levels = levels
+        self.codebook_size = codebook_size
         self.random_state = random_state
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        if dtype not in _DTYPES:
-            raise InputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.device = device
         self.dtype = dtype
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.chunk_size = chunk_size
         self.progress = progress
+
+    # ---------------------------------------------------------------- hooks
 
     @abstractmethod
     def _make_level(self, index: int, n_components: int, seed: int | None):
         """A fresh, unfitted level."""
 
-    def _level_config(self) -> dict:
-        """The level hyper-parameters stored in the model file."""
-        return {name: getattr(self, name) for name in self.level_params}
+    def _fit_normaliser(self, source: RowSource) -> None:
+        self.offset_, self.scale_ = _moments(source)
 
-    def _level_kwargs(self, index: int, seed: int | None) -> dict:
-        """Keyword arguments every level type takes, for level ``index`` (0-based)."""
-        return dict(random_state=seed, device=self.device, dtype=_DTYPES[self.dtype], chunk_size=self.chunk_size,
-                    progress=self.progress, name=f"level {index + 1}", **self._level_config())
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.offset_) / self.scale_
 
-    # ---------------------------------------------------------------- fitting
+    @staticmethod
+    def _next_residual(residual: torch.Tensor, codeword: torch.Tensor) -> torch.Tensor:
+        return residual - codeword
+
+    # ---------------------------------------------------------------- parameters
+
+    def _check_params(self) -> None:
+        """Check every constructor argument (also called by the command line before it reads data)."""
+        codebook_size_list(self.codebook_size, check_positive_int("levels", self.levels))
+        check_positive_int("chunk_size", self.chunk_size)
+        check_dtype(self.dtype)
+        resolve_device(self.device)
+        for name in self.level_params:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value < 0:
+                raise InputError(f"{name} must be a number >= 0, got {value!r}")
 
     @property
     def codebook_sizes(self) -> list[int]:
-        return list(self._codebook_sizes)
+        return codebook_size_list(self.codebook_size, self.levels)
 
-    def _level_seeds(self) -> list[int | None]:
-        if self.random_state is None:
-            return [None] * self.n_levels
-        states = np.random.SeedSequence(self.random_state).generate_state(self.n_levels)
-        return [int(s) for s in states]
+    @property
+    def _torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
 
-    def _as_input(self, X) -> torch.Tensor:
-        n_features = self.offset_.shape[0] if hasattr(self, "offset_") else None
-        return as_matrix(X, dtype=_DTYPES[self.dtype], device=self.device, n_features=n_features)
+    def _level_kwargs(self, index: int, seed: int | None) -> dict:
+        """Keyword arguments every level type takes, for level ``index`` (0-based)."""
+        return dict(random_state=seed, dtype=self.dtype, chunk_size=self.chunk_size, progress=self.progress,
+                    name=f"level {index + 1}", **{name: getattr(self, name) for name in self.level_params})
 
-    def _source(self, X, shard: bool) -> RowSource:
+    # ---------------------------------------------------------------- fitting
+
+    def _device(self, X) -> torch.device:
+        if self.device is not None:
+            return resolve_device(self.device)
+        return X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+
+    def _source(self, X, *, shard: bool, device: torch.device) -> RowSource:
         """Rows of X in chunks; a memory map stays on disk and is validated in one pass."""
+        n_features = getattr(self, "n_features_in_", None)
         if isinstance(X, np.memmap):
-            source = RowSource(X, dtype=_DTYPES[self.dtype], device=self.device, chunk_size=self.chunk_size, shard=shard)
-            if hasattr(self, "offset_") and source.n_features != self.offset_.shape[0]:
-                self._as_input(X[:1])  # raises the dimension message
+            check_dimension(X, n_features, "X", type(self).__name__)
+            source = RowSource(X, dtype=self._torch_dtype, device=device, chunk_size=self.chunk_size, shard=shard)
             source.validate()
             return source
-        X = self._as_input(X)
+        X = as_matrix(X, dtype=self._torch_dtype, device=device, n_features=n_features, what="X",
+                      owner=type(self).__name__)
         return RowSource(X, dtype=X.dtype, device=X.device, chunk_size=self.chunk_size, shard=shard)
 
-    def fit(self, X, *, checkpoint: str | os.PathLike | None = None) -> "ResidualQuantizer":
-        """Fit all levels on X (N, D); returns self.
+    def fit(self, X, y=None, *, checkpoint: str | os.PathLike | None = None) -> "ResidualQuantizer":
+        """Fit all levels on X (N, D); returns self. ``y`` is ignored.
 
         X may be an array, a tensor or a ``np.memmap`` (read chunk by chunk, never
         held whole). Inside an initialised ``torch.distributed`` group every rank
@@ -166,96 +185,121 @@ class ResidualQuantizer(Tokenizer):
         every few iterations within one; rerunning the same fit resumes from it
         and ends with the model an uninterrupted fit gives.
         """
-        for attr in ("offset_", "scale_", "levels_"):
+        self._check_params()
+        for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_"]:
             self.__dict__.pop(attr, None)
-        source = self._source(X, shard=True)
+        source = self._source(X, shard=True, device=self._device(X))
+        self.n_features_in_ = source.n_features
         ckpt = self._checkpoint(checkpoint, X)
         self.levels_ = []
-        if not self._resume_levels(ckpt):
-            self.offset_, self.scale_ = _moments(source)
-        codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=self.device)
-        seeds = self._level_seeds()
-        for i in tqdm(range(self.n_levels), desc=f"{self.method} levels", disable=_disable(self.progress)):
-            residuals = ResidualSource(source, self.offset_, self.scale_, [lv.codebook for lv in self.levels_[:i]], codes)
+        if not self._resume_levels(ckpt, source.device):
+            self._fit_normaliser(source)
+        codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=source.device)
+        seeds = level_seeds(self.random_state, self.levels)
+        for i in tqdm(range(self.levels), desc=f"{self.method} levels", disable=progress_disabled(self.progress)):
+            residuals = ResidualSource(source, self._normalise, self._next_residual,
+                                       [lv.codebook for lv in self.levels_[:i]], codes)
             if i == len(self.levels_):
                 self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt))
                 if ckpt is not None and is_writer():
                     ckpt.save_levels(i + 1, self.state_tensors())
             level = self.levels_[i]
             codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
-            logger.info("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
+            logger.debug("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
         return self
 
     def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None):
-        level = self._make_level(i, self._codebook_sizes[i], seed)
+        level = self._make_level(i, self.codebook_sizes[i], seed)
         if ckpt is None:
             return level.fit(residuals)
         progress = ckpt.load_progress()
         resume = progress if progress is not None and progress[0]["level"] == i else None
         return level.fit(residuals, resume=resume,
-                         on_progress=lambda state, t: is_writer() and ckpt.save_progress(i, state, t))
+                         on_progress=lambda meta, t: is_writer() and ckpt.save_progress(i, meta, t))
 
     def _checkpoint(self, path, X) -> FitCheckpoint | None:
         if path is None:
             return None
-        fingerprint = {"method": self.method, "levels": self.n_levels, "codebook_size": self.codebook_sizes,
-                       "random_state": self.random_state, "dtype": self.dtype, **self._level_config(),
-                       "data": data_fingerprint(X)}
+        fingerprint = {"method": self.method, "levels": self.levels, "codebook_size": self.codebook_sizes,
+                       "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 2,
+                       **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X)}
         return FitCheckpoint(path, fingerprint)
 
-    def _resume_levels(self, ckpt: FitCheckpoint | None) -> bool:
-        """Restore the completed levels of a checkpoint; False when there are none."""
+    def _resume_levels(self, ckpt: FitCheckpoint | None, device: torch.device) -> bool:
+        """Restore the normaliser and completed levels of a checkpoint; False when there are none."""
         saved = ckpt.load_levels() if ckpt is not None else None
         if saved is None:
             return False
         state, tensors = saved
-        dtype = _DTYPES[self.dtype]
-        self.offset_, self.scale_ = tensors["offset"].to(self.device, dtype), tensors["scale"].to(self.device, dtype)
-        for i in range(state["n_done"]):
-            level_state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
-            self.levels_.append(self._make_level(i, self._codebook_sizes[i], None).load_state(level_state))
-        logger.info("resuming from %s: %d of %d levels done", ckpt.path, state["n_done"], self.n_levels)
+        self._load_tensors({k: v.to(device) for k, v in tensors.items()}, n_levels=state["n_done"])
+        logger.info("resuming from %s: %d of %d levels done", ckpt.path, state["n_done"], self.levels)
         return True
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor], n_levels: int) -> None:
+        for name in self.normaliser_tensors:
+            setattr(self, f"{name}_", tensors[name].to(self._torch_dtype))
+        self.levels_ = []
+        for i in range(n_levels):
+            state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
+            self.levels_.append(self._make_level(i, self.codebook_sizes[i], None).load_state(state))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "levels_"):
-            raise InputError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
 
     # ---------------------------------------------------------------- encoding
 
+    @property
+    def _model_device(self) -> torch.device:
+        return self.levels_[0].codebook.device
+
     @torch.no_grad()
     def encode(self, X) -> np.ndarray | torch.Tensor:
-        """Codes (N, L) int64 of X (N, D); the model is not changed."""
+        """Codes (N, L) int64 of X (N, D); numpy in, numpy out; a tensor in, a tensor on its device out."""
         self._check_fitted()
-        source = self._source(X, shard=False)
+        source = self._source(X, shard=False, device=self._model_device)
         codes = torch.cat([self._encode_chunk(chunk) for chunk in source.chunks()])
         return like_input(codes, X)
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """Codes (n, L) of a validated chunk (n, D)."""
-        residual = (x - self.offset_) / self.scale_
+        residual = self._normalise(x)
         codes = []
         for level in self.levels_:
             k = level.assign_chunk(residual)
-            residual = residual - level.codebook[k]
+            residual = self._next_residual(residual, level.codebook[k])
             codes.append(k)
         return torch.stack(codes, dim=1)
+
+    def _codes_table(self, codes) -> torch.Tensor:
+        self._check_fitted()
+        return as_codes(codes, levels=self.levels, codebook_sizes=self.effective_codebook_sizes).to(self._model_device)
 
     @torch.no_grad()
     def decode(self, codes) -> np.ndarray | torch.Tensor:
         """Reconstruction (N, D) from codes (N, l), l <= L: offset + scale · Σ c_l[z_l]."""
-        self._check_fitted()
-        table = as_codes(codes, levels=self.n_levels, codebook_sizes=self.effective_codebook_sizes).to(self.device)
-        out = torch.zeros(table.shape[0], self.offset_.shape[0], dtype=self.offset_.dtype, device=self.device)
+        table = self._codes_table(codes)
+        out = torch.zeros(table.shape[0], self.n_features_in_, dtype=self.offset_.dtype, device=self._model_device)
         for level, k in zip(self.levels_, table.T):
             out = out + level.codebook[k]
         return like_input(self.offset_ + self.scale_ * out, codes)
 
-    @property
-    def n_features_in_(self) -> int:
-        """Input dimension D seen in ``fit``."""
+    def transform(self, X) -> np.ndarray | torch.Tensor:
+        """Same as :meth:`encode` (scikit-learn's name)."""
+        return self.encode(X)
+
+    def to(self, device) -> "ResidualQuantizer":
+        """Move the fitted model to ``device`` (e.g. "cuda"); returns self."""
+        device = resolve_device(device)
         self._check_fitted()
-        return int(self.offset_.shape[0])
+        for name in self.normaliser_tensors:
+            setattr(self, f"{name}_", getattr(self, f"{name}_").to(device))
+        for level in self.levels_:
+            level.to(device)
+        self.device = str(device)
+        return self
 
     @property
     def effective_codebook_sizes(self) -> list[int]:
@@ -266,8 +310,10 @@ class ResidualQuantizer(Tokenizer):
     def truncate(self, levels: int) -> "ResidualQuantizer":
         """A copy of this model cut to its first ``levels`` levels (same codes as their prefix)."""
         self._check_fitted()
-        config = {**self.get_config(), "levels": levels, "codebook_size": self._codebook_sizes[:levels]}
-        tensors = {k: v for k, v in self.state_tensors().items() if not k.startswith("level") or int(k[5:].split(".")[0]) < levels}
+        config = {**self.get_config(), "levels": levels, "codebook_size": self.codebook_sizes[:levels],
+                  "effective_codebook_size": self.effective_codebook_sizes[:levels]}
+        tensors = {k: v for k, v in self.state_tensors().items()
+                   if not k.startswith("level") or int(k[5:].split(".")[0]) < levels}
         return type(self).from_state(config, tensors)
 
     # ---------------------------------------------------------------- model files
@@ -275,49 +321,50 @@ class ResidualQuantizer(Tokenizer):
     def get_config(self) -> dict:
         self._check_fitted()
         return {
-            "levels": self.n_levels,
+            "levels": self.levels,
             "codebook_size": self.codebook_sizes,
             "effective_codebook_size": self.effective_codebook_sizes,
-            "n_features": int(self.offset_.shape[0]),
+            "n_features": self.n_features_in_,
             "random_state": self.random_state,
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,
-            **self._level_config(),
+            **{name: getattr(self, name) for name in self.level_params},
         }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         self._check_fitted()
-        tensors = {"offset": self.offset_, "scale": self.scale_}
+        tensors = {name: getattr(self, f"{name}_") for name in self.normaliser_tensors}
         for i, level in enumerate(self.levels_):
             tensors.update({f"level{i}.{k}": v for k, v in level.state_tensors().items()})
         return tensors
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "ResidualQuantizer":
-        model = cls(
-            levels=config["levels"],
-            codebook_size=config["codebook_size"],
-            random_state=config.get("random_state"),
-            dtype=config.get("dtype", "float32"),
-            chunk_size=config.get("chunk_size", DEFAULT_CHUNK),
-            **{k: v for k, v in config.items() if k in cls.level_params},
-        )
-        dtype = _DTYPES[model.dtype]
-        model.offset_ = tensors["offset"].to(dtype)
-        model.scale_ = tensors["scale"].to(dtype)
-        if model.offset_.shape != (config["n_features"],):
-            raise InputError(f"offset has shape {tuple(model.offset_.shape)}, config says D={config['n_features']}")
-        if model.scale_.numel() != 1 or not float(model.scale_) > 0:
-            raise InputError(f"tensor 'scale' is {model.scale_.tolist()}; it must be one positive number. Refit the model")
-        model.levels_ = []
-        for i, K in enumerate(model.codebook_sizes):
-            state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"level{i}.")}
-            model.levels_.append(model._make_level(i, K, None).load_state(state))
-        stored = config.get("effective_codebook_size")
-        if stored is not None and list(stored) != model.effective_codebook_sizes:
-            raise InputError(f"the tensors hold {model.effective_codebook_sizes} codewords per level, "
-                             f"config.json says {list(stored)}; refit the model")
+        model = cls(levels=config["levels"], codebook_size=config["codebook_size"],
+                    random_state=config.get("random_state"), dtype=config.get("dtype", "float32"),
+                    chunk_size=config.get("chunk_size", DEFAULT_CHUNK),
+                    **{k: v for k, v in config.items() if k in cls.level_params})
+        model._check_params()
+        model._load_tensors(tensors, n_levels=model.levels)
+        model.n_features_in_ = int(config["n_features"])
+        model._check_loaded(config)
         return model
+
+    def _check_loaded(self, config: dict) -> None:
+        """Content checks a loaded model must pass (shapes against the config, a usable normaliser)."""
+        for name in self.normaliser_tensors:
+            tensor = getattr(self, f"{name}_")
+            if tensor.ndim == 1 and tensor.shape != (self.n_features_in_,):
+                raise InputError(f"{name} has shape {tuple(tensor.shape)}, config says D={self.n_features_in_}")
+        if "scale" in self.normaliser_tensors and (self.scale_.numel() != 1 or not float(self.scale_) > 0):
+            raise InputError(f"tensor 'scale' is {self.scale_.tolist()}; it must be one positive number. "
+                             "Refit the model")
+        if any(level.codebook.shape[1] != self.n_features_in_ for level in self.levels_):
+            raise InputError(f"the codebooks' dimension does not match config's D={self.n_features_in_}")
+        stored = config.get("effective_codebook_size")
+        if stored is not None and list(stored) != self.effective_codebook_sizes:
+            raise InputError(f"the tensors hold {self.effective_codebook_sizes} codewords per level, "
+                             f"config.json says {list(stored)}; refit the model")
 
 
 @register
@@ -335,22 +382,16 @@ class RQGMM(ResidualQuantizer):
     method = "rqgmm"
     level_params = ("max_iter", "tol", "reg_covar", "init_max_iter")
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int | list[int] = 256,
-        random_state: int | None = None,
-        *,
-        max_iter: int = 100,
-        tol: float = 1e-3,
-        reg_covar: float = 1e-6,
-        init_max_iter: int = 10,
-        **kwargs,
-    ) -> None:
-        super().__init__(levels, codebook_size, random_state, **kwargs)
-        self.max_iter = check_positive_int("max_iter", max_iter)
-        self.tol, self.reg_covar = float(tol), float(reg_covar)
-        self.init_max_iter = check_positive_int("init_max_iter", init_max_iter)
+    def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
+                 max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 progress: bool | None = None) -> None:
+        super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
+                         progress=progress)
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.init_max_iter = init_max_iter
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> DiagonalGMM:
         return DiagonalGMM(n_components, **self._level_kwargs(index, seed))
@@ -365,11 +406,12 @@ class RQGMM(ResidualQuantizer):
     def predict_proba(self, X) -> list[np.ndarray | torch.Tensor]:
         """Posteriors per level along the hard residual path: a list of L arrays (N, K'_l)."""
         self._check_fitted()
-        residual = (self._as_input(X) - self.offset_) / self.scale_
-        out = []
+        x = as_matrix(X, dtype=self._torch_dtype, device=self._model_device, n_features=self.n_features_in_,
+                      what="X", owner=type(self).__name__)
+        residual, out = self._normalise(x), []
         for level in self.levels_:
             out.append(like_input(level.predict_proba(residual), X))
-            residual = residual - level.codebook[level.predict(residual)]
+            residual = residual - level.codebook[level.assign_chunk(residual)]
         return out
 
 
@@ -386,19 +428,13 @@ class RQKMeans(ResidualQuantizer):
     method = "rqkmeans"
     level_params = ("max_iter", "tol")
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int | list[int] = 256,
-        random_state: int | None = None,
-        *,
-        max_iter: int = 50,
-        tol: float = 1e-4,
-        **kwargs,
-    ) -> None:
-        super().__init__(levels, codebook_size, random_state, **kwargs)
-        self.max_iter = check_positive_int("max_iter", max_iter)
-        self.tol = float(tol)
+    def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
+                 max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",
+                 chunk_size: int = DEFAULT_CHUNK, progress: bool | None = None) -> None:
+        super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
+                         progress=progress)
+        self.max_iter = max_iter
+        self.tol = tol
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> KMeans:
         return KMeans(n_components, **self._level_kwargs(index, seed))

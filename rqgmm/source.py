@@ -10,7 +10,7 @@ of a ``torch.distributed`` group; its statistics are all-reduced by the caller
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -131,22 +131,25 @@ def sample_rows(source, max_rows: int, seed: int | None) -> torch.Tensor:
 
 
 class ResidualSource:
-    """The residuals r = (x − offset) / scale − Σ_j c_j[z_j] of a :class:`RowSource`'s rows.
+    """The residuals of a :class:`RowSource`'s rows after the levels fitted so far.
 
+    r_1 = ``normalise(x)``; r_{j+1} = ``next_residual(r_j, codebooks[j][codes[:, j]])``.
     ``codebooks`` (list of (K_j, D)) and ``codes`` ((n_local, j) int64) are the
     levels fitted so far; with none, the residual is the normalised input.
     """
 
-    def __init__(self, base: RowSource, offset: torch.Tensor, scale: torch.Tensor,
+    def __init__(self, base: RowSource, normalise: Callable[[torch.Tensor], torch.Tensor],
+                 next_residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  codebooks: list[torch.Tensor], codes: torch.Tensor) -> None:
-        self.base, self.offset, self.scale, self.codebooks, self.codes = base, offset, scale, codebooks, codes
+        self.base, self.normalise, self.next_residual = base, normalise, next_residual
+        self.codebooks, self.codes = codebooks, codes
         for name in ("dtype", "device", "sharded", "n_total", "n_features", "start", "n_local"):
             setattr(self, name, getattr(base, name))
 
     def _residual(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        r = (x - self.offset) / self.scale
+        r = self.normalise(x)
         for codebook, k in zip(self.codebooks, codes.T):
-            r = r - codebook[k]
+            r = self.next_residual(r, codebook[k])
         return r
 
     def chunks(self) -> Iterator[torch.Tensor]:
@@ -165,9 +168,9 @@ class ResidualSource:
         return self.base.gather_rows(rows)
 
 
-def as_source(X, *, dtype: torch.dtype, device, chunk_size: int):
+def as_source(X, *, dtype: torch.dtype, device, chunk_size: int, what: str = "X", owner: str = "the model"):
     """``X`` itself if it is already a source, else a validated single-process source over it."""
     if isinstance(X, (RowSource, ResidualSource)):
         return X
-    X = as_matrix(X, dtype=dtype, device=device)
+    X = as_matrix(X, dtype=dtype, device=device, what=what, owner=owner)
     return RowSource(X, dtype=dtype, device=X.device, chunk_size=chunk_size)

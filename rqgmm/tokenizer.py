@@ -17,8 +17,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
+from .device import resolve_device
 from .errors import InputError
+from .validation import like_input  # noqa: F401 - re-exported for the tokenizers
 from .io import TENSORS_NAME, read_model, save_model
 
 BUILTIN_METHODS = {
@@ -51,13 +54,15 @@ def tokenizer_class(method: str) -> type["Tokenizer"]:
     return _REGISTRY[method]
 
 
-def load(path: str | os.PathLike, method: str | None = None) -> "Tokenizer":
+def load(path: str | os.PathLike, device: str | torch.device | None = None, method: str | None = None) -> "Tokenizer":
     """Load a tokenizer saved with ``save(path)``.
 
     Parameters
     ----------
     path : str or PathLike
         The model directory.
+    device : str or torch.device, optional
+        Where the loaded model computes (default: the CPU); ``tokenizer.to(device)`` moves it later.
     method : str, optional
         The method the caller expects (e.g. ``"rqgmm"``); None accepts any.
 
@@ -73,9 +78,11 @@ def load(path: str | os.PathLike, method: str | None = None) -> "Tokenizer":
             f"model in {path} is a {config['method']!r} model, expected {method!r}; "
             f"pass a model fitted with --method {method}, or load it without method="
         )
+    target = resolve_device(device) if device is not None else None
     cls = tokenizer_class(config["method"])
     try:
-        return cls.from_state(config, tensors)
+        tokenizer = cls.from_state(config, tensors)
+        return tokenizer.to(target) if target is not None else tokenizer
     except InputError as exc:
         raise InputError(f"{Path(path) / TENSORS_NAME}: {exc}") from None
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
@@ -83,17 +90,15 @@ def load(path: str | os.PathLike, method: str | None = None) -> "Tokenizer":
                          "refit the model") from None
 
 
-def like_input(values: torch.Tensor, like: Any) -> np.ndarray | torch.Tensor:
-    """Return ``values`` as numpy when the user passed numpy, else as the tensor it is."""
-    return values if isinstance(like, torch.Tensor) else values.cpu().numpy()
-
-
-class Tokenizer(ABC):
-    """Embeddings (N, D) to semantic IDs (N, L) and back.
+class Tokenizer(TransformerMixin, BaseEstimator, ABC):
+    """Embeddings (N, D) to semantic IDs (N, L) and back; a scikit-learn transformer.
 
     Subclasses set ``method``, implement the abstract methods, and are decorated
-    with :func:`register`. Fitted state lives in tensors (``state_tensors``) and
-    JSON-able hyper-parameters (``get_config``), which is all a model file holds.
+    with :func:`register`. Constructor arguments are stored as given and checked
+    when ``fit`` starts (``_check_params``, which the command line also calls
+    before it reads any data). Fitted state lives in tensors (``state_tensors``)
+    and JSON-able hyper-parameters (``get_config``), which is all a model file holds.
+    Output follows input: numpy in, numpy out; a tensor in, a tensor on its device out.
     """
 
     method: ClassVar[str]
@@ -112,8 +117,19 @@ class Tokenizer(ABC):
     n_features_in_: int
 
     @abstractmethod
-    def fit(self, X) -> "Tokenizer":
-        """Fit on X of shape (N, D); returns self."""
+    def fit(self, X, y=None) -> "Tokenizer":
+        """Fit on X of shape (N, D); returns self. ``y`` is ignored."""
+
+    def _check_params(self) -> None:
+        """Raise InputError for a bad constructor argument, before any data is read."""
+
+    def transform(self, X) -> np.ndarray | torch.Tensor:
+        """Same as :meth:`encode` (scikit-learn's name)."""
+        return self.encode(X)
+
+    @abstractmethod
+    def to(self, device: str | torch.device) -> "Tokenizer":
+        """Move the fitted model to ``device``; returns self."""
 
     @abstractmethod
     def encode(self, X) -> np.ndarray | torch.Tensor:
@@ -141,10 +157,11 @@ class Tokenizer(ABC):
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "Tokenizer":
         """Rebuild a fitted tokenizer from ``get_config()`` and ``state_tensors()``."""
 
-    @property
-    def levels(self) -> int:
-        """Number of code levels L."""
-        return len(self.codebook_sizes)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # codes are int64 whatever the input's dtype
+        tags.non_deterministic = getattr(self, "random_state", 0) is None
+        return tags
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model directory ``path`` (config.json + model.safetensors), atomically."""

@@ -86,7 +86,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .kmeans import KMeans, _disable, make_generator, squared_distances
+from .kmeans import KMeans, squared_distances
+from .level import level_seeds, make_generator, progress_disabled
 from .residual import codebook_size_list
 from .tokenizer import Tokenizer, like_input, register
 from .validation import as_codes, as_matrix, check_positive_int
@@ -227,14 +228,14 @@ def init_codebooks(model: Autoencoder, X: torch.Tensor, seed: int) -> None:
     """k-means each level's codebook on the residual latents of X (n, D), level by level."""
     z = model.encoder(X)
     codebooks = list(model.quantizer.codebooks)
-    for level, codebook in enumerate(codebooks):
-        km = KMeans(codebook.shape[0], max_iter=25, random_state=seed + level, device=z.device, progress=False,
+    for level, (codebook, level_seed) in enumerate(zip(codebooks, level_seeds(seed, len(codebooks)))):
+        km = KMeans(codebook.shape[0], max_iter=25, random_state=level_seed, progress=False,
                     name=f"level {level + 1}").fit(z)
         centres = km.cluster_centers_
         if centres.shape[0] < codebook.shape[0]:
             # Fewer distinct latents than codes: the rest start as copies; restarts spread them.
             extra = torch.randint(centres.shape[0], (codebook.shape[0] - centres.shape[0],),
-                                  generator=make_generator(seed + level, centres.device), device=centres.device)
+                                  generator=make_generator(level_seed)).to(centres.device)
             centres = torch.cat([centres, centres[extra]])
         codebook.copy_(centres)
         z = z - codebook[nearest_code(z, codebook)]
@@ -386,7 +387,8 @@ class RQVAE(Tokenizer):
         device: str | torch.device | None = None,
         progress: bool | None = None,
     ) -> None:
-        self.codebook_size = codebook_size_list(codebook_size, check_positive_int("levels", levels))
+        self.levels = check_positive_int("levels", levels)
+        self.codebook_size = codebook_size_list(codebook_size, self.levels)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.hidden_sizes = [check_positive_int("hidden_sizes entry", h) for h in hidden_sizes]
         self.epochs = check_positive_int("epochs", epochs)
@@ -406,8 +408,8 @@ class RQVAE(Tokenizer):
 
     # -------------------------------------------------------------------- fit
 
-    def fit(self, X) -> "RQVAE":
-        """Train on X (N, D); returns self."""
+    def fit(self, X, y=None) -> "RQVAE":
+        """Train on X (N, D); returns self. ``y`` is ignored."""
         X = as_matrix(X, device=self.device)
         seed = _seed(self.random_state)
         generator = torch.Generator().manual_seed(seed)
@@ -432,7 +434,7 @@ class RQVAE(Tokenizer):
         self.history_ = []
         steps_per_epoch = -(-X_train.shape[0] // self.batch_size)
         n_epochs = min(self.epochs, -(-self.max_steps // steps_per_epoch))
-        bar = tqdm(range(1, n_epochs + 1), desc=f"{self.method} training", leave=False, disable=_disable(self.progress))
+        bar = tqdm(range(1, n_epochs + 1), desc=f"{self.method} training", leave=False, disable=progress_disabled(self.progress))
         for epoch in bar:
             train_loss, usage = train_epoch(self.model_, optimizer, X_train, self.batch_size, generator)
             restarted = restart_dead_codes(self.model_, X_train, usage, generator) if self.restart_dead_codes else 0
@@ -472,6 +474,15 @@ class RQVAE(Tokenizer):
             return like_input(torch.zeros(0, self.n_features_in_, device=self.device), codes)
         out = torch.cat([self.model_.decode(c[s : s + ENCODE_CHUNK]) for s in range(0, c.shape[0], ENCODE_CHUNK)])
         return like_input(out, codes)
+
+    def to(self, device) -> "RQVAE":
+        """Move the fitted network to ``device``; returns self."""
+        from .device import resolve_device
+
+        self.device = resolve_device(device)
+        if hasattr(self, "model_"):
+            self.model_.to(self.device)
+        return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -528,6 +539,10 @@ class VQVAE(RQVAE):
 
     method: ClassVar[str] = "vqvae"
     fixed_levels: ClassVar[int | None] = 1
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return RQVAE._get_param_names()  # the same parameters; its constructor forwards them
 
     def __init__(self, codebook_size: int | list[int] = 256, *, levels: int = 1, **kwargs) -> None:
         if levels != 1:

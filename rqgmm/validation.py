@@ -37,6 +37,7 @@ def as_matrix(
     device: str | torch.device | None = None,
     n_features: int | None = None,
     what: str = "the input",
+    owner: str = "the model",
 ) -> torch.Tensor:
     """Validate ``X`` and return it as a 2-D floating tensor.
 
@@ -71,11 +72,7 @@ def as_matrix(
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"{what} is empty (shape {tuple(X.shape)}); pass at least one row of D > 0 values")
-    if n_features is not None and X.shape[1] != n_features:
-        raise InputError(
-            f"{what} has dimension {X.shape[1]} but the model expects {n_features}; "
-            "use embeddings from the same model the tokenizer was fitted on"
-        )
+    check_dimension(X, n_features, what, owner)
     source = X
     X = X.to(device=device if device is not None else X.device, dtype=dtype)
     finite = torch.isfinite(X).all(dim=1)
@@ -85,6 +82,22 @@ def as_matrix(
             raise InputError(_overflow_message(bad.numpy(), X.shape[0], what, dtype))
         raise InputError(_nonfinite_message(bad.numpy(), X.shape[0], what))
     return X
+
+
+def check_dimension(X, n_features: int | None, what: str = "X", owner: str = "the model") -> None:
+    """Raise InputError when X (N, D) does not have the model's D (scikit-learn's message)."""
+    if n_features is not None and X.shape[1] != n_features:
+        raise InputError(
+            f"{what} has {X.shape[1]} features, but {owner} is expecting {n_features} features as input; "
+            "use embeddings of the dimension the model was fitted on"
+        )
+
+
+def like_input(values: torch.Tensor, like) -> np.ndarray | torch.Tensor:
+    """``values`` in the user's type: numpy when ``like`` is not a tensor, else a tensor on ``like``'s device."""
+    if isinstance(like, torch.Tensor):
+        return values.to(like.device)
+    return values.cpu().numpy()
 
 
 def as_real_tensor(X, what: str) -> torch.Tensor:

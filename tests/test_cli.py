@@ -109,7 +109,7 @@ def test_fit_bad_input(workdir, case, expect):
 def test_encode_wrong_dimension(workdir):
     np.save(workdir / "wide.npy", np.zeros((10, 13), dtype=np.float32))
     result = run("encode", "model", "wide.npy", "--out", "wide-codes.parquet", cwd=workdir)
-    _assert_clean_failure(*result, "has dimension 13 but the model expects 12", workdir, "wide-codes.parquet")
+    _assert_clean_failure(*result, "has 13 features, but the model is expecting 12 features", workdir, "wide-codes.parquet")
 
 
 def test_encode_nan_writes_nothing(workdir):

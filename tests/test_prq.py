@@ -8,7 +8,12 @@ import torch
 
 import rqgmm.tokenizer
 from rqgmm.errors import InputError
-from rqgmm.prq import PRQKMeans, cosine_assign, soft_topk_update
+from rqgmm.prq import PRQKMeans, soft_topk_pass
+from rqgmm.source import RowSource
+
+
+def rows(R, chunk_size=32768):
+    return RowSource(R, dtype=R.dtype, device=R.device, chunk_size=chunk_size)
 
 
 # ------------------------------------------------------------------ numpy reference
@@ -102,10 +107,10 @@ def test_soft_topk_refinement_matches_numpy_reference():
     C0 = np_normalize(rng.normal(size=(6, 5))).astype(np.float32)
     C = torch.from_numpy(C0)
     for _ in range(25):
-        C, _ = soft_topk_update(torch.from_numpy(R), C, top_k=2, beta=15.0, chunk_size=7)
+        C, _ = soft_topk_pass(rows(torch.from_numpy(R), 7), C, top_k=2, beta=15.0)
     ref = np_soft_topk_refine(R, C0.astype(np.float64), top_k=2, beta=15.0, n_iter=25)
     np.testing.assert_allclose(C.numpy(), ref, atol=1e-5)
-    codes, _ = cosine_assign(torch.from_numpy(R), C, chunk_size=7)
+    codes = (torch.from_numpy(R) @ C.T).argmax(1)
     np.testing.assert_array_equal(codes.numpy(), np.argmax(R @ ref.T, axis=1))
 
 
@@ -113,7 +118,7 @@ def test_top_k_one_is_hard_spherical_kmeans():
     rng = np.random.default_rng(2)
     R = torch.from_numpy(np_normalize(rng.normal(size=(50, 4))).astype(np.float32))
     C = torch.from_numpy(np_normalize(rng.normal(size=(5, 4))).astype(np.float32))
-    new, _ = soft_topk_update(R, C, top_k=1, beta=15.0)
+    new, _ = soft_topk_pass(rows(R), C, top_k=1, beta=15.0)
     labels = (R @ C.T).argmax(1)
     for k in labels.unique():
         expected = R[labels == k].sum(0)
@@ -176,7 +181,7 @@ def test_bad_input_raises(fitted, X):
         fitted.encode(bad)
     with pytest.raises(InputError, match="NaN"):
         PRQKMeans(levels=1, codebook_size=4).fit(bad)
-    with pytest.raises(InputError, match="dimension"):
+    with pytest.raises(InputError, match="has 10 features, but PRQKMeans is expecting"):
         fitted.encode(X[:, :10])
     with pytest.raises(InputError, match="codebook_size"):
-        PRQKMeans(levels=2, codebook_size=[4, 4, 4])
+        PRQKMeans(levels=2, codebook_size=[4, 4, 4]).fit(X)

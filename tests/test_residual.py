@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 import torch
 from conftest import make_mixture
 
@@ -101,7 +102,7 @@ def test_predict_proba_per_level(fitted, data):
 
 
 def test_bad_input_messages(fitted, data):
-    with pytest.raises(rqgmm.InputError, match="has dimension 5 but the model expects 16"):
+    with pytest.raises(rqgmm.InputError, match="X has 5 features, but RQ.* is expecting 16 features as input"):
         fitted.encode(np.zeros((3, 5)))
     bad = data.copy()
     bad[[2, 7]] = np.nan
@@ -109,10 +110,10 @@ def test_bad_input_messages(fitted, data):
         fitted.encode(bad)
     with pytest.raises(rqgmm.InputError, match="must be 2-D"):
         fitted.encode(data[0])
-    with pytest.raises(rqgmm.InputError, match="is not fitted yet"):
+    with pytest.raises(NotFittedError, match="is not fitted yet"):
         RQGMM().encode(data)
     with pytest.raises(rqgmm.InputError, match="codebook_size lists 2 sizes for 3 levels"):
-        RQGMM(levels=3, codebook_size=[4, 4])
+        RQGMM(levels=3, codebook_size=[4, 4]).fit(data)
 
 
 def test_integer_and_half_inputs_are_converted(fitted, data):

@@ -170,7 +170,7 @@ def test_report_without_a_model_refuses_negative_codes(capsys, monkeypatch, work
 
 @pytest.mark.parametrize("damage, expect", [
     ("nan_rows", "NaN or Inf values in 2 of 240 rows"),
-    ("wide", "has dimension 9 but the model expects 8"),
+    ("wide", "has 9 features, but the model is expecting 8 features"),
     ("text", "is not a readable .npy array"),
 ])
 def test_report_validates_its_embeddings_like_fit_and_encode(capsys, monkeypatch, work, damage, expect):
