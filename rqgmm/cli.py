@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import io
+from .codes import FORMATS, CodesTable, as_codes, read_codes, write_codes
 from .device import resolve_device
 from .errors import InputError
 from .ids import unique_suffix
@@ -31,7 +32,7 @@ from .parallel import is_writer, process_group
 from .paths import Output, check_outputs
 from .source import RowSource
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
-from .validation import as_codes, as_matrix, check_dimension
+from .validation import as_matrix, check_dimension
 
 logger = logging.getLogger("rqgmm")
 
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", required=True, help="codes: .parquet (item_id, c1..cL) or .npy (N x L int64)")
     enc.add_argument("--unique", action="store_true", help="add a `suffix` column that makes every full ID distinct")
     enc.add_argument("--device", default="cpu", help="torch device to encode on, e.g. cpu or cuda (default cpu)")
+    enc.add_argument("--format", choices=FORMATS, default="codes",
+                     help="codes: c1..cL (default); flat: t1..tL offset into one shared vocabulary; "
+                          "tokens: one string <a_3><b_9><c_1> per item (flat and tokens need .parquet)")
     enc.add_argument("--quiet", action="store_true")
 
     rep = sub.add_parser("report", help="print quality metrics of a codes table")
@@ -184,6 +188,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     if not args.out.endswith(CODE_SUFFIXES):
         raise InputError(f"--out {args.out}: codes are written as .parquet or .npy; use e.g. --out codes.parquet")
+    if args.format != "codes" and not args.out.endswith(".parquet"):
+        raise InputError(f"--format {args.format} needs a .parquet output (a .npy array holds plain integer codes "
+                         "only); use --out codes.parquet")
     if args.unique and not args.out.endswith(".parquet"):
         raise InputError("--unique needs a .parquet output (the suffix is its own column); use --out codes.parquet")
     if args.emb.endswith(".parquet") and args.out.endswith(".npy"):
@@ -195,36 +202,46 @@ def cmd_encode(args: argparse.Namespace) -> None:
     item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
     codes = np.asarray(tokenizer.encode(X))
     suffix = unique_suffix(codes) if args.unique else None
-    io.write_codes(args.out, codes, item_ids, suffix)
+    table = CodesTable(codes, item_ids, tokenizer.effective_codebook_sizes, tokenizer.method, suffix,
+                       io.model_fingerprint(args.model))
+    write_codes(args.out, table, args.format)
     if suffix is not None:
         logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",
                     int((suffix > 0).sum()), len(codes))
-    logger.info("wrote %d x %d codes to %s", *codes.shape, args.out)
+    logger.info("wrote %d x %d codes to %s (%s layout)", *codes.shape, args.out, args.format)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     tokenizer = load(args.model) if args.model else None
     n_features = tokenizer.n_features_in_ if tokenizer is not None else None
     emb_ids, X = _read_valid_embeddings(args.emb, n_features=n_features)
-    code_ids, codes = io.read_codes(args.codes)
+    table = read_codes(args.codes)
+    code_ids, codes = table.item_ids, table.codes
     if len(codes) == 0:
         raise InputError(f"{args.codes} holds no codes; encode at least one item")
     X = _align(X, emb_ids, code_ids, len(codes), args)
     X_hat = None
     if tokenizer is not None:
-        sizes = _check_codes_against_model(codes, tokenizer, args)
+        sizes = _check_codes_against_model(table, tokenizer, args)
         if tokenizer.reconstructs:
             X_hat = np.asarray(tokenizer.decode(codes))
+    elif table.codebook_sizes is not None:
+        sizes = table.codebook_sizes
     else:
         if int(codes.min()) < 0:
             raise InputError(f"{args.codes} holds negative codes (min {int(codes.min())}); codes are >= 0")
         sizes = [int(k) for k in codes.max(0) + 1]
-        logger.warning("no --model: taking K per level as the largest code + 1 (%s); pass --model for exact K", sizes)
+        logger.warning("no --model and no codebook sizes in %s: taking K per level as the largest code + 1 (%s); "
+                       "pass --model for exact K", args.codes, sizes)
     result = report(codes, sizes, np.asarray(X) if X_hat is not None else None, X_hat)
     print(json.dumps(result) if args.json else _format_report(result))
 
 
-def _check_codes_against_model(codes: np.ndarray, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
+def _check_codes_against_model(table: CodesTable, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
+    codes = table.codes
+    if table.fingerprint is not None and table.fingerprint != io.model_fingerprint(args.model):
+        logger.warning("%s was made by the model with fingerprint %s, not by %s; the metrics may mean little",
+                       args.codes, table.fingerprint, args.model)
     if codes.shape[1] > tokenizer.levels:
         raise InputError(f"{args.codes} has {codes.shape[1]} levels but the model has {tokenizer.levels}; "
                          "pass the model the codes came from")

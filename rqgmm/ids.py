@@ -1,4 +1,7 @@
-"""Semantic IDs as tokens: unique-ID suffixes and per-level offsets."""
+"""Collision handling: the suffix that makes every full semantic ID distinct.
+
+Offsets, flat ids and tokens live with the codes table in :mod:`rqgmm.codes`.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,3 @@ def unique_suffix(codes: np.ndarray) -> np.ndarray:
     suffix = np.empty(len(codes), dtype=np.int64)
     suffix[order] = np.arange(len(order)) - run_start
     return suffix
-
-
-def level_offsets(codebook_sizes: list[int]) -> np.ndarray:
-    """Offset (L,) of each level in one shared vocabulary of Σ K_l tokens."""
-    return np.concatenate([[0], np.cumsum(codebook_sizes)[:-1]]).astype(np.int64)
-
-
-def flat_tokens(codes: np.ndarray, codebook_sizes: list[int]) -> np.ndarray:
-    """Codes (N, L) shifted into one vocabulary: token = code + offset of its level."""
-    return np.asarray(codes, dtype=np.int64) + level_offsets(codebook_sizes)[: np.shape(codes)[1]]

@@ -1,4 +1,4 @@
-"""File formats: embeddings, code tables and model directories.
+"""File formats: embeddings and model directories (the codes table lives in :mod:`rqgmm.codes`).
 
 Every writer goes through :func:`rqgmm.atomic.atomic_output`, so an interrupted
 run leaves the old output or the new one, never a partial one.
@@ -6,6 +6,7 @@ run leaves the old output or the new one, never a partial one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -88,6 +89,38 @@ def read_model(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     return config, tensors
 
 
+FINGERPRINT_CHARS = 16
+
+
+def fingerprint(config: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """A short stable hash of a model's content: the first 16 hex digits of a SHA-256.
+
+    Parameters
+    ----------
+    config : dict
+        As given to :func:`save_model` (``format_version`` is added when absent) or
+        as returned by :func:`read_model`.
+    tensors : dict of str to torch.Tensor
+        Hashed in name order with their dtype, shape and bytes, wherever they live.
+
+    The hash covers the canonical JSON of the config, not the bytes of
+    ``config.json``, so it is the same for a model in memory and on disk.
+    """
+    digest = hashlib.sha256()
+    config = {"format_version": FORMAT_VERSION, **config}
+    digest.update(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """:func:`fingerprint` of the model directory ``path`` (read and checked by :func:`read_model`)."""
+    return fingerprint(*read_model(path))
+
+
 # ------------------------------------------------------------------------- embeddings
 
 
@@ -105,13 +138,14 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndar
     if not path.is_file():
         raise InputError(f"embedding file {path} does not exist; pass an existing .npy or .parquet file")
     if path.suffix == ".npy":
-        return None, _read_npy(path)
+        return None, read_npy(path)
     if path.suffix == ".parquet":
         return _read_parquet_embeddings(path)
     raise InputError(f"{path} has extension {path.suffix!r}; embeddings must be .npy or .parquet")
 
 
-def _read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
+def read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
+    """A 2-D real ``.npy`` array (N, D) or (N, L), memory-mapped where it can be; ``what`` names it in messages."""
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -130,7 +164,7 @@ def _read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
 
 
 def _read_parquet_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    table = _read_parquet(path, "embeddings")
+    table = read_parquet(path, "embeddings")
     missing = {"item_id", "embedding"} - set(table.column_names)
     if missing:
         raise InputError(
@@ -153,7 +187,8 @@ def item_id_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def _read_parquet(path: Path, what: str) -> pa.Table:
+def read_parquet(path: Path, what: str) -> pa.Table:
+    """The whole parquet file as a table; an unreadable file is an ``InputError`` naming ``what`` it should hold."""
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -179,64 +214,3 @@ def _embedding_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
         )
     values = col.flatten().to_numpy(zero_copy_only=False)
     return values.reshape(len(col), int(lengths[0]))
-
-
-# ------------------------------------------------------------------------------ codes
-
-
-def code_columns(levels: int) -> list[str]:
-    """Column names of a codes table: ``c1 .. cL``."""
-    return [f"c{level + 1}" for level in range(levels)]
-
-
-def write_codes(
-    path: str | os.PathLike,
-    codes: np.ndarray,
-    item_ids: np.ndarray | None = None,
-    suffix: np.ndarray | None = None,
-) -> None:
-    """Write codes (N, L) int64 as ``.npy`` or ``.parquet`` (``item_id``, ``c1..cL``[, ``suffix``])."""
-    path = Path(path)
-    codes = np.asarray(codes, dtype=np.int64)
-    if path.suffix == ".npy":
-        table = codes if suffix is None else np.column_stack([codes, suffix])
-        with atomic_output(path) as tmp:
-            np.save(tmp, table)
-        return
-    if path.suffix != ".parquet":
-        raise InputError(f"{path} has extension {path.suffix!r}; codes must be written as .npy or .parquet")
-    ids = np.arange(len(codes)) if item_ids is None else np.asarray(item_ids)
-    columns = {"item_id": ids, **{name: codes[:, i] for i, name in enumerate(code_columns(codes.shape[1]))}}
-    if suffix is not None:
-        columns["suffix"] = np.asarray(suffix, dtype=np.int64)
-    with atomic_output(path) as tmp:
-        pq.write_table(pa.table(columns), tmp)
-
-
-def read_codes(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
-    """Read a codes table; returns (item_ids or None, codes (N, L) int64 without the suffix)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"codes file {path} does not exist; write it with `rqgmm encode`")
-    if path.suffix == ".npy":
-        codes = _read_npy(path, "codes")
-        if not np.issubdtype(codes.dtype, np.integer):
-            raise InputError(f"{path} holds {codes.dtype}; codes must be integers")
-        return None, np.asarray(codes, dtype=np.int64)
-    if path.suffix != ".parquet":
-        raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
-    table = _read_parquet(path, "codes")
-    names = [n for n in table.column_names if n.startswith("c") and n[1:].isdigit()]
-    names.sort(key=lambda n: int(n[1:]))
-    if not names or names != code_columns(len(names)):
-        raise InputError(f"{path} must have columns c1..cL; found {table.column_names}")
-    for name in names:
-        column = table.column(name)
-        if not pa.types.is_integer(column.type) or column.null_count:
-            raise InputError(
-                f"{path}: column {name} holds {column.type} with {column.null_count} nulls; "
-                "codes must be integers without nulls"
-            )
-    codes = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.int64)
-    ids = item_id_column(table.column("item_id"), path) if "item_id" in table.column_names else None
-    return ids, codes

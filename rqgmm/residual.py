@@ -35,7 +35,8 @@ from .level import DEFAULT_CHUNK, DTYPES, check_dtype, level_seeds, progress_dis
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
-from .validation import as_codes, as_matrix, check_dimension, check_positive_int, like_input
+from .codes import as_codes
+from .validation import as_matrix, check_dimension, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
 

@@ -163,6 +163,11 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
         tags.non_deterministic = getattr(self, "random_state", 0) is None
         return tags
 
+    @property
+    def effective_codebook_sizes(self) -> list[int]:
+        """Codewords each level really has (codes lie in [0, K'_l)); the nominal sizes unless a method fits fewer."""
+        return self.codebook_sizes
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the model directory ``path`` (config.json + model.safetensors), atomically."""
         save_model(path, {"method": self.method, **self.get_config()}, self.state_tensors())

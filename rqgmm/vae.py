@@ -90,7 +90,8 @@ from .kmeans import KMeans, squared_distances
 from .level import level_seeds, make_generator, progress_disabled
 from .residual import codebook_size_list
 from .tokenizer import Tokenizer, like_input, register
-from .validation import as_codes, as_matrix, check_positive_int
+from .codes import as_codes
+from .validation import as_matrix, check_positive_int
 
 logger = logging.getLogger(__name__)
 

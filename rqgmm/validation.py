@@ -122,28 +122,6 @@ def as_real_tensor(X, what: str) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, order="C", copy=not arr.flags.writeable or None))
 
 
-def as_codes(codes, *, levels: int | None = None, codebook_sizes: list[int] | None = None) -> torch.Tensor:
-    """Validate an int code table of shape (N, L) and return it as int64."""
-    if not isinstance(codes, torch.Tensor):
-        codes = torch.from_numpy(np.array(codes))
-    if codes.ndim != 2:
-        raise InputError(f"codes must be 2-D (N items x L levels), got shape {tuple(codes.shape)}")
-    if codes.dtype.is_floating_point or codes.dtype == torch.bool:
-        raise InputError(f"codes must be integers, got {codes.dtype}; pass the int64 table from encode")
-    codes = codes.to(torch.int64)
-    if levels is not None and codes.shape[1] > levels:
-        raise InputError(f"codes have {codes.shape[1]} levels but the model has {levels}")
-    if codebook_sizes is not None and codes.numel():
-        for level in range(codes.shape[1]):
-            col = codes[:, level]
-            if int(col.min()) < 0 or int(col.max()) >= codebook_sizes[level]:
-                raise InputError(
-                    f"codes at level {level + 1} must lie in [0, {codebook_sizes[level]}), "
-                    f"got values in [{int(col.min())}, {int(col.max())}]"
-                )
-    return codes
-
-
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     """Return ``value`` as int, or raise ``InputError`` if it is not an int >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

@@ -9,6 +9,7 @@ import pytest
 
 import rqgmm
 from rqgmm import io
+from rqgmm.codes import CodesTable, read_codes, write_codes
 from rqgmm.errors import InputError
 
 
@@ -91,9 +92,9 @@ def test_npy_is_memory_mapped(tmp_path):
 
 def test_codes_round_trip(tmp_path):
     codes = np.array([[1, 2], [3, 4]])
-    io.write_codes(tmp_path / "c.parquet", codes, np.array([10, 11]), suffix=np.array([0, 0]))
-    ids, back = io.read_codes(tmp_path / "c.parquet")
-    np.testing.assert_array_equal(back, codes)
-    np.testing.assert_array_equal(ids, [10, 11])
-    io.write_codes(tmp_path / "c.npy", codes)
-    assert io.read_codes(tmp_path / "c.npy")[1].dtype == np.int64
+    write_codes(tmp_path / "c.parquet", CodesTable(codes, np.array([10, 11]), suffix=np.array([0, 0])))
+    back = read_codes(tmp_path / "c.parquet")
+    np.testing.assert_array_equal(back.codes, codes)
+    np.testing.assert_array_equal(back.item_ids, [10, 11])
+    write_codes(tmp_path / "c.npy", CodesTable(codes))
+    assert read_codes(tmp_path / "c.npy").codes.dtype == np.int64

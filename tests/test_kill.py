@@ -28,6 +28,7 @@ import torch
 
 import rqgmm
 from rqgmm import RQGMM, io
+from rqgmm.codes import CodesTable, read_codes, write_codes
 
 # Subprocesses: one OpenMP thread that does not spin (a shared 2-core machine).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -118,12 +119,12 @@ def test_codes_file_is_old_or_new_after_a_kill_at_every_step(tmp_path, suffix):
     old, new = np.zeros((50, 1), dtype=np.int64), np.arange(100, dtype=np.int64).reshape(50, 2)
     for step in range(1, 10):
         path = tmp_path / f"step{step}" / f"codes{suffix}"
-        io.write_codes(path, old)
-        if not _write_killed_after_step(lambda: io.write_codes(path, new), step):
+        write_codes(path, CodesTable(old))
+        if not _write_killed_after_step(lambda: write_codes(path, CodesTable(new)), step):
             break
-        codes = io.read_codes(path)[1]
+        codes = read_codes(path).codes
         assert np.array_equal(codes, old) or np.array_equal(codes, new), f"step {step}"
-    assert np.array_equal(io.read_codes(path)[1], new) and _leftovers(path) == []
+    assert np.array_equal(read_codes(path).codes, new) and _leftovers(path) == []
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):
@@ -132,7 +133,7 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     os.umask(mask)
     X = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
     _fit(X, 1, 2, seed=0).save(tmp_path / "model")
-    io.write_codes(tmp_path / "codes.parquet", np.zeros((3, 1), dtype=np.int64))
+    write_codes(tmp_path / "codes.parquet", CodesTable(np.zeros((3, 1), dtype=np.int64)))
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~mask
     assert (tmp_path / "codes.parquet").stat().st_mode & 0o777 == 0o666 & ~mask
 
@@ -188,7 +189,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_output(tmp_path):
     old_model = _fit(X, 1, 4, seed=5)  # distinguishable from the new outputs: one level
     old_model.save(tmp_path / "old-model")
     old_codes = old_model.encode(X_enc)
-    io.write_codes(tmp_path / "old-codes.parquet", old_codes)
+    write_codes(tmp_path / "old-codes.parquet", CodesTable(old_codes))
     _fit(X, 2, 8, seed=0).save(tmp_path / "enc-model")
     enc_args = ["encode", tmp_path / "enc-model", tmp_path / "x_enc.npy", "--quiet", "--out"]
 
@@ -205,7 +206,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_output(tmp_path):
         _finish(p)
     t_fit, t_enc = durations
     ref_model = rqgmm.load(tmp_path / "ref-model", method="rqgmm")
-    ref_codes = io.read_codes(tmp_path / "ref-codes.parquet")[1]
+    ref_codes = read_codes(tmp_path / "ref-codes.parquet").codes
     assert ref_codes.shape == (len(X_enc), 2)
 
     trials = []
@@ -236,7 +237,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_output(tmp_path):
                 # a complete model also encodes
                 assert rqgmm.load(out).encode(X[:10]).shape[0] == 10
             else:
-                codes = io.read_codes(out)[1]
+                codes = read_codes(out).codes
                 state = ("new" if np.array_equal(codes, ref_codes)
                          else "old" if np.array_equal(codes, old_codes) else "BAD")
         assert state != "BAD", (verb, when, out)

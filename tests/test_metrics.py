@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rqgmm import metrics
-from rqgmm.ids import flat_tokens, level_offsets, unique_suffix
+from rqgmm.codes import flatten_codes, level_offsets
+from rqgmm.ids import unique_suffix
 
 # 6 items, 2 levels, K = (4, 3). Full IDs: (0,1) x3, (2,0) x2, (1,1) x1.
 CODES = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [1, 1]])
@@ -65,4 +66,4 @@ def test_unique_suffix():
 
 def test_level_offsets_and_tokens():
     np.testing.assert_array_equal(level_offsets([4, 3, 5]), [0, 4, 7])
-    np.testing.assert_array_equal(flat_tokens(CODES, K)[2], [2, 4])
+    np.testing.assert_array_equal(flatten_codes(CODES, K)[2], [2, 4])

@@ -50,7 +50,7 @@ def test_existing_foreign_directory_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     code = main(["benchmark", "--quick", "--out", str(tmp_path)])
     assert code == 2
-    assert "is not the output of an earlier `rqgmm benchmark`" in capsys.readouterr().err
+    assert "is a directory with no results.json: not an earlier rqgmm output" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 

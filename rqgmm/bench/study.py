@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import io
+from ..codes import CodesTable
 from ..ctr import TrainConfig, run_ctr
 from ..ctr.train import evaluate
 from ..data import DATASETS, cold_mask, get_embedder, load_dataset, random_split, subsample, time_split
@@ -134,7 +135,7 @@ def ctr_metrics(metrics: dict) -> dict:
 
 def codes_frame(item_ids: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
     """A codes table: ``item_id``, ``c1..cL``."""
-    return pd.DataFrame({"item_id": item_ids, **{c: codes[:, i] for i, c in enumerate(io.code_columns(codes.shape[1]))}})
+    return CodesTable(codes, item_ids).frame()
 
 
 # ----------------------------------------------------------------------------- CTR
