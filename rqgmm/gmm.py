@@ -20,7 +20,7 @@ import torch
 
 from .errors import ConvergenceWarning, InputError
 from .kmeans import KMeans, random_signs
-from .level import DEFAULT_CHUNK, IterativeLevel
+from .level import DEFAULT_CHUNK, IterativeLevel, check_fitted
 from .stats import GMMStats
 from .validation import as_matrix, check_positive_int, like_input
 
@@ -315,6 +315,7 @@ class DiagonalGMM(IterativeLevel):
         return self.means_
 
     def _check(self, X) -> torch.Tensor:
+        check_fitted(self, "means_")
         return as_matrix(X, dtype=self.means_.dtype, device=self.means_.device, n_features=self.means_.shape[1],
                          what="X", owner=type(self).__name__)
 

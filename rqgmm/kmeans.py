@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .level import DEFAULT_CHUNK, IterativeLevel, warn_few_distinct
+from .level import DEFAULT_CHUNK, IterativeLevel, check_fitted, warn_few_distinct
 from .validation import as_matrix, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ class KMeans(IterativeLevel):
 
     def predict(self, X) -> np.ndarray | torch.Tensor:
         """Index of the nearest centre (N,) int64 for X (N, D); numpy in, numpy out."""
+        check_fitted(self, "cluster_centers_")
         C = self.cluster_centers_
         x = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1], what="X", owner=type(self).__name__)
         return like_input(assign(x, C, self.chunk_size)[0], X)

@@ -48,6 +48,14 @@ def warn_few_distinct(name: str, requested: int, effective: int) -> None:
     )
 
 
+def check_fitted(estimator, attribute: str) -> None:
+    """Raise scikit-learn's NotFittedError unless ``estimator`` has the fitted ``attribute``."""
+    if not hasattr(estimator, attribute):
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit(X) first")
+
+
 def make_generator(random_state: int | None) -> torch.Generator:
     """A CPU torch generator seeded by ``random_state`` (fresh entropy if None): the same draws on every device."""
     seed = int(np.random.SeedSequence(random_state).generate_state(1)[0])

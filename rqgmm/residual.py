@@ -31,7 +31,7 @@ from .device import resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
-from .level import DEFAULT_CHUNK, DTYPES, check_dtype, level_seeds, progress_disabled
+from .level import DEFAULT_CHUNK, DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
@@ -245,10 +245,7 @@ class ResidualQuantizer(Tokenizer):
             self.levels_.append(self._make_level(i, self.codebook_sizes[i], None).load_state(state))
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "levels_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+        check_fitted(self, "levels_")
 
     # ---------------------------------------------------------------- encoding
 
@@ -307,6 +304,18 @@ class ResidualQuantizer(Tokenizer):
         """K' actually fitted per level (smaller than K where the data had fewer distinct vectors)."""
         self._check_fitted()
         return [level.codebook.shape[0] for level in self.levels_]
+
+    @property
+    def n_iter_(self) -> int:
+        """Iterations run in all, summed over the levels (each level's own: ``levels_[l].n_iter_``).
+
+        Known after ``fit`` only: a model loaded from a file has none.
+        """
+        self._check_fitted()
+        try:
+            return int(sum(level.n_iter_ for level in self.levels_))
+        except AttributeError:
+            raise AttributeError(f"this {type(self).__name__} was loaded from a file; n_iter_ is known only after fit")
 
     def truncate(self, levels: int) -> "ResidualQuantizer":
         """A copy of this model cut to its first ``levels`` levels (same codes as their prefix)."""

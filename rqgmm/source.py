@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import InputError
-from .validation import _nonfinite_message, as_matrix, as_real_tensor
+from .validation import _nonfinite_message, as_matrix, as_real_tensor, check_shape
 
 
 def world() -> tuple[int, int]:
@@ -52,9 +52,7 @@ class RowSource:
 
     def __init__(self, X, *, dtype: torch.dtype, device: torch.device, chunk_size: int, shard: bool = False,
                  what: str = "the input") -> None:
-        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-            as_matrix(X[:0] if X.ndim == 2 else X, what=what)  # raises the boundary's own message
-            raise InputError(f"{what} is empty (shape {tuple(X.shape)}); pass at least one row of D > 0 values")
+        check_shape(tuple(X.shape), what)
         self.what = what
         rank, size = world() if shard else (0, 1)
         self.X, self.dtype, self.device, self.chunk_size = X, dtype, torch.device(device), chunk_size

@@ -65,13 +65,7 @@ def as_matrix(
         and first row numbers).
     """
     X = as_real_tensor(X, what)
-    if X.ndim != 2:
-        raise InputError(
-            f"{what} must be 2-D (N items x D dimensions), got shape {tuple(X.shape)}; "
-            "reshape it to (N, D)"
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise InputError(f"{what} is empty (shape {tuple(X.shape)}); pass at least one row of D > 0 values")
+    check_shape(tuple(X.shape), what)
     check_dimension(X, n_features, what, owner)
     source = X
     X = X.to(device=device if device is not None else X.device, dtype=dtype)
@@ -82,6 +76,17 @@ def as_matrix(
             raise InputError(_overflow_message(bad.numpy(), X.shape[0], what, dtype))
         raise InputError(_nonfinite_message(bad.numpy(), X.shape[0], what))
     return X
+
+
+def check_shape(shape: tuple[int, ...], what: str = "X") -> None:
+    """Raise InputError unless ``shape`` is (N, D) with N > 0 and D > 0 (scikit-learn's wording)."""
+    if len(shape) != 2:
+        raise InputError(f"{what} must be 2-D (N items x D dimensions), got shape {shape}. Reshape your data to (N, D)")
+    if shape[0] == 0:
+        raise InputError(f"{what} is empty: 0 sample(s) (shape={shape}); pass at least one row")
+    if shape[1] == 0:
+        raise InputError(f"{what} has 0 feature(s) (shape={shape}) while a minimum of 1 is required; "
+                         "pass rows of D > 0 values")
 
 
 def check_dimension(X, n_features: int | None, what: str = "X", owner: str = "the model") -> None:
@@ -104,22 +109,42 @@ def as_real_tensor(X, what: str) -> torch.Tensor:
     """``X`` as a real-valued tensor, detached from autograd; numpy arrays are not copied unless needed."""
     if isinstance(X, torch.Tensor):
         if X.is_complex():
-            raise InputError(f"{what} is complex ({X.dtype}); pass real-valued embeddings")
+            raise InputError(f"{what} is complex ({X.dtype}): Complex data not supported; pass real-valued embeddings")
+        if X.layout != torch.strided:
+            raise InputError(f"{what} is a sparse tensor ({X.layout}); sparse input is not supported: pass X.to_dense()")
         return X.detach()
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise InputError(f"{what} is a scipy sparse {type(X).__name__}; sparse input is not supported: "
+                         "pass a dense array (X.toarray())")
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{what} is not a numeric (N, D) array ({exc}); pass a float array of shape (N, D)") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if arr.dtype == object:
+        arr = _object_as_float(arr, what)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{what} must be numeric, got dtype {arr.dtype}; pass a float array of shape (N, D)")
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputError(f"{what} is complex ({arr.dtype}); pass real-valued embeddings")
+        raise InputError(f"{what} is complex ({arr.dtype}): Complex data not supported; pass real-valued embeddings")
     if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 8:
         arr = arr.astype(np.float64)  # long double: torch has no such dtype
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian files: torch reads native order only
     # A read-only memory map must be copied: torch does not wrap non-writable arrays.
     return torch.from_numpy(np.array(arr, order="C", copy=not arr.flags.writeable or None))
+
+
+def _object_as_float(arr: np.ndarray, what: str) -> np.ndarray:
+    """An object array of numbers (or numeric strings) as float64; anything else refused."""
+    try:
+        return arr.astype(np.float64)
+    except (ValueError, TypeError) as exc:
+        raise _NotNumericError(f"{what} must be numeric, got dtype object ({exc}); "
+                               "pass a float array of shape (N, D)") from None
+
+
+class _NotNumericError(InputError, TypeError):
+    """Values that are not numbers: bad input (exit 2) and, as in scikit-learn, a TypeError."""
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
