@@ -20,7 +20,8 @@ import torch
 
 from .errors import ConvergenceWarning, InputError
 from .kmeans import KMeans, random_signs
-from .level import DEFAULT_CHUNK, IterativeLevel, check_fitted
+from .level import IterativeLevel, check_fitted
+from .source import chunk_rows
 from .stats import GMMStats
 from .validation import as_matrix, check_positive_int, like_input
 
@@ -38,26 +39,34 @@ class GMMParams:
     variances: torch.Tensor
 
 
-def log_gaussian_prob(X: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+def squares_and_rows(X: torch.Tensor) -> torch.Tensor:
+    """[x², x] for X (n, D): (n, 2D), computed once per chunk and shared by the E- and M-step products."""
+    return torch.cat([X * X, X], dim=1)
+
+
+def log_gaussian_prob(X: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+                      XX: torch.Tensor | None = None) -> torch.Tensor:
     """log N(x | μ_k, diag σ²_k) for X (n, D): (n, K).
 
-    Expanded as -½ [D log 2π + Σ log σ² + x² · (1/σ²) − 2 x · (μ/σ²) + Σ μ²/σ²],
-    so the work is two (n, D) × (D, K) products.
+    Expanded as -½ [D log 2π + Σ log σ² + x² · (1/σ²) − 2 x · (μ/σ²) + Σ μ²/σ²]:
+    one (n, 2D) × (2D, K) product of ``XX`` = [x², x] (:func:`squares_and_rows`,
+    computed here unless given) with [1/σ², −2μ/σ²].
     """
     prec = 1.0 / variances
     const = X.shape[1] * LOG_2PI + torch.log(variances).sum(1) + (means * means * prec).sum(1)
-    quad = (X * X) @ prec.T - 2.0 * (X @ (means * prec).T)
+    XX = squares_and_rows(X) if XX is None else XX
+    quad = XX @ torch.cat([prec, -2.0 * means * prec], dim=1).T
     return -0.5 * (quad + const)
 
 
-def weighted_log_prob(X: torch.Tensor, params: GMMParams) -> torch.Tensor:
+def weighted_log_prob(X: torch.Tensor, params: GMMParams, XX: torch.Tensor | None = None) -> torch.Tensor:
     """log π_k + log N(x | μ_k, σ²_k): (n, K)."""
-    return log_gaussian_prob(X, params.means, params.variances) + torch.log(params.weights)
+    return log_gaussian_prob(X, params.means, params.variances, XX) + torch.log(params.weights)
 
 
-def e_step(X: torch.Tensor, params: GMMParams) -> tuple[torch.Tensor, torch.Tensor]:
+def e_step(X: torch.Tensor, params: GMMParams, XX: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D)."""
-    wlp = weighted_log_prob(X, params)
+    wlp = weighted_log_prob(X, params, XX)
     log_norm = torch.logsumexp(wlp, dim=1)
     return torch.exp(wlp - log_norm.unsqueeze(1)), log_norm
 
@@ -80,8 +89,9 @@ def accumulate(source, params: GMMParams) -> GMMStats:
     """One E-step over a source's chunks, returning the statistics summed over chunks and ranks."""
     stats = GMMStats.zeros(params.means.shape[0], params.means.shape[1], params.means.device)
     for chunk in source.chunks():
-        resp, log_norm = e_step(chunk, params)
-        stats.update(chunk, resp, log_norm)
+        XX = squares_and_rows(chunk)
+        resp, log_norm = e_step(chunk, params, XX)
+        stats.update(XX, resp, log_norm)
     source.all_reduce(*stats.tensors())
     return stats
 
@@ -92,7 +102,7 @@ def stats_from_labels(X: torch.Tensor, labels: torch.Tensor, n_components: int, 
     for start in range(0, X.shape[0], chunk_size):
         chunk = X[start : start + chunk_size]
         resp = torch.nn.functional.one_hot(labels[start : start + chunk_size], n_components).to(X.dtype)
-        stats.update(chunk, resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
+        stats.update(squares_and_rows(chunk), resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
     return stats
 
 
@@ -145,8 +155,9 @@ class DiagonalGMM(IterativeLevel):
     device : str, optional
         Where to compute (default: where the input is; numpy input: the CPU).
     dtype : {"float32", "float64"}
-    chunk_size : int
+    chunk_size : int, optional
         Rows per E-step block; the (N, K) responsibility matrix is never held whole.
+        Default: 32,768 on CPU, 262,144 on a GPU (:data:`rqgmm.source.CHUNK_ROWS`).
     init_sample_size : int, optional
         The k-means initialiser and the variance floor use a seeded uniform
         sample of at most this many rows (default 256·K; all rows when fewer).
@@ -187,7 +198,7 @@ class DiagonalGMM(IterativeLevel):
         precisions_init=None,
         device: str | None = None,
         dtype: str = "float32",
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "gmm",
@@ -231,7 +242,7 @@ class DiagonalGMM(IterativeLevel):
                     dtype=self.dtype, chunk_size=self.chunk_size, progress=False, name=self.name).fit(sample)
         self.n_components_ = km.n_clusters_
         labels = km.predict(sample)
-        stats = stats_from_labels(sample, labels, self.n_components_, self.chunk_size)
+        stats = stats_from_labels(sample, labels, self.n_components_, chunk_rows(self.chunk_size, sample.device))
         return m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
 
     def _step(self, source, params: GMMParams, generator: torch.Generator) -> tuple[GMMParams, float, int]:
@@ -320,8 +331,9 @@ class DiagonalGMM(IterativeLevel):
                          what="X", owner=type(self).__name__)
 
     def _chunks(self, X: torch.Tensor):
-        for start in range(0, X.shape[0], self.chunk_size):
-            yield X[start : start + self.chunk_size]
+        rows = chunk_rows(self.chunk_size, X.device)
+        for start in range(0, X.shape[0], rows):
+            yield X[start : start + rows]
 
     def score_samples(self, X) -> np.ndarray | torch.Tensor:
         """log p(x) of each row (N,); numpy in, numpy out."""

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .level import DEFAULT_CHUNK, IterativeLevel, check_fitted, warn_few_distinct
+from .level import IterativeLevel, check_fitted, warn_few_distinct
+from .source import chunk_rows
 from .validation import as_matrix, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
@@ -71,12 +72,13 @@ def _point_distance(X: torch.Tensor, x_sq: torch.Tensor, c: torch.Tensor, tol: f
     return torch.where(d2 <= tol * (x_sq + c_sq), torch.zeros_like(d2), d2)
 
 
-def assign(X: torch.Tensor, C: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def assign(X: torch.Tensor, C: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centre of each row: labels (N,) int64 and squared distances (N,)."""
     C_sq = (C * C).sum(1)
     labels, dists = [], []
-    for start in range(0, X.shape[0], chunk_size):
-        d2 = squared_distances(X[start : start + chunk_size], C, C_sq)
+    rows = chunk_rows(chunk_size, X.device)
+    for start in range(0, X.shape[0], rows):
+        d2 = squared_distances(X[start : start + rows], C, C_sq)
         d, lab = d2.min(dim=1)
         labels.append(lab)
         dists.append(d)
@@ -142,8 +144,9 @@ class KMeans(IterativeLevel):
     device : str, optional
         Where to compute (default: where the input is; numpy input: the CPU).
     dtype : {"float32", "float64"}
-    chunk_size : int
+    chunk_size : int, optional
         Rows per distance block; the (N, K) distance matrix is never held whole.
+        Default: 32,768 on CPU, 262,144 on a GPU (:data:`rqgmm.source.CHUNK_ROWS`).
     init_sample_size : int, optional
         k-means++ seeds on a seeded uniform sample of at most this many rows
         (default 256·K); all rows when the data has no more.
@@ -176,7 +179,7 @@ class KMeans(IterativeLevel):
         random_state: int | None = None,
         device: str | None = None,
         dtype: str = "float32",
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "kmeans",

@@ -29,7 +29,6 @@ from .validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 32768
 POINTS_PER_CENTRE = 256  # initialisation sample: at most this many rows per centre (faiss's rule)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -105,7 +104,8 @@ class IterativeLevel(BaseEstimator):
 
     def _check_params(self) -> None:
         check_positive_int("max_iter", self.max_iter)
-        check_positive_int("chunk_size", self.chunk_size)
+        if self.chunk_size is not None:
+            check_positive_int("chunk_size", self.chunk_size)
         check_dtype(self.dtype)
         if self.init_sample_size is not None:
             check_positive_int("init_sample_size", self.init_sample_size)

@@ -45,7 +45,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .level import DEFAULT_CHUNK, IterativeLevel, warn_few_distinct
+from .level import IterativeLevel, warn_few_distinct
 from .kmeans import kmeans_plusplus
 from .residual import ResidualQuantizer
 from .tokenizer import register
@@ -169,7 +169,7 @@ class SphericalKMeans(IterativeLevel):
 
     def __init__(self, n_clusters: int = 256, *, top_k: int = 2, beta: float = 15.0, max_iter: int = 25,
                  tol: float = 1e-6, random_state: int | None = None, device: str | None = None,
-                 dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK, init_sample_size: int | None = None,
+                 dtype: str = "float32", chunk_size: int | None = None, init_sample_size: int | None = None,
                  progress: bool | None = None, name: str = "level") -> None:
         self.n_clusters = n_clusters
         self.top_k = top_k
@@ -188,7 +188,8 @@ class SphericalKMeans(IterativeLevel):
         check_positive_int("max_iter", self.max_iter, minimum=0)
         check_positive_int("n_clusters", self.n_clusters)
         check_positive_int("top_k", self.top_k)
-        check_positive_int("chunk_size", self.chunk_size)
+        if self.chunk_size is not None:
+            check_positive_int("chunk_size", self.chunk_size)
         if not float(self.beta) > 0 or not float(self.tol) >= 0:
             raise InputError(f"beta must be > 0 and tol >= 0, got beta={self.beta!r}, tol={self.tol!r}")
 
@@ -266,7 +267,7 @@ class PRQKMeans(ResidualQuantizer):
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  top_k: int = 2, beta: float = 15.0, max_iter: int = 25, tol: float = 1e-6,
-                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
                  progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          progress=progress)

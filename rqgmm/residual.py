@@ -31,7 +31,7 @@ from .device import resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
-from .level import DEFAULT_CHUNK, DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
+from .level import DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
@@ -84,8 +84,9 @@ class ResidualQuantizer(Tokenizer):
     device : str, optional
         Where to fit and encode (default: where the input is; numpy: the CPU).
     dtype : {"float32", "float64"}
-    chunk_size : int
-        Rows per block in every pass over the data.
+    chunk_size : int, optional
+        Rows per block in every pass over the data. Default: 32,768 on CPU,
+        262,144 on a GPU (:data:`rqgmm.source.CHUNK_ROWS`).
     progress : bool, optional
         tqdm bars over levels and iterations; None = only on a terminal.
 
@@ -103,7 +104,7 @@ class ResidualQuantizer(Tokenizer):
     resumable = True
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
-                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
                  progress: bool | None = None) -> None:
         self.levels = levels
         self.codebook_size = codebook_size
@@ -134,7 +135,8 @@ class ResidualQuantizer(Tokenizer):
     def _check_params(self) -> None:
         """Check every constructor argument (also called by the command line before it reads data)."""
         codebook_size_list(self.codebook_size, check_positive_int("levels", self.levels))
-        check_positive_int("chunk_size", self.chunk_size)
+        if self.chunk_size is not None:
+            check_positive_int("chunk_size", self.chunk_size)
         check_dtype(self.dtype)
         resolve_device(self.device)
         for name in self.level_params:
@@ -167,7 +169,9 @@ class ResidualQuantizer(Tokenizer):
         n_features = getattr(self, "n_features_in_", None)
         if isinstance(X, np.memmap):
             check_dimension(X, n_features, "X", type(self).__name__)
-            source = RowSource(X, dtype=self._torch_dtype, device=device, chunk_size=self.chunk_size, shard=shard)
+            # On a GPU with room, the rows cross from the file once instead of on every pass.
+            source = RowSource(X, dtype=self._torch_dtype, device=device, chunk_size=self.chunk_size, shard=shard,
+                               resident=True)
             source.validate()
             return source
         X = as_matrix(X, dtype=self._torch_dtype, device=device, n_features=n_features, what="X",
@@ -352,7 +356,7 @@ class ResidualQuantizer(Tokenizer):
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "ResidualQuantizer":
         model = cls(levels=config["levels"], codebook_size=config["codebook_size"],
                     random_state=config.get("random_state"), dtype=config.get("dtype", "float32"),
-                    chunk_size=config.get("chunk_size", DEFAULT_CHUNK),
+                    chunk_size=config.get("chunk_size"),
                     **{k: v for k, v in config.items() if k in cls.level_params})
         model._check_params()
         model._load_tensors(tensors, n_levels=model.levels)
@@ -394,7 +398,7 @@ class RQGMM(ResidualQuantizer):
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
-                 device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
+                 device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
                  progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          progress=progress)
@@ -440,7 +444,7 @@ class RQKMeans(ResidualQuantizer):
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",
-                 chunk_size: int = DEFAULT_CHUNK, progress: bool | None = None) -> None:
+                 chunk_size: int | None = None, progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          progress=progress)
         self.max_iter = max_iter

@@ -20,6 +20,53 @@ from .errors import InputError
 from .validation import _nonfinite_message, as_matrix, as_real_tensor, check_shape
 
 
+#: Rows per chunk when ``chunk_size`` is None: cache-sized on CPU, few large products on a GPU.
+CHUNK_ROWS = {"cpu": 32768, "cuda": 262144}
+
+
+def chunk_rows(chunk_size: int | None, device: torch.device) -> int:
+    """``chunk_size``, or the default rows per chunk for ``device`` when it is None."""
+    return chunk_size if chunk_size is not None else CHUNK_ROWS.get(torch.device(device).type, CHUNK_ROWS["cpu"])
+
+
+#: Share of a GPU's free memory that a shard of rows held resident on it may take.
+RESIDENT_SHARE = 0.5
+#: Bytes per pinned staging buffer when rows are uploaded to a GPU (two alternate).
+STAGING_BYTES = 64 << 20
+
+
+def fits_on_device(n_rows: int, n_features: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether (n_rows, n_features) of ``dtype`` fit in :data:`RESIDENT_SHARE` of a GPU's free memory."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_rows * n_features * dtype.itemsize <= RESIDENT_SHARE * free
+
+
+def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, what: str) -> torch.Tensor:
+    """Rows [start, stop) of X (a memory map or array, N x D) copied once to ``device``: (stop - start, D).
+
+    Blocks are read from X into two alternating pinned buffers and copied
+    asynchronously, so reading block i + 1 from disk overlaps copying block i.
+    """
+    n, d = stop - start, X.shape[1]
+    out = torch.empty((n, d), dtype=dtype, device=device)
+    rows = max(1, STAGING_BYTES // max(1, d * dtype.itemsize))
+    buffers = [torch.empty((rows, d), dtype=dtype, pin_memory=True) for _ in range(2)]
+    done: list[torch.cuda.Event | None] = [None, None]
+    for i, lo in enumerate(range(0, n, rows)):
+        hi, b = min(lo + rows, n), i % 2
+        if done[b] is not None:
+            done[b].synchronize()  # the copy that last used this buffer has finished
+        staging = buffers[b][: hi - lo]
+        staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
+        out[lo:hi].copy_(staging, non_blocking=True)
+        done[b] = torch.cuda.Event()
+        done[b].record()
+    torch.cuda.current_stream(device).synchronize()
+    return out
+
+
 def world() -> tuple[int, int]:
     """(rank, world size) of the default process group; (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
@@ -41,38 +88,48 @@ class RowSource:
         Numeric. A memory map is read one chunk at a time and never held whole.
     dtype, device :
         Of the tensors served.
-    chunk_size : int
-        Rows per chunk.
+    chunk_size : int, optional
+        Rows per chunk; None for the device's default (:data:`CHUNK_ROWS`).
     shard : bool
         Serve only this rank's contiguous block of rows when a process group is
         initialised (data-parallel fitting).
     what : str
         Names the input in error messages.
+    resident : bool
+        Copy this rank's rows to ``device`` once (when it is a GPU and they fit in
+        :data:`RESIDENT_SHARE` of its free memory) instead of streaming them on
+        every pass; ``resident_`` says whether they were.
     """
 
-    def __init__(self, X, *, dtype: torch.dtype, device: torch.device, chunk_size: int, shard: bool = False,
-                 what: str = "the input") -> None:
+    def __init__(self, X, *, dtype: torch.dtype, device: torch.device, chunk_size: int | None, shard: bool = False,
+                 what: str = "the input", resident: bool = False) -> None:
         check_shape(tuple(X.shape), what)
         self.what = what
         rank, size = world() if shard else (0, 1)
-        self.X, self.dtype, self.device, self.chunk_size = X, dtype, torch.device(device), chunk_size
+        self.dtype, self.device = dtype, torch.device(device)
+        self.chunk_size = chunk_rows(chunk_size, self.device)
         self.sharded = size > 1
         self.n_total, self.n_features = int(X.shape[0]), int(X.shape[1])
         self.start, stop = shard_bounds(self.n_total, rank, size)
         self.n_local = stop - self.start
+        self.resident_ = resident and fits_on_device(self.n_local, self.n_features, dtype, self.device)
+        self.X = upload(X, self.start, stop, dtype, self.device, what) if self.resident_ else X
+        self.offset = 0 if self.resident_ else self.start  # where this rank's rows begin in self.X
 
     def _tensor(self, rows) -> torch.Tensor:
+        if self.resident_:
+            return self.X[rows]
         return as_real_tensor(self.X[rows], self.what).to(device=self.device, dtype=self.dtype)
 
     def chunks(self) -> Iterator[torch.Tensor]:
         """This rank's rows, ``chunk_size`` at a time: tensors (n, D)."""
-        for offset in range(0, self.n_local, self.chunk_size):
-            lo = self.start + offset
-            yield self._tensor(slice(lo, min(lo + self.chunk_size, self.start + self.n_local)))
+        for lo in range(0, self.n_local, self.chunk_size):
+            yield self._tensor(slice(self.offset + lo, self.offset + min(lo + self.chunk_size, self.n_local)))
 
     def take(self, index: np.ndarray) -> torch.Tensor:
         """Rows at local positions ``index`` (sorted): (len(index), D)."""
-        return self._tensor(self.start + np.asarray(index, dtype=np.int64))
+        rows = self.offset + np.asarray(index, dtype=np.int64)
+        return self._tensor(torch.from_numpy(rows).to(self.device) if self.resident_ else rows)
 
     def validate(self) -> None:
         """One pass: raise InputError naming the rows with NaN or Inf (global row numbers)."""
@@ -85,30 +142,47 @@ class RowSource:
         if len(bad_rows):
             raise InputError(_nonfinite_message(np.sort(bad_rows), self.n_total, self.what))
 
+    # Every collective runs on tensors on this source's device, so an NCCL-only group works too.
+
     def all_reduce(self, *tensors: torch.Tensor) -> None:
-        """Sum tensors over the ranks in place (no-op unless sharded)."""
+        """Sum tensors (on this source's device) over the ranks in place (no-op unless sharded)."""
         if self.sharded:
             for t in tensors:
-                dist.all_reduce(t)
+                dist.all_reduce(on_device(t, self.device))
 
     def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """Concatenate each rank's rows (n_r, D) in rank order (identity unless sharded)."""
+        """Concatenate each rank's rows (n_r, D), on this source's device, in rank order (identity unless sharded)."""
         if not self.sharded:
             return rows
-        sizes = [torch.zeros((), dtype=torch.int64, device=rows.device) for _ in range(world()[1])]
-        dist.all_gather(sizes, torch.tensor(rows.shape[0], device=rows.device))
+        rows = on_device(rows, self.device)
+        sizes = [torch.zeros((), dtype=torch.int64, device=self.device) for _ in range(world()[1])]
+        dist.all_gather(sizes, torch.tensor(rows.shape[0], device=self.device))
         top = int(max(sizes))
-        padded = torch.zeros(top, *rows.shape[1:], dtype=rows.dtype, device=rows.device)
+        padded = torch.zeros(top, *rows.shape[1:], dtype=rows.dtype, device=self.device)
         padded[: rows.shape[0]] = rows
         parts = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(parts, padded)
         return torch.cat([p[: int(n)] for p, n in zip(parts, sizes)])
 
     def gather_numpy(self, values: np.ndarray) -> np.ndarray:
-        """Concatenate each rank's 1-D int array in rank order."""
+        """Concatenate each rank's 1-D int array in rank order (exchanged on this source's device)."""
         if not self.sharded:
             return values
-        return self.gather_rows(torch.as_tensor(values, dtype=torch.int64).unsqueeze(1)).squeeze(1).numpy()
+        rows = torch.as_tensor(values, dtype=torch.int64, device=self.device).unsqueeze(1)
+        return self.gather_rows(rows).squeeze(1).cpu().numpy()
+
+
+def _index(device: torch.device) -> int | None:
+    if device.type == "cuda" and device.index is None:
+        return torch.cuda.current_device()
+    return device.index
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` itself when it lies on ``device``; a tensor elsewhere is a bug in the caller (raised, not moved)."""
+    if t.device.type != device.type or _index(t.device) != _index(device):
+        raise RuntimeError(f"a collective got a tensor on {t.device}, but this group exchanges tensors on {device}")
+    return t
 
 
 def sample_rows(source, max_rows: int, seed: int | None) -> torch.Tensor:
@@ -166,7 +240,7 @@ class ResidualSource:
         return self.base.gather_rows(rows)
 
 
-def as_source(X, *, dtype: torch.dtype, device, chunk_size: int, what: str = "X", owner: str = "the model"):
+def as_source(X, *, dtype: torch.dtype, device, chunk_size: int | None, what: str = "X", owner: str = "the model"):
     """``X`` itself if it is already a source, else a validated single-process source over it."""
     if isinstance(X, (RowSource, ResidualSource)):
         return X

@@ -90,13 +90,13 @@ def test_fit_nonfinite_message_counts_rows_and_names_the_first_five(cls, X, tmp_
 @pytest.mark.parametrize("method", rqgmm.methods())
 @pytest.mark.parametrize("shape", [(6,), (4, 3, 2), (0, 6), (5, 0)], ids=["1d", "3d", "no-rows", "no-columns"])
 def test_fit_refuses_non_2d_and_empty_input(method, shape):
-    with pytest.raises(InputError, match="must be 2-D|is empty"):
+    with pytest.raises(InputError, match="must be 2-D|is empty|has 0 feature"):
         _small(method, 4).fit(np.zeros(shape, dtype=np.float32))
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 2), (0, 6), (5, 0)], ids=["3d", "no-rows", "no-columns"])
 def test_encode_refuses_3d_and_empty_input(fitted, shape):
-    with pytest.raises(InputError, match="must be 2-D|is empty|has 0 features"):
+    with pytest.raises(InputError, match="must be 2-D|is empty|has 0 feature"):
         fitted.encode(np.zeros(shape, dtype=np.float32))
 
 
