@@ -24,7 +24,7 @@ import torch
 
 from . import io
 from .codes import FORMATS, CodesTable, as_codes, read_codes, write_codes
-from .device import resolve_device
+from .device import PRECISIONS, resolve_device
 from .errors import InputError
 from .ids import unique_suffix
 from .metrics import report
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="iterations (EM/Lloyd/refinement) or epochs (VAEs) per level")
     fit.add_argument("--chunk-size", type=_int_in(1), default=None,
                      help="rows per block in each pass over the data (rqgmm, rqkmeans, prqkmeans)")
+    fit.add_argument("--precision", choices=PRECISIONS, default=None,
+                     help="matrix-product precision on a GPU: fp32 (default), tf32 or bf16 (rqgmm, rqkmeans, prqkmeans)")
     fit.add_argument("--checkpoint", default=None,
                      help="directory for progress; rerunning the same command resumes from it (rqgmm, rqkmeans)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars, info messages or warnings")
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", required=True, help="codes: .parquet (item_id, c1..cL) or .npy (N x L int64)")
     enc.add_argument("--unique", action="store_true", help="add a `suffix` column that makes every full ID distinct")
     enc.add_argument("--device", default="cpu", help="torch device to encode on, e.g. cpu or cuda (default cpu)")
+    enc.add_argument("--precision", choices=PRECISIONS, default=None,
+                     help="matrix-product precision on a GPU (default: the model's, as fitted)")
     enc.add_argument("--format", choices=FORMATS, default="codes",
                      help="codes: c1..cL (default); flat: t1..tL offset into one shared vocabulary; "
                           "tokens: one string <a_3><b_9><c_1> per item (flat and tokens need .parquet)")
@@ -146,6 +150,9 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
         raise InputError(f"--checkpoint is supported for "
                          f"{', '.join(m for m in methods() if tokenizer_class(m).resumable)}, not {args.method}; "
                          "drop it")
+    if args.precision is not None and not _takes_precision(cls):
+        raise InputError(f"--precision applies to {', '.join(m for m in methods() if _takes_precision(tokenizer_class(m)))}, "
+                         f"not {args.method}; drop --precision")
     levels = args.levels if args.levels is not None else (cls.fixed_levels or 3)
     kwargs = dict(levels=levels, codebook_size=args.codebook_size, random_state=args.seed,
                   device=args.device, progress=False if args.quiet else None)
@@ -153,9 +160,15 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
         kwargs[cls.iteration_param] = args.max_iter
     if args.chunk_size is not None:
         kwargs["chunk_size"] = args.chunk_size
+    if args.precision is not None:
+        kwargs["precision"] = args.precision
     tokenizer = cls(**kwargs)
     tokenizer._check_params()
     return tokenizer
+
+
+def _takes_precision(cls: type) -> bool:
+    return "precision" in cls._get_param_names()
 
 
 def _read_valid_embeddings(path: str, n_features: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
@@ -199,6 +212,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
     device = resolve_device(args.device, what="--device")
     check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
     tokenizer = load(args.model, device=device)
+    if args.precision is not None:
+        if not _takes_precision(type(tokenizer)):
+            raise InputError(f"--precision applies to k-means and GMM models, not {tokenizer.method}; drop it")
+        tokenizer.set_params(precision=args.precision)
     item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
     codes = np.asarray(tokenizer.encode(X))
     suffix = unique_suffix(codes) if args.unique else None

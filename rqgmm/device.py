@@ -6,6 +6,9 @@ to a GPU unless asked, so the same call gives the same result on every machine.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from .errors import InputError
@@ -49,3 +52,33 @@ def _check_cuda(device: torch.device, what: str) -> torch.device:
     if device.index is not None and device.index >= count:
         raise InputError(f"{what} {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+#: Matrix-product precisions on a GPU, as torch's float32 matmul settings. On a CPU every one computes in fp32.
+PRECISIONS = {"fp32": "highest", "tf32": "high", "bf16": "medium"}
+
+
+def check_precision(precision: str, *, what: str = "precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; else InputError."""
+    if precision not in PRECISIONS:
+        raise InputError(f"{what} {precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """Run float32 matrix products on ``device`` at ``precision`` for the block (a GPU only; restored after).
+
+    ``fp32``: full float32 products; ``tf32``: TensorFloat-32 (10-bit mantissa
+    inputs, float32 accumulation); ``bf16``: bfloat16 inputs. The sums around
+    the products stay float32 (and the EM statistics float64) at every precision.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(PRECISIONS[precision])
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -268,9 +268,9 @@ class PRQKMeans(ResidualQuantizer):
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  top_k: int = 2, beta: float = 15.0, max_iter: int = 25, tol: float = 1e-6,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
-                 progress: bool | None = None) -> None:
+                 precision: str = "fp32", progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
-                         progress=progress)
+                         precision=precision, progress=progress)
         self.top_k = top_k
         self.beta = beta
         self.max_iter = max_iter

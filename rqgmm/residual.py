@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import FitCheckpoint, data_fingerprint
-from .device import resolve_device
+from .device import check_precision, matmul_precision, resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
@@ -87,6 +87,9 @@ class ResidualQuantizer(Tokenizer):
     chunk_size : int, optional
         Rows per block in every pass over the data. Default: 32,768 on CPU,
         262,144 on a GPU (:data:`rqgmm.source.CHUNK_ROWS`).
+    precision : {"fp32", "tf32", "bf16"}
+        Precision of the matrix products on a GPU (:func:`rqgmm.device.matmul_precision`);
+        on a CPU every precision computes in fp32. Default fp32.
     progress : bool, optional
         tqdm bars over levels and iterations; None = only on a terminal.
 
@@ -105,13 +108,14 @@ class ResidualQuantizer(Tokenizer):
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
-                 progress: bool | None = None) -> None:
+                 precision: str = "fp32", progress: bool | None = None) -> None:
         self.levels = levels
         self.codebook_size = codebook_size
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.precision = precision
         self.progress = progress
 
     # ---------------------------------------------------------------- hooks
@@ -138,6 +142,7 @@ class ResidualQuantizer(Tokenizer):
         if self.chunk_size is not None:
             check_positive_int("chunk_size", self.chunk_size)
         check_dtype(self.dtype)
+        check_precision(self.precision)
         resolve_device(self.device)
         for name in self.level_params:
             value = getattr(self, name)
@@ -194,6 +199,10 @@ class ResidualQuantizer(Tokenizer):
         for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_"]:
             self.__dict__.pop(attr, None)
         source = self._source(X, shard=True, device=self._device(X))
+        with matmul_precision(self.precision, source.device):
+            return self._fit_levels(source, X, checkpoint)
+
+    def _fit_levels(self, source: RowSource, X, checkpoint) -> "ResidualQuantizer":
         self.n_features_in_ = source.n_features
         ckpt = self._checkpoint(checkpoint, X)
         self.levels_ = []
@@ -262,7 +271,8 @@ class ResidualQuantizer(Tokenizer):
         """Codes (N, L) int64 of X (N, D); numpy in, numpy out; a tensor in, a tensor on its device out."""
         self._check_fitted()
         source = self._source(X, shard=False, device=self._model_device)
-        codes = torch.cat([self._encode_chunk(chunk) for chunk in source.chunks()])
+        with matmul_precision(self.precision, source.device):
+            codes = torch.cat([self._encode_chunk(chunk) for chunk in source.chunks()])
         return like_input(codes, X)
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -342,6 +352,7 @@ class ResidualQuantizer(Tokenizer):
             "random_state": self.random_state,
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,
+            "precision": self.precision,
             **{name: getattr(self, name) for name in self.level_params},
         }
 
@@ -356,7 +367,7 @@ class ResidualQuantizer(Tokenizer):
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "ResidualQuantizer":
         model = cls(levels=config["levels"], codebook_size=config["codebook_size"],
                     random_state=config.get("random_state"), dtype=config.get("dtype", "float32"),
-                    chunk_size=config.get("chunk_size"),
+                    chunk_size=config.get("chunk_size"), precision=config.get("precision", "fp32"),
                     **{k: v for k, v in config.items() if k in cls.level_params})
         model._check_params()
         model._load_tensors(tensors, n_levels=model.levels)
@@ -399,9 +410,9 @@ class RQGMM(ResidualQuantizer):
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
-                 progress: bool | None = None) -> None:
+                 precision: str = "fp32", progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
-                         progress=progress)
+                         precision=precision, progress=progress)
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
@@ -423,9 +434,10 @@ class RQGMM(ResidualQuantizer):
         x = as_matrix(X, dtype=self._torch_dtype, device=self._model_device, n_features=self.n_features_in_,
                       what="X", owner=type(self).__name__)
         residual, out = self._normalise(x), []
-        for level in self.levels_:
-            out.append(like_input(level.predict_proba(residual), X))
-            residual = residual - level.codebook[level.assign_chunk(residual)]
+        with matmul_precision(self.precision, x.device):
+            for level in self.levels_:
+                out.append(like_input(level.predict_proba(residual), X))
+                residual = residual - level.codebook[level.assign_chunk(residual)]
         return out
 
 
@@ -444,9 +456,9 @@ class RQKMeans(ResidualQuantizer):
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",
-                 chunk_size: int | None = None, progress: bool | None = None) -> None:
+                 chunk_size: int | None = None, precision: str = "fp32", progress: bool | None = None) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
-                         progress=progress)
+                         precision=precision, progress=progress)
         self.max_iter = max_iter
         self.tol = tol
 
