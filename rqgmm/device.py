@@ -54,8 +54,8 @@ def _check_cuda(device: torch.device, what: str) -> torch.device:
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
-#: Matrix-product precisions on a GPU, as torch's float32 matmul settings. On a CPU every one computes in fp32.
-PRECISIONS = {"fp32": "highest", "tf32": "high", "bf16": "medium"}
+#: Matrix-product precisions on a GPU. On a CPU every one computes in fp32.
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def check_precision(precision: str, *, what: str = "precision") -> str:
@@ -67,18 +67,19 @@ def check_precision(precision: str, *, what: str = "precision") -> str:
 
 @contextlib.contextmanager
 def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
-    """Run float32 matrix products on ``device`` at ``precision`` for the block (a GPU only; restored after).
+    """Run the matrix products on ``device`` at ``precision`` for the block (a GPU only; restored after).
 
-    ``fp32``: full float32 products; ``tf32``: TensorFloat-32 (10-bit mantissa
-    inputs, float32 accumulation); ``bf16``: bfloat16 inputs. The sums around
-    the products stay float32 (and the EM statistics float64) at every precision.
+    ``fp32``: full float32 products; ``tf32``: TensorFloat-32 products (10-bit
+    mantissa inputs, float32 accumulation); ``bf16``: products under bfloat16
+    autocast (results in bfloat16). The EM statistics stay float64 at every precision.
     """
     if torch.device(device).type != "cuda":
         yield
         return
     before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(PRECISIONS[precision])
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:
-        yield
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
     finally:
         torch.set_float32_matmul_precision(before)
