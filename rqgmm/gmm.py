@@ -224,7 +224,7 @@ class DiagonalGMM(IterativeLevel):
 
     def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> GMMParams:
         """Parameters from the user's initial values, or from k-means on the sample."""
-        self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
+        self._set_var_floor(sample)
         if self.means_init is not None:
             return self._user_params(sample)
         km = KMeans(self.n_components, max_iter=self.init_max_iter, random_state=self.random_state,
@@ -233,6 +233,15 @@ class DiagonalGMM(IterativeLevel):
         labels = km.predict(sample)
         stats = stats_from_labels(sample, labels, self.n_components_, self.chunk_size)
         return m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+
+    def _set_var_floor(self, sample: torch.Tensor) -> None:
+        self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
+
+    def _warm_state(self, previous: "DiagonalGMM", sample: torch.Tensor) -> GMMParams:
+        self._set_var_floor(sample)
+        self.n_components_ = previous.means_.shape[0]
+        return GMMParams(*(t.to(device=sample.device, dtype=self.torch_dtype).clone()
+                           for t in (previous.weights_, previous.means_, previous.variances_)))
 
     def _step(self, source, params: GMMParams, generator: torch.Generator) -> tuple[GMMParams, float, int]:
         stats = accumulate(source, params)

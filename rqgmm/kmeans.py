@@ -209,6 +209,10 @@ class KMeans(IterativeLevel):
         self.n_clusters_ = centres.shape[0]
         return centres
 
+    def _warm_state(self, previous: "KMeans", sample: torch.Tensor) -> torch.Tensor:
+        self.n_clusters_ = previous.cluster_centers_.shape[0]
+        return previous.cluster_centers_.to(device=sample.device, dtype=self.torch_dtype).clone()
+
     def _step(self, source, centres: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, int]:
         sums, counts, inertia = lloyd_pass(source, centres)
         centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.torch_dtype)

@@ -31,6 +31,7 @@ from .device import resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
+from .lineage import check_compatible, fingerprint_of, refit_lineage
 from .level import DEFAULT_CHUNK, DTYPES, check_dtype, level_seeds, progress_disabled
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
@@ -174,7 +175,8 @@ class ResidualQuantizer(Tokenizer):
                       owner=type(self).__name__)
         return RowSource(X, dtype=X.dtype, device=X.device, chunk_size=self.chunk_size, shard=shard)
 
-    def fit(self, X, y=None, *, checkpoint: str | os.PathLike | None = None) -> "ResidualQuantizer":
+    def fit(self, X, y=None, *, checkpoint: str | os.PathLike | None = None,
+            init: "ResidualQuantizer | None" = None) -> "ResidualQuantizer":
         """Fit all levels on X (N, D); returns self. ``y`` is ignored.
 
         X may be an array, a tensor or a ``np.memmap`` (read chunk by chunk, never
@@ -185,45 +187,66 @@ class ResidualQuantizer(Tokenizer):
         With ``checkpoint`` (a directory), progress is saved after every level and
         every few iterations within one; rerunning the same fit resumes from it
         and ends with the model an uninterrupted fit gives.
+
+        With ``init`` (a fitted model of the same method, levels, codebook sizes
+        and dimension) the fit is a warm start: it keeps ``init``'s normaliser
+        and starts every level from ``init``'s level, so most items keep their
+        IDs; ``lineage_`` (also in the model file) then states the churn of the
+        codes of X against ``init``'s (:mod:`rqgmm.lineage`).
         """
         self._check_params()
-        for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_"]:
+        for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_", "lineage_"]:
             self.__dict__.pop(attr, None)
+        if init is not None:
+            check_compatible(self, init, same_method=True, what="init")
         source = self._source(X, shard=True, device=self._device(X))
         self.n_features_in_ = source.n_features
-        ckpt = self._checkpoint(checkpoint, X)
+        if init is not None:
+            check_compatible(self, init, same_method=True, what="init")
+        ckpt = self._checkpoint(checkpoint, X, init)
         self.levels_ = []
         if not self._resume_levels(ckpt, source.device):
-            self._fit_normaliser(source)
+            self._start_normaliser(source, init)
         codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=source.device)
         seeds = level_seeds(self.random_state, self.levels)
         for i in tqdm(range(self.levels), desc=f"{self.method} levels", disable=progress_disabled(self.progress)):
             residuals = ResidualSource(source, self._normalise, self._next_residual,
                                        [lv.codebook for lv in self.levels_[:i]], codes)
             if i == len(self.levels_):
-                self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt))
+                self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt, init and init.levels_[i]))
                 if ckpt is not None and is_writer():
                     ckpt.save_levels(i + 1, self.state_tensors())
             level = self.levels_[i]
             codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
             logger.debug("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
+        if init is not None:
+            self.lineage_ = refit_lineage("warm_start", init, self, X)
         return self
 
-    def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None):
+    def _start_normaliser(self, source: RowSource, init: "ResidualQuantizer | None") -> None:
+        """Fit the normaliser, or keep ``init``'s so that its codebooks keep their meaning."""
+        if init is None:
+            return self._fit_normaliser(source)
+        for name in self.normaliser_tensors:
+            setattr(self, f"{name}_", getattr(init, f"{name}_").to(device=source.device, dtype=self._torch_dtype))
+
+    def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None,
+                   init=None):
         level = self._make_level(i, self.codebook_sizes[i], seed)
         if ckpt is None:
-            return level.fit(residuals)
+            return level.fit(residuals, init=init)
         progress = ckpt.load_progress()
         resume = progress if progress is not None and progress[0]["level"] == i else None
-        return level.fit(residuals, resume=resume,
+        return level.fit(residuals, init=init, resume=resume,
                          on_progress=lambda meta, t: is_writer() and ckpt.save_progress(i, meta, t))
 
-    def _checkpoint(self, path, X) -> FitCheckpoint | None:
+    def _checkpoint(self, path, X, init=None) -> FitCheckpoint | None:
         if path is None:
             return None
         fingerprint = {"method": self.method, "levels": self.levels, "codebook_size": self.codebook_sizes,
                        "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 2,
-                       **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X)}
+                       **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X),
+                       **({"init": fingerprint_of(init)} if init is not None else {})}
         return FitCheckpoint(path, fingerprint)
 
     def _resume_levels(self, ckpt: FitCheckpoint | None, device: torch.device) -> bool:
@@ -330,6 +353,7 @@ class ResidualQuantizer(Tokenizer):
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,
             **{name: getattr(self, name) for name in self.level_params},
+            **({"lineage": self.lineage_} if hasattr(self, "lineage_") else {}),
         }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -348,6 +372,8 @@ class ResidualQuantizer(Tokenizer):
         model._check_params()
         model._load_tensors(tensors, n_levels=model.levels)
         model.n_features_in_ = int(config["n_features"])
+        if "lineage" in config:
+            model.lineage_ = config["lineage"]
         model._check_loaded(config)
         return model
 
