@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .balance import check_balance
 from .checkpoint import FitCheckpoint, data_fingerprint
 from .device import resolve_device
 from .errors import InputError
@@ -138,7 +139,9 @@ class ResidualQuantizer(Tokenizer):
         check_positive_int("chunk_size", self.chunk_size)
         check_dtype(self.dtype)
         resolve_device(self.device)
-        for name in self.level_params:
+        if "balance" in self.level_params:
+            check_balance(self.balance, self.max_cluster_size)
+        for name in (n for n in self.level_params if n != "balance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value < 0:
                 raise InputError(f"{name} must be a number >= 0, got {value!r}")
@@ -404,21 +407,26 @@ class RQGMM(ResidualQuantizer):
     tol : float             EM stops when the mean log-likelihood changes by less.
     reg_covar : float       added to every variance, relative to the normalised data.
     init_max_iter : int     Lloyd iterations of the k-means initialiser.
+    balance : {None, "greedy", "sinkhorn"}, max_cluster_size : float
+        Balanced codes: every level's code is the size-constrained MAP
+        assignment (see :class:`~rqgmm.gmm.DiagonalGMM`).
     """
 
     method = "rqgmm"
-    level_params = ("max_iter", "tol", "reg_covar", "init_max_iter")
+    level_params = ("max_iter", "tol", "reg_covar", "init_max_iter", "balance", "max_cluster_size")
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
                  device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, balance: str | None = None, max_cluster_size: float = 1.5) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          progress=progress)
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
         self.init_max_iter = init_max_iter
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> DiagonalGMM:
         return DiagonalGMM(n_components, **self._level_kwargs(index, seed))
@@ -450,18 +458,23 @@ class RQKMeans(ResidualQuantizer):
     -------------------------------------------------
     max_iter : int   Lloyd iterations per level at most.
     tol : float      stop when the inertia falls by less than this fraction.
+    balance : {None, "greedy", "sinkhorn"}, max_cluster_size : float
+        Balanced codes: every level is size-constrained k-means (see :class:`~rqgmm.kmeans.KMeans`).
     """
 
     method = "rqkmeans"
-    level_params = ("max_iter", "tol")
+    level_params = ("max_iter", "tol", "balance", "max_cluster_size")
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",
-                 chunk_size: int = DEFAULT_CHUNK, progress: bool | None = None) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, progress: bool | None = None, balance: str | None = None,
+                 max_cluster_size: float = 1.5) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          progress=progress)
         self.max_iter = max_iter
         self.tol = tol
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> KMeans:
         return KMeans(n_components, **self._level_kwargs(index, seed))
