@@ -103,6 +103,7 @@ class ResidualQuantizer(Tokenizer):
     normaliser_tensors: ClassVar[tuple[str, ...]] = ("offset", "scale")
     chunked = True
     resumable = True
+    refittable = True
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  device: str | None = None, dtype: str = "float32", chunk_size: int = DEFAULT_CHUNK,
