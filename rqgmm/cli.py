@@ -27,7 +27,12 @@ from .codes import FORMATS, CodesTable, as_codes, read_codes, write_codes
 from .device import PRECISIONS, resolve_device
 from .errors import InputError
 from .ids import unique_suffix
+from .lineage import check_compatible
 from .metrics import report
+from .align import align
+from .balance import METHODS as BALANCE_METHODS
+from .churn import churn, common_items
+from .reassign import collision_free
 from .parallel import is_writer, process_group
 from .paths import Output, check_outputs
 from .source import RowSource
@@ -90,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="matrix-product precision on a GPU: fp32 (default), tf32 or bf16 (rqgmm, rqkmeans, prqkmeans)")
     fit.add_argument("--checkpoint", default=None,
                      help="directory for progress; rerunning the same command resumes from it (rqgmm, rqkmeans)")
+    fit.add_argument("--warm-start", metavar="OLD_MODEL", default=None,
+                     help="start every level from this model's parameters (same method, levels, codebook sizes "
+                          "and dimension), so most items keep their IDs")
+    fit.add_argument("--align-to", metavar="OLD_MODEL", default=None,
+                     help="after fitting, renumber the codes to agree with this model's on EMB (same levels, "
+                          "codebook sizes and dimension)")
+    fit.add_argument("--balance", choices=BALANCE_METHODS, default=None,
+                     help="balanced codes: size-constrained assignment on every level (rqgmm, rqkmeans)")
+    fit.add_argument("--max-cluster-size", type=float, default=None,
+                     help="with --balance: a code holds at most this many times N/K items (default 1.5)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars, info messages or warnings")
     fit.add_argument("--out", required=True, help="model directory to write (new, or an earlier model)")
 
@@ -97,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("model", help="model directory written by `rqgmm fit`")
     enc.add_argument("emb", help="embeddings: .npy or .parquet")
     enc.add_argument("--out", required=True, help="codes: .parquet (item_id, c1..cL) or .npy (N x L int64)")
-    enc.add_argument("--unique", action="store_true", help="add a `suffix` column that makes every full ID distinct")
+    enc.add_argument("--unique", nargs="?", const="suffix", choices=("suffix", "reassign"), default=None,
+                     help="make every full ID distinct with a `suffix` column: `suffix` (the default) numbers "
+                          "the items sharing an ID; `reassign` first moves colliding items to the nearest free "
+                          "last-level code of their prefix (optimal matching) and numbers only what is left")
     enc.add_argument("--device", default="cpu", help="torch device to encode on, e.g. cpu or cuda (default cpu)")
     enc.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="matrix-product precision on a GPU (default: the model's, as fitted)")
@@ -110,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("emb", help="embeddings the codes were made from")
     rep.add_argument("codes", help="codes table written by `rqgmm encode`")
     rep.add_argument("--model", help="model directory: gives K and the reconstruction for rmse")
+    rep.add_argument("--against", metavar="OLD_CODES", default=None,
+                     help="codes of an earlier model: add the churn and adjusted Rand index of CODES against them")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--quiet", action="store_true")
 
@@ -162,6 +182,7 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
         kwargs["chunk_size"] = args.chunk_size
     if args.precision is not None:
         kwargs["precision"] = args.precision
+    kwargs.update(_balance_kwargs(cls, args))
     tokenizer = cls(**kwargs)
     tokenizer._check_params()
     return tokenizer
@@ -169,6 +190,28 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
 
 def _takes_precision(cls: type) -> bool:
     return "precision" in cls._get_param_names()
+def _balance_kwargs(cls: type[Tokenizer], args: argparse.Namespace) -> dict:
+    if args.balance is None:
+        if args.max_cluster_size is not None:
+            raise InputError("--max-cluster-size bounds balanced codes; add --balance greedy or --balance sinkhorn")
+        return {}
+    if "balance" not in cls._get_param_names():
+        balanced = ", ".join(m for m in methods() if "balance" in tokenizer_class(m)._get_param_names())
+        raise InputError(f"--balance applies to {balanced}, not {args.method}; drop --balance")
+    size = {} if args.max_cluster_size is None else {"max_cluster_size": args.max_cluster_size}
+    return {"balance": args.balance, **size}
+
+
+def _reference(path: str | None, flag: str, tokenizer: Tokenizer, same_method: bool) -> Tokenizer | None:
+    """The earlier model named by ``flag``, checked against the model to fit; None without the flag."""
+    if path is None:
+        return None
+    if not type(tokenizer).refittable:
+        raise InputError(f"{flag} is supported for {', '.join(m for m in methods() if tokenizer_class(m).refittable)}"
+                         f", not {tokenizer.method}; drop it")
+    old = load(path)
+    check_compatible(tokenizer, old, same_method=same_method, what=f"{flag} {path}")
+    return old
 
 
 def _read_valid_embeddings(path: str, n_features: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
@@ -187,12 +230,18 @@ def cmd_fit(args: argparse.Namespace) -> None:
     outputs = [Output(args.out, "--out", "directory", marker=io.CONFIG_NAME)]
     if args.checkpoint is not None:
         outputs.append(Output(args.checkpoint, "--checkpoint", "workdir"))
-    check_outputs([args.emb], outputs)
-    _, X = _read_valid_embeddings(args.emb)
+    check_outputs([args.emb, *(p for p in (args.warm_start, args.align_to) if p is not None)], outputs)
+    old = _reference(args.warm_start, "--warm-start", tokenizer, same_method=True)
+    reference = _reference(args.align_to, "--align-to", tokenizer, same_method=False)
+    n_features = next((m.n_features_in_ for m in (old, reference) if m is not None), None)
+    _, X = _read_valid_embeddings(args.emb, n_features=n_features)
     with process_group(args.device) as device:
         tokenizer.set_params(device=str(device))
         logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
-        tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}))
+        tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}),
+                      **({"init": old.to(device)} if old is not None else {}))
+        if reference is not None:
+            tokenizer = align(tokenizer, reference.to(device), X)
         if is_writer():
             tokenizer.save(args.out)
             logger.info("wrote %s", args.out)
@@ -216,13 +265,19 @@ def cmd_encode(args: argparse.Namespace) -> None:
         if not _takes_precision(type(tokenizer)):
             raise InputError(f"--precision applies to k-means and GMM models, not {tokenizer.method}; drop it")
         tokenizer.set_params(precision=args.precision)
+    if args.unique == "reassign" and not tokenizer.reconstructs:
+        raise InputError(f"--unique reassign moves colliding items to the code that reconstructs them best; a "
+                         f"{tokenizer.method} model does not reconstruct its input: use --unique suffix")
     item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
     codes = np.asarray(tokenizer.encode(X))
-    suffix = unique_suffix(codes) if args.unique else None
+    if args.unique == "reassign":
+        codes, suffix = collision_free(tokenizer, X, codes)
+    else:
+        suffix = unique_suffix(codes) if args.unique else None
     table = CodesTable(codes, item_ids, tokenizer.effective_codebook_sizes, tokenizer.method, suffix,
                        io.model_fingerprint(args.model))
     write_codes(args.out, table, args.format)
-    if suffix is not None:
+    if suffix is not None and args.unique == "suffix":
         logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",
                     int((suffix > 0).sum()), len(codes))
     logger.info("wrote %d x %d codes to %s (%s layout)", *codes.shape, args.out, args.format)
@@ -251,7 +306,21 @@ def cmd_report(args: argparse.Namespace) -> None:
         logger.warning("no --model and no codebook sizes in %s: taking K per level as the largest code + 1 (%s); "
                        "pass --model for exact K", args.codes, sizes)
     result = report(codes, sizes, np.asarray(X) if X_hat is not None else None, X_hat)
+    if getattr(tokenizer, "lineage_", None) is not None:
+        result["lineage"] = tokenizer.lineage_
+    if args.against is not None:
+        result["churn"] = _churn_against(table, args.against)
     print(json.dumps(result) if args.json else _format_report(result))
+
+
+def _churn_against(table: CodesTable, path: str) -> dict:
+    """Churn and adjusted Rand index of ``table``'s codes against the codes file ``path``, on their common items."""
+    old = read_codes(path)
+    if old.levels != table.levels:
+        raise InputError(f"--against {path} has {old.levels} levels of codes, the codes {table.levels}; "
+                         "compare codes of models with the same levels")
+    new_rows, old_rows = common_items(old.item_ids, table.item_ids, len(old), len(table))
+    return churn(old.codes[old_rows], table.codes[new_rows])
 
 
 def _check_codes_against_model(table: CodesTable, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
@@ -289,6 +358,9 @@ def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int, args: argparse.Namesp
 def _format_report(result: dict) -> str:
     lines = []
     for key, value in result.items():
+        if isinstance(value, dict):
+            lines.append(_format_report({f"{key}.{k}": v for k, v in value.items()}))
+            continue
         if isinstance(value, list):
             value = "  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
         elif isinstance(value, float):

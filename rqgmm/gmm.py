@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .balance import balanced_assign, check_balance
 from .errors import ConvergenceWarning, InputError
 from .kmeans import KMeans, random_signs
 from .level import IterativeLevel, check_fitted
@@ -165,6 +166,13 @@ class DiagonalGMM(IterativeLevel):
         tqdm bar over EM iterations; None = only on a terminal.
     name : str
         Names the level in warnings and progress bars.
+    balance : {None, "greedy", "sinkhorn"}
+        None: the code is the MAP component. Otherwise EM fits the mixture as
+        usual and the code is the size-constrained MAP assignment (cost
+        −log π_k N(x | k)): no component takes more than
+        ``ceil(max_cluster_size · n / K')`` of each block of n rows (:mod:`rqgmm.balance`).
+    max_cluster_size : float >= 1
+        The size bound as a multiple of the mean component size (used with ``balance``).
 
     Attributes
     ----------
@@ -202,6 +210,8 @@ class DiagonalGMM(IterativeLevel):
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "gmm",
+        balance: str | None = None,
+        max_cluster_size: float = 1.5,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -218,9 +228,12 @@ class DiagonalGMM(IterativeLevel):
         self.init_sample_size = init_sample_size
         self.progress = progress
         self.name = name
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _check_params(self) -> None:
         super()._check_params()
+        check_balance(self.balance, self.max_cluster_size)
         check_positive_int("n_components", self.n_components)
         check_positive_int("init_max_iter", self.init_max_iter)
         if not (float(self.reg_covar) >= 0 and float(self.variance_floor) >= 0 and float(self.tol) >= 0):
@@ -235,7 +248,7 @@ class DiagonalGMM(IterativeLevel):
 
     def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> GMMParams:
         """Parameters from the user's initial values, or from k-means on the sample."""
-        self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
+        self._set_var_floor(sample)
         if self.means_init is not None:
             return self._user_params(sample)
         km = KMeans(self.n_components, max_iter=self.init_max_iter, random_state=self.random_state,
@@ -244,6 +257,15 @@ class DiagonalGMM(IterativeLevel):
         labels = km.predict(sample)
         stats = stats_from_labels(sample, labels, self.n_components_, chunk_rows(self.chunk_size, sample.device))
         return m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+
+    def _set_var_floor(self, sample: torch.Tensor) -> None:
+        self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
+
+    def _warm_state(self, previous: "DiagonalGMM", sample: torch.Tensor) -> GMMParams:
+        self._set_var_floor(sample)
+        self.n_components_ = previous.means_.shape[0]
+        return GMMParams(*(t.to(device=sample.device, dtype=self.torch_dtype).clone()
+                           for t in (previous.weights_, previous.means_, previous.variances_)))
 
     def _step(self, source, params: GMMParams, generator: torch.Generator) -> tuple[GMMParams, float, int]:
         stats = accumulate(source, params)
@@ -359,7 +381,9 @@ class DiagonalGMM(IterativeLevel):
         return self.fit(X).predict(X)
 
     def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
-        """MAP codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
+        """MAP codes (n,) of a validated chunk (n, D) in the model's dtype and device (size-constrained with ``balance``)."""
+        if getattr(self, "balance", None) is not None:
+            return balanced_assign(-weighted_log_prob(chunk, self.params), self.balance, self.max_cluster_size)
         return weighted_log_prob(chunk, self.params).argmax(1)
 
     def to(self, device) -> "DiagonalGMM":

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import torch
 
+from .balance import balanced_assign, check_balance
 from .errors import InputError
 from .level import IterativeLevel, check_fitted, warn_few_distinct
 from .source import chunk_rows
@@ -85,11 +86,13 @@ def assign(X: torch.Tensor, C: torch.Tensor, chunk_size: int | None = None) -> t
     return torch.cat(labels), torch.cat(dists)
 
 
-def lloyd_pass(source, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass of Lloyd's algorithm over a source's chunks.
 
     Returns per-centre sums (K, D) and counts (K,) of the nearest-centre
-    assignment and the inertia (), all float64 and summed over ranks.
+    assignment -- or, with ``constrained`` (squared distances (n, K) -> codes
+    (n,)), of that size-constrained assignment -- and the inertia (), all
+    float64 and summed over ranks.
     """
     K, D = centres.shape
     sums = torch.zeros(K, D, dtype=torch.float64, device=centres.device)
@@ -98,13 +101,20 @@ def lloyd_pass(source, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     C_sq = (centres * centres).sum(1)
     for chunk in source.chunks():
         # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): |x|^2 is added for the inertia only.
-        partial, labels = torch.addmm(C_sq, chunk, centres.T, alpha=-2.0).min(dim=1)
+        scores = torch.addmm(C_sq, chunk, centres.T, alpha=-2.0)
+        partial, labels = scores.min(dim=1) if constrained is None else _constrained_min(scores, chunk, constrained)
         inertia += (partial + (chunk * chunk).sum(1)).clamp_min(0.0).sum(dtype=torch.float64)
         # Per-chunk sums in the compute dtype, accumulated across chunks in float64.
         sums += torch.zeros(K, D, dtype=chunk.dtype, device=chunk.device).index_add_(0, labels, chunk).to(torch.float64)
         counts += torch.bincount(labels, minlength=K).to(torch.float64)
     source.all_reduce(sums, counts, inertia)
     return sums, counts, inertia
+
+
+def _constrained_min(scores: torch.Tensor, chunk: torch.Tensor, constrained) -> tuple[torch.Tensor, torch.Tensor]:
+    """(score, code) of a size-constrained assignment; it ranks rows, so it sees whole squared distances."""
+    labels = constrained(scores + (chunk * chunk).sum(1, keepdim=True))
+    return scores.gather(1, labels.unsqueeze(1)).squeeze(1), labels
 
 
 def split_empty(centres: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> int:
@@ -154,6 +164,13 @@ class KMeans(IterativeLevel):
         Show a tqdm bar over iterations; None lets tqdm decide (only on a terminal).
     name : str
         Used in warnings and progress bars (e.g. "level 2").
+    balance : {None, "greedy", "sinkhorn"}
+        None: nearest centre. Otherwise size-constrained k-means: every
+        assignment (Lloyd's and the codes) gives no centre more than
+        ``ceil(max_cluster_size · n / K')`` of each block of n rows
+        (:mod:`rqgmm.balance`).
+    max_cluster_size : float >= 1
+        The size bound as a multiple of the mean cluster size (used with ``balance``).
 
     Attributes
     ----------
@@ -183,6 +200,8 @@ class KMeans(IterativeLevel):
         init_sample_size: int | None = None,
         progress: bool | None = None,
         name: str = "kmeans",
+        balance: str | None = None,
+        max_cluster_size: float = 1.5,
     ) -> None:
         self.n_clusters = n_clusters
         self.max_iter = max_iter
@@ -194,9 +213,12 @@ class KMeans(IterativeLevel):
         self.init_sample_size = init_sample_size
         self.progress = progress
         self.name = name
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _check_params(self) -> None:
         super()._check_params()
+        check_balance(self.balance, self.max_cluster_size)
         check_positive_int("n_clusters", self.n_clusters)
         if not float(self.tol) >= 0:
             raise InputError(f"tol must be >= 0, got {self.tol!r}")
@@ -212,8 +234,12 @@ class KMeans(IterativeLevel):
         self.n_clusters_ = centres.shape[0]
         return centres
 
+    def _warm_state(self, previous: "KMeans", sample: torch.Tensor) -> torch.Tensor:
+        self.n_clusters_ = previous.cluster_centers_.shape[0]
+        return previous.cluster_centers_.to(device=sample.device, dtype=self.torch_dtype).clone()
+
     def _step(self, source, centres: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, int]:
-        sums, counts, inertia = lloyd_pass(source, centres)
+        sums, counts, inertia = lloyd_pass(source, centres, self._constrained)
         centres = (sums / counts.clamp_min(1).unsqueeze(1)).to(self.torch_dtype)
         return centres, float(inertia), split_empty(centres, counts, generator)
 
@@ -225,7 +251,7 @@ class KMeans(IterativeLevel):
 
     def _finish(self, source, centres: torch.Tensor) -> None:
         self.cluster_centers_ = centres
-        self.inertia_ = float(lloyd_pass(source, centres)[2])
+        self.inertia_ = float(lloyd_pass(source, centres, self._constrained)[2])
 
     def _state_tensors(self, centres: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"centres": centres}
@@ -235,6 +261,13 @@ class KMeans(IterativeLevel):
 
     def _extra_progress(self) -> dict:
         return {"n_clusters": self.n_clusters_}
+
+    @property
+    def _constrained(self):
+        """The size-constrained assignment (squared distances (n, K) -> codes (n,)), or None."""
+        if getattr(self, "balance", None) is None:
+            return None
+        return lambda d2: balanced_assign(d2, self.balance, self.max_cluster_size)
 
     @property
     def n_split_(self) -> list[int]:
@@ -248,6 +281,8 @@ class KMeans(IterativeLevel):
         check_fitted(self, "cluster_centers_")
         C = self.cluster_centers_
         x = as_matrix(X, dtype=C.dtype, device=C.device, n_features=C.shape[1], what="X", owner=type(self).__name__)
+        if self._constrained is not None:
+            return like_input(torch.cat([self.assign_chunk(c) for c in x.split(chunk_rows(self.chunk_size, x.device))]), X)
         return like_input(assign(x, C, self.chunk_size)[0], X)
 
     def fit_predict(self, X, y=None) -> np.ndarray | torch.Tensor:
@@ -255,7 +290,9 @@ class KMeans(IterativeLevel):
         return self.fit(X).predict(X)
 
     def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
-        """Codes (n,) of a validated chunk (n, D) in the model's dtype and device."""
+        """Codes (n,) of a validated chunk (n, D) in the model's dtype and device (size-constrained with ``balance``)."""
+        if self._constrained is not None:
+            return self._constrained(squared_distances(chunk, self.cluster_centers_))
         return torch.addmm((self.cluster_centers_ ** 2).sum(1), chunk, self.cluster_centers_.T, alpha=-2.0).argmin(1)
 
     @property

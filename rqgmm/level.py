@@ -144,6 +144,10 @@ class IterativeLevel(BaseEstimator):
         """JSON-able scalars a resumed fit needs besides the history."""
         return {}
 
+    def _warm_state(self, previous: "IterativeLevel", sample: torch.Tensor) -> Any:
+        """The starting state from a fitted level of the same type (a warm start), on ``sample``'s device."""
+        raise InputError(f"{type(self).__name__} cannot start from a fitted level; fit it without init")
+
     # ------------------------------------------------------------------ the loop
 
     @property
@@ -154,15 +158,18 @@ class IterativeLevel(BaseEstimator):
     def _sample_size(self) -> int:
         return self.init_sample_size or POINTS_PER_CENTRE * self._n_requested
 
-    def fit(self, X, y=None, *, resume: tuple[dict, dict] | None = None, on_progress: ProgressCallback | None = None,
-            progress_every: int = 5):
+    def fit(self, X, y=None, *, init: "IterativeLevel | None" = None, resume: tuple[dict, dict] | None = None,
+            on_progress: ProgressCallback | None = None, progress_every: int = 5):
         """Fit on X (N, D) -- an array, a tensor or a :mod:`rqgmm.source` source; returns self.
 
-        ``y`` is ignored (scikit-learn's signature). ``resume`` is a
-        ``(meta, tensors)`` pair that ``on_progress`` received from an earlier,
-        interrupted fit on the same data: the fit continues from it and ends as
-        the uninterrupted fit would. ``on_progress(meta, tensors)`` is called
-        every ``progress_every`` iterations.
+        ``y`` is ignored (scikit-learn's signature). ``init`` is a fitted level
+        of the same type and dimension (at most ``K`` components): the fit starts
+        from its parameters instead of a seeded sample (a warm start; components
+        that die are re-seeded as usual). ``resume`` is a ``(meta, tensors)``
+        pair that ``on_progress`` received from an earlier, interrupted fit on
+        the same data: the fit continues from it and ends as the uninterrupted
+        fit would (it takes precedence over ``init``). ``on_progress(meta,
+        tensors)`` is called every ``progress_every`` iterations.
         """
         self._check_params()
         device = resolve_device(self.device) if self.device is not None else None
@@ -173,11 +180,22 @@ class IterativeLevel(BaseEstimator):
             generator = make_generator(self.random_state)
             sample = sample_rows(source, self._sample_size(), self.random_state)
             self.history_, self.n_fixed_ = [], []
-            state = self._initialise(sample, generator)
+            state = self._initialise(sample, generator) if init is None else self._start_from(init, sample)
         else:
             state, generator = self._restore(*resume, device=source.device)
         self._iterate(source, state, generator, on_progress, progress_every)
         return self
+
+    def _start_from(self, previous: "IterativeLevel", sample: torch.Tensor) -> Any:
+        """Check that ``previous`` can start this fit, then take its parameters as the starting state."""
+        if type(previous) is not type(self) or not hasattr(previous, "n_features_in_"):
+            raise InputError(f"{self.name}: init must be a fitted {type(self).__name__}, got "
+                             f"{type(previous).__name__}; pass a level of the same type, fitted")
+        k = previous.codebook.shape[0]
+        if previous.n_features_in_ != sample.shape[1] or k > self._n_requested:
+            raise InputError(f"{self.name}: init has {k} components of dimension {previous.n_features_in_}; this fit "
+                             f"needs at most {self._n_requested} of dimension {sample.shape[1]}")
+        return self._warm_state(previous, sample)
 
     def _iterate(self, source, state, generator, on_progress, progress_every) -> None:
         self.converged_ = False

@@ -6,6 +6,8 @@ Definitions (DESIGN.md):
 - prefix_utilization_l = distinct length-l prefixes / min(N, Π_{t≤l} K_t)
 - collision_rate = 1 − distinct full IDs / N
 - icr = full IDs held by exactly one item / distinct full IDs
+- collided_items = share of items whose full ID another item also holds;
+  largest_collision = the most items holding one full ID (1: no collision)
 - gini_l = Gini coefficient of item counts over the used length-l prefixes
 - perplexity_l = exp(entropy of the level-l code distribution)
 """
@@ -18,7 +20,7 @@ import numpy as np
 
 REPORT_KEYS = (
     "rmse", "relative_mse", "utilization", "prefix_utilization", "collision_rate",
-    "icr", "gini", "perplexity", "n_items", "levels", "codebook_size",
+    "icr", "gini", "perplexity", "n_items", "levels", "codebook_size", "collided_items", "largest_collision",
 )
 
 
@@ -79,6 +81,17 @@ def icr(codes: np.ndarray) -> float:
     return float((counts == 1).sum() / len(counts))
 
 
+def collided_items(codes: np.ndarray) -> float:
+    """Share of the N items whose full ID (row of codes (N, L)) another item also holds."""
+    _, group, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[group.reshape(-1)] > 1).mean())
+
+
+def largest_collision(codes: np.ndarray) -> int:
+    """The most items (N, L codes) that hold one full ID: 1 when every full ID is distinct."""
+    return int(_prefix_counts(codes, codes.shape[1]).max())
+
+
 def gini_coefficient(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts: 0 when all equal, → 1 when one holds all."""
     x = np.sort(np.asarray(counts, dtype=np.float64))
@@ -130,6 +143,8 @@ def report(
         "n_items": int(len(codes)),
         "levels": int(codes.shape[1]),
         "codebook_size": [int(k) for k in codebook_sizes],
+        "collided_items": collided_items(codes),
+        "largest_collision": largest_collision(codes),
     }
 
 

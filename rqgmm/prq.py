@@ -200,6 +200,9 @@ class SphericalKMeans(IterativeLevel):
     def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return seed_centroids(sample, self.n_clusters, generator, self.name)
 
+    def _warm_state(self, previous: "SphericalKMeans", sample: torch.Tensor) -> torch.Tensor:
+        return previous.centroids_.to(device=sample.device, dtype=self.torch_dtype).clone()
+
     def _step(self, source, C: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float, int]:
         new, _ = soft_topk_pass(source, C, int(self.top_k), float(self.beta))
         return new, float((1.0 - (new * C).sum(1)).max()), 0

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .balance import check_balance
 from .checkpoint import FitCheckpoint, data_fingerprint
 from .device import check_precision, matmul_precision, resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
 from .level import DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
+from .lineage import check_compatible, fingerprint_of, refit_lineage
 from .parallel import is_writer
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
@@ -105,6 +107,7 @@ class ResidualQuantizer(Tokenizer):
     normaliser_tensors: ClassVar[tuple[str, ...]] = ("offset", "scale")
     chunked = True
     resumable = True
+    refittable = True
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
@@ -144,7 +147,9 @@ class ResidualQuantizer(Tokenizer):
         check_dtype(self.dtype)
         check_precision(self.precision)
         resolve_device(self.device)
-        for name in self.level_params:
+        if "balance" in self.level_params:
+            check_balance(self.balance, self.max_cluster_size)
+        for name in (n for n in self.level_params if n != "balance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value < 0:
                 raise InputError(f"{name} must be a number >= 0, got {value!r}")
@@ -183,7 +188,8 @@ class ResidualQuantizer(Tokenizer):
                       owner=type(self).__name__)
         return RowSource(X, dtype=X.dtype, device=X.device, chunk_size=self.chunk_size, shard=shard)
 
-    def fit(self, X, y=None, *, checkpoint: str | os.PathLike | None = None) -> "ResidualQuantizer":
+    def fit(self, X, y=None, *, checkpoint: str | os.PathLike | None = None,
+            init: "ResidualQuantizer | None" = None) -> "ResidualQuantizer":
         """Fit all levels on X (N, D); returns self. ``y`` is ignored.
 
         X may be an array, a tensor or a ``np.memmap`` (read chunk by chunk, never
@@ -194,49 +200,68 @@ class ResidualQuantizer(Tokenizer):
         With ``checkpoint`` (a directory), progress is saved after every level and
         every few iterations within one; rerunning the same fit resumes from it
         and ends with the model an uninterrupted fit gives.
+
+        With ``init`` (a fitted model of the same method, levels, codebook sizes
+        and dimension) the fit is a warm start: it keeps ``init``'s normaliser
+        and starts every level from ``init``'s level, so most items keep their
+        IDs; ``lineage_`` (also in the model file) then states the churn of the
+        codes of X against ``init``'s (:mod:`rqgmm.lineage`).
         """
         self._check_params()
-        for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_"]:
+        for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_", "lineage_"]:
             self.__dict__.pop(attr, None)
         source = self._source(X, shard=True, device=self._device(X))
         with matmul_precision(self.precision, source.device):
-            return self._fit_levels(source, X, checkpoint)
+            return self._fit_levels(source, X, checkpoint, init)
 
-    def _fit_levels(self, source: RowSource, X, checkpoint) -> "ResidualQuantizer":
+    def _fit_levels(self, source: RowSource, X, checkpoint, init) -> "ResidualQuantizer":
         self.n_features_in_ = source.n_features
-        ckpt = self._checkpoint(checkpoint, X)
+        if init is not None:
+            check_compatible(self, init, same_method=True, what="init")
+        ckpt = self._checkpoint(checkpoint, X, init)
         self.levels_ = []
         if not self._resume_levels(ckpt, source.device):
-            self._fit_normaliser(source)
+            self._start_normaliser(source, init)
         codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=source.device)
         seeds = level_seeds(self.random_state, self.levels)
         for i in tqdm(range(self.levels), desc=f"{self.method} levels", disable=progress_disabled(self.progress)):
             residuals = ResidualSource(source, self._normalise, self._next_residual,
                                        [lv.codebook for lv in self.levels_[:i]], codes)
             if i == len(self.levels_):
-                self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt))
+                self.levels_.append(self._fit_level(i, seeds[i], residuals, ckpt, init and init.levels_[i]))
                 if ckpt is not None and is_writer():
                     ckpt.save_levels(i + 1, self.state_tensors())
             level = self.levels_[i]
             codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
             logger.debug("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
+        if init is not None:
+            self.lineage_ = refit_lineage("warm_start", init, self, X)
         return self
 
-    def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None):
+    def _start_normaliser(self, source: RowSource, init: "ResidualQuantizer | None") -> None:
+        """Fit the normaliser, or keep ``init``'s so that its codebooks keep their meaning."""
+        if init is None:
+            return self._fit_normaliser(source)
+        for name in self.normaliser_tensors:
+            setattr(self, f"{name}_", getattr(init, f"{name}_").to(device=source.device, dtype=self._torch_dtype))
+
+    def _fit_level(self, i: int, seed: int | None, residuals: ResidualSource, ckpt: FitCheckpoint | None,
+                   init=None):
         level = self._make_level(i, self.codebook_sizes[i], seed)
         if ckpt is None:
-            return level.fit(residuals)
+            return level.fit(residuals, init=init)
         progress = ckpt.load_progress()
         resume = progress if progress is not None and progress[0]["level"] == i else None
-        return level.fit(residuals, resume=resume,
+        return level.fit(residuals, init=init, resume=resume,
                          on_progress=lambda meta, t: is_writer() and ckpt.save_progress(i, meta, t))
 
-    def _checkpoint(self, path, X) -> FitCheckpoint | None:
+    def _checkpoint(self, path, X, init=None) -> FitCheckpoint | None:
         if path is None:
             return None
         fingerprint = {"method": self.method, "levels": self.levels, "codebook_size": self.codebook_sizes,
                        "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 2,
-                       **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X)}
+                       **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X),
+                       **({"init": fingerprint_of(init)} if init is not None else {})}
         return FitCheckpoint(path, fingerprint)
 
     def _resume_levels(self, ckpt: FitCheckpoint | None, device: torch.device) -> bool:
@@ -354,6 +379,7 @@ class ResidualQuantizer(Tokenizer):
             "chunk_size": self.chunk_size,
             "precision": self.precision,
             **{name: getattr(self, name) for name in self.level_params},
+            **({"lineage": self.lineage_} if hasattr(self, "lineage_") else {}),
         }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -372,6 +398,8 @@ class ResidualQuantizer(Tokenizer):
         model._check_params()
         model._load_tensors(tensors, n_levels=model.levels)
         model.n_features_in_ = int(config["n_features"])
+        if "lineage" in config:
+            model.lineage_ = config["lineage"]
         model._check_loaded(config)
         return model
 
@@ -402,21 +430,27 @@ class RQGMM(ResidualQuantizer):
     tol : float             EM stops when the mean log-likelihood changes by less.
     reg_covar : float       added to every variance, relative to the normalised data.
     init_max_iter : int     Lloyd iterations of the k-means initialiser.
+    balance : {None, "greedy", "sinkhorn"}, max_cluster_size : float
+        Balanced codes: every level's code is the size-constrained MAP
+        assignment (see :class:`~rqgmm.gmm.DiagonalGMM`).
     """
 
     method = "rqgmm"
-    level_params = ("max_iter", "tol", "reg_covar", "init_max_iter")
+    level_params = ("max_iter", "tol", "reg_covar", "init_max_iter", "balance", "max_cluster_size")
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
-                 precision: str = "fp32", progress: bool | None = None) -> None:
+                 precision: str = "fp32", progress: bool | None = None, balance: str | None = None,
+                 max_cluster_size: float = 1.5) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          precision=precision, progress=progress)
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
         self.init_max_iter = init_max_iter
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> DiagonalGMM:
         return DiagonalGMM(n_components, **self._level_kwargs(index, seed))
@@ -449,18 +483,23 @@ class RQKMeans(ResidualQuantizer):
     -------------------------------------------------
     max_iter : int   Lloyd iterations per level at most.
     tol : float      stop when the inertia falls by less than this fraction.
+    balance : {None, "greedy", "sinkhorn"}, max_cluster_size : float
+        Balanced codes: every level is size-constrained k-means (see :class:`~rqgmm.kmeans.KMeans`).
     """
 
     method = "rqkmeans"
-    level_params = ("max_iter", "tol")
+    level_params = ("max_iter", "tol", "balance", "max_cluster_size")
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",
-                 chunk_size: int | None = None, precision: str = "fp32", progress: bool | None = None) -> None:
+                 chunk_size: int | None = None, precision: str = "fp32", progress: bool | None = None,
+                 balance: str | None = None, max_cluster_size: float = 1.5) -> None:
         super().__init__(levels, codebook_size, random_state, device=device, dtype=dtype, chunk_size=chunk_size,
                          precision=precision, progress=progress)
         self.max_iter = max_iter
         self.tol = tol
+        self.balance = balance
+        self.max_cluster_size = max_cluster_size
 
     def _make_level(self, index: int, n_components: int, seed: int | None) -> KMeans:
         return KMeans(n_components, **self._level_kwargs(index, seed))

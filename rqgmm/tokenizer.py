@@ -112,6 +112,8 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
     chunked: ClassVar[bool] = False
     #: Whether ``fit`` takes ``checkpoint=`` and resumes from it (``--checkpoint``).
     resumable: ClassVar[bool] = False
+    #: Whether ``fit`` takes ``init=`` (a warm start) and :func:`rqgmm.align.align` renumbers it.
+    refittable: ClassVar[bool] = False
 
     #: Fitted tokenizers have ``n_features_in_``: the input dimension D seen in ``fit``.
     n_features_in_: int
