@@ -241,7 +241,7 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started
-    logger.info("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs)", type(model).__name__,
+    logger.debug("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs)", type(model).__name__,
                 result.best_auc, result.best_epoch, len(result.valid_auc), result.seconds)
     return result
 
