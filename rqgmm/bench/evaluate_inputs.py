@@ -77,8 +77,8 @@ def _check_time(frame: pd.DataFrame, column: str) -> None:
         raise InputError(f"time column {column!r} cannot be ordered (mixed types: "
                          f"{sorted({type(v).__name__ for v in values})}); use numbers or timestamps") from None
     if values.dtype == object and not all(isinstance(v, str) for v in values):
-        raise InputError(f"time column {column!r} holds {values.map(lambda v: type(v).__name__).iloc[0]} values that "
-                         "cannot be ordered; use numbers or timestamps")
+        kinds = sorted({type(v).__name__ for v in values})
+        raise InputError(f"time column {column!r} cannot be ordered (it holds {kinds}); use numbers or timestamps")
 
 
 def _check_bag(frame: pd.DataFrame, column: str) -> None:
@@ -147,7 +147,7 @@ def check_inputs(interactions: pd.DataFrame, items: pd.DataFrame, config: Evalua
     unknown = ~interactions[config.item].astype(str).isin(items.index)
     if unknown.any():
         raise InputError(f"{int(unknown.sum())} interaction row(s) have an item without an embedding in {items_name} "
-                         f"(first: {interactions[config.item][unknown].iloc[0]!r}); add those items")
+                         f"(first: {interactions[config.item][unknown].tolist()[0]!r}); add those items")
     vectors = {column: _vectors(items, column) for column in config.embedding}
     if len(interactions) < 10:
         raise InputError(f"{rows_name} has {len(interactions)} rows; an 80/10/10 split needs at least 10")
