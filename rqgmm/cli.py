@@ -119,7 +119,8 @@ def _add_benchmark(sub) -> None:
     bench.add_argument("--dataset", default="movielens-100k",
                        help="movielens-100k (default), movielens-small, or all")
     bench.add_argument("--out", default="results", help="output directory (default ./results)")
-    bench.add_argument("--quick", action="store_true", help="one seed and fewer epochs (every variant still runs)")
+    bench.add_argument("--quick", action="store_true", help="FNN only, one seed, at most 4 epochs (every variant runs)")
+    bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
     bench.add_argument("--seeds", type=_int_in(1), default=None, help="number of seeds (default 3, or 1 with --quick)")
     bench.add_argument("--embedder", default="minilm", help="minilm (384-d, default), mpnet (768-d) or hashing-<dim>")
     bench.add_argument("--max-items", type=_int_in(1), default=None, help="subsample this many items (for smoke runs)")
