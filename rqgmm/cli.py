@@ -1,4 +1,4 @@
-"""The ``rqgmm`` command line: fit, encode, report (and benchmark).
+"""The ``rqgmm`` command line: fit, encode, report (and evaluate, benchmark).
 
 Exit status: 0 on success; 2 on bad input or usage, with one line on stderr that
 says what was wrong and how to fix it, nothing written and every input untouched;
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true")
 
     _add_benchmark(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -142,7 +143,8 @@ def _add_benchmark(sub) -> None:
     bench.add_argument("--dataset", default="movielens-100k",
                        help="movielens-100k (default), movielens-small, or all")
     bench.add_argument("--out", default="results", help="output directory (default ./results)")
-    bench.add_argument("--quick", action="store_true", help="one seed and fewer epochs (every variant still runs)")
+    bench.add_argument("--quick", action="store_true", help="FNN only, one seed, at most 4 epochs (every variant runs)")
+    bench.add_argument("--device", default="cpu", help="torch device (default cpu)")
     bench.add_argument("--seeds", type=_int_in(1), default=None, help="number of seeds (default 3, or 1 with --quick)")
     bench.add_argument("--embedder", default="minilm", help="minilm (384-d, default), mpnet (768-d) or hashing-<dim>")
     bench.add_argument("--max-items", type=_int_in(1), default=None, help="subsample this many items (for smoke runs)")
@@ -154,6 +156,37 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from .bench.study import run_benchmark  # the study's imports are heavy: load them only here
 
     run_benchmark(args)
+
+
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser("evaluate", help="what semantic IDs are worth in CTR models on your data (report, plots)")
+    ev.add_argument("interactions", help="parquet, one row per impression (user, item, 0/1 label, time, fields)")
+    ev.add_argument("--items", required=True, help="parquet with the item id and one or more embedding columns")
+    ev.add_argument("--out", required=True, help="output directory: results.json, report.md, PNG plots")
+    ev.add_argument("--config", help="TOML file with the same keys as the options below (flags win)")
+    for flag, text in (("--user", "user id column (default user_id)"), ("--item", "item id column (default item_id)"),
+                       ("--label", "0/1 label column (default label)"),
+                       ("--time", "time column (default timestamp; absent: random split)"),
+                       ("--categorical", "categorical columns of either table, A,B"),
+                       ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
+                       ("--methods", "tokenizers, A,B (default rqgmm,rqkmeans)"),
+                       ("--backbones", "fnn,deepfm,dcnv2,ipnn (default all)"),
+                       ("--variants", "none,embedding,ids,ids+embedding (default all)"),
+                       ("--tokenize", "fused (default) or per-modality"), ("--device", "torch device (default cpu)")):
+        ev.add_argument(flag, default=None, help=text)
+    ev.add_argument("--embedding", action="append", default=None,
+                    help="embedding column of the items table; repeat for several modalities (default embedding)")
+    for flag, text in (("--levels", "ID levels L (default 2)"), ("--codebook-size", "K per level (default 128)"),
+                       ("--seeds", "number of seeds (default 3; 1 with --quick)")):
+        ev.add_argument(flag, type=_int_in(1), default=None, help=text)
+    ev.add_argument("--quick", action="store_true", help="one seed and at most 4 epochs")
+    ev.add_argument("--quiet", action="store_true")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .bench.evaluate_command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
+
+    run_evaluate(args)
 
 
 # --------------------------------------------------------------------------- verbs
@@ -369,7 +402,8 @@ def _format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark}
+VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark,
+         "evaluate": cmd_evaluate}
 
 
 # --------------------------------------------------------------------------- messages

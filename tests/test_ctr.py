@@ -5,6 +5,7 @@ the tokenizers."""
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ from rqgmm.ctr import (
     FactorizationMachine,
     FeatureBuilder,
     FeatureEmbedding,
+    FeatureSpec,
+    InnerProduct,
+    ItemContent,
     ModelConfig,
     TrainConfig,
     evaluate,
@@ -33,6 +37,7 @@ from rqgmm.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS, N_CLUSTERS = 60, 160, 4
 FAST = TrainConfig(lr=1e-2, batch_size=256, max_epochs=6, patience=2, seed=0)
+SPEC = FeatureSpec("user_id", "item_id", "label", categorical=("gender",), bag=("genres",), embedding_dim=8)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,11 +72,12 @@ def _world(seed: int = 0) -> dict:
                              "label": (rng.random(n) < p).astype(np.int64)})
 
     warm, cold = np.arange(100), np.arange(100, N_ITEMS)
-    codes = pd.DataFrame({"item_id": items["item_id"], "c1": cluster.astype(np.int64),
-                          "c2": rng.integers(0, 8, N_ITEMS).astype(np.int64)})
+    codes = np.stack([cluster, rng.integers(0, 8, N_ITEMS)], axis=1).astype(np.int64)
+    ids = items["item_id"].to_numpy()
     return {"train": frame(4000, warm), "valid": frame(1000, cold), "test": frame(1500, cold),
-            "users": users, "items": items, "codes": codes, "codebook_sizes": [N_CLUSTERS, 8],
-            "embeddings": (items["item_id"].to_numpy(), rng.normal(size=(N_ITEMS, 12)).astype(np.float32))}
+            "users": users, "items": items,
+            "codes": ItemContent.codes("sid", ids, codes, [N_CLUSTERS, 8]),
+            "embeddings": ItemContent.embedding("emb", ids, rng.normal(size=(N_ITEMS, 12)))}
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +85,22 @@ def world() -> dict:
     return _world()
 
 
+CONTENT = {"none": (), "codes": ("codes",), "embedding": ("embeddings",), "codes+embedding": ("codes", "embeddings")}
+
+
+def _content(world: dict, variant: str) -> list[ItemContent]:
+    return [world[key] for key in CONTENT[variant]]
+
+
 def _run(world: dict, backbone: str = "fnn", content: str = "none", config: TrainConfig = FAST):
-    extra = {"none": {},
-             "codes": {"codes": world["codes"], "codebook_sizes": world["codebook_sizes"]},
-             "embedding": {"item_embeddings": world["embeddings"]}}[content]
-    return run_ctr(world["train"], world["valid"], world["test"], world["users"], world["items"],
-                   backbone=backbone, user_fields=["gender"], embedding_dim=8,
-                   model_config=ModelConfig(hidden=(32, 16)), train_config=config, **extra)
+    return run_ctr(world["train"], world["valid"], world["test"], SPEC, users=world["users"], items=world["items"],
+                   content=_content(world, content), backbone=backbone,
+                   model_config=ModelConfig(hidden=(32, 16)), train_config=config)
 
 
-def _builder(world: dict, **content) -> FeatureBuilder:
-    return FeatureBuilder(["gender"], embedding_dim=8).fit(world["train"], world["users"], world["items"], **content)
+def _builder(world: dict, content: str = "none", spec: FeatureSpec = SPEC) -> FeatureBuilder:
+    return FeatureBuilder(spec).fit(world["train"], users=world["users"], items=world["items"],
+                                    content=_content(world, content))
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
@@ -100,15 +111,13 @@ def test_code_field_carrying_the_cluster_beats_no_content_on_cold_items(world, b
 
 
 def test_unseen_item_shares_oov_row_but_keeps_its_codes(world):
-    builder = _builder(world, codes=world["codes"], codebook_sizes=world["codebook_sizes"])
+    builder = _builder(world, "codes")
     rows = pd.DataFrame({"user_id": [0, 999], "item_id": [150, 3], "label": [1, 0]})
-    tensors = builder.transform(rows)
-    names = [f.name for f in builder.fields if f.kind == "categorical"]
-    col = {name: tensors.categorical[:, k].numpy() for k, name in enumerate(names)}
+    col = {name: t.numpy() for name, t in builder.transform(rows).fields.items()}
     assert col["item_id"][0] == 0 and col["item_id"][1] > 0  # item 150 is cold
     assert col["user_id"][1] == 0 and col["gender"][1] == 0  # user 999 is unknown
-    expected = world["codes"].set_index("item_id").loc[[150, 3], ["c1", "c2"]].to_numpy()
-    np.testing.assert_array_equal(np.stack([col["c1"], col["c2"]], axis=1), expected)
+    expected = world["codes"].values[[150, 3]]
+    np.testing.assert_array_equal(np.stack([col["sid_c1"], col["sid_c2"]], axis=1), expected)
 
 
 def test_vocabularies_come_from_training_rows_only(world):
@@ -117,12 +126,51 @@ def test_vocabularies_come_from_training_rows_only(world):
     assert item_field.vocab_size == world["train"]["item_id"].nunique() + 1
 
 
-def test_genre_bag_pools_known_genres_and_ignores_padding_and_unseen(world):
+def test_bag_pools_known_values_and_ignores_padding_and_unseen(world):
     items = pd.DataFrame({"item_id": [0, 1], "genres": [["A", "B"], ["A", "Zzz"]]})
     train_rows = pd.DataFrame({"user_id": [0], "item_id": [0], "label": [1]})
-    builder = FeatureBuilder().fit(train_rows, world["users"], items)
-    genres = builder.transform(pd.DataFrame({"user_id": [0, 0], "item_id": [0, 1]})).genres.numpy()
+    spec = FeatureSpec("user_id", "item_id", "label", bag=("genres",))
+    builder = FeatureBuilder(spec).fit(train_rows, items=items)
+    genres = builder.transform(pd.DataFrame({"user_id": [0, 0], "item_id": [0, 1]})).fields["genres"].numpy()
     assert sorted(genres[0]) == [1, 2] and sorted(genres[1]) == [0, 1]  # "Zzz" never seen in training
+
+
+def test_ids_plus_embedding_model_has_both_content_inputs(world):
+    builder = _builder(world, "codes+embedding")
+    kinds = {f.name: f.kind for f in builder.fields}
+    assert kinds["sid_c1"] == kinds["sid_c2"] == "categorical" and kinds["emb"] == "dense"
+    batch = builder.transform(world["test"].iloc[:5]).batch(slice(None))
+    assert batch["emb"].shape == (5, 12) and batch["sid_c1"].shape == (5,)
+
+
+def test_saved_and_reloaded_builder_gives_the_same_tensors(world, tmp_path):
+    spec = FeatureSpec("user_id", "item_id", "label", categorical=("gender", "slot"), bag=("genres",),
+                       numeric=("price",), embedding_dim=8)
+    rng = np.random.default_rng(1)
+    items = world["items"].assign(price=rng.random(N_ITEMS))
+    frames = [f.assign(slot=rng.integers(0, 3, len(f))) for f in (world["train"], world["test"])]
+    builder = FeatureBuilder(spec).fit(frames[0], users=world["users"], items=items,
+                                       content=[world["codes"], world["embeddings"]])
+    builder.save(tmp_path / "features")
+    loaded = FeatureBuilder.load(tmp_path / "features")
+    assert loaded.fields == builder.fields
+    first, again = builder.transform(frames[1]), loaded.transform(frames[1])
+    assert first.fields.keys() == again.fields.keys()
+    for name in first.fields:
+        torch.testing.assert_close(first.fields[name], again.fields[name])
+    for name in first.dense:
+        torch.testing.assert_close(first.batch(slice(None))[name], again.batch(slice(None))[name])
+    model = make_model("ipnn", builder.fields, ModelConfig(hidden=(16,)), seed=0)
+    np.testing.assert_array_equal(predict(model, first), predict(model, again))
+
+
+def test_numeric_field_is_standardised_with_training_moments(world):
+    spec = FeatureSpec("user_id", "item_id", "label", numeric=("x",))
+    train_rows = world["train"].assign(x=np.arange(len(world["train"]), dtype=float))
+    builder = FeatureBuilder(spec).fit(train_rows)
+    values = builder.transform(train_rows).fields["x"].numpy()[:, 0]
+    assert values.shape == (len(train_rows),)
+    assert abs(values.mean()) < 1e-4 and abs(values.std() - 1) < 1e-4
 
 
 def test_same_seed_gives_identical_predictions_and_another_seed_differs(world):
@@ -170,14 +218,18 @@ def test_fm_term_equals_the_explicit_pairwise_sum():
     torch.testing.assert_close(FactorizationMachine()(e), pairwise)
 
 
-@pytest.mark.parametrize("backbone,content", itertools.product(sorted(BACKBONES), ["none", "codes", "embedding"]))
+def test_inner_product_layer_equals_the_explicit_pairs():
+    e = torch.randn(5, 4, 3, dtype=torch.float64)
+    pairs = torch.stack([(e[:, i] * e[:, j]).sum(-1) for i, j in itertools.combinations(range(4), 2)], dim=1)
+    torch.testing.assert_close(InnerProduct(4).to(torch.float64)(e), pairs)
+
+
+@pytest.mark.parametrize("backbone,content", itertools.product(sorted(BACKBONES), sorted(CONTENT)))
 def test_forward_shapes(world, backbone, content):
-    extra = {"none": {}, "codes": {"codes": world["codes"], "codebook_sizes": world["codebook_sizes"]},
-             "embedding": {"item_embeddings": world["embeddings"]}}[content]
-    builder = _builder(world, **extra)
+    builder = _builder(world, content)
     batch = builder.transform(world["test"].iloc[:7]).batch(slice(None))
-    expected_fields = 4 + {"none": 0, "codes": 2, "embedding": 1}[content]  # user, gender, item, genres
-    assert len(builder.fields) == expected_fields
+    expected_fields = 4 + {"none": 0, "codes": 2, "embedding": 1, "codes+embedding": 3}[content]
+    assert len(builder.fields) == expected_fields  # user, gender, item, genres + content
     assert FeatureEmbedding(builder.fields)(batch).shape == (7, expected_fields, 8)
     assert make_model(backbone, builder.fields, ModelConfig(hidden=(16,)))(batch).shape == (7,)
 
@@ -192,7 +244,8 @@ print(sorted(m for m in sys.modules if m.startswith("rqgmm")))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = eval(out)  # a printed list of module names
-    assert all(m in ("rqgmm", "rqgmm.errors") or m.startswith("rqgmm.ctr") for m in loaded), loaded
+    allowed = ("rqgmm", "rqgmm.errors", "rqgmm.atomic", "rqgmm.paths")  # filesystem atomics, no tokenizer
+    assert all(m in allowed or m.startswith("rqgmm.ctr") for m in loaded), loaded
 
 
 def test_importing_ctr_through_the_package_loads_no_tokenizer_module():
@@ -203,46 +256,46 @@ def test_importing_ctr_through_the_package_loads_no_tokenizer_module():
 
 
 def test_unknown_backbone_lists_the_choices(world):
-    with pytest.raises(InputError, match=r"unknown backbone 'xgb'; choose one of dcnv2, deepfm, fnn"):
+    with pytest.raises(InputError, match=r"unknown backbone 'xgb'; choose one of dcnv2, deepfm, fnn, ipnn"):
         make_model("xgb", _builder(world).fields)
 
 
-def test_item_missing_from_codes_table_is_refused(world):
-    codes = world["codes"][world["codes"]["item_id"] != 150]
-    builder = _builder(world, codes=codes, codebook_sizes=world["codebook_sizes"])
-    with pytest.raises(InputError, match=r"1 item_id value\(s\) .* missing from the codes table \(first: \[150\]\)"):
+def test_item_missing_from_content_is_refused(world):
+    c = world["codes"]
+    partial = ItemContent.codes("sid", c.ids[:-10], c.values[:-10], c.codebook_sizes)
+    builder = FeatureBuilder(SPEC).fit(world["train"], users=world["users"], items=world["items"], content=[partial])
+    with pytest.raises(InputError, match=r"1 item id\(s\) .* missing from the content 'sid' \(first: \['150'\]\)"):
         builder.transform(pd.DataFrame({"user_id": [0], "item_id": [150], "label": [1]}))
 
 
-def test_item_missing_from_embeddings_is_refused(world):
-    ids, vectors = world["embeddings"]
-    builder = _builder(world, item_embeddings=(ids[:-1], vectors[:-1]))
-    with pytest.raises(InputError, match=r"missing from the item_embeddings \(first: \[159\]\)"):
-        builder.transform(pd.DataFrame({"user_id": [0], "item_id": [159]}))
-
-
-@pytest.mark.parametrize("content,message", [
-    ({"codes": "codes"}, r"codes and codebook_sizes go together"),
-    ({"codes": "codes", "codebook_sizes": [2, 8]}, r"codes at level 1 must lie in \[0, 2\), got values in \[0, 3\]"),
-    ({"codes": "codes", "codebook_sizes": [4]}, r"more levels than the 1 codebook_sizes given"),
-    ({"codes": "codes", "codebook_sizes": [4, 8], "item_embeddings": "embeddings"},
-     r"pass codes or item_embeddings, not both"),
+@pytest.mark.parametrize("sizes,message", [
+    ([2, 8], r"codes at level 1 must lie in \[0, 2\), got values in \[0, 3\]"),
+    ([4], r"1 codebook sizes for codes of shape \(160, 2\); pass one size per level"),
 ])
-def test_bad_content_is_refused_with_a_clear_message(world, content, message):
-    content = {k: world[v] if isinstance(v, str) else v for k, v in content.items()}
+def test_bad_codes_are_refused_with_a_clear_message(world, sizes, message):
     with pytest.raises(InputError, match=message):
-        _builder(world, **content)
+        ItemContent.codes("sid", world["codes"].ids, world["codes"].values, sizes)
 
 
 def test_non_binary_labels_are_refused(world):
     rows = world["train"].assign(label=world["train"]["label"] * 5)
-    with pytest.raises(InputError, match=r"label must be 0 or 1, got values \[0, 5\]"):
+    with pytest.raises(InputError, match=r"label column 'label' must hold 0 or 1, got values \[0, 5\]|\[5, 0\]"):
         _builder(world).transform(rows)
 
 
 def test_missing_column_is_named(world):
-    with pytest.raises(InputError, match=r"the users table lacks the column\(s\) \['age'\]"):
-        FeatureBuilder(["age"]).fit(world["train"], world["users"], world["items"])
+    spec = FeatureSpec("user_id", "item_id", "label", categorical=("age",))
+    with pytest.raises(InputError, match=r"column 'age' is in none of the tables \(interactions, user table, item table\)"):
+        FeatureBuilder(spec).fit(world["train"], users=world["users"], items=world["items"])
+
+
+def test_no_ctr_file_names_a_movielens_column():
+    columns = ("genres", "rating", "timestamp", "title", "year", "text", "age", "gender", "occupation", "zip3",
+               "zip_code", "user_id", "item_id", "label")
+    pattern = re.compile(r"[\"']({})[\"']".format("|".join(columns)))  # as a quoted column name
+    for path in (ROOT / "rqgmm" / "ctr").glob("*.py"):
+        text = path.read_text()
+        assert "genre" not in text.lower() and not pattern.search(text), (path.name, pattern.findall(text))
 
 
 def test_single_class_validation_is_refused():

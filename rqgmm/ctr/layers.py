@@ -1,4 +1,4 @@
-"""Blocks every CTR backbone is built from: embedding, MLP, FM, cross network.
+"""Blocks every CTR backbone is built from: embedding, MLP, FM, cross network, inner product.
 
 A backbone file is then a short ``forward`` over these blocks.
 """
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .features import FeatureBatch, FieldSpec
+from .spec import FieldSpec
 
 # Small enough that the first MLP layer starts near-linear, large enough that
 # Adam moves the tables within the few epochs the study affords.
@@ -19,53 +19,57 @@ EMBEDDING_INIT_STD = 0.01
 
 
 class FeatureEmbedding(nn.Module):
-    """Embed every field to one vector of width ``d``.
+    """Embed every field, by name, to one vector of width ``d``.
 
     One ``nn.Embedding`` per categorical field (so each semantic-ID level has
-    its own table), a mean-pooled ``nn.EmbeddingBag`` for the bag field (index
-    0 is padding) and a ``nn.Linear`` projection for the dense field.
+    its own table), a mean-pooled ``nn.EmbeddingBag`` per bag field (index 0
+    is padding) and a ``nn.Linear`` projection per dense field (an embedding
+    column, or a numeric value with ``input_dim`` 1).
 
     Parameters
     ----------
     fields : sequence of FieldSpec
-        At most one ``bag`` and one ``dense`` field; all fields share ``dim``.
+        Any number of each kind; all fields share ``dim``.
     dim : int, optional
         Override of the fields' width (``LinearTerm`` uses 1).
 
     Shapes
     ------
-    forward(batch) -> (B, F, d), F = len(fields), in field order
-    categorical first, then bag, then dense.
+    forward(batch: field name → (B,) / (B, G) / (B, input_dim)) -> (B, F, d), in field order.
     """
 
     def __init__(self, fields: Sequence[FieldSpec], dim: int | None = None) -> None:
         super().__init__()
         self.dim = _shared_dim(fields) if dim is None else int(dim)
-        self.num_fields = len(fields)
-        categorical = [f for f in fields if f.kind == "categorical"]
-        bags = [f for f in fields if f.kind == "bag"]
-        dense = [f for f in fields if f.kind == "dense"]
-        if len(bags) > 1 or len(dense) > 1:
-            raise InputError(f"expected at most one bag and one dense field, got {len(bags)} and {len(dense)}")
-        self.tables = nn.ModuleList(nn.Embedding(f.vocab_size, self.dim) for f in categorical)
-        self.bag = nn.EmbeddingBag(bags[0].vocab_size, self.dim, mode="mean", padding_idx=0) if bags else None
-        self.dense = nn.Linear(dense[0].input_dim, self.dim) if dense else None
-        for table in [*self.tables, self.bag]:
-            if table is not None:
-                nn.init.normal_(table.weight, std=EMBEDDING_INIT_STD)
+        self.names = [f.name for f in fields]
+        # ModuleDict keys cannot hold every column name (".", ""), so modules are keyed by position
+        self.blocks = nn.ModuleList(_field_module(f, self.dim) for f in fields)
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.names)
 
     @property
     def output_dim(self) -> int:
         """Width of the flattened output, F * d."""
         return self.num_fields * self.dim
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:
-        parts = [table(batch.categorical[:, i]) for i, table in enumerate(self.tables)]
-        if self.bag is not None:
-            parts.append(self.bag(batch.genres))
-        if self.dense is not None:
-            parts.append(self.dense(batch.dense))
-        return torch.stack(parts, dim=1)
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([block(batch[name]) for name, block in zip(self.names, self.blocks)], dim=1)
+
+
+def _field_module(spec: FieldSpec, dim: int) -> nn.Module:
+    """The module that embeds one field: (B, ...) -> (B, dim)."""
+    if spec.kind == "dense":
+        return nn.Linear(spec.input_dim, dim)
+    if spec.kind == "bag":
+        module = nn.EmbeddingBag(spec.vocab_size, dim, mode="mean", padding_idx=0)
+    elif spec.kind == "categorical":
+        module = nn.Embedding(spec.vocab_size, dim)
+    else:
+        raise InputError(f"unknown field kind {spec.kind!r} of field {spec.name!r}; use categorical, bag or dense")
+    nn.init.normal_(module.weight, std=EMBEDDING_INIT_STD)
+    return module
 
 
 def _shared_dim(fields: Sequence[FieldSpec]) -> int:
@@ -163,5 +167,27 @@ class LinearTerm(nn.Module):
         self.weights = FeatureEmbedding(fields, dim=1)
         self.bias = nn.Parameter(torch.zeros(()))
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.weights(batch).sum(dim=(1, 2)) + self.bias
+
+
+class InnerProduct(nn.Module):
+    """IPNN's product layer: the inner product of every pair of field embeddings.
+
+    Shapes
+    ------
+    forward(e (B, F, d)) -> (B, F (F - 1) / 2)
+    """
+
+    def __init__(self, num_fields: int) -> None:
+        super().__init__()
+        rows, cols = torch.triu_indices(num_fields, num_fields, offset=1)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.rows.numel())
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return (e[:, self.rows] * e[:, self.cols]).sum(dim=-1)

@@ -1,6 +1,7 @@
-"""CTR backbones (FNN, DeepFM, DCN-V2), each a short ``forward`` on shared blocks.
+"""CTR backbones (FNN, DeepFM, DCN-V2, IPNN), each a short ``forward`` on shared blocks.
 
-Every backbone maps a :class:`~rqgmm.ctr.features.FeatureBatch` to logits (B,).
+Every backbone maps a batch (field name → tensor, see
+:meth:`~rqgmm.ctr.features.CTRTensors.batch`) to logits (B,).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .features import FeatureBatch, FieldSpec
-from .layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, LinearTerm
+from .layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, InnerProduct, LinearTerm
+from .spec import FieldSpec
+
+Batch = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class FNN(nn.Module):
         self.embedding = FeatureEmbedding(fields)
         self.mlp = MLP(self.embedding.output_dim, config.hidden, config.dropout, output_dim=1)
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.mlp(self.embedding(batch).flatten(1)).squeeze(-1)
 
 
@@ -66,7 +69,7 @@ class DeepFM(nn.Module):
         self.fm = FactorizationMachine()
         self.mlp = MLP(self.embedding.output_dim, config.hidden, config.dropout, output_dim=1)
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         e = self.embedding(batch)
         deep = self.mlp(e.flatten(1)).squeeze(-1)
         return self.linear(batch) + self.fm(e) + deep
@@ -83,12 +86,27 @@ class DCNv2(nn.Module):
         self.mlp = MLP(width, config.hidden, config.dropout)
         self.head = nn.Linear(width + self.mlp.output_dim, 1)
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         x0 = self.embedding(batch).flatten(1)
         return self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(-1)
 
 
-BACKBONES: dict[str, type[nn.Module]] = {"fnn": FNN, "deepfm": DeepFM, "dcnv2": DCNv2}
+class IPNN(nn.Module):
+    """PNN with inner products: the field embeddings and their pairwise inner products, then an MLP."""
+
+    def __init__(self, fields: Sequence[FieldSpec], config: ModelConfig) -> None:
+        super().__init__()
+        self.embedding = FeatureEmbedding(fields)
+        self.product = InnerProduct(len(fields))
+        self.mlp = MLP(self.embedding.output_dim + self.product.output_dim, config.hidden, config.dropout,
+                       output_dim=1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        e = self.embedding(batch)
+        return self.mlp(torch.cat([e.flatten(1), self.product(e)], dim=1)).squeeze(-1)
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"fnn": FNN, "deepfm": DeepFM, "dcnv2": DCNv2, "ipnn": IPNN}
 
 
 def make_model(
@@ -102,7 +120,7 @@ def make_model(
 
     Parameters
     ----------
-    name : {"fnn", "deepfm", "dcnv2"}
+    name : {"fnn", "deepfm", "dcnv2", "ipnn"}
     fields : sequence of FieldSpec
         From ``FeatureBuilder.fields``.
     config : ModelConfig, optional
@@ -111,7 +129,7 @@ def make_model(
 
     Returns
     -------
-    nn.Module mapping a FeatureBatch to logits (B,).
+    nn.Module mapping a batch (field name → tensor) to logits (B,).
     """
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}")

@@ -22,7 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from .content import ItemContent
 from .features import CTRTensors, FeatureBuilder
+from .spec import FeatureSpec
 from .models import ModelConfig, make_model
 
 logger = logging.getLogger(__name__)
@@ -124,11 +126,14 @@ class CTRResult:
     metrics : dict
         ``{"auc", "logloss"}`` on the test rows.
     training : TrainResult
+    builder : FeatureBuilder
+        The fitted features (save it to score new rows later).
     """
 
     predictions: np.ndarray
     metrics: dict[str, float]
     training: TrainResult
+    builder: FeatureBuilder | None = None
 
 
 @contextlib.contextmanager
@@ -236,7 +241,7 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started
-    logger.info("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs)", type(model).__name__,
+    logger.debug("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs)", type(model).__name__,
                 result.best_auc, result.best_epoch, len(result.valid_auc), result.seconds)
     return result
 
@@ -245,15 +250,12 @@ def run_ctr(
     train_frame: pd.DataFrame,
     valid_frame: pd.DataFrame,
     test_frame: pd.DataFrame,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
+    spec: FeatureSpec,
     *,
+    users: pd.DataFrame | None = None,
+    items: pd.DataFrame | None = None,
+    content: Sequence[ItemContent] = (),
     backbone: str = "fnn",
-    user_fields: Sequence[str] = (),
-    codes: pd.DataFrame | None = None,
-    codebook_sizes: Sequence[int] | None = None,
-    item_embeddings: tuple[np.ndarray, np.ndarray] | None = None,
-    embedding_dim: int = 16,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
 ) -> CTRResult:
@@ -262,16 +264,13 @@ def run_ctr(
     Parameters
     ----------
     train_frame, valid_frame, test_frame : DataFrame
-        Interactions with ``user_id``, ``item_id``, ``label``.
-    users, items : DataFrame
-        See :meth:`FeatureBuilder.fit`.
-    backbone : {"fnn", "deepfm", "dcnv2"}
-    user_fields : sequence of str
-    codes, codebook_sizes, item_embeddings :
-        The content variant: nothing ("none"), a codes table with its
-        codebook sizes (semantic IDs), or ``(item_ids, vectors)`` (direct
-        embedding).
-    embedding_dim : int
+        Interaction rows with the spec's columns and its 0/1 label.
+    spec : FeatureSpec
+    users, items : DataFrame, optional
+        Tables the spec's columns may live in (see :meth:`FeatureBuilder.fit`).
+    content : sequence of ItemContent
+        The content variant: nothing ("none"), embeddings, codes, or both.
+    backbone : {"fnn", "deepfm", "dcnv2", "ipnn"}
     model_config : ModelConfig, optional
     train_config : TrainConfig, optional
         Its ``seed`` also seeds the model's initialisation.
@@ -279,17 +278,15 @@ def run_ctr(
     Returns
     -------
     CTRResult
-        Test probabilities (N_test,), test ``{"auc", "logloss"}``, and the
-        training record.
+        Test probabilities (N_test,), test ``{"auc", "logloss"}``, the
+        training record and the fitted builder.
     """
     train_config = train_config or TrainConfig()
-    builder = FeatureBuilder(user_fields, embedding_dim).fit(
-        train_frame, users, items, codes=codes, codebook_sizes=codebook_sizes, item_embeddings=item_embeddings
-    )
+    builder = FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
     tensors = [builder.transform(frame) for frame in (train_frame, valid_frame, test_frame)]
     model = make_model(backbone, builder.fields, model_config, seed=train_config.seed)
     training = train(model, tensors[0], tensors[1], train_config)
     with _threads(train_config.num_threads):
         predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
     metrics = evaluate(_require_labels(tensors[2], "test").numpy(), predictions)
-    return CTRResult(predictions, metrics, training)
+    return CTRResult(predictions, metrics, training, builder)

@@ -87,7 +87,8 @@ def _split_rows(ordered: pd.DataFrame, fractions: tuple[float, float, float], ki
     return split
 
 
-def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> Split:
+def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_FRACTIONS,
+               keys: Sequence[str] = ("timestamp", "user_id", "item_id")) -> Split:
     """Global chronological split: the past trains, the future tests.
 
     Rule: the rows are sorted by (``timestamp``, ``user_id``, ``item_id``) with a
@@ -105,6 +106,8 @@ def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_
         Needs ``timestamp``, ``user_id`` and ``item_id`` columns.
     fractions : sequence of 3 floats
         (train, valid, test), each >= 0, summing to 1; train and test > 0.
+    keys : sequence of str
+        The time, user and item columns (the sort keys, in that order).
 
     Returns
     -------
@@ -112,8 +115,8 @@ def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_
         Each part in chronological order.
     """
     fractions = _check_fractions(fractions)
-    _require_columns(interactions, ["timestamp", "user_id", "item_id"])
-    ordered = interactions.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
+    _require_columns(interactions, list(keys))
+    ordered = interactions.sort_values(list(keys), kind="stable")
     return _split_rows(ordered, fractions, "time")
 
 

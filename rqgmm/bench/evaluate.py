@@ -1,0 +1,223 @@
+"""``rqgmm evaluate``: what semantic IDs are worth in CTR models on the user's own data.
+
+item embeddings → tokenizers (fitted on the item vectors only) → codes → CTR
+backbones × content variants × seeds, in two regimes (every declared field;
+item fields withheld), trained on the first 80% of the rows, early-stopped on
+the next 10%, scored once on the last 10%, overall and per popularity slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..codes import CodesTable
+from ..ctr import FeatureSpec, ItemContent, run_ctr
+from ..ctr.train import evaluate as score
+from ..data.splits import Split, random_split, time_split
+from ..errors import InputError
+from ..metrics import report
+from ..tokenizer import tokenizer_class
+from .evaluate_config import EvaluateConfig
+from .evaluate_inputs import EvaluationData
+from .slices import SLICES, popularity_slices
+
+logger = logging.getLogger(__name__)
+
+MIN_SLICE_ROWS = 20
+SIDE_FIELDS, CONTENT_ONLY = "side fields", "content only"
+SPLIT_RULE = {
+    True: "time: rows sorted by (time, user, item), stable; the first 80% train, the next 10% validation, the last "
+          "10% test (one global cut: every training row precedes every validation row, which precedes every test row)",
+    False: "random (no time column): the same 80/10/10 cut after a seeded shuffle (seed 0)",
+}
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Keep the library's per-level INFO lines out of the progress bars; warnings still show."""
+    root = logging.getLogger("rqgmm")
+    previous = root.level
+    root.setLevel(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
+    """80/10/10 by one global time cut (random when there is no time column); each part needs both labels."""
+    rows = data.interactions
+    split = (time_split(rows, keys=(config.time, config.user, config.item)) if data.timed
+             else random_split(rows, seed=0))
+    for part in ("train", "valid", "test"):
+        if getattr(split, part)[config.label].nunique() < 2:
+            raise InputError(f"the {part} rows of the 80/10/10 split hold one label value only; AUC needs clicks "
+                             "and non-clicks in every part: pass more rows")
+    return split
+
+
+def regimes(data: EvaluationData, config: EvaluateConfig) -> dict[str, FeatureSpec]:
+    """"side fields": every declared field; "content only": item-table categorical and bag fields withheld."""
+    spec = FeatureSpec(config.user, config.item, config.label, config.categorical, config.bag, config.numeric,
+                       config.embedding_dim)
+    item_fields = [c for c in (*config.categorical, *config.bag)
+                   if c not in data.interactions.columns and c in data.items.columns]
+    if not item_fields:
+        logger.info("no item categorical or bag fields: the content-only regime equals side fields; run it once")
+        return {SIDE_FIELDS: spec}
+    return {SIDE_FIELDS: spec, CONTENT_ONLY: spec.without(item_fields)}
+
+
+# ------------------------------------------------------------------------ tokenizers
+
+
+def fused(vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """Each modality L2-normalised, then concatenated: (M, Σ D_c) float32."""
+    parts = [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in vectors.values()]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def tokenizer_inputs(data: EvaluationData, config: EvaluateConfig) -> dict[str, np.ndarray]:
+    """The vectors each ID stack is fitted on: ``{"fused": (M, D)}`` or one entry per embedding column."""
+    if config.tokenize == "fused" and len(data.vectors) > 1:
+        return {"fused": fused(data.vectors)}
+    return dict(data.vectors)
+
+
+def shared_id_share(codes: np.ndarray) -> float:
+    """The share of items whose full ID (all L codes) is held by another item too."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] > 1).mean())
+
+
+def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
+                  seed: int) -> tuple[dict, CodesTable]:
+    """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata)."""
+    cls = tokenizer_class(method)
+    start = time.perf_counter()
+    model = cls(levels=cls.fixed_levels or config.levels, codebook_size=config.codebook_size, random_state=seed,
+                device=config.device, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X)
+        codes = np.asarray(model.encode(X))
+    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, method)
+    X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
+    metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
+    history = getattr(model, "history_", None)
+    per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
+    metrics.update(history=history if per_level else [], fit_seconds=time.perf_counter() - start,
+                   shared_items=shared_id_share(codes), warnings=sorted({str(w.message) for w in caught}))
+    return metrics, table
+
+
+# ----------------------------------------------------------------------------- CTR
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One content variant: its name, the tokenizer behind its IDs, and its content tables."""
+
+    name: str
+    tokenizer: str | None
+    content: tuple[ItemContent, ...]
+
+    @property
+    def label(self) -> str:
+        return self.name if self.tokenizer is None else f"{self.name} ({self.tokenizer})"
+
+
+def slice_metrics(labels: np.ndarray, predictions: np.ndarray, slices: np.ndarray) -> dict:
+    """AUC and LogLoss per popularity slice; None where a slice has too few rows or one class."""
+    out = {}
+    for name in SLICES:
+        mask = slices == name
+        ok = mask.sum() >= MIN_SLICE_ROWS and len(np.unique(labels[mask])) == 2
+        metrics = score(labels[mask], predictions[mask]) if ok else {"auc": None, "logloss": None}
+        out[name] = {**metrics, "n": int(mask.sum())}
+    return out
+
+
+class Evaluation:
+    """One ``evaluate`` run over checked data; ``run()`` returns the records."""
+
+    def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
+        self.data, self.config, self.dataset = data, config, dataset
+        self.records: list[dict] = []
+        self.seconds: dict[str, float] = {}
+
+    def run(self) -> list[dict]:
+        self.split = split_rows(self.data, self.config)
+        self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
+        with quiet_library_logs():
+            codes = self._timed("tokenizers", self._tokenizers)
+            self._timed("ctr", lambda: self._ctr(codes))
+        return self.records
+
+    def _timed(self, stage: str, work):
+        start = time.perf_counter()
+        result = work()
+        self.seconds[stage] = round(time.perf_counter() - start, 1)
+        return result
+
+    def _record(self, kind: str, **values) -> dict:
+        return dict(kind=kind, dataset=self.dataset, split="time" if self.data.timed else "random", **values)
+
+    def _tokenizers(self) -> dict:
+        """Fit every method × seed × input (fused, or each modality); keep the codes tables."""
+        cfg, inputs = self.config, tokenizer_inputs(self.data, self.config)
+        methods = cfg.methods if any(v.startswith("ids") for v in cfg.variants) else ()
+        jobs = [(m, seed, name) for m in methods for seed in cfg.seed_list for name in inputs]
+        kept = {}
+        for method, seed, name in tqdm(jobs, desc=f"{self.dataset}: tokenizers", disable=not jobs):
+            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed)
+            self.records.append(self._record("tokenizer", tokenizer=method, modality=name, seed=seed,
+                                             setting=f"{cfg.levels}x{cfg.codebook_size}", **metrics))
+            kept.setdefault((method, seed), []).append(
+                ItemContent.codes(f"{method}_{name}", table.item_ids, table.codes, table.codebook_sizes))
+        return kept
+
+    def _variants(self, codes: dict, seed: int) -> list[Variant]:
+        embeddings = tuple(ItemContent.embedding(c, self.data.item_ids, v) for c, v in self.data.vectors.items())
+        out = []
+        for name in self.config.variants:
+            if not name.startswith("ids"):
+                out.append(Variant(name, None, embeddings if name == "embedding" else ()))
+                continue
+            for method in self.config.methods:
+                extra = embeddings if name == "ids+embedding" else ()
+                out.append(Variant(name, method, (*codes[(method, seed)], *extra)))
+        return out
+
+    def _ctr(self, codes: dict) -> None:
+        cfg, specs = self.config, regimes(self.data, self.config)
+        jobs = [(regime, seed, variant, backbone) for regime in specs for seed in cfg.seed_list
+                for variant in self._variants(codes, seed) for backbone in cfg.backbones]
+        bar = tqdm(jobs, desc=f"{self.dataset}: CTR")
+        for regime, seed, variant, backbone in bar:
+            self.records.append(self._ctr_record(specs[regime], regime, seed, variant, backbone))
+            bar.set_postfix(regime=regime, variant=variant.label, auc=f"{self.records[-1]['auc']:.4f}")
+
+    def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant, backbone: str) -> dict:
+        split, cfg = self.split, self.config
+        result = run_ctr(split.train, split.valid, split.test, spec, items=self.data.items,
+                         content=variant.content, backbone=backbone, train_config=replace(cfg.train, seed=seed))
+        labels = split.test[cfg.label].to_numpy()
+        costs = [c.cost(spec.embedding_dim) for c in variant.content]
+        return self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
+                            label=variant.label, backbone=backbone, seed=seed, **result.metrics,
+                            slices=slice_metrics(labels, result.predictions, self.slices),
+                            content_parameters=sum(c["parameters"] for c in costs),
+                            bytes_per_item=sum(c["bytes_per_item"] for c in costs),
+                            epochs=len(result.training.valid_auc), n_test=len(labels))

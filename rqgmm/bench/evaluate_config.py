@@ -1,0 +1,140 @@
+"""What one ``rqgmm evaluate`` run depends on: options from flags or a TOML file, validated once.
+
+Every key of the TOML file is the long flag without its dashes (``codebook-size``
+or ``codebook_size``); a flag given on the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+
+from ..ctr import BACKBONES, TrainConfig
+from ..errors import InputError
+from ..tokenizer import methods
+
+VARIANTS = ("none", "embedding", "ids", "ids+embedding")
+TOKENIZE = ("fused", "per-modality")
+LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
+QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The options of ``rqgmm evaluate`` (see DESIGN.md); column names are the user's.
+
+    ``time`` is the timestamp column: when it is the default and absent, the
+    split is random (seeded); ``tokenize`` is ``fused`` (each modality
+    L2-normalised, then concatenated: one ID stack) or ``per-modality`` (one ID
+    stack per embedding column).
+    """
+
+    user: str = "user_id"
+    item: str = "item_id"
+    label: str = "label"
+    time: str = "timestamp"
+    categorical: tuple[str, ...] = ()
+    bag: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    embedding: tuple[str, ...] = ("embedding",)
+    methods: tuple[str, ...] = ("rqgmm", "rqkmeans")
+    levels: int = 2
+    codebook_size: int = 128
+    backbones: tuple[str, ...] = ("fnn", "deepfm", "dcnv2", "ipnn")
+    variants: tuple[str, ...] = VARIANTS
+    seeds: int = 3
+    quick: bool = False
+    device: str = "cpu"
+    tokenize: str = "fused"
+    embedding_dim: int = 16
+    time_given: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _choices(self.methods, methods(), "--methods")
+        _choices(self.backbones, sorted(BACKBONES), "--backbones")
+        _choices(self.variants, VARIANTS, "--variants")
+        _choices((self.tokenize,), TOKENIZE, "--tokenize")
+        for name in ("levels", "codebook_size", "seeds"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.embedding:
+            raise InputError("--embedding needs at least one column of the items table")
+        if any(v.startswith("ids") for v in self.variants) and not self.methods:
+            raise InputError("the ids variants need at least one tokenizer; pass --methods")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds))
+
+
+def _choices(given, allowed, flag: str) -> None:
+    unknown = [v for v in given if v not in allowed]
+    if unknown:
+        raise InputError(f"unknown {flag} value(s) {unknown}; choose from {', '.join(allowed)}")
+    if not given:
+        raise InputError(f"{flag} is empty; choose from {', '.join(allowed)}")
+
+
+def _as_list(value, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InputError(f"{key} must be a comma-separated string or a list of strings, got {value!r}")
+
+
+def _coerce(key: str, value):
+    """A TOML or flag value in the type of its field."""
+    if key in LIST_KEYS:
+        return _as_list(value, key)
+    default = {f.name: f.default for f in fields(EvaluateConfig)}[key]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise InputError(f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{key} must be an integer, got {value!r}") from None
+    if not isinstance(value, str):
+        raise InputError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+OPTION_KEYS = tuple(f.name for f in fields(EvaluateConfig) if f.name not in ("train", "time_given"))
+
+
+def read_toml(path: str) -> dict:
+    """The options of a TOML file, keys normalised to field names; unknown keys refused."""
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path} is not valid TOML ({exc}); fix the file") from None
+    options = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in OPTION_KEYS:
+            raise InputError(f"unknown key {key!r} in {path}; valid keys: {', '.join(OPTION_KEYS)}")
+        options[name] = value
+    return options
+
+
+def config_from(options: dict) -> EvaluateConfig:
+    """An EvaluateConfig from option values (TOML and flags merged), validated."""
+    values = {k: _coerce(k, v) for k, v in options.items() if v is not None}
+    values["time_given"] = "time" in values
+    if "seeds" not in values and values.get("quick"):
+        values["seeds"] = 1
+    config = EvaluateConfig(**values)
+    return replace(config, train=replace(QUICK_TRAIN if config.quick else TrainConfig(), device=config.device))
+
+
+def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
+    """The config of ``rqgmm evaluate``: the TOML file's options, then the flags given."""
+    options = read_toml(args.config) if args.config else {}
+    options.update({k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k, None) not in (None, False)})
+    return config_from(options)

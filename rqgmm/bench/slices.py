@@ -1,0 +1,28 @@
+"""Popularity slices of test rows: cold, tail, torso, head by the item's training interactions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SLICES = ("cold", "tail", "torso", "head")
+QUANTILES = (0.5, 0.9)
+
+
+def popularity_slices(train_items, test_items) -> np.ndarray:
+    """The slice of each test row's item, shape (N_test,) str.
+
+    cold: no training interaction; then, among items seen in training, tail up
+    to the 50% quantile of training popularity, torso up to the 90% quantile,
+    head above it.
+
+    Parameters
+    ----------
+    train_items : array-like, shape (N_train,)
+        The item of every training row (ids compared as strings).
+    test_items : array-like, shape (N_test,)
+    """
+    counts = pd.Series(np.asarray(train_items).astype(str)).value_counts()
+    popularity = counts.reindex(np.asarray(test_items).astype(str)).fillna(0).to_numpy()
+    low, high = np.quantile(counts.to_numpy(), QUANTILES) if len(counts) else (0.0, 0.0)
+    return np.select([popularity == 0, popularity <= low, popularity <= high], ["cold", "tail", "torso"], "head")

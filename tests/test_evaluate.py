@@ -1,0 +1,146 @@
+"""`rqgmm evaluate` end to end on a synthetic log, its data hygiene, and its one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rqgmm.bench import evaluate as evaluate_module
+from rqgmm.bench.evaluate import Evaluation
+from rqgmm.bench.evaluate_config import config_from
+from rqgmm.bench.evaluate_inputs import check_inputs
+from rqgmm.bench.slices import SLICES, popularity_slices
+from rqgmm.cli import main
+from synthetic import synthetic_log, write_synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ["--categorical", "hour,brand", "--bag", "tags,recent", "--numeric", "price,dwell",
+          "--embedding", "text_emb", "--embedding", "image_emb"]
+SMALL = ["--levels", "2", "--codebook-size", "4", "--methods", "rqkmeans", "--seeds", "2", "--quick"]
+BACKBONES = ("fnn", "deepfm", "dcnv2", "ipnn")
+
+
+@pytest.fixture(scope="module")
+def log_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_synthetic(tmp_path_factory.mktemp("log"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(log_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    command = [sys.executable, "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
+               "--out", str(out), *FIELDS, *SMALL]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_writes_results_report_and_plots(evaluated):
+    names = {p.name for p in evaluated.iterdir()}
+    assert {"results.json", "report.md"} <= names
+    assert any(n.startswith("auc_") and n.endswith(".png") for n in names)
+    assert any(n.startswith("slices_") and n.endswith(".png") for n in names)
+
+
+def test_records_carry_every_variant_backbone_regime_and_slice(evaluated):
+    records = json.loads((evaluated / "results.json").read_text())["records"]
+    ctr = [r for r in records if r["kind"] == "ctr"]
+    combos = {(r["regime"], r["label"], r["backbone"]) for r in ctr}
+    labels = ("none", "embedding", "ids (rqkmeans)", "ids+embedding (rqkmeans)")
+    assert combos == {(g, v, b) for g in ("side fields", "content only") for v in labels for b in BACKBONES}
+    assert all(set(r["slices"]) == set(SLICES) and 0 <= r["auc"] <= 1 for r in ctr)
+    assert {r["seed"] for r in ctr} == {0, 1}
+    costs = {r["label"]: (r["content_parameters"], r["bytes_per_item"]) for r in ctr}
+    assert costs["none"] == (0, 0) and costs["embedding"][1] == 4 * (8 + 6)  # two float32 modalities
+    assert costs["ids+embedding (rqkmeans)"][0] == costs["ids (rqkmeans)"][0] + costs["embedding"][0]
+    report = (evaluated / "report.md").read_text()
+    assert "regime: content only" in report and "ids+embedding (rqkmeans) − embedding" in report
+    assert "fused (each modality L2-normalised, then concatenated)" in report
+
+
+def test_no_test_row_reaches_tokenizer_fitting_or_ctr_training(monkeypatch):
+    interactions, items = synthetic_log()
+    config = config_from(dict(categorical="hour,brand", bag="tags", embedding=["text_emb", "image_emb"],
+                              methods="rqkmeans", backbones="fnn", variants="none,ids+embedding", levels=2,
+                              codebook_size=4, seeds=1, quick=True))
+    fitted, trained = [], []
+    real_fit, real_run = evaluate_module.fit_tokenizer, evaluate_module.run_ctr
+    monkeypatch.setattr(evaluate_module, "fit_tokenizer",
+                        lambda method, X, *a, **k: fitted.append(X.shape) or real_fit(method, X, *a, **k))
+    monkeypatch.setattr(evaluate_module, "run_ctr",
+                        lambda tr, va, te, *a, **k: trained.append((tr, va, te)) or real_run(tr, va, te, *a, **k))
+    Evaluation(check_inputs(interactions, items, config), config).run()
+    assert fitted == [(len(items), 8 + 6)]  # item vectors only, never a row of the log
+    cut = np.sort(interactions["timestamp"].to_numpy())[int(0.8 * len(interactions)) - 1]
+    for train, valid, test in trained:
+        assert train["timestamp"].max() <= valid["timestamp"].min() and valid["timestamp"].max() <= test["timestamp"].min()
+        assert train["timestamp"].max() <= cut and len(train) == int(0.8 * len(interactions))
+
+
+def test_popularity_slices_follow_training_counts():
+    train = np.array([1] * 10 + [2] * 5 + [3] * 2 + [4])
+    assert popularity_slices(train, np.array([9, 4, 3, 2, 1])).tolist() == ["cold", "tail", "tail", "torso", "head"]
+
+
+BAD = [
+    ("missing column", lambda i, t: (i.drop(columns="hour"), t), [],
+     "rqgmm: error: column 'hour' (--categorical) is in neither INTER nor ITEMS; their columns are"),
+    ("labels not 0/1", lambda i, t: (i.assign(label=i["label"] * 2), t), [],
+     "rqgmm: error: label column 'label' must hold 0 or 1 only, got values [0, 2]; binarise it first"),
+    ("item without embedding", lambda i, t: (i, t[t["item_id"] != 7]), [],
+     "rqgmm: error: {n} interaction row(s) have an item without an embedding in ITEMS (first: 7); add those items"),
+    ("time not orderable", lambda i, t: (i.assign(timestamp=[[1]] * len(i)), t), [],
+     "rqgmm: error: time column 'timestamp' cannot be ordered"),
+    ("unknown variant", lambda i, t: (i, t), ["--variants", "none,codes"],
+     "rqgmm: error: unknown --variants value(s) ['codes']; choose from none, embedding, ids, ids+embedding"),
+    ("unknown backbone", lambda i, t: (i, t), ["--backbones", "xgb"],
+     "rqgmm: error: unknown --backbones value(s) ['xgb']; choose from dcnv2, deepfm, fnn, ipnn"),
+    ("bad TOML key", lambda i, t: (i, t), ["--config", "CONFIG"],
+     "rqgmm: error: unknown key 'epochs' in CONFIG; valid keys: user, item, label, time,"),
+]
+
+
+@pytest.mark.parametrize("case,damage,extra,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, case, damage, extra, message):
+    interactions, items = damage(*synthetic_log())
+    paths = {"INTER": tmp_path / "inter.parquet", "ITEMS": tmp_path / "items.parquet", "CONFIG": tmp_path / "c.toml"}
+    interactions.to_parquet(paths["INTER"])
+    items.to_parquet(paths["ITEMS"])
+    paths["CONFIG"].write_text("levels = 2\nepochs = 3\n")
+    extra = [str(paths.get(a, a)) for a in extra]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["evaluate", str(paths["INTER"]), "--items", str(paths["ITEMS"]), "--out", str(tmp_path / "out"),
+                 *FIELDS, *extra])
+    err = capsys.readouterr().err
+    n_missing = int((synthetic_log()[0]["item_id"] == 7).sum())
+    expected = message.format(n=n_missing)
+    for name, path in paths.items():
+        expected = expected.replace(name, str(path))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(expected), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_toml_config_equals_the_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('categorical = ["hour", "brand"]\nbag = "tags,recent"\nembedding = ["text_emb"]\n'
+                    'codebook-size = 4\nbackbones = "fnn,ipnn"\nquick = true\n')
+    from rqgmm.bench.evaluate_config import read_toml
+    from_file = config_from(read_toml(str(path)))
+    from_flags = config_from(dict(categorical="hour,brand", bag="tags,recent", embedding=["text_emb"],
+                                  codebook_size="4", backbones="fnn,ipnn", quick=True))
+    assert from_file == from_flags and from_file.seeds == 1 and from_file.train.max_epochs == 4
+
+
+def test_interactions_without_time_column_split_at_random():
+    interactions, items = synthetic_log()
+    config = config_from(dict(embedding=["text_emb"]))
+    data = check_inputs(interactions.drop(columns="timestamp"), items, config)
+    assert not data.timed
+    assert pd.api.types.is_integer_dtype(data.interactions["label"])
