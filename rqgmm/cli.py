@@ -247,12 +247,20 @@ def _reference(path: str | None, flag: str, tokenizer: Tokenizer, same_method: b
     return old
 
 
-def _read_valid_embeddings(path: str, n_features: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
-    """Embeddings from ``path``, validated before anything is logged or written (a memory map chunk by chunk)."""
+def _read_valid_embeddings(path: str, n_features: int | None = None,
+                           scan: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """Embeddings from ``path``, validated before anything is logged or written.
+
+    A memory map is checked for shape here and scanned for NaN/Inf chunk by
+    chunk only with ``scan``: ``fit`` and ``encode`` pass ``scan=False``
+    because the tokenizer scans it itself, on its own device, before any work
+    (a second pass over a large file on the CPU would double the reading).
+    """
     item_ids, X = io.read_embeddings(path)
     if isinstance(X, np.memmap):
         check_dimension(X, n_features, what=path)
-        RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
+        if scan:
+            RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
         return item_ids, X
     return item_ids, as_matrix(X, what=path, n_features=n_features).numpy()
 
@@ -267,17 +275,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
     old = _reference(args.warm_start, "--warm-start", tokenizer, same_method=True)
     reference = _reference(args.align_to, "--align-to", tokenizer, same_method=False)
     n_features = next((m.n_features_in_ for m in (old, reference) if m is not None), None)
-    _, X = _read_valid_embeddings(args.emb, n_features=n_features)
+    _, X = _read_valid_embeddings(args.emb, n_features=n_features, scan=not tokenizer.chunked)
     with process_group(args.device) as device:
         tokenizer.set_params(device=str(device))
-        logger.info("fitting %s on %d x %d embeddings", args.method, *X.shape)
         tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}),
                       **({"init": old.to(device)} if old is not None else {}))
         if reference is not None:
             tokenizer = align(tokenizer, reference.to(device), X)
         if is_writer():
             tokenizer.save(args.out)
-            logger.info("wrote %s", args.out)
+            logger.info("fitted %s on %d x %d embeddings; wrote %s", args.method, *X.shape, args.out)
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
@@ -301,7 +308,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.unique == "reassign" and not tokenizer.reconstructs:
         raise InputError(f"--unique reassign moves colliding items to the code that reconstructs them best; a "
                          f"{tokenizer.method} model does not reconstruct its input: use --unique suffix")
-    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_)
+    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_, scan=not tokenizer.chunked)
     codes = np.asarray(tokenizer.encode(X))
     if args.unique == "reassign":
         codes, suffix = collision_free(tokenizer, X, codes)

@@ -40,36 +40,36 @@ class GMMParams:
     variances: torch.Tensor
 
 
-def squares_and_rows(X: torch.Tensor) -> torch.Tensor:
-    """[x², x] for X (n, D): (n, 2D), computed once per chunk and shared by the E- and M-step products."""
-    return torch.cat([X * X, X], dim=1)
-
-
 def log_gaussian_prob(X: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
-                      XX: torch.Tensor | None = None) -> torch.Tensor:
-    """log N(x | μ_k, diag σ²_k) for X (n, D): (n, K).
+                      X2: torch.Tensor | None = None, log_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """log N(x | μ_k, diag σ²_k) (+ log π_k when ``log_weights`` is given) for X (n, D): (n, K).
 
     Expanded as -½ [D log 2π + Σ log σ² + x² · (1/σ²) − 2 x · (μ/σ²) + Σ μ²/σ²]:
-    one (n, 2D) × (2D, K) product of ``XX`` = [x², x] (:func:`squares_and_rows`,
-    computed here unless given) with [1/σ², −2μ/σ²].
+    two (n, D) × (D, K) products accumulated into one (n, K) result with the
+    constant as its bias, so no (n, K) temporary is made. ``X2`` is X * X when
+    the caller already has it.
     """
     prec = 1.0 / variances
-    const = X.shape[1] * LOG_2PI + torch.log(variances).sum(1) + (means * means * prec).sum(1)
-    XX = squares_and_rows(X) if XX is None else XX
-    quad = XX @ torch.cat([prec, -2.0 * means * prec], dim=1).T
-    return -0.5 * (quad + const)
+    bias = -0.5 * (X.shape[1] * LOG_2PI + torch.log(variances).sum(1) + (means * means * prec).sum(1))
+    if log_weights is not None:
+        bias = bias + log_weights
+    X2 = X * X if X2 is None else X2
+    out = torch.addmm(bias, X2, prec.T, alpha=-0.5)
+    if out.dtype != X.dtype:  # products under bfloat16 autocast: no in-place mix of dtypes
+        return (out + X @ (means * prec).T).to(X.dtype)
+    return out.addmm_(X, (means * prec).T)
 
 
-def weighted_log_prob(X: torch.Tensor, params: GMMParams, XX: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_log_prob(X: torch.Tensor, params: GMMParams, X2: torch.Tensor | None = None) -> torch.Tensor:
     """log π_k + log N(x | μ_k, σ²_k): (n, K)."""
-    return log_gaussian_prob(X, params.means, params.variances, XX) + torch.log(params.weights)
+    return log_gaussian_prob(X, params.means, params.variances, X2, torch.log(params.weights))
 
 
-def e_step(X: torch.Tensor, params: GMMParams, XX: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D)."""
-    wlp = weighted_log_prob(X, params, XX)
+def e_step(X: torch.Tensor, params: GMMParams, X2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D); γ overwrites the log-densities in place."""
+    wlp = weighted_log_prob(X, params, X2)
     log_norm = torch.logsumexp(wlp, dim=1)
-    return torch.exp(wlp - log_norm.unsqueeze(1)), log_norm
+    return wlp.sub_(log_norm.unsqueeze(1)).exp_(), log_norm
 
 
 def m_step(stats: GMMStats, reg_covar: float, var_floor: float, dtype: torch.dtype) -> GMMParams:
@@ -90,9 +90,9 @@ def accumulate(source, params: GMMParams) -> GMMStats:
     """One E-step over a source's chunks, returning the statistics summed over chunks and ranks."""
     stats = GMMStats.zeros(params.means.shape[0], params.means.shape[1], params.means.device)
     for chunk in source.chunks():
-        XX = squares_and_rows(chunk)
-        resp, log_norm = e_step(chunk, params, XX)
-        stats.update(XX, resp, log_norm)
+        X2 = chunk * chunk  # once per chunk: the E-step's product and the M-step's Σγx² share it
+        resp, log_norm = e_step(chunk, params, X2)
+        stats.update(chunk, X2, resp, log_norm)
     source.all_reduce(*stats.tensors())
     return stats
 
@@ -103,7 +103,7 @@ def stats_from_labels(X: torch.Tensor, labels: torch.Tensor, n_components: int, 
     for start in range(0, X.shape[0], chunk_size):
         chunk = X[start : start + chunk_size]
         resp = torch.nn.functional.one_hot(labels[start : start + chunk_size], n_components).to(X.dtype)
-        stats.update(squares_and_rows(chunk), resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
+        stats.update(chunk, chunk * chunk, resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
     return stats
 
 

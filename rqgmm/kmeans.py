@@ -40,17 +40,20 @@ def kmeans_plusplus(X: torch.Tensor, n_clusters: int, generator: torch.Generator
     Returns centres (K', D) with K' <= n_clusters: seeding stops early when every
     point already coincides with a chosen centre (fewer distinct rows than K).
     The draws come from the CPU ``generator`` (uniforms turned into indices by
-    the inverse CDF of the D^2 weights, in float64), so the same seed picks the
-    same centres on every device.
+    the inverse CDF of the D^2 weights), and the D^2 weights are computed in
+    float64: rounding differences between devices and matrix-product
+    precisions stay far below the gaps between the CDF's steps, so the same
+    seed picks the same centres on every device and at every precision.
     """
-    n = X.shape[0]
-    x_sq = (X * X).sum(1)
+    n, dtype = X.shape[0], X.dtype
     tol = _duplicate_tolerance(X)
+    X = X.to(torch.float64)
+    x_sq = (X * X).sum(1)
     first = int(torch.randint(n, (1,), generator=generator))
     centres = [X[first]]
     d2 = _point_distance(X, x_sq, X[first], tol)
     for _ in range(1, n_clusters):
-        cdf = torch.cumsum(d2.to(torch.float64), 0)
+        cdf = torch.cumsum(d2, 0)
         total = float(cdf[-1])
         if total <= 0.0:
             break
@@ -59,7 +62,7 @@ def kmeans_plusplus(X: torch.Tensor, n_clusters: int, generator: torch.Generator
         centre = X[idx]
         centres.append(centre)
         torch.minimum(d2, _point_distance(X, x_sq, centre, tol), out=d2)
-    return torch.stack(centres)
+    return torch.stack(centres).to(dtype)
 
 
 def random_signs(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:

@@ -181,7 +181,7 @@ class ResidualQuantizer(Tokenizer):
             check_dimension(X, n_features, "X", type(self).__name__)
             # On a GPU with room, the rows cross from the file once instead of on every pass.
             source = RowSource(X, dtype=self._torch_dtype, device=device, chunk_size=self.chunk_size, shard=shard,
-                               resident=True)
+                               resident=True, what=str(X.filename or "X"))
             source.validate()
             return source
         X = as_matrix(X, dtype=self._torch_dtype, device=device, n_features=n_features, what="X",

@@ -36,18 +36,13 @@ class GMMStats:
             n=torch.zeros((), **z),
         )
 
-    def update(self, XX: torch.Tensor, resp: torch.Tensor, log_norm: torch.Tensor) -> None:
-        """Add a chunk: XX = [x², x] (n, 2D), responsibilities (n, K), log p(x) per row (n,).
-
-        Σγx² and Σγx come from one (K, n) × (n, 2D) product.
-        """
-        d = XX.shape[1] // 2
-        both = (resp.T @ XX).to(torch.float64)
+    def update(self, X: torch.Tensor, X2: torch.Tensor, resp: torch.Tensor, log_norm: torch.Tensor) -> None:
+        """Add a chunk: X (n, D), X2 = X * X (n, D), responsibilities (n, K), log p(x) per row (n,)."""
         self.nk += resp.sum(0, dtype=torch.float64)
-        self.sxx += both[:, :d]
-        self.sx += both[:, d:]
+        self.sx += (resp.T @ X).to(torch.float64)
+        self.sxx += (resp.T @ X2).to(torch.float64)
         self.loglik += log_norm.sum(dtype=torch.float64)
-        self.n += XX.shape[0]
+        self.n += X.shape[0]
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The accumulators, for an all-reduce over ranks."""
