@@ -59,7 +59,10 @@ def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, w
         if done[b] is not None:
             done[b].synchronize()  # the copy that last used this buffer has finished
         staging = buffers[b][: hi - lo]
-        staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
+        if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":  # one copy: file pages -> pinned buffer
+            np.copyto(staging.numpy(), X[start + lo : start + hi], casting="unsafe")
+        else:
+            staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
         out[lo:hi].copy_(staging, non_blocking=True)
         done[b] = torch.cuda.Event()
         done[b].record()
