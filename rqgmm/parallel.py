@@ -34,14 +34,24 @@ def process_group(device: str) -> Iterator[str]:
     if cuda:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    # gloo for the CPU tensors every group exchanges (row counts, validation), NCCL for the GPU statistics.
     timeout = datetime.timedelta(seconds=float(os.environ.get("RQGMM_DIST_TIMEOUT", "600")))
-    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timeout)
+    dist.init_process_group(backend=backend_for(device), timeout=timeout)
     logger.info("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), device)
     try:
         yield device
     finally:
         dist.destroy_process_group()
+
+
+def backend_for(device: str) -> str:
+    """The process group's backends for a fit on ``device``: gloo on CPU; on GPUs NCCL, with gloo beside it.
+
+    The fit's own collectives run on its device (:class:`rqgmm.source.RowSource`
+    refuses a tensor on another), so NCCL carries all of a GPU fit's traffic;
+    the gloo backend is there for CPU tensors that torch itself exchanges
+    (e.g. ``destroy_process_group``'s barrier), which NCCL alone cannot carry.
+    """
+    return "cpu:gloo,cuda:nccl" if str(device).startswith("cuda") else "gloo"
 
 
 def is_writer() -> bool:
