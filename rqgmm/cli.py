@@ -35,7 +35,7 @@ from .churn import churn, common_items
 from .reassign import collision_free
 from .parallel import is_writer, process_group
 from .paths import Output, check_outputs
-from .source import RowSource
+from .source import RowSource, sample_of
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
 from .validation import as_matrix, check_dimension
 
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="iterations (EM/Lloyd/refinement) or epochs (VAEs) per level")
     fit.add_argument("--chunk-size", type=_int_in(1), default=None,
                      help="rows per block in each pass over the data (rqgmm, rqkmeans, prqkmeans)")
+    fit.add_argument("--sample", type=_int_in(1), default=None,
+                     help="fit on a seeded uniform sample of N rows (drawn with --seed; recorded in the model); "
+                          "encode the whole file afterwards")
     fit.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="matrix-product precision on a GPU: fp32 (default), tf32 or bf16 (rqgmm, rqkmeans, prqkmeans)")
     fit.add_argument("--checkpoint", default=None,
@@ -276,12 +279,17 @@ def cmd_fit(args: argparse.Namespace) -> None:
     reference = _reference(args.align_to, "--align-to", tokenizer, same_method=False)
     n_features = next((m.n_features_in_ for m in (old, reference) if m is not None), None)
     _, X = _read_valid_embeddings(args.emb, n_features=n_features, scan=not tokenizer.chunked)
+    sample = None
+    if args.sample is not None:
+        X, sample = sample_of(X, args.sample, args.seed)
     with process_group(args.device) as device:
         tokenizer.set_params(device=str(device))
         tokenizer.fit(X, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}),
                       **({"init": old.to(device)} if old is not None else {}))
         if reference is not None:
             tokenizer = align(tokenizer, reference.to(device), X)
+        if sample is not None:
+            tokenizer.fit_sample_ = sample
         if is_writer():
             tokenizer.save(args.out)
             logger.info("fitted %s on %d x %d embeddings; wrote %s", args.method, *X.shape, args.out)

@@ -188,6 +188,19 @@ def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t
 
 
+def sample_of(X, n_rows: int, seed: int) -> tuple[np.ndarray, dict]:
+    """A seeded uniform sample of ``n_rows`` rows of X (N, D; a memory map is read at those rows only).
+
+    Returns the rows (n, D) in file order and a record ``{"rows", "of", "seed"}``
+    for the model's config; all rows when N <= ``n_rows``.
+    """
+    n = int(X.shape[0])
+    if n <= n_rows:
+        return X, {"rows": n, "of": n, "seed": seed}
+    index = np.sort(np.random.default_rng(seed).choice(n, n_rows, replace=False))
+    return np.asarray(X[index]), {"rows": n_rows, "of": n, "seed": seed}
+
+
 def sample_rows(source, max_rows: int, seed: int | None) -> torch.Tensor:
     """A seeded uniform sample of at most ``max_rows`` rows of the whole (all-rank) data, in row order.
 

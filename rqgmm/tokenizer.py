@@ -82,6 +82,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, meth
     cls = tokenizer_class(config["method"])
     try:
         tokenizer = cls.from_state(config, tensors)
+        if "fit_sample" in config:
+            tokenizer.fit_sample_ = config["fit_sample"]
         return tokenizer.to(target) if target is not None else tokenizer
     except InputError as exc:
         raise InputError(f"{Path(path) / TENSORS_NAME}: {exc}") from None
@@ -171,5 +173,9 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
         return self.codebook_sizes
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model directory ``path`` (config.json + model.safetensors), atomically."""
-        save_model(path, {"method": self.method, **self.get_config()}, self.state_tensors())
+        """Write the model directory ``path`` (config.json + model.safetensors), atomically.
+
+        A model fitted on a sample of its file (``rqgmm fit --sample``) records it as ``fit_sample``.
+        """
+        sample = {"fit_sample": self.fit_sample_} if hasattr(self, "fit_sample_") else {}
+        save_model(path, {"method": self.method, **self.get_config(), **sample}, self.state_tensors())
