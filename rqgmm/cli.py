@@ -35,6 +35,7 @@ from .churn import churn, common_items
 from .reassign import collision_free
 from .parallel import is_writer, process_group
 from .paths import Output, check_outputs
+from .modalities import fused
 from .source import RowSource, sample_of
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
 from .validation import as_matrix, check_dimension
@@ -74,6 +75,10 @@ def _codebook_sizes(text: str) -> int | list[int]:
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+EMBEDDING_HELP = ("parquet list column of the embeddings (default 'embedding'); repeat it for several modalities, "
+                  "fused as each L2-normalised, then concatenated (as rqgmm evaluate does); recorded in the model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per verb."""
     parser = _Parser(prog="rqgmm", description="Semantic IDs from item embeddings with RQ-GMM and baselines.")
@@ -91,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="iterations (EM/Lloyd/refinement) or epochs (VAEs) per level")
     fit.add_argument("--chunk-size", type=_int_in(1), default=None,
                      help="rows per block in each pass over the data (rqgmm, rqkmeans, prqkmeans)")
+    fit.add_argument("--embedding", action="append", default=None, metavar="COL",
+                     help=EMBEDDING_HELP)
     fit.add_argument("--sample", type=_int_in(1), default=None,
                      help="fit on a seeded uniform sample of N rows (drawn with --seed; recorded in the model); "
                           "encode the whole file afterwards")
@@ -120,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the items sharing an ID; `reassign` first moves colliding items to the nearest free "
                           "last-level code of their prefix (optimal matching) and numbers only what is left")
     enc.add_argument("--device", default="cpu", help="torch device to encode on, e.g. cpu or cuda (default cpu)")
+    enc.add_argument("--embedding", action="append", default=None, metavar="COL",
+                     help="parquet embedding column(s) (default: the ones the model was fitted on)")
     enc.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="matrix-product precision on a GPU (default: the model's, as fitted)")
     enc.add_argument("--format", choices=FORMATS, default="codes",
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--model", help="model directory: gives K and the reconstruction for rmse")
     rep.add_argument("--against", metavar="OLD_CODES", default=None,
                      help="codes of an earlier model: add the churn and adjusted Rand index of CODES against them")
+    rep.add_argument("--embedding", action="append", default=None, metavar="COL",
+                     help="parquet embedding column(s) (default: the model's, else 'embedding')")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--quiet", action="store_true")
 
@@ -250,8 +261,8 @@ def _reference(path: str | None, flag: str, tokenizer: Tokenizer, same_method: b
     return old
 
 
-def _read_valid_embeddings(path: str, n_features: int | None = None,
-                           scan: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+def _read_valid_embeddings(path: str, n_features: int | None = None, scan: bool = True,
+                           columns: list[str] | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Embeddings from ``path``, validated before anything is logged or written.
 
     A memory map is checked for shape here and scanned for NaN/Inf chunk by
@@ -259,13 +270,32 @@ def _read_valid_embeddings(path: str, n_features: int | None = None,
     because the tokenizer scans it itself, on its own device, before any work
     (a second pass over a large file on the CPU would double the reading).
     """
-    item_ids, X = io.read_embeddings(path)
+    item_ids, X = io.read_embeddings(path, tuple(_columns(columns)))
+    if isinstance(X, dict):
+        X = fused({c: as_matrix(v, what=f"{path} column {c!r}").numpy() for c, v in X.items()})
     if isinstance(X, np.memmap):
         check_dimension(X, n_features, what=path)
         if scan:
             RowSource(X, dtype=torch.float32, device="cpu", chunk_size=65536, what=path).validate()
         return item_ids, X
     return item_ids, as_matrix(X, what=path, n_features=n_features).numpy()
+
+
+def _columns(columns: list[str] | None) -> list[str]:
+    """The --embedding columns, each once (a repeat is a mistake worth saying)."""
+    columns = columns or []
+    if len(set(columns)) != len(columns):
+        raise InputError(f"--embedding names a column twice ({', '.join(columns)}); name each modality once")
+    return columns
+
+
+def _model_columns(args: argparse.Namespace, tokenizer: Tokenizer) -> list[str] | None:
+    """The columns to encode with: --embedding, else the model's; a mismatch with the model is refused."""
+    fitted = getattr(tokenizer, "embedding_columns_", None)
+    if args.embedding is not None and fitted is not None and list(args.embedding) != list(fitted):
+        raise InputError(f"--embedding {','.join(args.embedding)}: {args.model} was fitted on "
+                         f"{','.join(fitted)}; encode the same columns (or drop --embedding)")
+    return args.embedding if args.embedding is not None else fitted
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -278,7 +308,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     old = _reference(args.warm_start, "--warm-start", tokenizer, same_method=True)
     reference = _reference(args.align_to, "--align-to", tokenizer, same_method=False)
     n_features = next((m.n_features_in_ for m in (old, reference) if m is not None), None)
-    _, X = _read_valid_embeddings(args.emb, n_features=n_features, scan=not tokenizer.chunked)
+    _, X = _read_valid_embeddings(args.emb, n_features=n_features, scan=not tokenizer.chunked,
+                                  columns=args.embedding)
     sample = None
     if args.sample is not None:
         X, sample = sample_of(X, args.sample, args.seed)
@@ -290,6 +321,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
             tokenizer = align(tokenizer, reference.to(device), X)
         if sample is not None:
             tokenizer.fit_sample_ = sample
+        if args.embedding is not None:
+            tokenizer.embedding_columns_ = list(args.embedding)
         if is_writer():
             tokenizer.save(args.out)
             logger.info("fitted %s on %d x %d embeddings; wrote %s", args.method, *X.shape, args.out)
@@ -316,7 +349,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.unique == "reassign" and not tokenizer.reconstructs:
         raise InputError(f"--unique reassign moves colliding items to the code that reconstructs them best; a "
                          f"{tokenizer.method} model does not reconstruct its input: use --unique suffix")
-    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_, scan=not tokenizer.chunked)
+    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_, scan=not tokenizer.chunked,
+                                         columns=_model_columns(args, tokenizer))
     codes = np.asarray(tokenizer.encode(X))
     if args.unique == "reassign":
         codes, suffix = collision_free(tokenizer, X, codes)
@@ -334,7 +368,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     tokenizer = load(args.model) if args.model else None
     n_features = tokenizer.n_features_in_ if tokenizer is not None else None
-    emb_ids, X = _read_valid_embeddings(args.emb, n_features=n_features)
+    columns = _model_columns(args, tokenizer) if tokenizer is not None else args.embedding
+    emb_ids, X = _read_valid_embeddings(args.emb, n_features=n_features, columns=columns)
     table = read_codes(args.codes)
     code_ids, codes = table.item_ids, table.codes
     if len(codes) == 0:

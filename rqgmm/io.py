@@ -124,23 +124,30 @@ def model_fingerprint(path: str | os.PathLike) -> str:
 # ------------------------------------------------------------------------- embeddings
 
 
-def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+def read_embeddings(path: str | os.PathLike,
+                    columns: tuple[str, ...] = ()) -> tuple[np.ndarray | None, np.ndarray | dict[str, np.ndarray]]:
     """Read embeddings from ``.npy`` (memory-mapped) or ``.parquet``.
+
+    ``columns`` names the parquet list columns to read (default: ``embedding``);
+    with more than one, the result is a dict of column -> (N, D_c), for
+    :func:`rqgmm.modalities.fused`. A ``.npy`` holds one matrix: naming columns is refused.
 
     Returns
     -------
     item_ids : ndarray (N,) or None
         The parquet ``item_id`` column; None for ``.npy``.
-    X : ndarray, shape (N, D)
+    X : ndarray, shape (N, D), or dict of them
         Memory-mapped for ``.npy``; dtype as stored.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"embedding file {path} does not exist; pass an existing .npy or .parquet file")
     if path.suffix == ".npy":
+        if columns:
+            raise InputError(f"--embedding names parquet columns, but {path} is a .npy (one matrix); drop --embedding")
         return None, read_npy(path)
     if path.suffix == ".parquet":
-        return _read_parquet_embeddings(path)
+        return _read_parquet_embeddings(path, columns or ("embedding",))
     raise InputError(f"{path} has extension {path.suffix!r}; embeddings must be .npy or .parquet")
 
 
@@ -163,14 +170,16 @@ def read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
     return X
 
 
-def _read_parquet_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | dict]:
     table = read_parquet(path, "embeddings")
-    missing = {"item_id", "embedding"} - set(table.column_names)
+    missing = [c for c in ("item_id", *columns) if c not in table.column_names]
     if missing:
-        raise InputError(
-            f"{path} lacks column(s) {sorted(missing)}; embeddings parquet needs 'item_id' and 'embedding'"
-        )
-    return item_id_column(table.column("item_id"), path), _embedding_column(table.column("embedding"), path)
+        fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
+               else f"name list columns of it with --embedding (it has {', '.join(table.column_names)})")
+        raise InputError(f"{path} lacks column(s) {missing}; {fix}")
+    vectors = {c: _embedding_column(table.column(c), path, c) for c in columns}
+    item_ids = item_id_column(table.column("item_id"), path)
+    return item_ids, vectors if len(columns) > 1 else vectors[columns[0]]
 
 
 def item_id_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
@@ -196,21 +205,21 @@ def read_parquet(path: Path, what: str) -> pa.Table:
         raise InputError(f"{path} is not a readable parquet file of {what} ({first})") from None
 
 
-def _embedding_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+def _embedding_column(column: pa.ChunkedArray, path: Path, name: str = "embedding") -> np.ndarray:
     col = column.combine_chunks()
     if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
-        raise InputError(f"{path}: 'embedding' has type {col.type}; it must be a list of floats per row")
+        raise InputError(f"{path}: '{name}' has type {col.type}; it must be a list of floats per row")
     value_type = col.type.value_type
     if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
-        raise InputError(f"{path}: 'embedding' holds {value_type}; it must hold numbers")
+        raise InputError(f"{path}: '{name}' holds {value_type}; it must hold numbers")
     if col.null_count:
-        raise InputError(f"{path}: 'embedding' has {col.null_count} null rows; drop them")
+        raise InputError(f"{path}: '{name}' has {col.null_count} null rows; drop them")
     if len(col) == 0:
         return np.zeros((0, 0), dtype=np.float32)
     lengths = np.asarray(pc.list_value_length(col))
     if lengths.min() != lengths.max():
         raise InputError(
-            f"{path}: 'embedding' is ragged (lengths {lengths.min()} to {lengths.max()}); every row needs the same D"
+            f"{path}: '{name}' is ragged (lengths {lengths.min()} to {lengths.max()}); every row needs the same D"
         )
     values = col.flatten().to_numpy(zero_copy_only=False)
     return values.reshape(len(col), int(lengths[0]))

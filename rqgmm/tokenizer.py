@@ -54,6 +54,11 @@ def tokenizer_class(method: str) -> type["Tokenizer"]:
     return _REGISTRY[method]
 
 
+#: What ``rqgmm fit`` records about the fit's input in the model's config: the sample it drew
+#: (``--sample``: rows, of, seed) and the parquet embedding columns it fused (``--embedding``).
+RECORDED = ("fit_sample", "embedding_columns")
+
+
 def load(path: str | os.PathLike, device: str | torch.device | None = None, method: str | None = None) -> "Tokenizer":
     """Load a tokenizer saved with ``save(path)``.
 
@@ -82,8 +87,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None, meth
     cls = tokenizer_class(config["method"])
     try:
         tokenizer = cls.from_state(config, tensors)
-        if "fit_sample" in config:
-            tokenizer.fit_sample_ = config["fit_sample"]
+        for key in set(RECORDED) & set(config):
+            setattr(tokenizer, f"{key}_", config[key])
         return tokenizer.to(target) if target is not None else tokenizer
     except InputError as exc:
         raise InputError(f"{Path(path) / TENSORS_NAME}: {exc}") from None
@@ -175,7 +180,8 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
     def save(self, path: str | os.PathLike) -> None:
         """Write the model directory ``path`` (config.json + model.safetensors), atomically.
 
-        A model fitted on a sample of its file (``rqgmm fit --sample``) records it as ``fit_sample``.
+        What the command line recorded about the fit's input (:data:`RECORDED`, as ``NAME_``
+        attributes) is kept in the config.
         """
-        sample = {"fit_sample": self.fit_sample_} if hasattr(self, "fit_sample_") else {}
-        save_model(path, {"method": self.method, **self.get_config(), **sample}, self.state_tensors())
+        recorded = {key: getattr(self, f"{key}_") for key in RECORDED if hasattr(self, f"{key}_")}
+        save_model(path, {"method": self.method, **self.get_config(), **recorded}, self.state_tensors())

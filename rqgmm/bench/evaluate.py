@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..modalities import fused
 from ..codes import CodesTable
 from ..ctr import FeatureSpec, ItemContent, run_ctr
 from ..ctr.train import evaluate as score
@@ -80,12 +81,6 @@ def regimes(data: EvaluationData, config: EvaluateConfig) -> dict[str, FeatureSp
 
 
 # ------------------------------------------------------------------------ tokenizers
-
-
-def fused(vectors: dict[str, np.ndarray]) -> np.ndarray:
-    """Each modality L2-normalised, then concatenated: (M, Σ D_c) float32."""
-    parts = [v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in vectors.values()]
-    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def tokenizer_inputs(data: EvaluationData, config: EvaluateConfig) -> dict[str, np.ndarray]:
