@@ -143,12 +143,21 @@ def cli_fit(X: torch.Tensor, levels: int, k: int, iters: int) -> dict:
         start = time.perf_counter()
         subprocess.run(command, check=True)
         cli_s = time.perf_counter() - start
+        codes_path = Path(tmp) / "codes.npy"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "rqgmm", "encode", str(Path(tmp) / "m"), str(path), "--device",
+                        str(X.device), "--quiet", "--out", str(codes_path)], check=True)
+        encode_s = time.perf_counter() - start
+        from .. import load
+
+        same = bool(np.array_equal(np.load(codes_path), load(Path(tmp) / "m", device=X.device).encode(X).cpu().numpy()))
         # What any fresh process pays before its first row: interpreter, imports, CUDA context.
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import rqgmm.cli, torch; torch.zeros(1, device='cuda') @ "
                         "torch.zeros(1, 1, device='cuda'); torch.cuda.synchronize()"], check=True)
         startup_s = time.perf_counter() - start
-    return {"cli_fit_s": cli_s, "fresh_process_startup_s": startup_s}
+    return {"cli_fit_s": cli_s, "cli_encode_s": encode_s, "cli_codes_equal_library": same,
+            "fresh_process_startup_s": startup_s}
 
 
 def run(n: int, d: int, levels: int, k: int, iters: int, repeats: int, precisions: list[str]) -> dict:
@@ -237,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--sections", default="main,cpu,scale",
-                        help="main (the table), cpu (CPU vs GPU IDs, 200,000 x 384, 2 x 128), "
+                        help="main (the table, the command line included), cli (the command line alone), "
+                             "cpu (CPU vs GPU IDs, 200,000 x 384, 2 x 128), "
                              "scale (10,000,000 x 256, 2 x 256, 10 iterations), real (needs --real)")
     parser.add_argument("--real", default=None, help="a .npy of real embeddings for the precision agreement")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -250,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         result["real"] = real_agreement(args.real, 2, 32)
     if "cpu" in sections:
         result["cpu_vs_gpu"] = cpu_cuda_agreement(200_000, 384, 2, 128)
+    if "cli" in sections:
+        result["cli"] = cli_fit(unit_vectors(args.rows, args.dim, 4096, 0, "cuda"), args.levels, args.codebook_size,
+                                args.iters)
     if "main" in sections:
         result["main"] = run(args.rows, args.dim, args.levels, args.codebook_size, args.iters, args.repeats,
                              args.precisions.split(","))
