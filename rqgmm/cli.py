@@ -38,7 +38,7 @@ from .paths import Output, check_outputs
 from .modalities import fused
 from .source import RowSource, sample_of
 from .tokenizer import Tokenizer, load, methods, tokenizer_class
-from .validation import as_matrix, check_dimension
+from .validation import as_matrix, check_dimension, check_shape, nonfinite_message
 
 logger = logging.getLogger("rqgmm")
 
@@ -349,9 +349,13 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.unique == "reassign" and not tokenizer.reconstructs:
         raise InputError(f"--unique reassign moves colliding items to the code that reconstructs them best; a "
                          f"{tokenizer.method} model does not reconstruct its input: use --unique suffix")
-    item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_, scan=not tokenizer.chunked,
-                                         columns=_model_columns(args, tokenizer))
-    codes = np.asarray(tokenizer.encode(X))
+    columns = _model_columns(args, tokenizer)
+    if args.emb.endswith(".parquet") and args.unique != "reassign":
+        item_ids, codes = _encode_parquet_batches(tokenizer, args.emb, columns)
+    else:  # a memory map streams by itself; reassigning needs the colliding items' rows
+        item_ids, X = _read_valid_embeddings(args.emb, n_features=tokenizer.n_features_in_,
+                                             scan=not tokenizer.chunked, columns=columns)
+        codes = np.asarray(tokenizer.encode(X))
     if args.unique == "reassign":
         codes, suffix = collision_free(tokenizer, X, codes)
     else:
@@ -363,6 +367,32 @@ def cmd_encode(args: argparse.Namespace) -> None:
         logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",
                     int((suffix > 0).sum()), len(codes))
     logger.info("wrote %d x %d codes to %s (%s layout)", *codes.shape, args.out, args.format)
+
+
+def _encode_parquet_batches(tokenizer: Tokenizer, path: str, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids (N,) and codes (N, L) of a parquet file encoded record batch by record batch.
+
+    Only one batch of embeddings is in memory at a time. Every batch is checked
+    before its codes count: rows with NaN or Inf are collected over the whole
+    file (global row numbers) and refused at the end, before anything is written.
+    """
+    ids, codes, bad, offset = [], [], [], 0
+    for batch_ids, X in io.iter_parquet_embeddings(path, tuple(_columns(columns))):
+        X = fused(X) if isinstance(X, dict) else X
+        check_shape(tuple(X.shape), path)
+        check_dimension(X, tokenizer.n_features_in_, what=path)
+        finite = np.isfinite(X).all(1)
+        bad.append(np.flatnonzero(~finite) + offset)
+        if not bad[-1].size:
+            codes.append(np.asarray(tokenizer.encode(X)))
+        ids.append(batch_ids)
+        offset += len(X)
+    if not ids:
+        raise InputError(f"{path} holds no rows; encode at least one item")
+    bad_rows = np.concatenate(bad)
+    if bad_rows.size:
+        raise InputError(nonfinite_message(bad_rows, offset, path))
+    return io.check_unique_ids(np.concatenate(ids), path), np.concatenate(codes)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

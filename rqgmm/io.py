@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -170,19 +171,62 @@ def read_npy(path: Path, what: str = "embeddings") -> np.ndarray:
     return X
 
 
+#: Rows per record batch when embeddings are read from parquet (the table is never read whole).
+PARQUET_BATCH_ROWS = 65_536
+
+
+def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = ("embedding",),
+                            batch_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | dict]]:
+    """``(item_ids (n,), X (n, D))`` per record batch of a parquet file (X a dict of column -> (n, D_c)
+    with several ``columns``), each batch checked as :func:`read_embeddings` checks the whole file,
+    except that item ids are unique only within the batch (see :func:`check_unique_ids`)."""
+    path, columns = Path(path), columns or ("embedding",)
+    try:
+        file = pq.ParquetFile(path)
+        missing = [c for c in ("item_id", *columns) if c not in file.schema_arrow.names]
+        if missing:
+            fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
+                   else f"name list columns of it with --embedding (it has {', '.join(file.schema_arrow.names)})")
+            raise InputError(f"{path} lacks column(s) {missing}; {fix}")
+        for batch in file.iter_batches(batch_size=batch_rows or PARQUET_BATCH_ROWS, columns=["item_id", *columns]):
+            ids = item_id_column(pa.chunked_array([batch.column("item_id")]), path, unique=False)
+            vectors = {c: _embedding_column(pa.chunked_array([batch.column(c)]), path, c) for c in columns}
+            yield ids, vectors if len(columns) > 1 else vectors[columns[0]]
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path} is not a readable parquet file of embeddings ({first})") from None
+
+
 def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | dict]:
-    table = read_parquet(path, "embeddings")
-    missing = [c for c in ("item_id", *columns) if c not in table.column_names]
-    if missing:
-        fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
-               else f"name list columns of it with --embedding (it has {', '.join(table.column_names)})")
-        raise InputError(f"{path} lacks column(s) {missing}; {fix}")
-    vectors = {c: _embedding_column(table.column(c), path, c) for c in columns}
-    item_ids = item_id_column(table.column("item_id"), path)
+    """The whole file, read batch by batch into one preallocated array per column (the table is never whole)."""
+    ids, out, offset = [], {}, 0
+    for batch_ids, X in iter_parquet_embeddings(path, columns):
+        n = len(batch_ids)
+        for c in columns:
+            rows = X[c] if isinstance(X, dict) else X
+            if c not in out:
+                out[c] = np.empty((pq.ParquetFile(path).metadata.num_rows, rows.shape[1]), dtype=rows.dtype)
+            elif n and rows.shape[1] != out[c].shape[1]:
+                raise InputError(f"{path}: '{c}' is ragged (lengths {rows.shape[1]} and {out[c].shape[1]}); every "
+                                 "row needs the same D")
+            out[c][offset : offset + n] = rows
+        ids.append(batch_ids)
+        offset += n
+    if not ids:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    item_ids = check_unique_ids(np.concatenate(ids), path)
+    vectors = {c: out[c][:offset] for c in columns}
     return item_ids, vectors if len(columns) > 1 else vectors[columns[0]]
 
 
-def item_id_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+def check_unique_ids(ids: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """``ids`` (N,) if no value repeats; else InputError naming the file."""
+    if len(np.unique(ids)) != len(ids):
+        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    return ids
+
+
+def item_id_column(column: pa.ChunkedArray, path: Path, unique: bool = True) -> np.ndarray:
     """The ``item_id`` column (N,) as numpy: integers or strings, no nulls, no repeats (any parquet encoding)."""
     col = column.combine_chunks()
     if pa.types.is_dictionary(col.type):
@@ -191,7 +235,7 @@ def item_id_column(column: pa.ChunkedArray, path: Path) -> np.ndarray:
         raise InputError(f"{path}: 'item_id' has type {col.type}; item ids must be integers or strings")
     if col.null_count:
         raise InputError(f"{path}: 'item_id' has {col.null_count} null values; every item needs an id")
-    if pc.count_distinct(col).as_py() != len(col):
+    if unique and pc.count_distinct(col).as_py() != len(col):
         raise InputError(f"{path} has duplicate item_id values; each item must appear once")
     return col.to_numpy(zero_copy_only=False)
 

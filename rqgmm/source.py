@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import InputError
-from .validation import _nonfinite_message, as_matrix, as_real_tensor, check_shape
+from .validation import nonfinite_message, as_matrix, as_real_tensor, check_shape
 
 
 #: Rows per chunk when ``chunk_size`` is None: cache-sized on CPU, few large products on a GPU.
@@ -143,7 +143,7 @@ class RowSource:
             offset += chunk.shape[0]
         bad_rows = self.gather_numpy(np.concatenate(bad))
         if len(bad_rows):
-            raise InputError(_nonfinite_message(np.sort(bad_rows), self.n_total, self.what))
+            raise InputError(nonfinite_message(np.sort(bad_rows), self.n_total, self.what))
 
     # Every collective runs on tensors on this source's device, so an NCCL-only group works too.
 

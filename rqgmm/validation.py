@@ -15,7 +15,7 @@ def _rows(bad_rows: np.ndarray, n_rows: int) -> str:
     return f"{len(bad_rows)} of {n_rows} rows (rows {first}{more})"
 
 
-def _nonfinite_message(bad_rows: np.ndarray, n_rows: int, what: str) -> str:
+def nonfinite_message(bad_rows: np.ndarray, n_rows: int, what: str) -> str:
     return (
         f"{what} has NaN or Inf values in {_rows(bad_rows, n_rows)}; "
         "drop or impute those rows before fitting or encoding"
@@ -74,7 +74,7 @@ def as_matrix(
         bad = torch.nonzero(~finite).flatten().cpu()
         if bool(torch.isfinite(source[bad].to(torch.float64)).all()):
             raise InputError(_overflow_message(bad.numpy(), X.shape[0], what, dtype))
-        raise InputError(_nonfinite_message(bad.numpy(), X.shape[0], what))
+        raise InputError(nonfinite_message(bad.numpy(), X.shape[0], what))
     return X
 
 

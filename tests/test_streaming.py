@@ -1,0 +1,60 @@
+"""Parquet embeddings are read in record batches, never as one table, with the in-memory path's results."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import rqgmm
+from rqgmm import io
+from rqgmm.cli import main
+from rqgmm.codes import read_codes
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(io, "PARQUET_BATCH_ROWS", 7)
+
+
+def _write(path, ids, X):
+    pq.write_table(pa.table({"item_id": ids, "embedding": list(X)}), path, row_group_size=11)
+
+
+def test_fit_and_encode_in_batches_give_the_in_memory_codes(tmp_path, small_batches):
+    X = np.random.default_rng(2).normal(size=(150, 5)).astype(np.float32)
+    ids = np.arange(1000, 1150)[::-1]
+    _write(tmp_path / "x.parquet", ids, X)
+    assert main(["fit", str(tmp_path / "x.parquet"), "--levels", "2", "--codebook-size", "4", "--seed", "0",
+                 "--quiet", "--out", str(tmp_path / "m")]) == 0
+    assert main(["encode", str(tmp_path / "m"), str(tmp_path / "x.parquet"), "--quiet",
+                 "--out", str(tmp_path / "c.parquet")]) == 0
+    library = rqgmm.RQGMM(levels=2, codebook_size=4, random_state=0, progress=False).fit(X)
+    table = read_codes(tmp_path / "c.parquet")
+    np.testing.assert_array_equal(table.codes, library.encode(X))
+    np.testing.assert_array_equal(table.item_ids, ids)
+    read_ids, read_X = io.read_embeddings(tmp_path / "x.parquet")
+    np.testing.assert_array_equal(read_X, X)
+
+
+def test_a_bad_row_in_a_later_batch_is_named_by_its_row_in_the_file(tmp_path, small_batches, capsys):
+    X = np.random.default_rng(3).normal(size=(40, 5)).astype(np.float32)
+    rqgmm.RQGMM(levels=1, codebook_size=4, random_state=0, progress=False).fit(X).save(tmp_path / "m")
+    X[23, 1] = np.nan
+    _write(tmp_path / "x.parquet", np.arange(40), X)
+    code = main(["encode", str(tmp_path / "m"), str(tmp_path / "x.parquet"), "--out", str(tmp_path / "c.parquet")])
+    assert code == 2
+    assert "has NaN or Inf values in 1 of 40 rows (rows 23)" in capsys.readouterr().err
+    assert not (tmp_path / "c.parquet").exists()
+
+
+def test_an_item_id_repeated_across_batches_is_refused(tmp_path, small_batches, capsys):
+    X = np.random.default_rng(4).normal(size=(20, 5)).astype(np.float32)
+    rqgmm.RQGMM(levels=1, codebook_size=4, random_state=0, progress=False).fit(X).save(tmp_path / "m")
+    ids = np.arange(20)
+    ids[15] = 2  # the first batch holds rows 0-6
+    _write(tmp_path / "x.parquet", ids, X)
+    for argv in (["encode", str(tmp_path / "m"), str(tmp_path / "x.parquet"), "--out", str(tmp_path / "c.parquet")],
+                 ["fit", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "m2")]):
+        assert main(argv) == 2
+        assert "has duplicate item_id values; each item must appear once" in capsys.readouterr().err
+    assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "m2").exists()
