@@ -144,3 +144,17 @@ def test_interactions_without_time_column_split_at_random():
     data = check_inputs(interactions.drop(columns="timestamp"), items, config)
     assert not data.timed
     assert pd.api.types.is_integer_dtype(data.interactions["label"])
+
+
+@pytest.mark.parametrize("method", ["rqkmeans+balanced", "rqgmm+balanced"])
+def test_balanced_tokenizers_are_variants_of_the_study(method):
+    """METHOD+balanced fits METHOD with balanced codes: no code holds more than ceil(1.5 N / K) items."""
+    from rqgmm.bench.evaluate import fit_tokenizer
+
+    X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    X[:200] *= 0.05  # a dense blob that plain k-means would give few codes
+    config = config_from(dict(embedding=["text_emb"], methods=method, levels=2, codebook_size=4))
+    metrics, table = fit_tokenizer(method, X, np.arange(300), config, seed=0)
+    assert table.method == method.split("+")[0]
+    for level in range(2):
+        assert np.bincount(table.codes[:, level], minlength=4).max() <= int(np.ceil(1.5 * 300 / 4))

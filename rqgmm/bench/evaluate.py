@@ -96,18 +96,29 @@ def shared_id_share(codes: np.ndarray) -> float:
     return float((counts[inverse.reshape(-1)] > 1).mean())
 
 
+#: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
+BALANCE = "greedy"
+
+
+def split_method(name: str) -> tuple[str, bool]:
+    """``"rqkmeans+balanced"`` -> ``("rqkmeans", True)``; a plain method name -> ``(name, False)``."""
+    base, _, suffix = name.partition("+")
+    return base, suffix == "balanced"
+
+
 def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
                   seed: int) -> tuple[dict, CodesTable]:
     """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata)."""
-    cls = tokenizer_class(method)
+    base, balanced = split_method(method)
+    cls = tokenizer_class(base)
     start = time.perf_counter()
     model = cls(levels=cls.fixed_levels or config.levels, codebook_size=config.codebook_size, random_state=seed,
-                device=config.device, progress=False)
+                device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X)
         codes = np.asarray(model.encode(X))
-    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, method)
+    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, base)
     X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
     metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
     history = getattr(model, "history_", None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..ctr import BACKBONES, TrainConfig
 from ..errors import InputError
-from ..tokenizer import methods
+from ..tokenizer import methods, tokenizer_class
 
 VARIANTS = ("none", "embedding", "ids", "ids+embedding")
 TOKENIZE = ("fused", "per-modality")
@@ -52,7 +52,7 @@ class EvaluateConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _choices(self.methods, methods(), "--methods")
+        _choices(self.methods, tokenizer_names(), "--methods")
         _choices(self.backbones, sorted(BACKBONES), "--backbones")
         _choices(self.variants, VARIANTS, "--variants")
         _choices((self.tokenize,), TOKENIZE, "--tokenize")
@@ -67,6 +67,12 @@ class EvaluateConfig:
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
+
+
+def tokenizer_names() -> list[str]:
+    """Every method, and ``METHOD+balanced`` for the methods with balanced codes (``balance`` parameter)."""
+    balanced = [f"{m}+balanced" for m in methods() if "balance" in tokenizer_class(m)._get_param_names()]
+    return [*methods(), *balanced]
 
 
 def _choices(given, allowed, flag: str) -> None:

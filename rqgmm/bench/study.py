@@ -28,6 +28,8 @@ from .evaluate_report import write_outputs
 logger = logging.getLogger(__name__)
 
 QUICK = dict(backbones="fnn", seeds=1, quick=True)
+#: The full study's tokenizers: RQ-GMM and RQ-KMeans, plain and with balanced codes.
+FULL_METHODS = "rqgmm,rqkmeans,rqgmm+balanced,rqkmeans+balanced"
 
 
 def movielens_tables(name: str, embedder: str, max_items: int | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -47,6 +49,8 @@ def benchmark_config(args: argparse.Namespace, user_fields: list[str]) -> Evalua
     options = dict(categorical=user_fields, bag="genres", embedding=["embedding"], device=args.device)
     if args.quick:
         options.update(QUICK)
+    else:
+        options.update(methods=FULL_METHODS)
     if args.seeds is not None:
         options["seeds"] = args.seeds
     return config_from(options)
