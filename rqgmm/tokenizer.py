@@ -13,7 +13,7 @@ import importlib
 import os
 from pathlib import Path
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .device import resolve_device
 from .errors import InputError
-from .validation import like_input  # noqa: F401 - re-exported for the tokenizers
 from .io import TENSORS_NAME, read_model, save_model
 
 BUILTIN_METHODS = {

@@ -89,9 +89,9 @@ from .errors import InputError
 from .kmeans import KMeans, squared_distances
 from .level import level_seeds, make_generator, progress_disabled
 from .residual import codebook_size_list
-from .tokenizer import Tokenizer, like_input, register
+from .tokenizer import Tokenizer, register
 from .codes import as_codes
-from .validation import as_matrix, check_positive_int
+from .validation import as_matrix, check_positive_int, like_input
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ def check_inputs(interactions: pd.DataFrame, items: pd.DataFrame, config: Evalua
         With one line that names the column, what was wrong and how to fix it.
     """
     rows_name, items_name = names
-    _require(interactions, [config.user, config.item], f"--user/--item", rows_name)
+    _require(interactions, [config.user, config.item], "--user/--item", rows_name)
     _require(interactions, [config.label], "--label", rows_name)
     _require(items, [config.item], "--item", items_name)
     _require(items, config.embedding, "--embedding", items_name)

@@ -1,4 +1,5 @@
-"""PNG plots of benchmark records: utilization, EM history, CTR AUC and the codebook sweep.
+"""PNG plots of tokenizer records: codebook utilization and EM history (``rqgmm evaluate``'s report; its
+CTR plots are in ``evaluate_report.py``).
 
 Each ``plot_*`` function writes one PNG per group it finds in the records and
 returns the paths; a kind of record that is absent gives no plot and no error.
@@ -20,10 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .tables import (  # noqa: E402
-    FIRST_BACKBONES, FIRST_SPLITS, FIRST_VARIANTS, first_codebook_size, mean_std, ordered, select,
-    setting_key, variant_label, variant_of, variants,
-)
+from .tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_key  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ def _level_values(recs: list[dict], key: str, level: int) -> list:
 
 
 def _utilization_figure(recs: list[dict], title: str) -> plt.Figure:
-    toks = ordered((r.get("tokenizer") for r in recs), FIRST_VARIANTS)
+    toks = ordered((r.get("tokenizer") for r in recs), FIRST_TOKENIZERS)
     depth = max(len(r.get("utilization") or []) for r in recs)
     series = {}
     for level in range(depth):
@@ -156,76 +154,6 @@ def _zoomed_ylim(ax: plt.Axes, series: dict[str, tuple[list, list]]) -> None:
         ax.set_ylim(max(0.0, min(lows) - 0.3 * span), min(1.0, max(highs) + 0.35 * span))
 
 
-def _auc_figure(recs: list[dict], title: str) -> plt.Figure:
-    present = variants(recs)
-    backbones = ordered((r.get("backbone") for r in recs), FIRST_BACKBONES)
-    series = {}
-    for b in backbones:
-        stats = [_mean_err([r.get("auc") for r in select(recs, backbone=b) if variant_of(r) == v]) for v in present]
-        series[b] = ([s[0] for s in stats], [s[1] for s in stats])
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(present) + 2), 4.0))
-    _grouped_bars(ax, [variant_label(v).replace(" (", "\n(") for v in present], series)
-    _zoomed_ylim(ax, series)
-    ax.set_ylabel("test AUC (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.legend(title="backbone", ncol=len(backbones), loc="upper left", frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
-def plot_auc(records: Sequence[dict], out_dir: Path) -> list[Path]:
-    """Per dataset × split: AUC by variant (x) with one bar per backbone and std error bars."""
-    recs = [r for r in select(records, kind="ctr") if r.get("auc") is not None]
-    paths = []
-    for dataset in _datasets(recs):
-        in_data = select(recs, dataset=dataset)
-        for split in ordered((r.get("split") for r in in_data), FIRST_SPLITS):
-            fig = _auc_figure(select(in_data, split=split), f"{dataset}: CTR AUC, {split} split (y axis zoomed)")
-            paths.append(_save(fig, out_dir, f"auc_{_safe(dataset)}_{_safe(split)}"))
-    return paths
-
-
 # ----------------------------------------------------------------------------- sweep
 
 
-def _sweep_panel(ax: plt.Axes, recs: list[dict], key: str, ylabel: str) -> None:
-    sizes = sorted({first_codebook_size(r) for r in recs})
-    toks = ordered((r.get("tokenizer") for r in recs), FIRST_VARIANTS)
-    for i, tok in enumerate(toks):
-        stats = [_mean_err([r.get(key) for r in select(recs, tokenizer=tok) if first_codebook_size(r) == k])
-                 for k in sizes]
-        dodge = 2.0 ** (0.04 * (i - (len(toks) - 1) / 2))  # keeps overlapping error bars apart
-        ax.errorbar(np.multiply(sizes, dodge), [s[0] for s in stats], yerr=[s[1] for s in stats],
-                    marker="o", capsize=3, label=tok)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(k) for k in sizes])
-    ax.minorticks_off()
-    ax.set_xlabel("codebook size K per level")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-
-
-def plot_sweep(records: Sequence[dict], out_dir: Path) -> list[Path]:
-    """Per dataset: RMSE against K and AUC against K, one line per tokenizer with std error bars."""
-    recs = [r for r in select(records, kind="sweep") if first_codebook_size(r) is not None]
-    paths = []
-    for dataset in _datasets(recs):
-        in_data = select(recs, dataset=dataset)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-        _sweep_panel(left, in_data, "rmse", "reconstruction RMSE")
-        _sweep_panel(right, in_data, "auc", "test AUC")
-        right.legend(frameon=False)
-        backbone = "/".join(ordered(r.get("backbone") for r in in_data))
-        fig.suptitle(f"{dataset}: codebook-size sweep" + (f" ({backbone})" if backbone else ""))
-        fig.tight_layout()
-        paths.append(_save(fig, out_dir, f"sweep_{_safe(dataset)}"))
-    return paths
-
-
-def plot_all(records: Sequence[dict], out_dir: Path) -> list[Path]:
-    """Every plot above; returns the PNG paths written."""
-    paths = []
-    for plot in (plot_utilization, plot_em_history, plot_auc, plot_sweep):
-        paths += plot(records, out_dir)
-    logger.info("wrote %d plots to %s", len(paths), out_dir)
-    return paths
