@@ -106,9 +106,12 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
         # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): |x|^2 is added for the inertia only.
         scores = torch.addmm(C_sq, chunk, centres.T, alpha=-2.0)
         partial, labels = scores.min(dim=1) if constrained is None else _constrained_min(scores, chunk, constrained)
-        inertia += (partial + (chunk * chunk).sum(1)).clamp_min(0.0).sum(dtype=torch.float64)
-        # Per-chunk sums in the compute dtype, accumulated across chunks in float64.
-        sums += torch.zeros(K, D, dtype=chunk.dtype, device=chunk.device).index_add_(0, labels, chunk).to(torch.float64)
+        # |x|^2 as a squared norm: one read of the chunk, no (n, D) temporary.
+        inertia += (partial + torch.linalg.vector_norm(chunk, dim=1).square()).clamp_min(0.0).sum(dtype=torch.float64)
+        # Per-chunk sums in the compute dtype (scatter_add_: faster than index_add_ on CPU and GPU),
+        # accumulated across chunks in float64.
+        rows = labels.unsqueeze(1).expand(-1, D)
+        sums += torch.zeros(K, D, dtype=chunk.dtype, device=chunk.device).scatter_add_(0, rows, chunk).to(torch.float64)
         counts += torch.bincount(labels, minlength=K).to(torch.float64)
     source.all_reduce(sums, counts, inertia)
     return sums, counts, inertia
