@@ -224,6 +224,10 @@ class ResidualSource:
     r_1 = ``normalise(x)``; r_{j+1} = ``next_residual(r_j, codebooks[j][codes[:, j]])``.
     ``codebooks`` (list of (K_j, D)) and ``codes`` ((n_local, j) int64) are the
     levels fitted so far; with none, the residual is the normalised input.
+
+    The residuals are recomputed chunk by chunk on every pass, except where
+    :func:`keeps_residuals` says they are kept: then they are computed once and
+    every pass reads them (``kept_`` says which).
     """
 
     def __init__(self, base: RowSource, normalise: Callable[[torch.Tensor], torch.Tensor],
@@ -233,6 +237,7 @@ class ResidualSource:
         self.codebooks, self.codes = codebooks, codes
         for name in ("dtype", "device", "sharded", "n_total", "n_features", "start", "n_local"):
             setattr(self, name, getattr(base, name))
+        self.kept_ = torch.cat(list(self._computed())) if keeps_residuals(base) else None
 
     def _residual(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         r = self.normalise(x)
@@ -240,13 +245,22 @@ class ResidualSource:
             r = self.next_residual(r, codebook[k])
         return r
 
-    def chunks(self) -> Iterator[torch.Tensor]:
+    def _computed(self) -> Iterator[torch.Tensor]:
         offset = 0
         for x in self.base.chunks():
             yield self._residual(x, self.codes[offset : offset + x.shape[0]])
             offset += x.shape[0]
 
+    def chunks(self) -> Iterator[torch.Tensor]:
+        if self.kept_ is None:
+            yield from self._computed()
+            return
+        for lo in range(0, self.n_local, self.base.chunk_size):
+            yield self.kept_[lo : lo + self.base.chunk_size]
+
     def take(self, index: np.ndarray) -> torch.Tensor:
+        if self.kept_ is not None:
+            return self.kept_[torch.as_tensor(index, device=self.kept_.device)]
         return self._residual(self.base.take(index), self.codes[torch.as_tensor(index, device=self.codes.device)])
 
     def all_reduce(self, *tensors: torch.Tensor) -> None:
@@ -254,6 +268,17 @@ class ResidualSource:
 
     def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         return self.base.gather_rows(rows)
+
+
+def keeps_residuals(base: RowSource) -> bool:
+    """Whether a level's residuals are computed once and kept: on a GPU, when they fit beside the rows.
+
+    Recomputing them costs a normalisation and one gather and subtraction per
+    level fitted so far, on every pass of every iteration; on a GPU that is a
+    large share of an iteration, and its memory is there to spare. On the CPU
+    they are recomputed (memory is what out-of-core fits are short of).
+    """
+    return fits_on_device(base.n_local, base.n_features, base.dtype, base.device)
 
 
 def as_source(X, *, dtype: torch.dtype, device, chunk_size: int | None, what: str = "X", owner: str = "the model"):

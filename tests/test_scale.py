@@ -156,3 +156,19 @@ def test_a_rank_killed_mid_fit_ends_the_run_with_an_error_not_a_hang(tmp_path):
     _, err = run.communicate(timeout=120)  # a hang fails here
     assert run.returncode != 0
     assert not (tmp_path / "model").exists()
+
+
+def test_kept_residuals_give_the_codes_of_recomputed_ones(data, monkeypatch):
+    """On a GPU the residuals of each level are computed once and kept; the codes must not change."""
+    from rqgmm import source
+
+    X = data.astype(np.float32)
+    fits = {}
+    for keep in (False, True):
+        monkeypatch.setattr(source, "keeps_residuals", lambda base, keep=keep: keep)
+        for cls in (RQGMM, rqgmm.RQKMeans, rqgmm.PRQKMeans):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits[keep, cls] = cls(levels=3, codebook_size=6, random_state=0, chunk_size=97, progress=False).fit(X)
+    for cls in (RQGMM, rqgmm.RQKMeans, rqgmm.PRQKMeans):
+        np.testing.assert_array_equal(fits[True, cls].encode(X), fits[False, cls].encode(X))
