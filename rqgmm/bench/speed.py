@@ -80,7 +80,7 @@ def kmeans_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, rep
 
     Xt = torch.from_numpy(X).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    ours = per_iteration(lambda n: KMeans(k, max_iter=n, tol=-1.0, random_state=0, progress=False).fit(Xt),
+    ours = per_iteration(lambda n: KMeans(k, max_iter=n, tol=0.0, random_state=0, progress=False).fit(Xt),
                          iters, repeats, sync)
     try:
         import faiss

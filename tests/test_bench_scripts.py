@@ -1,0 +1,52 @@
+"""The benchmark scripts run (on tiny sizes, CPU) and their pieces compute what they claim."""
+
+import math
+
+import numpy as np
+import torch
+
+from rqgmm import RQGMM, RQKMeans
+from rqgmm.bench import balance, gpu, memory, refit, speed
+from rqgmm.gmm import DiagonalGMM, accumulate, m_step
+from rqgmm.source import RowSource
+
+
+def test_speed_and_balance_scripts_run(caplog):
+    caplog.set_level("INFO")
+    speed.main(["--n", "1500", "--d", "8", "--k", "4", "--iters", "2", "--repeats", "1"])
+    balance.main(["--n", "600", "--d", "6", "--levels", "2", "--k", "4", "--clusters", "5"])
+    text = caplog.text
+    assert "EM   ratio rqgmm / sklearn" in text and "KM     rqgmm" in text and "| rqkmeans | greedy |" in text
+
+
+def test_memory_script_runs(tmp_path, caplog):
+    caplog.set_level("INFO")
+    memory.main(["--n", "3000", "--d", "8", "--k", "4", "--max-iter", "1", "--dir", str(tmp_path)])
+    assert "exit 0" in caplog.text and "peak RssAnon" in caplog.text
+
+
+def test_gpu_anchor_iteration_is_one_em_step():
+    """The plain-torch anchor the GPU benchmark times computes the same EM step as DiagonalGMM."""
+    X = torch.from_numpy(np.random.default_rng(0).normal(size=(400, 5)))
+    level = DiagonalGMM(3, max_iter=1, random_state=0, dtype="float64", reg_covar=1e-6, progress=False).fit(X)
+    start = level.params
+    anchor = gpu.anchor_iteration(X, start)
+    ours = m_step(accumulate(RowSource(X, dtype=X.dtype, device="cpu", chunk_size=None), start), 1e-6, 0.0,
+                  torch.float64)
+    torch.testing.assert_close(anchor.means, ours.means, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(anchor.weights, ours.weights, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(anchor.variances, ours.variances, rtol=1e-4, atol=1e-6)
+    assert gpu.full_id_agreement(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]])) == 0.5
+
+
+def test_refit_figures_on_separated_data():
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(12, 6))[rng.integers(0, 12, 600)] * 5 + rng.normal(size=(600, 6))).astype(np.float32)
+    for cls in (RQKMeans, RQGMM):
+        same = refit.independent_refits(cls, X, 1, 12)
+        assert same["aligned"]["code_changed"][0] <= same["before"]["code_changed"][0]
+        warm = refit.warm_refit(cls, X, 1, 12)
+        assert warm["old_items"] + warm["new_items"] == 600 and 0.0 <= warm["full_id_kept"] <= 1.0
+        collisions = refit.reassigned_collisions(cls, X, 2, 4)
+        assert collisions["after_reassign"] <= collisions["collision_rate"]
+        assert math.isfinite(collisions["collision_rate"])
