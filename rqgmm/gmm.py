@@ -66,10 +66,22 @@ def weighted_log_prob(X: torch.Tensor, params: GMMParams, X2: torch.Tensor | Non
 
 
 def e_step(X: torch.Tensor, params: GMMParams, X2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D); γ overwrites the log-densities in place."""
+    """Responsibilities γ (n, K) and log p(x) (n,) for a chunk X (n, D), in place of the log-densities.
+
+    γ = exp(w − max w) / Σ exp(w − max w) and log p = max w + log Σ exp(w − max w)
+    (log-sum-exp written out so the exponentials are taken once). Terms whose
+    γ would fall below the dtype's smallest normal number are set to 0 before
+    the exponential: subnormal values make exp() and the M-step's products
+    several times slower on CPUs (seen: 7x with 3.5% of them), and they are far
+    below anything the statistics can resolve.
+    """
     wlp = weighted_log_prob(X, params, X2)
-    log_norm = torch.logsumexp(wlp, dim=1)
-    return wlp.sub_(log_norm.unsqueeze(1)).exp_(), log_norm
+    top = wlp.max(dim=1, keepdim=True).values
+    shifted = wlp.sub_(top)
+    floor = math.log(torch.finfo(shifted.dtype).tiny) + math.log(shifted.shape[1]) + 1.0  # γ >= e · tiny
+    unnormalised = shifted.masked_fill_(shifted < floor, -math.inf).exp_()
+    total = unnormalised.sum(dim=1, keepdim=True)
+    return unnormalised.div_(total), (top + total.log()).squeeze(1)
 
 
 def m_step(stats: GMMStats, reg_covar: float, var_floor: float, dtype: torch.dtype) -> GMMParams:

@@ -93,7 +93,7 @@ def kmeans_iteration_seconds(X: np.ndarray, k: int, iters: int, device: str, rep
     return {"rqgmm": ours, "faiss": per_iteration(run_faiss, iters, repeats)}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--d", type=int, default=384)
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"KM   ratio rqgmm / faiss = {km['rqgmm'] / km['faiss']:.2f}"]
     for line in lines:
         logger.info(line)
+    return lines
 
 
 if __name__ == "__main__":
