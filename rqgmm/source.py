@@ -50,23 +50,24 @@ def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, w
     asynchronously, so reading block i + 1 from disk overlaps copying block i.
     """
     n, d = stop - start, X.shape[1]
-    out = torch.empty((n, d), dtype=dtype, device=device)
     rows = max(1, STAGING_BYTES // max(1, d * dtype.itemsize))
-    buffers = [torch.empty((rows, d), dtype=dtype, pin_memory=True) for _ in range(2)]
-    done: list[torch.cuda.Event | None] = [None, None]
-    for i, lo in enumerate(range(0, n, rows)):
-        hi, b = min(lo + rows, n), i % 2
-        if done[b] is not None:
-            done[b].synchronize()  # the copy that last used this buffer has finished
-        staging = buffers[b][: hi - lo]
-        if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":  # one copy: file pages -> pinned buffer
-            np.copyto(staging.numpy(), X[start + lo : start + hi], casting="unsafe")
-        else:
-            staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
-        out[lo:hi].copy_(staging, non_blocking=True)
-        done[b] = torch.cuda.Event()
-        done[b].record()
-    torch.cuda.current_stream(device).synchronize()
+    with torch.cuda.device(device):  # copies and events on this device's current stream, whichever is current
+        out = torch.empty((n, d), dtype=dtype, device=device)
+        buffers = [torch.empty((rows, d), dtype=dtype, pin_memory=True) for _ in range(2)]
+        done: list[torch.cuda.Event | None] = [None, None]
+        for i, lo in enumerate(range(0, n, rows)):
+            hi, b = min(lo + rows, n), i % 2
+            if done[b] is not None:
+                done[b].synchronize()  # the copy that last used this buffer has finished
+            staging = buffers[b][: hi - lo]
+            if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":  # one copy: file pages -> pinned buffer
+                np.copyto(staging.numpy(), X[start + lo : start + hi], casting="unsafe")
+            else:
+                staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
+            out[lo:hi].copy_(staging, non_blocking=True)
+            done[b] = torch.cuda.Event()
+            done[b].record()
+        torch.cuda.current_stream().synchronize()
     return out
 
 
