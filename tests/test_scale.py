@@ -151,7 +151,7 @@ def test_a_rank_killed_mid_fit_ends_the_run_with_an_error_not_a_hang(tmp_path):
         time.sleep(0.5)
         victim = next((p for p in _descendants(run.pid) if _is_rank(p)), None)
     assert victim is not None, "rank 1 never started"
-    time.sleep(6.0)  # inside the fit (a whole fit takes minutes here)
+    time.sleep(6.0)  # inside the fit (the whole fit takes about 30 s on a 2-core machine)
     os.kill(victim, signal.SIGKILL)
     _, err = run.communicate(timeout=120)  # a hang fails here
     assert run.returncode != 0
