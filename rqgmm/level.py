@@ -180,6 +180,7 @@ class IterativeLevel(BaseEstimator):
             generator = make_generator(self.random_state)
             sample = sample_rows(source, self._sample_size(), self.random_state)
             self.history_, self.n_fixed_ = [], []
+            self.__dict__.pop("warm_started_", None)
             state = self._initialise(sample, generator) if init is None else self._start_from(init, sample)
         else:
             state, generator = self._restore(*resume, device=source.device)

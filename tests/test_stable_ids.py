@@ -9,6 +9,7 @@ import rqgmm
 from rqgmm.align import align, contingency
 from rqgmm.churn import churn
 from rqgmm.errors import InputError
+from rqgmm.gmm import DiagonalGMM
 
 METHODS = [rqgmm.RQGMM, rqgmm.RQKMeans]
 
@@ -111,3 +112,17 @@ def test_churn_separates_renumbering_from_change():
     assert out["adjusted_rand"] == [1.0, 1.0]
     assert churn(old, old) == {"n_items": 6, "full_id_changed": 0.0, "code_changed": [0.0, 0.0],
                                "adjusted_rand": [1.0, 1.0]}
+
+
+def test_a_warm_started_gmm_leaves_dead_components_empty_and_keeps_the_other_codes():
+    """Re-seeding by splitting would renumber half of the heaviest component's items; a warm start does not."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(6, 4)) * 10
+    labels = np.repeat(np.arange(6), [300, 200, 150, 100, 60, 40])
+    X = (centres[labels] + rng.normal(size=(len(labels), 4))).astype(np.float32)
+    old = DiagonalGMM(6, random_state=0, progress=False).fit(X)
+    kept = labels != 5  # the smallest cluster's items leave the catalogue: its component dies
+    new = DiagonalGMM(6, random_state=0, progress=False).fit(X[kept], init=old)
+    assert sum(new.n_fixed_) == 0
+    np.testing.assert_array_equal(new.predict(X[kept]), old.predict(X[kept]))
+    assert float(new.weights_.min()) < 1e-3  # the dead component stays, empty, under its old code
