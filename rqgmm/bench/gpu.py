@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,30 @@ def em_iteration(X: torch.Tensor, k: int, precision: str, repeats: int) -> dict:
         ours = median_seconds(lambda: level._step(source, GMMParams(start.weights.clone(), start.means.clone(),
                                                                     start.variances.clone()), generator), repeats)
     return {"anchor_ms": 1e3 * anchor, "diagonal_gmm_ms": 1e3 * ours, "ratio": ours / anchor}
+
+
+def sklearn_array_api_iteration(X: torch.Tensor, k: int, repeats: int) -> dict:
+    """scikit-learn's GaussianMixture (diag) on the GPU tensor through the array API, ms per EM iteration.
+
+    Needs ``SCIPY_ARRAY_API=1`` in the environment before scipy is imported; the
+    time per iteration is T(1 + n) − T(1) over n, so its initialisation cancels.
+    Returns the reason instead of a time when it does not run.
+    """
+    import sklearn
+    from sklearn.mixture import GaussianMixture
+
+    def fit(n: int) -> None:
+        with sklearn.config_context(array_api_dispatch=True):
+            GaussianMixture(k, covariance_type="diag", max_iter=n, tol=0.0, random_state=0,
+                            init_params="random_from_data").fit(X)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            long, short = median_seconds(lambda: fit(6), repeats), median_seconds(lambda: fit(1), repeats)
+    except Exception as exc:  # a peer that does not run is reported, not fatal
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return {"ms_per_iteration": 1e3 * (long - short) / 5, "version": sklearn.__version__}
 
 
 def fit_and_encode(cls, X: torch.Tensor, levels: int, k: int, iters: int, precision: str):
@@ -247,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--sections", default="main,cpu,scale",
                         help="main (the table, the command line included), cli (the command line alone), "
-                             "cpu (CPU vs GPU IDs, 200,000 x 384, 2 x 128), "
+                             "cpu (CPU vs GPU IDs, 200,000 x 384, 2 x 128), sklearn (scikit-learn's array-API "
+                             "GaussianMixture per EM iteration; run with SCIPY_ARRAY_API=1), "
                              "scale (10,000,000 x 256, 2 x 256, 10 iterations), real (needs --real)")
     parser.add_argument("--real", default=None, help="a .npy of real embeddings for the precision agreement")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -260,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
         result["real"] = real_agreement(args.real, 2, 32)
     if "cpu" in sections:
         result["cpu_vs_gpu"] = cpu_cuda_agreement(200_000, 384, 2, 128)
+    if "sklearn" in sections:
+        X = unit_vectors(args.rows, args.dim, 4096, 0, "cuda")
+        result["sklearn_array_api"] = {"ours": em_iteration(X, args.codebook_size, "fp32", args.repeats),
+                                       "sklearn": sklearn_array_api_iteration(X, args.codebook_size, 3)}
+        del X
     if "cli" in sections:
         result["cli"] = cli_fit(unit_vectors(args.rows, args.dim, 4096, 0, "cuda"), args.levels, args.codebook_size,
                                 args.iters)
