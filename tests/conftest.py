@@ -21,6 +21,16 @@ def make_mixture(n_per: int = 200, k: int = 6, d: int = 8, seed: int = 0, spread
     return X[rng.permutation(len(X))], means
 
 
+def write_embeddings(directory, X: np.ndarray, first_id: int = 0) -> None:
+    """``directory/x.npy`` and ``directory/x.parquet`` (item ids first_id, first_id + 1, ...) holding X (N, D)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    np.save(directory / "x.npy", X)
+    pq.write_table(pa.table({"item_id": np.arange(first_id, first_id + len(X)), "embedding": list(X)}),
+                   directory / "x.parquet")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module: small fits gain nothing from two, and lose much when the cores are shared."""

@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_mixture
+from conftest import make_mixture, write_embeddings
 
 import rqgmm
 from rqgmm.metrics import rmse
@@ -24,9 +23,7 @@ def run(*args, cwd):
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     X = make_mixture(n_per=60, k=8, d=12, seed=2)[0].astype(np.float32)
-    np.save(d / "x.npy", X)
-    ids = np.arange(1000, 1000 + len(X))
-    pq.write_table(pa.table({"item_id": ids, "embedding": list(X)}), d / "x.parquet")
+    write_embeddings(d, X, first_id=1000)
     code, _, err = run("fit", "x.npy", "--method", "rqgmm", "--levels", 2, "--codebook-size", 8, "--quiet",
                        "--out", "model", cwd=d)
     assert code == 0, err

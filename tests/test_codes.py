@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_mixture
+from conftest import make_mixture, write_embeddings
 
 from rqgmm import RQGMM, io
 from rqgmm.cli import main
@@ -196,8 +196,7 @@ def test_flat_needs_codebook_sizes():
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("codes-cli")
     X = make_mixture(n_per=25, k=6, d=6, seed=3)[0].astype(np.float32)
-    np.save(d / "x.npy", X)
-    pq.write_table(pa.table({"item_id": np.arange(500, 500 + len(X)), "embedding": list(X)}), d / "x.parquet")
+    write_embeddings(d, X, first_id=500)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = RQGMM(levels=2, codebook_size=[6, 4], max_iter=15, random_state=0, progress=False).fit(X)

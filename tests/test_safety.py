@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import make_mixture
+from conftest import make_mixture, write_embeddings
 from safetensors.torch import load_file, save_file
 
 import rqgmm
@@ -43,8 +41,7 @@ def store(tmp_path_factory):
     """A directory with embeddings (npy, parquet) and a fitted model."""
     d = tmp_path_factory.mktemp("safety")
     X = make_mixture(n_per=40, k=6, d=8, seed=3)[0].astype(np.float32)
-    np.save(d / "x.npy", X)
-    pq.write_table(pa.table({"item_id": np.arange(100, 100 + len(X)), "embedding": list(X)}), d / "x.parquet")
+    write_embeddings(d, X, first_id=100)
     rqgmm.RQGMM(2, 6, random_state=0, progress=False).fit(X).save(d / "model")
     return d
 
