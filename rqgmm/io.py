@@ -193,19 +193,19 @@ def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = 
             vectors = {c: _embedding_column(pa.chunked_array([batch.column(c)]), path, c) for c in columns}
             yield ids, vectors if len(columns) > 1 else vectors[columns[0]]
     except (pa.ArrowException, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path} is not a readable parquet file of embeddings ({first})") from None
+        raise _unreadable(path, "embeddings", exc) from None
 
 
 def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | dict]:
     """The whole file, read batch by batch into one preallocated array per column (the table is never whole)."""
-    ids, out, offset = [], {}, 0
+    ids, out, offset, total = [], {}, 0, None
     for batch_ids, X in iter_parquet_embeddings(path, columns):
         n = len(batch_ids)
+        total = total if total is not None else pq.ParquetFile(path).metadata.num_rows  # footer read once
         for c in columns:
             rows = X[c] if isinstance(X, dict) else X
             if c not in out:
-                out[c] = np.empty((pq.ParquetFile(path).metadata.num_rows, rows.shape[1]), dtype=rows.dtype)
+                out[c] = np.empty((total, rows.shape[1]), dtype=rows.dtype)
             elif n and rows.shape[1] != out[c].shape[1]:
                 raise InputError(f"{path}: '{c}' is ragged (lengths {rows.shape[1]} and {out[c].shape[1]}); every "
                                  "row needs the same D")
@@ -235,9 +235,8 @@ def item_id_column(column: pa.ChunkedArray, path: Path, unique: bool = True) -> 
         raise InputError(f"{path}: 'item_id' has type {col.type}; item ids must be integers or strings")
     if col.null_count:
         raise InputError(f"{path}: 'item_id' has {col.null_count} null values; every item needs an id")
-    if unique and pc.count_distinct(col).as_py() != len(col):
-        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
-    return col.to_numpy(zero_copy_only=False)
+    ids = col.to_numpy(zero_copy_only=False)
+    return check_unique_ids(ids, path) if unique else ids
 
 
 def read_parquet(path: Path, what: str) -> pa.Table:
@@ -245,8 +244,13 @@ def read_parquet(path: Path, what: str) -> pa.Table:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path} is not a readable parquet file of {what} ({first})") from None
+        raise _unreadable(path, what, exc) from None
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> InputError:
+    """The one-line error for a parquet file Arrow cannot read, naming ``what`` it should hold."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputError(f"{path} is not a readable parquet file of {what} ({first})")
 
 
 def _embedding_column(column: pa.ChunkedArray, path: Path, name: str = "embedding") -> np.ndarray:
