@@ -217,9 +217,8 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
         raise InputError(f"--checkpoint is supported for "
                          f"{', '.join(m for m in methods() if tokenizer_class(m).resumable)}, not {args.method}; "
                          "drop it")
-    if args.precision is not None and not _takes_precision(cls):
-        raise InputError(f"--precision applies to {', '.join(m for m in methods() if _takes_precision(tokenizer_class(m)))}, "
-                         f"not {args.method}; drop --precision")
+    if args.precision is not None:
+        _check_takes(cls, "precision", "--precision")
     levels = args.levels if args.levels is not None else (cls.fixed_levels or 3)
     kwargs = dict(levels=levels, codebook_size=args.codebook_size, random_state=args.seed,
                   device=args.device, progress=False if args.quiet else None)
@@ -235,16 +234,19 @@ def make_tokenizer(args: argparse.Namespace) -> Tokenizer:
     return tokenizer
 
 
-def _takes_precision(cls: type) -> bool:
-    return "precision" in cls._get_param_names()
+def _check_takes(cls: type[Tokenizer], param: str, flag: str) -> None:
+    """Refuse ``flag`` unless the method ``cls`` has the constructor parameter ``param`` (naming those that do)."""
+    if param not in cls._get_param_names():
+        taking = ", ".join(m for m in methods() if param in tokenizer_class(m)._get_param_names())
+        raise InputError(f"{flag} applies to {taking}, not {cls.method}; drop {flag}")
+
+
 def _balance_kwargs(cls: type[Tokenizer], args: argparse.Namespace) -> dict:
     if args.balance is None:
         if args.max_cluster_size is not None:
             raise InputError("--max-cluster-size bounds balanced codes; add --balance greedy or --balance sinkhorn")
         return {}
-    if "balance" not in cls._get_param_names():
-        balanced = ", ".join(m for m in methods() if "balance" in tokenizer_class(m)._get_param_names())
-        raise InputError(f"--balance applies to {balanced}, not {args.method}; drop --balance")
+    _check_takes(cls, "balance", "--balance")
     size = {} if args.max_cluster_size is None else {"max_cluster_size": args.max_cluster_size}
     return {"balance": args.balance, **size}
 
@@ -343,8 +345,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
     tokenizer = load(args.model, device=device)
     if args.precision is not None:
-        if not _takes_precision(type(tokenizer)):
-            raise InputError(f"--precision applies to k-means and GMM models, not {tokenizer.method}; drop it")
+        _check_takes(type(tokenizer), "precision", "--precision")
         tokenizer.set_params(precision=args.precision)
     if args.unique == "reassign" and not tokenizer.reconstructs:
         raise InputError(f"--unique reassign moves colliding items to the code that reconstructs them best; a "
