@@ -105,9 +105,10 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
     for chunk in source.chunks():
         # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): |x|^2 is added for the inertia only.
         scores = torch.addmm(C_sq, chunk, centres.T, alpha=-2.0)
-        partial, labels = scores.min(dim=1) if constrained is None else _constrained_min(scores, chunk, constrained)
         # |x|^2 as a squared norm: one read of the chunk, no (n, D) temporary.
-        inertia += (partial + torch.linalg.vector_norm(chunk, dim=1).square()).clamp_min(0.0).sum(dtype=torch.float64)
+        x_sq = torch.linalg.vector_norm(chunk, dim=1).square()
+        partial, labels = scores.min(dim=1) if constrained is None else _constrained_min(scores, x_sq, constrained)
+        inertia += (partial + x_sq).clamp_min(0.0).sum(dtype=torch.float64)
         # Per-chunk sums in the compute dtype (scatter_add_: faster than index_add_ on CPU and GPU),
         # accumulated across chunks in float64.
         rows = labels.unsqueeze(1).expand(-1, D)
@@ -117,9 +118,9 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
     return sums, counts, inertia
 
 
-def _constrained_min(scores: torch.Tensor, chunk: torch.Tensor, constrained) -> tuple[torch.Tensor, torch.Tensor]:
+def _constrained_min(scores: torch.Tensor, x_sq: torch.Tensor, constrained) -> tuple[torch.Tensor, torch.Tensor]:
     """(score, code) of a size-constrained assignment; it ranks rows, so it sees whole squared distances."""
-    labels = constrained(scores + (chunk * chunk).sum(1, keepdim=True))
+    labels = constrained(scores + x_sq.unsqueeze(1))
     return scores.gather(1, labels.unsqueeze(1)).squeeze(1), labels
 
 

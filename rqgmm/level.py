@@ -164,8 +164,9 @@ class IterativeLevel(BaseEstimator):
 
         ``y`` is ignored (scikit-learn's signature). ``init`` is a fitted level
         of the same type and dimension (at most ``K`` components): the fit starts
-        from its parameters instead of a seeded sample (a warm start; components
-        that die are re-seeded as usual). ``resume`` is a ``(meta, tensors)``
+        from its parameters instead of a seeded sample (a warm start; what becomes
+        of components that die is the level's choice: k-means refills them, a
+        GMM leaves them empty). ``resume`` is a ``(meta, tensors)``
         pair that ``on_progress`` received from an earlier, interrupted fit on
         the same data: the fit continues from it and ends as the uninterrupted
         fit would (it takes precedence over ``init``). ``on_progress(meta,

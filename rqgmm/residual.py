@@ -471,7 +471,7 @@ class RQGMM(ResidualQuantizer):
         with matmul_precision(self.precision, x.device):
             for level in self.levels_:
                 out.append(like_input(level.predict_proba(residual), X))
-                residual = residual - level.codebook[level.assign_chunk(residual)]
+                residual = self._next_residual(residual, level.codebook[level.assign_chunk(residual)])
         return out
 
 
