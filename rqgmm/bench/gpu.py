@@ -35,6 +35,7 @@ from ..kmeans import kmeans_plusplus
 from ..level import POINTS_PER_CENTRE, make_generator
 from ..residual import RQGMM, RQKMeans
 from ..source import RowSource
+from . import speed
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +53,9 @@ def unit_vectors(n: int, d: int, n_centres: int, seed: int, device: str) -> torc
 
 
 def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up, device synchronised around each."""
+    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up, the GPU synchronised around each."""
     fn()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return speed.median_seconds(fn, repeats, torch.cuda.synchronize)
 
 
 def anchor_iteration(X: torch.Tensor, p: GMMParams) -> GMMParams:

@@ -26,7 +26,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-def _median_seconds(fn, repeats: int, sync=lambda: None) -> float:
+def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, ``sync()`` called around each (a device's barrier)."""
     times = []
     for _ in range(repeats):
         sync()
@@ -43,14 +44,14 @@ def matmul_rate(n: int, d: int, k: int, device: str, repeats: int) -> float:
     W = torch.randn(d, k, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     X @ W
-    seconds = _median_seconds(lambda: X @ W, repeats, sync)
+    seconds = median_seconds(lambda: X @ W, repeats, sync)
     return 2.0 * n * d * k / seconds
 
 
 def per_iteration(fit, iters: int, repeats: int, sync=lambda: None) -> float:
     """Seconds per iteration of ``fit(n_iterations)``, initialisation excluded by differencing."""
-    long = _median_seconds(lambda: fit(1 + iters), repeats, sync)
-    short = _median_seconds(lambda: fit(1), repeats, sync)
+    long = median_seconds(lambda: fit(1 + iters), repeats, sync)
+    short = median_seconds(lambda: fit(1), repeats, sync)
     return (long - short) / iters
 
 
