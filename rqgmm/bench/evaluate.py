@@ -90,12 +90,6 @@ def tokenizer_inputs(data: EvaluationData, config: EvaluateConfig) -> dict[str, 
     return dict(data.vectors)
 
 
-def shared_id_share(codes: np.ndarray) -> float:
-    """The share of items whose full ID (all L codes) is held by another item too."""
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    return float((counts[inverse.reshape(-1)] > 1).mean())
-
-
 #: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
 BALANCE = "greedy"
 
@@ -124,7 +118,7 @@ def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: Eval
     history = getattr(model, "history_", None)
     per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
     metrics.update(history=history if per_level else [], fit_seconds=time.perf_counter() - start,
-                   shared_items=shared_id_share(codes), warnings=sorted({str(w.message) for w in caught}))
+                   shared_items=metrics["collided_items"], warnings=sorted({str(w.message) for w in caught}))
     return metrics, table
 
 
