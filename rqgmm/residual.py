@@ -131,7 +131,7 @@ class ResidualQuantizer(Tokenizer):
         self.offset_, self.scale_ = _moments(source)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.offset_) / self.scale_
+        return (x - self.offset_).div_(self.scale_)  # one new (n, D) tensor: x is the caller's
 
     @staticmethod
     def _next_residual(residual: torch.Tensor, codeword: torch.Tensor) -> torch.Tensor:
@@ -302,12 +302,11 @@ class ResidualQuantizer(Tokenizer):
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """Codes (n, L) of a validated chunk (n, D)."""
-        residual = self._normalise(x)
-        codes = []
-        for level in self.levels_:
-            k = level.assign_chunk(residual)
-            residual = self._next_residual(residual, level.codebook[k])
-            codes.append(k)
+        residual, codes = self._normalise(x), []
+        for i, level in enumerate(self.levels_):
+            codes.append(level.assign_chunk(residual))
+            if i + 1 < len(self.levels_):  # the last level's residual would never be read
+                residual = self._next_residual(residual, level.codebook[codes[-1]])
         return torch.stack(codes, dim=1)
 
     def _codes_table(self, codes) -> torch.Tensor:

@@ -28,6 +28,18 @@ def test_memory_script_runs(tmp_path, monkeypatch):
     assert any("exit 0" in line and "peak RssAnon" in line for line in logged)
 
 
+def test_memory_script_streams_an_encode(tmp_path, monkeypatch):
+    """--encode: a float16 file fitted on a sample, encoded by the command line, codes checked against the library."""
+    logged = []
+    monkeypatch.setattr(memory.logger, "info", lambda message, *args: logged.append(message % args if args else message))
+    memory.main(["--encode", "--n", "5000", "--d", "6", "--k", "4", "--levels", "2", "--max-iter", "2",
+                 "--dtype", "float16", "--sample", "1000", "--check-rows", "700", "--dir", str(tmp_path)])
+    assert np.load(tmp_path / "x-5000x6-float16.npy", mmap_mode="r").dtype == np.float16
+    assert np.load(tmp_path / "codes.npy").shape == (5000, 2)
+    assert any("rqgmm encode exit 0" in line and "peak RssAnon" in line for line in logged)
+    assert "streamed codes equal to the library's on 1.0000 of 700 sampled rows" in logged
+
+
 def test_gpu_anchor_iteration_is_one_em_step():
     """The plain-torch anchor the GPU benchmark times computes the same EM step as DiagonalGMM."""
     X = torch.from_numpy(np.random.default_rng(0).normal(size=(400, 5)))
