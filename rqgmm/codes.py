@@ -99,7 +99,8 @@ def as_codes(codes, *, levels: int | None = None, codebook_sizes: list[int] | No
         On a non-2-D or non-integer table, too many levels, or codes out of range.
     """
     if not isinstance(codes, torch.Tensor):
-        codes = torch.from_numpy(np.array(codes))
+        array = np.asarray(codes)  # not copied when it can be wrapped: a 10^8-row table is 1.6 GB per copy
+        codes = torch.from_numpy(array if array.flags.writeable else array.copy())
     if codes.ndim != 2:
         raise InputError(f"codes must be 2-D (N items x L levels), got shape {tuple(codes.shape)}")
     if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:

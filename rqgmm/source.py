@@ -50,10 +50,11 @@ def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, w
     asynchronously, so reading block i + 1 from disk overlaps copying block i.
     """
     n, d = stop - start, X.shape[1]
-    rows = max(1, STAGING_BYTES // max(1, d * dtype.itemsize))
+    stored = stored_float_dtype(X) or dtype  # cross in the stored dtype; convert on the GPU
+    rows = max(1, STAGING_BYTES // max(1, d * stored.itemsize))
     with torch.cuda.device(device):  # copies and events on this device's current stream, whichever is current
         out = torch.empty((n, d), dtype=dtype, device=device)
-        buffers = [torch.empty((rows, d), dtype=dtype, pin_memory=True) for _ in range(2)]
+        buffers = [torch.empty((rows, d), dtype=stored, pin_memory=True) for _ in range(2)]
         done: list[torch.cuda.Event | None] = [None, None]
         for i, lo in enumerate(range(0, n, rows)):
             hi, b = min(lo + rows, n), i % 2
@@ -64,11 +65,24 @@ def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, w
                 np.copyto(staging.numpy(), X[start + lo : start + hi], casting="unsafe")
             else:
                 staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
-            out[lo:hi].copy_(staging, non_blocking=True)
+            crossed = staging if stored == dtype else staging.to(device, non_blocking=True)  # converted below
+            out[lo:hi].copy_(crossed, non_blocking=True)
             done[b] = torch.cuda.Event()
             done[b].record()
         torch.cuda.current_stream().synchronize()
     return out
+
+
+def stored_float_dtype(X) -> torch.dtype | None:
+    """The torch dtype of a numpy float16/32/64 array's values, else None.
+
+    Rows cross to a GPU in this dtype and are converted there: torch converts a
+    host-to-device copy's dtype on the host, in one thread, which made a float16
+    file's streaming encode CPU-bound (1.1 GB/s measured for the conversion).
+    """
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.dtype.itemsize in (2, 4, 8):
+        return torch.from_numpy(np.empty(0, X.dtype.newbyteorder("="))).dtype
+    return None
 
 
 def world() -> tuple[int, int]:
@@ -123,7 +137,7 @@ class RowSource:
     def _tensor(self, rows) -> torch.Tensor:
         if self.resident_:
             return self.X[rows]
-        return as_real_tensor(self.X[rows], self.what).to(device=self.device, dtype=self.dtype)
+        return as_real_tensor(self.X[rows], self.what).to(self.device).to(self.dtype)  # dtype converted on the device
 
     def chunks(self) -> Iterator[torch.Tensor]:
         """This rank's rows, ``chunk_size`` at a time: tensors (n, D)."""

@@ -4,9 +4,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import rqgmm
-from rqgmm import io
+from rqgmm import io, source
 from rqgmm.cli import main
 from rqgmm.codes import read_codes
 
@@ -58,3 +59,19 @@ def test_an_item_id_repeated_across_batches_is_refused(tmp_path, small_batches, 
         assert main(argv) == 2
         assert "has duplicate item_id values; each item must appear once" in capsys.readouterr().err
     assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "m2").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on the device machine)")
+@pytest.mark.parametrize("stored", ["float16", "float32", "float64", ">f4"])
+@pytest.mark.parametrize("resident", [True, False])
+def test_memory_mapped_rows_reach_the_gpu_unchanged(tmp_path, monkeypatch, stored, resident):
+    """Rows cross in their stored dtype (staged in several blocks, both buffers reused) and are converted on the GPU
+    to exactly the values numpy's conversion gives."""
+    monkeypatch.setattr(source, "STAGING_BYTES", 4096)
+    X = np.random.default_rng(0).normal(size=(1000, 7)).astype(stored)
+    np.save(tmp_path / "x.npy", X)
+    rows = source.RowSource(np.load(tmp_path / "x.npy", mmap_mode="r"), dtype=torch.float32,
+                            device=torch.device("cuda"), chunk_size=300, resident=resident)
+    assert rows.resident_ == resident
+    got = torch.cat(list(rows.chunks())).cpu()
+    torch.testing.assert_close(got, torch.from_numpy(X.astype(np.float32)), rtol=0, atol=0)
