@@ -9,7 +9,8 @@ from conftest import make_mixture
 from sklearn.mixture import GaussianMixture
 
 from rqgmm import DiagonalGMM, FewDistinctWarning
-from rqgmm.gmm import accumulate, m_step
+from rqgmm import gmm as gmm_module
+from rqgmm.gmm import accumulate, flushed_posteriors, m_step, softmax_posteriors
 from rqgmm.source import as_source
 
 
@@ -60,6 +61,32 @@ def test_log_likelihood_never_decreases_one_step_at_a_time():
         assert stats.mean_loglik >= previous - 1e-6 * abs(previous)
         previous = stats.mean_loglik
         params = m_step(stats, 1e-6, gmm.var_floor_, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_e_step_normalisations_give_softmax_and_logsumexp(dtype):
+    """The CPU's (subnormals flushed) and the GPU's (one softmax) normalisations against torch's own."""
+    w = torch.from_numpy(np.random.default_rng(0).normal(0, 60, size=(500, 64))).to(dtype)  # tails far below tiny
+    for normalise in (flushed_posteriors, softmax_posteriors):
+        resp, log_p = normalise(w.clone())
+        torch.testing.assert_close(resp, torch.softmax(w, 1), rtol=1e-5, atol=torch.finfo(dtype).tiny * 64 * 3)  # flushed: γ < e·K·tiny
+        torch.testing.assert_close(log_p, torch.logsumexp(w, 1))
+
+
+def test_the_gpu_normalisation_fits_as_the_cpu_one(monkeypatch):
+    """A whole fit with the GPU's E-step normalisation (forced on the CPU) gives the CPU one's monotone history,
+    parameters and codes."""
+    X, _ = make_mixture(n_per=300, k=8, d=10, seed=6, spread=2.0)
+    fit = lambda: DiagonalGMM(8, tol=1e-9, max_iter=30, random_state=0, dtype="float64", progress=False).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = fit()
+        monkeypatch.setattr(gmm_module, "posteriors", softmax_posteriors)
+        gpu_way = fit()
+    assert np.all(np.diff(gpu_way.history_) >= -1e-6 * np.abs(np.array(gpu_way.history_[:-1])))
+    np.testing.assert_allclose(gpu_way.history_, cpu.history_, rtol=1e-10)
+    torch.testing.assert_close(gpu_way.means_, cpu.means_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(gpu_way.predict(X), cpu.predict(X))
 
 
 def test_fit_history_is_monotone_and_recorded():
