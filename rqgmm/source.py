@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import InputError
-from .validation import nonfinite_message, as_matrix, as_real_tensor, check_shape
+from .validation import nonfinite_message, nonfinite_rows, as_matrix, as_real_tensor, check_shape
 
 
 #: Rows per chunk when ``chunk_size`` is None: cache-sized on CPU, few large products on a GPU.
@@ -153,7 +153,7 @@ class RowSource:
         """One pass: raise InputError naming the rows with NaN or Inf (global row numbers)."""
         bad, offset = [], self.start
         for chunk in self.chunks():
-            rows = torch.nonzero(~torch.isfinite(chunk).all(1)).flatten().cpu().numpy()
+            rows = nonfinite_rows(chunk).cpu().numpy()
             bad.append(rows + offset)
             offset += chunk.shape[0]
         bad_rows = self.gather_numpy(np.concatenate(bad))

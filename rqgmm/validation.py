@@ -69,13 +69,26 @@ def as_matrix(
     check_dimension(X, n_features, what, owner)
     source = X
     X = X.to(device=device if device is not None else X.device, dtype=dtype)
-    finite = torch.isfinite(X).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten().cpu()
+    bad = nonfinite_rows(X)
+    if len(bad):
+        bad = bad.cpu()
         if bool(torch.isfinite(source[bad].to(torch.float64)).all()):
             raise InputError(_overflow_message(bad.numpy(), X.shape[0], what, dtype))
         raise InputError(nonfinite_message(bad.numpy(), X.shape[0], what))
     return X
+
+
+def nonfinite_rows(X: torch.Tensor) -> torch.Tensor:
+    """Row numbers (m,) int64 of a float X (n, D) that hold NaN or ±Inf, on X's device; empty when none.
+
+    One sum first: it is finite only when every value is (NaN and Inf propagate
+    through a sum; a sum of finite values that overflows to Inf only costs the
+    exact row-wise test). One read of X instead of ``isfinite``'s several passes
+    and its (n, D) mask: on a GPU that test took a third of a 1M x 768 encode.
+    """
+    if bool(torch.isfinite(X.sum())):
+        return torch.zeros(0, dtype=torch.int64, device=X.device)
+    return torch.nonzero(~torch.isfinite(X).all(dim=1)).flatten()
 
 
 def check_shape(shape: tuple[int, ...], what: str = "X") -> None:

@@ -13,6 +13,7 @@ test_kill.py run the real subprocess.
 """
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -547,3 +548,16 @@ def test_float32_and_float64_agree_on_movielens_minilm():
     full_id, per_level = same.all(axis=1).mean(), same.mean(axis=0)
     print(f"float32 vs float64 agreement: full ID {full_id:.4f}, per level {np.round(per_level, 4).tolist()}")
     assert full_id >= 0.99, (full_id, per_level)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nonfinite_rows_finds_every_bad_row_and_nothing_else(dtype):
+    """The one-sum shortcut: NaN, +Inf, -Inf and +Inf/-Inf pairs are found; finite values whose sum overflows are not."""
+    from rqgmm.validation import nonfinite_rows
+
+    X = torch.randn(50, 4, dtype=dtype)
+    assert nonfinite_rows(X).tolist() == []
+    X[3, 1], X[7, 0], X[7, 3], X[20, 2] = math.nan, math.inf, -math.inf, -math.inf
+    assert nonfinite_rows(X).tolist() == [3, 7, 20]
+    huge = torch.full((6, 3), torch.finfo(dtype).max, dtype=dtype)  # finite, but their sum is +Inf
+    assert not bool(torch.isfinite(huge.sum())) and nonfinite_rows(huge).tolist() == []
