@@ -84,7 +84,7 @@ def nonfinite_rows(X: torch.Tensor) -> torch.Tensor:
     One sum first: it is finite only when every value is (NaN and Inf propagate
     through a sum; a sum of finite values that overflows to Inf only costs the
     exact row-wise test). One read of X instead of ``isfinite``'s several passes
-    and its (n, D) mask: on a GPU that test took a third of a 1M x 768 encode.
+    and its (n, D) mask (about 4 ms of a 30 ms 1M x 768 tf32 GPU encode).
     """
     if bool(torch.isfinite(X.sum())):
         return torch.zeros(0, dtype=torch.int64, device=X.device)
