@@ -46,8 +46,9 @@ def fits_on_device(n_rows: int, n_features: int, dtype: torch.dtype, device: tor
 def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, what: str) -> torch.Tensor:
     """Rows [start, stop) of X (a memory map or array, N x D) copied once to ``device``: (stop - start, D).
 
-    Blocks are read from X into two alternating pinned buffers and copied
-    asynchronously, so reading block i + 1 from disk overlaps copying block i.
+    Blocks are read from X into two alternating pinned buffers (in X's stored
+    float dtype, converted to ``dtype`` on the GPU) and copied asynchronously,
+    so reading block i + 1 from disk overlaps copying block i.
     """
     n, d = stop - start, X.shape[1]
     stored = stored_float_dtype(X) or dtype  # cross in the stored dtype; convert on the GPU
