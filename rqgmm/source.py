@@ -43,34 +43,55 @@ def fits_on_device(n_rows: int, n_features: int, dtype: torch.dtype, device: tor
     return n_rows * n_features * dtype.itemsize <= RESIDENT_SHARE * free
 
 
+class Stager:
+    """Host rows to a GPU through two alternating pinned buffers of :data:`STAGING_BYTES`.
+
+    Filling one buffer from the host (a memory map's pages) overlaps the
+    asynchronous copy of the other and the GPU's work on rows already sent.
+    Blocks cross in X's stored float dtype and are converted on the GPU.
+    Copies and events go on the device's current stream, so work queued
+    after :meth:`copy` sees the rows.
+    """
+
+    def __init__(self, X, device: torch.device, dtype: torch.dtype) -> None:
+        self.stored = stored_float_dtype(X) or dtype  # torch would convert on the host, in one thread
+        self.rows = max(1, STAGING_BYTES // max(1, X.shape[1] * self.stored.itemsize))
+        self.device = device
+        self.buffers = [torch.empty((self.rows, X.shape[1]), dtype=self.stored, pin_memory=True) for _ in range(2)]
+        self.done: list[torch.cuda.Event | None] = [None, None]
+        self.turn = 0
+
+    def copy(self, X, lo: int, hi: int, out: torch.Tensor, what: str) -> torch.Tensor:
+        """Rows X[lo:hi] (a memory map or array) into ``out`` (hi - lo, D) on the GPU, asynchronously; returns out."""
+        with torch.cuda.device(self.device):
+            for a in range(lo, hi, self.rows):
+                b, k = min(a + self.rows, hi), self.turn
+                self.turn ^= 1
+                if self.done[k] is not None:
+                    self.done[k].synchronize()  # the copy that last read this buffer has finished
+                staging = self.buffers[k][: b - a]
+                if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":  # one copy: file pages -> pinned buffer
+                    np.copyto(staging.numpy(), X[a:b], casting="unsafe")
+                else:
+                    staging.copy_(as_real_tensor(X[a:b], what))
+                target = out[a - lo : b - lo]
+                if target.dtype == staging.dtype:
+                    target.copy_(staging, non_blocking=True)
+                else:
+                    target.copy_(staging.to(self.device, non_blocking=True))  # converted on the GPU
+                self.done[k] = torch.cuda.Event()
+                self.done[k].record()
+        return out
+
+
 def upload(X, start: int, stop: int, dtype: torch.dtype, device: torch.device, what: str) -> torch.Tensor:
     """Rows [start, stop) of X (a memory map or array, N x D) copied once to ``device``: (stop - start, D).
 
-    Blocks are read from X into two alternating pinned buffers (in X's stored
-    float dtype, converted to ``dtype`` on the GPU) and copied asynchronously,
-    so reading block i + 1 from disk overlaps copying block i.
+    Through a :class:`Stager`, so reading block i + 1 from disk overlaps copying block i.
     """
-    n, d = stop - start, X.shape[1]
-    stored = stored_float_dtype(X) or dtype  # cross in the stored dtype; convert on the GPU
-    rows = max(1, STAGING_BYTES // max(1, d * stored.itemsize))
-    with torch.cuda.device(device):  # copies and events on this device's current stream, whichever is current
-        out = torch.empty((n, d), dtype=dtype, device=device)
-        buffers = [torch.empty((rows, d), dtype=stored, pin_memory=True) for _ in range(2)]
-        done: list[torch.cuda.Event | None] = [None, None]
-        for i, lo in enumerate(range(0, n, rows)):
-            hi, b = min(lo + rows, n), i % 2
-            if done[b] is not None:
-                done[b].synchronize()  # the copy that last used this buffer has finished
-            staging = buffers[b][: hi - lo]
-            if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":  # one copy: file pages -> pinned buffer
-                np.copyto(staging.numpy(), X[start + lo : start + hi], casting="unsafe")
-            else:
-                staging.copy_(as_real_tensor(X[start + lo : start + hi], what))
-            crossed = staging if stored == dtype else staging.to(device, non_blocking=True)  # converted below
-            out[lo:hi].copy_(crossed, non_blocking=True)
-            done[b] = torch.cuda.Event()
-            done[b].record()
-        torch.cuda.current_stream().synchronize()
+    out = torch.empty((stop - start, X.shape[1]), dtype=dtype, device=device)
+    Stager(X, device, dtype).copy(X, start, stop, out, what)
+    torch.cuda.current_stream(device).synchronize()
     return out
 
 
@@ -134,6 +155,8 @@ class RowSource:
         self.resident_ = resident and fits_on_device(self.n_local, self.n_features, dtype, self.device)
         self.X = upload(X, self.start, stop, dtype, self.device, what) if self.resident_ else X
         self.offset = 0 if self.resident_ else self.start  # where this rank's rows begin in self.X
+        streams_to_gpu = not self.resident_ and self.device.type == "cuda" and isinstance(X, np.ndarray)
+        self._stager = Stager(X, self.device, dtype) if streams_to_gpu else None
 
     def _tensor(self, rows) -> torch.Tensor:
         if self.resident_:
@@ -141,9 +164,18 @@ class RowSource:
         return as_real_tensor(self.X[rows], self.what).to(self.device).to(self.dtype)  # dtype converted on the device
 
     def chunks(self) -> Iterator[torch.Tensor]:
-        """This rank's rows, ``chunk_size`` at a time: tensors (n, D)."""
-        for lo in range(0, self.n_local, self.chunk_size):
-            yield self._tensor(slice(self.offset + lo, self.offset + min(lo + self.chunk_size, self.n_local)))
+        """This rank's rows, ``chunk_size`` at a time: tensors (n, D).
+
+        Rows streamed from a host array to a GPU cross through pinned buffers,
+        so reading the next chunk overlaps the GPU's work on this one.
+        """
+        for lo in range(self.offset, self.offset + self.n_local, self.chunk_size):
+            hi = min(lo + self.chunk_size, self.offset + self.n_local)
+            if self._stager is None:
+                yield self._tensor(slice(lo, hi))
+            else:
+                yield self._stager.copy(self.X, lo, hi, torch.empty((hi - lo, self.n_features), dtype=self.dtype,
+                                                                     device=self.device), self.what)
 
     def take(self, index: np.ndarray) -> torch.Tensor:
         """Rows at local positions ``index`` (sorted): (len(index), D)."""

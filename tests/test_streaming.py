@@ -75,3 +75,21 @@ def test_memory_mapped_rows_reach_the_gpu_unchanged(tmp_path, monkeypatch, store
     assert rows.resident_ == resident
     got = torch.cat(list(rows.chunks())).cpu()
     torch.testing.assert_close(got, torch.from_numpy(X.astype(np.float32)), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on the device machine)")
+@pytest.mark.parametrize("cls", [rqgmm.RQGMM, rqgmm.RQKMeans])
+def test_a_streamed_memory_map_encodes_and_fits_as_the_rows_in_gpu_memory(tmp_path, monkeypatch, cls):
+    """Through the pinned buffers (several blocks per chunk, chunks reusing both buffers), a memory map that does not
+    stay on the GPU gives the codes and the fitted model of the same rows held in GPU memory."""
+    monkeypatch.setattr(source, "STAGING_BYTES", 2048)
+    X = np.random.default_rng(3).normal(size=(3000, 6)).astype(np.float16)
+    np.save(tmp_path / "x.npy", X)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    in_gpu = torch.from_numpy(X.astype(np.float32)).cuda()
+    make = lambda: cls(levels=2, codebook_size=5, random_state=0, max_iter=4, chunk_size=700, device="cuda")
+    model = make().fit(in_gpu)
+    monkeypatch.setattr(source, "RESIDENT_SHARE", 0.0)  # stream every pass
+    np.testing.assert_array_equal(model.encode(mapped), model.encode(in_gpu).cpu().numpy())
+    streamed = make().fit(mapped)
+    torch.testing.assert_close(streamed.levels_[0].codebook, model.levels_[0].codebook)
