@@ -322,12 +322,7 @@ class PRQKMeans(ResidualQuantizer):
         """The unit residuals r_1..r_L (each (N, D)) that the levels see for X (N, D)."""
         self._check_fitted()
         source = self._source(X, shard=False, device=self._model_device)
-        R = torch.cat([self._normalise(x) for x in source.chunks()])
-        out = []
-        for level in self.levels_:
-            out.append(R)
-            R = self._next_residual(R, level.codebook[level.assign_chunk(R)])
-        return out
+        return [residual for _, residual, _ in self._walk(torch.cat(list(source.chunks())))]
 
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "PRQKMeans":

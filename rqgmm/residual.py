@@ -302,12 +302,16 @@ class ResidualQuantizer(Tokenizer):
 
     def _encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """Codes (n, L) of a validated chunk (n, D)."""
-        residual, codes = self._normalise(x), []
+        return torch.stack([code for _, _, code in self._walk(x)], dim=1)
+
+    def _walk(self, x: torch.Tensor):
+        """The hard residual path of validated rows x (n, D): (level, its residual (n, D), its codes (n,)) per level."""
+        residual = self._normalise(x)
         for i, level in enumerate(self.levels_):
-            codes.append(level.assign_chunk(residual))
+            code = level.assign_chunk(residual)
+            yield level, residual, code
             if i + 1 < len(self.levels_):  # the last level's residual would never be read
-                residual = self._next_residual(residual, level.codebook[codes[-1]])
-        return torch.stack(codes, dim=1)
+                residual = self._next_residual(residual, level.codebook[code])
 
     def _codes_table(self, codes) -> torch.Tensor:
         self._check_fitted()
@@ -466,12 +470,8 @@ class RQGMM(ResidualQuantizer):
         self._check_fitted()
         x = as_matrix(X, dtype=self._torch_dtype, device=self._model_device, n_features=self.n_features_in_,
                       what="X", owner=type(self).__name__)
-        residual, out = self._normalise(x), []
         with matmul_precision(self.precision, x.device):
-            for level in self.levels_:
-                out.append(like_input(level.predict_proba(residual), X))
-                residual = self._next_residual(residual, level.codebook[level.assign_chunk(residual)])
-        return out
+            return [like_input(level.predict_proba(residual), X) for level, residual, _ in self._walk(x)]
 
 
 @register
