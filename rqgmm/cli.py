@@ -167,7 +167,7 @@ def _add_benchmark(sub) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
     check_outputs([], [Output(args.out, "--out", "directory", marker="results.json")])
-    from .bench.study import run_benchmark  # the study's imports are heavy: load them only here
+    from .evaluate.study import run_benchmark  # the study's imports are heavy: load them only here
 
     run_benchmark(args)
 
@@ -198,7 +198,7 @@ def _add_evaluate(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .bench.evaluate_command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
+    from .evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
 
     run_evaluate(args)
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rqgmm.bench import evaluate as evaluate_module
-from rqgmm.bench.evaluate import Evaluation
-from rqgmm.bench.evaluate_config import config_from
-from rqgmm.bench.evaluate_inputs import check_inputs
-from rqgmm.bench.slices import SLICES, popularity_slices
+from rqgmm.evaluate import run as evaluate_module
+from rqgmm.evaluate.run import Evaluation
+from rqgmm.evaluate.config import config_from
+from rqgmm.evaluate.inputs import check_inputs
+from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.cli import main
 from synthetic import synthetic_log, write_synthetic
 
@@ -131,7 +131,7 @@ def test_toml_config_equals_the_flags(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('categorical = ["hour", "brand"]\nbag = "tags,recent"\nembedding = ["text_emb"]\n'
                     'codebook-size = 4\nbackbones = "fnn,ipnn"\nquick = true\n')
-    from rqgmm.bench.evaluate_config import read_toml
+    from rqgmm.evaluate.config import read_toml
     from_file = config_from(read_toml(str(path)))
     from_flags = config_from(dict(categorical="hour,brand", bag="tags,recent", embedding=["text_emb"],
                                   codebook_size="4", backbones="fnn,ipnn", quick=True))
@@ -149,7 +149,7 @@ def test_interactions_without_time_column_split_at_random():
 @pytest.mark.parametrize("method", ["rqkmeans+balanced", "rqgmm+balanced"])
 def test_balanced_tokenizers_are_variants_of_the_study(method):
     """METHOD+balanced fits METHOD with balanced codes: no code holds more than ceil(1.5 N / K) items."""
-    from rqgmm.bench.evaluate import fit_tokenizer
+    from rqgmm.evaluate.run import fit_tokenizer
 
     X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     X[:200] *= 0.05  # a dense blob that plain k-means would give few codes

@@ -1,1 +1,1 @@
-"""The ``rqgmm benchmark`` study: tokenizers → semantic IDs → CTR models, with tables and plots."""
+"""Measurement scripts only (speed, memory, GPU, refit, balance); the CTR study lives in :mod:`rqgmm.evaluate`."""

@@ -1,4 +1,4 @@
-"""Statistics and formatting for the report of ``rqgmm evaluate`` (``evaluate_report.py``).
+"""Statistics and formatting for the report of ``rqgmm evaluate`` (``report.py``).
 
 Cells show the mean over seeds, with the sample standard deviation (ddof=1)
 when more than one seed has a value. Paired differences subtract per seed

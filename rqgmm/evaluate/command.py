@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from ..paths import Output, check_outputs
-from .evaluate import SPLIT_RULE, Evaluation
-from .evaluate_config import EvaluateConfig, config_from_args
-from .evaluate_inputs import check_inputs, read_table
-from .evaluate_report import write_outputs
+from .run import SPLIT_RULE, Evaluation
+from .config import EvaluateConfig, config_from_args
+from .inputs import check_inputs, read_table
+from .report import write_outputs
 
 logger = logging.getLogger(__name__)
 

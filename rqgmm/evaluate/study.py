@@ -19,11 +19,11 @@ import pandas as pd
 from ..data import DATASETS, get_embedder, load_dataset, subsample
 from ..data.embedders import embed_items
 from ..errors import InputError
-from .evaluate import Evaluation
-from .evaluate_command import describe
-from .evaluate_config import EvaluateConfig, config_from
-from .evaluate_inputs import check_inputs
-from .evaluate_report import write_outputs
+from .run import Evaluation
+from .command import describe
+from .config import EvaluateConfig, config_from
+from .inputs import check_inputs
+from .report import write_outputs
 
 logger = logging.getLogger(__name__)
 

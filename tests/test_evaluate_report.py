@@ -1,4 +1,4 @@
-"""Paired differences (rqgmm.bench.tables) and the tokenizer plots (rqgmm.bench.plots) of the evaluate report."""
+"""Paired differences (rqgmm.evaluate.tables) and the tokenizer plots (rqgmm.evaluate.plots) of the evaluate report."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rqgmm.bench import plots, tables
+from rqgmm.evaluate import plots, tables
 
 DATASET = "movielens-100k"
 SEEDS = (0, 1, 2)

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow
 
 from ..errors import InputError
-from .evaluate_config import EvaluateConfig
+from .config import EvaluateConfig
 
 logger = logging.getLogger(__name__)
 

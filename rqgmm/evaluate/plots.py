@@ -1,5 +1,5 @@
 """PNG plots of tokenizer records: codebook utilization and EM history (``rqgmm evaluate``'s report; its
-CTR plots are in ``evaluate_report.py``).
+CTR plots are in ``report.py``).
 
 Each ``plot_*`` function writes one PNG per group it finds in the records and
 returns the paths; a kind of record that is absent gives no plot and no error.

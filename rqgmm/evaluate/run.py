@@ -26,8 +26,8 @@ from ..data.splits import Split, random_split, time_split
 from ..errors import InputError
 from ..metrics import report
 from ..tokenizer import tokenizer_class
-from .evaluate_config import EvaluateConfig
-from .evaluate_inputs import EvaluationData
+from .config import EvaluateConfig
+from .inputs import EvaluationData
 from .slices import SLICES, popularity_slices
 
 logger = logging.getLogger(__name__)

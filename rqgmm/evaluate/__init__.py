@@ -1,0 +1,7 @@
+"""``rqgmm evaluate``: what semantic IDs are worth on the user's own click log.
+
+The product, apart from the measurement scripts of :mod:`rqgmm.bench`:
+config (``config``), the input checks (``inputs``), one evaluation (``run``),
+popularity slices (``slices``), tables, plots and the report (``report``), the
+command (``command``) and the MovieLens study behind ``rqgmm benchmark`` (``study``).
+"""
