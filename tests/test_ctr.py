@@ -26,10 +26,10 @@ from rqgmm.ctr import (
     ItemContent,
     ModelConfig,
     TrainConfig,
-    evaluate,
     make_model,
     predict,
     run_ctr,
+    score,
     train,
 )
 from rqgmm.errors import InputError
@@ -139,8 +139,9 @@ def test_ids_plus_embedding_model_has_both_content_inputs(world):
     builder = _builder(world, "codes+embedding")
     kinds = {f.name: f.kind for f in builder.fields}
     assert kinds["sid_c1"] == kinds["sid_c2"] == "categorical" and kinds["emb"] == "dense"
-    batch = builder.transform(world["test"].iloc[:5]).batch(slice(None))
-    assert batch["emb"].shape == (5, 12) and batch["sid_c1"].shape == (5,)
+    tensors = builder.transform(world["test"].iloc[:5])
+    batch = tensors.batch(slice(None))
+    assert batch.dense[0].shape == (5, 12) and tensors.fields["sid_c1"].shape == (5,)
 
 
 def test_saved_and_reloaded_builder_gives_the_same_tensors(world, tmp_path):
@@ -158,8 +159,8 @@ def test_saved_and_reloaded_builder_gives_the_same_tensors(world, tmp_path):
     assert first.fields.keys() == again.fields.keys()
     for name in first.fields:
         torch.testing.assert_close(first.fields[name], again.fields[name])
-    for name in first.dense:
-        torch.testing.assert_close(first.batch(slice(None))[name], again.batch(slice(None))[name])
+    for ours, theirs in zip(first.batch(slice(None)).dense, again.batch(slice(None)).dense, strict=True):
+        torch.testing.assert_close(ours, theirs)
     model = make_model("ipnn", builder.fields, ModelConfig(hidden=(16,)), seed=0)
     np.testing.assert_array_equal(predict(model, first), predict(model, again))
 
@@ -191,7 +192,7 @@ def test_early_stopping_restores_the_best_validation_epoch(world):
     assert result.best_epoch == int(np.argmax(history))
     assert result.best_epoch < len(history) - 1  # this setting overfits: the best is not the last
     assert len(history) == min(config.max_epochs, result.best_epoch + 1 + config.patience)
-    restored = evaluate(valid_t.labels.numpy(), predict(result.model, valid_t))["auc"]
+    restored = score(valid_t.labels.numpy(), predict(result.model, valid_t))["auc"]
     assert restored == pytest.approx(max(history), abs=1e-12)
 
 
@@ -204,10 +205,10 @@ def test_training_leaves_thread_count_and_global_rng_alone(world):
     np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
 
 
-def test_evaluate_equals_sklearn():
+def test_score_equals_sklearn():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 2, 500), rng.random(500)
-    metrics = evaluate(y, p)
+    metrics = score(y, p)
     assert metrics["auc"] == roc_auc_score(y, p)
     assert metrics["logloss"] == log_loss(y, p)
 
@@ -300,4 +301,4 @@ def test_no_ctr_file_names_a_movielens_column():
 
 def test_single_class_validation_is_refused():
     with pytest.raises(InputError, match="AUC needs both clicks and non-clicks"):
-        evaluate(np.ones(4), np.full(4, 0.5))
+        score(np.ones(4), np.full(4, 0.5))

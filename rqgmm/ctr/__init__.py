@@ -5,16 +5,19 @@ its input is a declared :class:`FeatureSpec`, tables, and :class:`ItemContent`.
 """
 
 from .content import ItemContent
-from .features import CTRTensors, FeatureBuilder
+from .features import FeatureBuilder
 from .layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, InnerProduct, LinearTerm
 from .models import BACKBONES, DCNv2, DeepFM, FNN, IPNN, ModelConfig, make_model
 from .spec import FeatureSpec, FieldSpec
-from .train import CTRResult, TrainConfig, TrainResult, evaluate, predict, run_ctr, train
+from .log import EncodedLog, LogColumns, LogEncoder, LogPart
+from .tensors import Batch, CTRTensors, FieldBlock
+from .train import CTRResult, TrainConfig, TrainResult, auc, fit_and_score, predict, run_ctr, score, train
 from .vocabulary import Vocabulary
 
 __all__ = [
-    "BACKBONES", "CTRResult", "CTRTensors", "CrossNetworkV2", "DCNv2", "DeepFM", "FNN", "IPNN",
-    "FactorizationMachine", "FeatureBuilder", "FeatureEmbedding", "FeatureSpec", "FieldSpec",
-    "InnerProduct", "ItemContent", "LinearTerm", "MLP", "ModelConfig", "TrainConfig", "TrainResult",
-    "Vocabulary", "evaluate", "make_model", "predict", "run_ctr", "train",
+    "BACKBONES", "Batch", "CTRResult", "CTRTensors", "CrossNetworkV2", "DCNv2", "DeepFM", "EncodedLog", "FNN",
+    "FactorizationMachine", "FeatureBuilder", "FeatureEmbedding", "FeatureSpec", "FieldBlock", "FieldSpec", "IPNN",
+    "InnerProduct", "ItemContent", "LinearTerm", "LogColumns", "LogEncoder", "LogPart", "MLP", "ModelConfig",
+    "TrainConfig", "TrainResult", "Vocabulary", "auc", "fit_and_score", "make_model", "predict", "run_ctr", "score",
+    "train",
 ]

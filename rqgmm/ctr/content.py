@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .spec import FieldSpec
+from .tensors import FieldBlock
 
 
 def item_keys(ids) -> pd.Index:
@@ -109,3 +110,25 @@ class ItemContent:
             return {"parameters": sum(self.codebook_sizes) * dim, "bytes_per_item": int(np.ceil(bits / 8))}
         width = self.values.shape[1]
         return {"parameters": width * dim + dim, "bytes_per_item": 4 * width}
+
+
+def content_block(contents: Sequence[ItemContent], keys: pd.Index, codes: np.ndarray | None = None,
+                  bags: Sequence[np.ndarray] = (), numeric: np.ndarray | None = None) -> FieldBlock:
+    """The item block of the items ``keys`` (M,): their own fields, then each content's code levels and vectors.
+
+    Parameters
+    ----------
+    contents : sequence of ItemContent
+        Each must cover every item of ``keys``.
+    keys : Index of str, shape (M,)
+    codes, bags, numeric : optional
+        The items' own fields, which come first: categorical (M, F) int32 (the
+        item-id index, item-table fields), bags (M, G_f) each, numeric (M, F_n).
+    """
+    rows = [c.rows(keys) for c in contents]
+    # the same items in the same order (evaluate's content): no copy of an (M, D) table per run
+    take = [c.values if np.array_equal(r, np.arange(len(c.values))) else c.values[r] for c, r in zip(contents, rows)]
+    levels = [t.astype(np.int32) for c, t in zip(contents, take) if c.is_codes]
+    columns = ([] if codes is None else [codes]) + levels
+    dense = [t for c, t in zip(contents, take) if not c.is_codes]
+    return FieldBlock.build(len(keys), np.concatenate(columns, 1) if columns else None, bags, numeric, dense)

@@ -8,7 +8,11 @@ only by its item-table fields and its content (:mod:`rqgmm.ctr.content`).
 
 Fields of the user and item tables are encoded once per user / item at fit time
 and gathered per row, so a saved builder (JSON plus safetensors, never pickle)
-scores new interaction rows without the original tables.
+scores new interaction rows without the original tables. Content is held once
+per distinct item of the rows (:class:`~rqgmm.ctr.tensors.CTRTensors`).
+
+This is the API for frames that fit in memory; ``rqgmm evaluate`` encodes its
+log once with :mod:`rqgmm.ctr.log` and gives the models the same tensors.
 """
 
 from __future__ import annotations
@@ -17,19 +21,22 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_output
 from ..errors import InputError
-from .content import ItemContent, item_keys
+from .content import ItemContent, content_block, item_keys
+from .encoding import as_arrow, padded
 from .spec import FeatureSpec, FieldSpec
-from .vocabulary import Vocabulary, as_strings
+from .tensors import CTRTensors, FieldBlock
+from .vocabulary import Vocabulary, as_keys
 
 logger = logging.getLogger(__name__)
 
@@ -37,67 +44,27 @@ CONFIG_NAME = "features.json"
 TENSORS_NAME = "features.safetensors"
 SOURCES = ("row", "user", "item")
 
-
-@dataclass
-class CTRTensors:
-    """All rows of one interactions frame, built once.
-
-    Attributes
-    ----------
-    fields : dict of str → Tensor
-        Per-row values: categorical (N,) int64, bag (N, G) int64 (0 = padding),
-        numeric (N, 1) float32.
-    dense : dict of str → (Tensor (M, D) float32, Tensor (N,) int64)
-        Dense content kept per item and gathered per batch, so a 768-d vector is
-        not copied per row.
-    labels : Tensor (N,) float32, or None
-    """
-
-    fields: dict[str, torch.Tensor]
-    dense: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    labels: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return int(next(iter(self.fields.values())).shape[0])
-
-    def batch(self, index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-        """The model inputs of the rows ``index``: field name → tensor with B rows."""
-        out = {name: values[index] for name, values in self.fields.items()}
-        out.update({name: table[rows[index]] for name, (table, rows) in self.dense.items()})
-        return out
-
-    def to(self, device: str | torch.device) -> "CTRTensors":
-        """A copy with every tensor on ``device``."""
-        return CTRTensors({k: v.to(device) for k, v in self.fields.items()},
-                          {k: (t.to(device), r.to(device)) for k, (t, r) in self.dense.items()},
-                          None if self.labels is None else self.labels.to(device))
-
-
 # ----------------------------------------------------------------------------- encoding
 
 
-def _as_list(value, column: str) -> list:
-    """One row's list value; None or NaN → empty."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return list(value)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    raise InputError(f"bag column {column!r} must hold a list per row, got {type(value).__name__} {value!r}; "
-                     "split such strings into lists first")
+def _bag(values, column: str) -> tuple[pa.Array, np.ndarray]:
+    """A bag column's flat values and its per-row lengths (N,); a missing list is empty."""
+    try:
+        array = as_arrow(values, column)
+    except InputError:
+        array = None
+    if array is None or not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or
+                             pa.types.is_null(array.type)):
+        shown = next((v for v in values if not _missing(v)), None)
+        raise InputError(f"bag column {column!r} must hold a list per row, got {type(shown).__name__} {shown!r}; "
+                         "split such strings into lists first")
+    if pa.types.is_null(array.type):
+        return pa.array([], pa.string()), np.zeros(len(array), np.int64)
+    return array.flatten(), pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)
 
 
-def _flat_bag(values: pd.Series, column: str) -> tuple[list[list], list]:
-    lists = [_as_list(v, column) for v in values]
-    return lists, [x for row in lists for x in row]
-
-
-def _padded(lists: list[list], vocab: Vocabulary) -> np.ndarray:
-    """Padded indices, shape (N, G_max) int64, 0 = padding or unseen."""
-    width = max([len(row) for row in lists] + [1])
-    matrix = np.zeros((len(lists), width), np.int64)
-    for i, row in enumerate(lists):
-        matrix[i, : len(row)] = vocab.lookup(row) if row else []
-    return matrix
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _numeric(values: pd.Series, column: str) -> np.ndarray:
@@ -109,8 +76,8 @@ def _numeric(values: pd.Series, column: str) -> np.ndarray:
 
 def _take(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``matrix[rows]`` with zeros (OOV, padding, mean) where ``rows`` is -1."""
-    padded = np.concatenate([matrix, np.zeros((1, *matrix.shape[1:]), matrix.dtype)])
-    return padded[np.where(rows < 0, len(matrix), rows)]
+    with_zeros = np.concatenate([matrix, np.zeros((1, *matrix.shape[1:]), matrix.dtype)])
+    return with_zeros[np.where(rows < 0, len(matrix), rows)]
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -129,11 +96,17 @@ def _labels(frame: pd.DataFrame, column: str) -> torch.Tensor | None:
     return torch.from_numpy(labels.astype(np.float32))
 
 
+def _rows_of(keys: pa.Array, values) -> np.ndarray:
+    """Row of each of ``values`` (N,) in ``keys`` (M,), -1 where absent, int64."""
+    found = pc.index_in(as_keys(values), value_set=keys, skip_nulls=False)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- builder
 
 
 class FeatureBuilder:
-    """Fit field vocabularies on training rows; turn interaction rows into tensors by field name.
+    """Fit field vocabularies on training rows; turn interaction rows into model tensors.
 
     Parameters
     ----------
@@ -142,8 +115,9 @@ class FeatureBuilder:
     Attributes
     ----------
     fields : list of FieldSpec
-        In order: the user id, the item id, categorical, bag and numeric fields,
-        then each content's fields (code levels or one dense field).
+        Grouped by kind as the models read them: categorical (the user id, the
+        item id, the categorical columns, then each content's code levels),
+        bag, numeric, then each dense content.
     sources : dict of str → {"row", "user", "item"}
         Where each declared column was found.
     """
@@ -154,7 +128,7 @@ class FeatureBuilder:
         self.sources: dict[str, str] = {}
         self.vocabs: dict[str, Vocabulary] = {}
         self.stats: dict[str, tuple[float, float]] = {}
-        self.entities: dict[str, tuple[pd.Index, dict[str, np.ndarray]]] = {}
+        self.entities: dict[str, tuple[pa.Array, dict[str, np.ndarray]]] = {}
         self.content: list[ItemContent] = []
 
     # ------------------------------------------------------------------ fit
@@ -185,7 +159,7 @@ class FeatureBuilder:
         self.vocabs = {spec.user: Vocabulary(train[spec.user]), spec.item: Vocabulary(train[spec.item])}
         raw = {c: self._raw(train, c, tables) for c in self.sources}
         self.vocabs.update({c: Vocabulary(raw[c]) for c in spec.categorical})
-        self.vocabs.update({c: Vocabulary(_flat_bag(raw[c], c)[1]) for c in spec.bag})
+        self.vocabs.update({c: Vocabulary(_bag(raw[c], c)[0]) for c in spec.bag})
         self.stats = {c: self._moments(_numeric(raw[c], c)) for c in spec.numeric}
         self.entities = {kind: self._encode_entity(kind, tables[kind]) for kind in ("user", "item")
                          if tables[kind] is not None}
@@ -221,11 +195,14 @@ class FeatureBuilder:
         return self.spec.user if kind == "user" else self.spec.item
 
     def _raw(self, frame: pd.DataFrame, column: str, tables: dict) -> pd.Series:
-        """Raw values of ``column`` per row of ``frame`` (joined from its table), NaN where absent."""
+        """Raw values of ``column`` per row of ``frame`` (joined from its table), missing where absent."""
         kind = self.sources[column]
         if kind == "row":
             return frame[column]
-        return tables[kind][column].reindex(as_strings(frame[self._key(kind)]))
+        table = tables[kind]
+        rows = _rows_of(as_keys(table.index.to_numpy()), frame[self._key(kind)])
+        values = table[column].to_numpy(dtype=object)
+        return pd.Series(np.where(rows < 0, None, values[np.maximum(rows, 0)]) if len(values) else [None] * len(rows))
 
     @staticmethod
     def _moments(values: np.ndarray) -> tuple[float, float]:
@@ -235,31 +212,32 @@ class FeatureBuilder:
         std = float(finite.std())
         return float(finite.mean()), std if std > 0 else 1.0
 
-    def _encode(self, column: str, values: pd.Series) -> np.ndarray:
-        """Encoded values: categorical (N,) int64, bag (N, G) int64, numeric (N, 1) float32."""
+    def _encode(self, column: str, values) -> np.ndarray:
+        """Encoded values: categorical (N,) int32, bag (N, G) int32, numeric (N,) float32."""
         if column in self.stats:
             mean, std = self.stats[column]
-            z = (_numeric(values, column) - mean) / std
-            return np.nan_to_num(z, nan=0.0).astype(np.float32)[:, None]
+            return np.nan_to_num((_numeric(values, column) - mean) / std, nan=0.0).astype(np.float32)
         if column in self.spec.bag:
-            return _padded(_flat_bag(values, column)[0], self.vocabs[column])
+            flat, lengths = _bag(values, column)
+            return padded(self.vocabs[column].lookup(flat), lengths)
         return self.vocabs[column].lookup(values)
 
-    def _encode_entity(self, kind: str, table: pd.DataFrame) -> tuple[pd.Index, dict[str, np.ndarray]]:
+    def _encode_entity(self, kind: str, table: pd.DataFrame) -> tuple[pa.Array, dict[str, np.ndarray]]:
         columns = [c for c, source in self.sources.items() if source == kind]
-        return table.index, {c: self._encode(c, table[c]) for c in columns}
+        return as_keys(table.index.to_numpy()), {c: self._encode(c, table[c]) for c in columns}
 
     def _field_specs(self) -> list[FieldSpec]:
         spec, d = self.spec, self.spec.embedding_dim
         fields = [FieldSpec(c, len(self.vocabs[c]), d) for c in (spec.user, spec.item, *spec.categorical)]
+        fields += [f for content in self.content for f in content.fields(d) if f.kind == "categorical"]
         fields += [FieldSpec(c, len(self.vocabs[c]), d, kind="bag") for c in spec.bag]
-        fields += [FieldSpec(c, 0, d, kind="dense", input_dim=1) for c in spec.numeric]
-        return fields + [f for content in self.content for f in content.fields(d)]
+        fields += [FieldSpec(c, 0, d, kind="numeric", input_dim=1) for c in spec.numeric]
+        return fields + [f for content in self.content for f in content.fields(d) if f.kind == "dense"]
 
     # ------------------------------------------------------------ transform
 
     def transform(self, interactions: pd.DataFrame) -> CTRTensors:
-        """Turn interaction rows into model tensors, one entry per field name.
+        """Turn interaction rows into model tensors.
 
         Parameters
         ----------
@@ -270,7 +248,7 @@ class FeatureBuilder:
         Returns
         -------
         CTRTensors
-            ``fields`` per row, ``dense`` content per item, ``labels`` (N,) or None.
+            Row fields per row, content per distinct item, ``labels`` (N,) or None.
 
         Raises
         ------
@@ -282,21 +260,19 @@ class FeatureBuilder:
         spec = self.spec
         row_columns = [c for c, source in self.sources.items() if source == "row"]
         _require_columns(interactions, [spec.user, spec.item, *row_columns], "the interactions")
-        fields = {c: self.vocabs[c].lookup(interactions[c]) for c in (spec.user, spec.item)}
-        fields.update({c: self._encode(c, interactions[c]) for c in row_columns})
-        for kind, (keys, encoded) in self.entities.items():
-            rows = keys.get_indexer(as_strings(interactions[self._key(kind)])).astype(np.int64)
-            fields.update({c: _take(values, rows) for c, values in encoded.items()})
-        items, dense = item_keys(interactions[spec.item]), {}
-        for content in self.content:
-            rows = content.rows(items)
-            if content.is_codes:
-                fields.update({name: content.values[rows, level] for level, name in enumerate(content.field_names)})
-            else:
-                dense[content.name] = (torch.from_numpy(content.values), torch.from_numpy(rows))
-        ordered = {f.name: torch.from_numpy(np.ascontiguousarray(fields[f.name])) for f in self.fields
-                   if f.name in fields}
-        return CTRTensors(ordered, dense, _labels(interactions, spec.label))
+        labels = _labels(interactions, spec.label)
+        encoded = {c: self.vocabs[c].lookup(interactions[c]) for c in (spec.user, spec.item)}
+        encoded.update({c: self._encode(c, interactions[c]) for c in row_columns})
+        for kind, (keys, columns) in self.entities.items():
+            rows = _rows_of(keys, interactions[self._key(kind)])
+            encoded.update({c: _take(values, rows) for c, values in columns.items()})
+        n = len(interactions)
+        block = FieldBlock.build(n, np.stack([encoded[c] for c in (spec.user, spec.item, *spec.categorical)], 1),
+                                 [encoded[c] for c in spec.bag],
+                                 np.stack([encoded[c] for c in spec.numeric], 1) if spec.numeric else None)
+        item_rows, distinct = pd.factorize(item_keys(interactions[spec.item]))
+        return CTRTensors(block, content_block(self.content, pd.Index(distinct)),
+                          torch.from_numpy(item_rows.astype(np.int64)), labels, [f.name for f in self.fields])
 
     # ---------------------------------------------------------- save / load
 
@@ -309,7 +285,7 @@ class FeatureBuilder:
         tensors.update({f"content/{c.name}": torch.from_numpy(c.values) for c in self.content})
         config = dict(spec=self.spec.to_dict(), sources=self.sources,
                       vocabs={c: v.to_list() for c, v in self.vocabs.items()}, stats=self.stats,
-                      entities={kind: keys.tolist() for kind, (keys, _) in self.entities.items()},
+                      entities={kind: keys.to_pylist() for kind, (keys, _) in self.entities.items()},
                       content=[dict(name=c.name, ids=c.keys.tolist(), codebook_sizes=c.codebook_sizes)
                                for c in self.content])
         with atomic_output(path, directory=True, marker=CONFIG_NAME) as tmp:
@@ -328,7 +304,7 @@ class FeatureBuilder:
         builder.sources = config["sources"]
         builder.vocabs = {c: Vocabulary.from_list(v) for c, v in config["vocabs"].items()}
         builder.stats = {c: tuple(v) for c, v in config["stats"].items()}
-        builder.entities = {kind: (pd.Index(keys, dtype=object).astype(str),
+        builder.entities = {kind: (pa.array(keys, pa.string()),
                                    {c: tensors[f"{kind}/{c}"] for c, s in builder.sources.items() if s == kind})
                             for kind, keys in config["entities"].items()}
         builder.content = [ItemContent(c["name"], np.asarray(c["ids"], dtype=str), tensors[f"content/{c['name']}"],

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import InputError
 from .spec import FieldSpec
+from .tensors import Batch
 
 # Small enough that the first MLP layer starts near-linear, large enough that
 # Adam moves the tables within the few epochs the study affords.
@@ -19,31 +20,53 @@ EMBEDDING_INIT_STD = 0.01
 
 
 class FeatureEmbedding(nn.Module):
-    """Embed every field, by name, to one vector of width ``d``.
+    """Embed every field of a :class:`~rqgmm.ctr.tensors.Batch` to one vector of width ``d``.
 
-    One ``nn.Embedding`` per categorical field (so each semantic-ID level has
-    its own table), a mean-pooled ``nn.EmbeddingBag`` per bag field (index 0
-    is padding) and a ``nn.Linear`` projection per dense field (an embedding
-    column, or a numeric value with ``input_dim`` 1).
+    ONE ``nn.Embedding`` holds every categorical and bag field (each semantic-ID
+    level included), field after field: a field's index is its code plus the
+    field's offset, so all categorical fields cost one lookup, and all bag
+    fields another, mean-pooled per field over their non-zero entries (0 is
+    padding, or a value never seen in training). Numeric fields are ``x * w_f +
+    b_f``; each dense field (an embedding column) has its own ``nn.Linear``.
 
     Parameters
     ----------
     fields : sequence of FieldSpec
-        Any number of each kind; all fields share ``dim``.
+        Grouped by kind, in batch order: categorical, bag, numeric, dense; all
+        share ``dim``.
     dim : int, optional
         Override of the fields' width (``LinearTerm`` uses 1).
 
     Shapes
     ------
-    forward(batch: field name → (B,) / (B, G) / (B, input_dim)) -> (B, F, d), in field order.
+    forward(batch) -> (B, F, d), in field order.
     """
 
     def __init__(self, fields: Sequence[FieldSpec], dim: int | None = None) -> None:
         super().__init__()
         self.dim = _shared_dim(fields) if dim is None else int(dim)
+        unknown = [f for f in fields if f.kind not in KINDS]
+        if unknown:
+            raise InputError(f"unknown field kind {unknown[0].kind!r} of field {unknown[0].name!r}; "
+                             f"use one of {', '.join(KINDS)}")
+        groups = {kind: [f for f in fields if f.kind == kind] for kind in KINDS}
+        if [f for kind in KINDS for f in groups[kind]] != list(fields):
+            raise InputError("fields must come grouped by kind (categorical, bag, numeric, dense), as "
+                             "FeatureBuilder.fields gives them")
         self.names = [f.name for f in fields]
-        # ModuleDict keys cannot hold every column name (".", ""), so modules are keyed by position
-        self.blocks = nn.ModuleList(_field_module(f, self.dim) for f in fields)
+        self.num_codes, self.num_bags = len(groups["categorical"]), len(groups["bag"])
+        sizes = [f.vocab_size for f in (*groups["categorical"], *groups["bag"])]
+        offsets = torch.tensor([0, *sizes], dtype=torch.int64).cumsum(0)[:len(sizes)]
+        self.register_buffer("code_offsets", offsets[:self.num_codes].clone(), persistent=False)
+        self.register_buffer("bag_offsets", offsets[self.num_codes:].clone(), persistent=False)
+        self.register_buffer("bag_ids", torch.arange(self.num_bags), persistent=False)
+        self.table = nn.Embedding(max(sum(sizes), 1), self.dim)
+        nn.init.normal_(self.table.weight, std=EMBEDDING_INIT_STD)
+        n_numeric = len(groups["numeric"])
+        # each numeric field starts as nn.Linear(1, d) does: weight and bias U(-1, 1)
+        self.numeric_weight = nn.Parameter(torch.empty(n_numeric, self.dim).uniform_(-1, 1))
+        self.numeric_bias = nn.Parameter(torch.empty(n_numeric, self.dim).uniform_(-1, 1))
+        self.dense = nn.ModuleList(nn.Linear(f.input_dim, self.dim) for f in groups["dense"])
 
     @property
     def num_fields(self) -> int:
@@ -54,22 +77,26 @@ class FeatureEmbedding(nn.Module):
         """Width of the flattened output, F * d."""
         return self.num_fields * self.dim
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.stack([block(batch[name]) for name, block in zip(self.names, self.blocks)], dim=1)
+    def forward(self, batch: Batch) -> torch.Tensor:
+        parts = [self.table(batch.codes + self.code_offsets)] if self.num_codes else []
+        if self.num_bags:
+            parts.append(self._pooled_bags(batch))
+        if len(self.numeric_weight):
+            parts.append(batch.numeric.unsqueeze(-1) * self.numeric_weight + self.numeric_bias)
+        parts += [linear(x).unsqueeze(1) for linear, x in zip(self.dense, batch.dense)]
+        return torch.cat(parts, dim=1)
+
+    def _pooled_bags(self, batch: Batch) -> torch.Tensor:
+        """Mean of each bag field's non-zero entries, (B, F_b, d); zeros for an empty bag."""
+        present = (batch.bags > 0).to(self.table.weight.dtype)                                # (B, G)
+        vectors = self.table(batch.bags + self.bag_offsets[batch.bag_fields])                 # (B, G, d)
+        # (G, F_b); a comparison, not one_hot, which checks its range on the host
+        membership = (batch.bag_fields.unsqueeze(1) == self.bag_ids).to(present.dtype)
+        sums = torch.einsum("bgd,bg,gf->bfd", vectors, present, membership)
+        return sums / (present @ membership).clamp(min=1).unsqueeze(-1)
 
 
-def _field_module(spec: FieldSpec, dim: int) -> nn.Module:
-    """The module that embeds one field: (B, ...) -> (B, dim)."""
-    if spec.kind == "dense":
-        return nn.Linear(spec.input_dim, dim)
-    if spec.kind == "bag":
-        module = nn.EmbeddingBag(spec.vocab_size, dim, mode="mean", padding_idx=0)
-    elif spec.kind == "categorical":
-        module = nn.Embedding(spec.vocab_size, dim)
-    else:
-        raise InputError(f"unknown field kind {spec.kind!r} of field {spec.name!r}; use categorical, bag or dense")
-    nn.init.normal_(module.weight, std=EMBEDDING_INIT_STD)
-    return module
+KINDS = ("categorical", "bag", "numeric", "dense")
 
 
 def _shared_dim(fields: Sequence[FieldSpec]) -> int:
@@ -167,7 +194,7 @@ class LinearTerm(nn.Module):
         self.weights = FeatureEmbedding(fields, dim=1)
         self.bias = nn.Parameter(torch.zeros(()))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.weights(batch).sum(dim=(1, 2)) + self.bias
 
 

@@ -1,7 +1,9 @@
 """CTR backbones (FNN, DeepFM, DCN-V2, IPNN), each a short ``forward`` on shared blocks.
 
-Every backbone maps a batch (field name → tensor, see
-:meth:`~rqgmm.ctr.features.CTRTensors.batch`) to logits (B,).
+Every backbone maps a :class:`~rqgmm.ctr.tensors.Batch` (see
+:meth:`~rqgmm.ctr.tensors.CTRTensors.batch`) to logits (B,). :data:`BACKBONES`
+is the one registry of backbone names: the command line, the evaluate config
+and the report read it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from torch import nn
 from ..errors import InputError
 from .layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, InnerProduct, LinearTerm
 from .spec import FieldSpec
+from .tensors import Batch
 
-Batch = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)

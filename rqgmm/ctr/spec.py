@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..errors import InputError
 
-FieldKind = Literal["categorical", "bag", "dense"]
+FieldKind = Literal["categorical", "bag", "numeric", "dense"]
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,16 @@ class FieldSpec:
     name : str
         Field name; models look the field's tensor up by it.
     vocab_size : int
-        Rows of the field's embedding table (index 0 included); 0 for dense.
+        Rows of the field's block of the shared embedding table (index 0
+        included); 0 for numeric and dense.
     dim : int
         Width of the field's embedding.
-    kind : {"categorical", "bag", "dense"}
-        ``categorical``: one index per row, shape (B,); ``bag``: padded indices
-        (B, G), mean-pooled, 0 = padding; ``dense``: floats (B, input_dim),
-        projected by a linear layer.
+    kind : {"categorical", "bag", "numeric", "dense"}
+        ``categorical``: one index per row; ``bag``: padded indices, mean-pooled,
+        0 = padding; ``numeric``: one standardised float per row, ``x * w + b``;
+        ``dense``: a float vector (input_dim,) per row, projected by a linear layer.
     input_dim : int
-        Width of the raw dense vector (``dense`` only, else 0).
+        Width of the raw vector (``numeric`` 1, ``dense`` its width, else 0).
     """
 
     name: str

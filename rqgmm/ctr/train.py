@@ -1,15 +1,18 @@
-"""Train, predict and evaluate CTR models; ``run_ctr`` does all of it in one call.
+"""Train, predict and score CTR models; ``run_ctr`` does all of it in one call.
 
-Training is Adam on binary cross-entropy over shuffled mini-batches drawn by
-indexing pre-built tensors (no DataLoader), with early stopping on validation
-AUC and the best epoch's weights restored.
+Training is Adam on binary cross-entropy over shuffled mini-batches gathered
+from encoded rows (no DataLoader): the rows stay on the device where they fit
+(otherwise they are gathered on the host in chunks and copied through pinned
+memory), the loss is summed on the device and read once per epoch, and
+early stopping reads one validation AUC (computed on the device) per epoch.
+The best epoch's weights are restored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,28 +26,52 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .content import ItemContent
-from .features import CTRTensors, FeatureBuilder
-from .spec import FeatureSpec
+from .features import FeatureBuilder
 from .models import ModelConfig, make_model
+from .spec import FeatureSpec, FieldSpec
+from .tensors import Batch, CTRTensors
 
 logger = logging.getLogger(__name__)
+
+#: The batch the base learning rate is set for; larger batches scale it by sqrt(batch / REFERENCE_BATCH).
+REFERENCE_BATCH = 1024
+#: Automatic batches keep at least this many steps per epoch (the issue's 12-step epochs lost 0.026 AUC).
+MIN_STEPS_PER_EPOCH = 100
+#: Largest automatic batch per device type.
+MAX_BATCH = {"cuda": 65536, "cpu": 8192}
+#: Rows of the host → device chunks when the rows do not fit on the device.
+STREAM_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings.
 
-    The defaults are tuned for MovieLens-100k-sized data (80k training rows,
-    one CPU thread): an epoch costs the same for batches of 1024 to 4096
-    there (it is bound by the MLP's arithmetic), so 1024 rows with lr 4e-3
-    buys the most updates per second; validation AUC then peaks within 3-8
-    epochs, and patience 2 rides out the one-epoch dips seen on the way.
+    The batch, when not given, follows the number of training rows N and the
+    device: the largest power of two ``<= N / 100`` (at least 100 steps per
+    epoch), clipped to ``[1024, 65536]`` on CUDA and ``[1024, 8192]`` on CPU.
+    So MovieLens-sized logs (80k training rows) train at 1024 as before, a
+    4M-row log at 32768 on a GPU, and 10^7 rows and more at 65536. Large
+    batches take few, cheap steps; the clip at 100 steps per epoch keeps the
+    number of updates that a one-pass CTR model needs (early stopping often
+    keeps the first epoch).
+
+    The learning rate, when not given, is ``4e-3 * sqrt(batch / 1024)`` (the
+    square-root rule for Adam: the gradient noise falls with sqrt(batch)),
+    with a linear warm-up over the first ``ceil(0.1 * steps per epoch)`` steps
+    whenever the batch exceeds 1024. 4e-3 at batch 1024 is the rate tuned on
+    MovieLens-100k: validation AUC peaks within 3-8 epochs, and patience 2
+    rides out the one-epoch dips seen on the way. A learning rate or warm-up
+    given explicitly is used as given.
 
     Parameters
     ----------
-    lr : float
-        Adam learning rate.
-    batch_size : int
+    lr : float or None
+        Adam learning rate; None = the rule above.
+    batch_size : int or None
+        None = the rule above.
+    warmup_steps : int or None
+        Steps of linear warm-up from lr / steps to lr; None = the rule above.
     weight_decay : float
         Adam L2 penalty on every parameter.
     max_epochs : int
@@ -54,18 +81,26 @@ class TrainConfig:
         Seeds the batch order and dropout (and ``run_ctr``'s initialisation).
     device : str
     eval_batch_size : int
-        Rows per forward pass in :func:`predict`.
+        Rows per forward pass when predicting.
     num_threads : int or None
-        torch intra-op threads while training and predicting, restored
-        afterwards. These models are small: one thread is as fast as two and
-        far faster when other processes share the cores (OpenMP threads then
-        spin against each other). None leaves torch's setting alone.
+        torch intra-op threads while training and predicting (CPU), restored
+        afterwards. None leaves torch's setting alone. These models are small:
+        on a shared machine one thread is often as fast as two.
     progress : bool
         Show a tqdm bar over epochs.
+    fused : bool
+        Fused Adam (one kernel for every parameter; on CPU as on CUDA).
+    compile : bool
+        ``torch.compile`` the model (off by default: not measured to help yet;
+        ``python -m rqgmm.bench.ctr --compile`` measures it).
+    resident : bool or None
+        Keep every row on the device (True), stream chunks from pinned host
+        memory (False), or decide by free device memory (None).
     """
 
-    lr: float = 4e-3
-    batch_size: int = 1024
+    lr: float | None = None
+    batch_size: int | None = None
+    warmup_steps: int | None = None
     weight_decay: float = 0.0
     max_epochs: int = 8
     patience: int = 2
@@ -74,15 +109,38 @@ class TrainConfig:
     eval_batch_size: int = 65536
     num_threads: int | None = 1
     progress: bool = False
+    fused: bool = True
+    compile: bool = False
+    resident: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be >= 1, got {value}")
+        if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0:
             raise InputError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise InputError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.num_threads is not None and self.num_threads < 1:
             raise InputError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+
+    def batch_for(self, n_rows: int) -> int:
+        """The batch for ``n_rows`` training rows (see the class docstring)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        cap = MAX_BATCH["cuda" if torch.device(self.device).type == "cuda" else "cpu"]
+        steps = max(n_rows // MIN_STEPS_PER_EPOCH, 1)
+        return int(min(max(2 ** int(math.log2(steps)), REFERENCE_BATCH), cap))
+
+    def lr_for(self, batch: int) -> float:
+        """The learning rate at ``batch``: the given one, or 4e-3 * sqrt(batch / 1024)."""
+        return self.lr if self.lr is not None else 4e-3 * math.sqrt(batch / REFERENCE_BATCH)
+
+    def warmup_for(self, batch: int, steps_per_epoch: int) -> int:
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return math.ceil(0.1 * steps_per_epoch) if batch > REFERENCE_BATCH else 0
 
 
 @dataclass
@@ -101,6 +159,10 @@ class TrainResult:
         0-based index into ``valid_auc`` of the restored epoch.
     seconds : float
         Wall-clock training time.
+    batch_size, lr : int, float
+        The batch and learning rate used.
+    rows_per_second : float
+        Training rows per second (validation excluded).
     """
 
     model: nn.Module
@@ -108,6 +170,9 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
+    batch_size: int = 0
+    lr: float = 0.0
+    rows_per_second: float = 0.0
 
     @property
     def best_auc(self) -> float:
@@ -126,8 +191,8 @@ class CTRResult:
     metrics : dict
         ``{"auc", "logloss"}`` on the test rows.
     training : TrainResult
-    builder : FeatureBuilder
-        The fitted features (save it to score new rows later).
+    builder : FeatureBuilder or None
+        The fitted features of frames (save it to score new rows later).
     """
 
     predictions: np.ndarray
@@ -148,8 +213,11 @@ def _threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC and log-loss of probabilities ``p`` (N,) for 0/1 labels ``y`` (N,).
+# ----------------------------------------------------------------------------- metrics
+
+
+def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC and log-loss (scikit-learn) of probabilities ``p`` (N,) for 0/1 labels ``y`` (N,).
 
     Raises
     ------
@@ -162,14 +230,32 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(y, p)), "logloss": float(log_loss(y, p, labels=[0, 1]))}
 
 
-@torch.no_grad()
-def predict(model: nn.Module, tensors: CTRTensors, batch_size: int = 65536) -> np.ndarray:
-    """Click probabilities for every row of ``tensors``, shape (N,) float64."""
-    model.eval()
-    tensors = tensors.to(next(model.parameters()).device)
-    chunks = [torch.sigmoid(model(tensors.batch(slice(start, start + batch_size))))
-              for start in range(0, len(tensors), batch_size)]
-    return torch.cat(chunks).double().cpu().numpy()
+def auc(labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """ROC AUC on the tensors' device: the Mann-Whitney statistic with tied scores sharing their mean rank.
+
+    Equals ``sklearn.metrics.roc_auc_score`` (whose trapezoids count a tie as
+    half a win). Reading the result is the caller's one host sync.
+
+    Parameters
+    ----------
+    labels : Tensor (N,), 0/1
+    scores : Tensor (N,)
+
+    Returns
+    -------
+    Tensor, shape (), float64
+    """
+    ordered, order = torch.sort(scores)
+    _, group, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = (ends - (counts.double() - 1) / 2)[group]               # 1-based mean rank of each tie group
+    positive = labels[order].double()
+    n_pos = positive.sum()
+    n_neg = len(labels) - n_pos
+    return ((ranks * positive).sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+# ----------------------------------------------------------------------------- batches
 
 
 def _require_labels(tensors: CTRTensors, what: str) -> torch.Tensor:
@@ -178,26 +264,116 @@ def _require_labels(tensors: CTRTensors, what: str) -> torch.Tensor:
     return tensors.labels
 
 
-def _train_epoch(model: nn.Module, data: CTRTensors, optimizer: torch.optim.Optimizer,
-                 batch_size: int, generator: torch.Generator) -> float:
-    """One pass over ``data`` in a seeded random order; returns the mean BCE."""
-    model.train()
-    labels = _require_labels(data, "training")
-    order = torch.randperm(len(data), generator=generator).to(labels.device)
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        index = order[start:start + batch_size]
-        loss = nn.functional.binary_cross_entropy_with_logits(model(data.batch(index)), labels[index])
-        optimizer.zero_grad(set_to_none=True)
+def _fits(tensors: CTRTensors, device: torch.device) -> bool:
+    """Whether the rows fit on ``device`` with room to spare (host memory always does)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return tensors.nbytes < 0.5 * free
+
+
+def placed(tensors: CTRTensors, device: str | torch.device, resident: bool | None = None) -> CTRTensors:
+    """``tensors`` with the item block on ``device`` and the rows there too when resident.
+
+    Non-resident rows stay on the host and :func:`batches` copies them chunk by chunk.
+    """
+    device = torch.device(device)
+    if resident is None:
+        resident = _fits(tensors, device)
+    if resident:
+        return tensors.to(device)
+    return CTRTensors(tensors.rows, tensors.items.to(device), tensors.item_rows, tensors.labels, tensors.names)
+
+
+def batches(tensors: CTRTensors, order: torch.Tensor | None, batch_size: int,
+            device: torch.device) -> Iterator[tuple[Batch, torch.Tensor | None]]:
+    """(batch, labels) of ``batch_size`` rows on ``device``, in ``order`` (None: in row order).
+
+    Resident rows are gathered on the device; host rows are gathered in chunks
+    of :data:`STREAM_CHUNK` rows, pinned and copied without blocking.
+    """
+    n = len(tensors)
+    if tensors.item_rows.device == device:
+        order = None if order is None else order.to(device)
+        for start in range(0, n, batch_size):
+            index = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            yield tensors.batch(index), None if tensors.labels is None else tensors.labels[index]
+        return
+    chunk_rows = max(STREAM_CHUNK // batch_size, 1) * batch_size
+    for begin in range(0, n, chunk_rows):
+        index = slice(begin, begin + chunk_rows) if order is None else order[begin:begin + chunk_rows]
+        chunk = _to_device(tensors.part(index), device)
+        for start in range(0, len(chunk), batch_size):
+            rows = slice(start, start + batch_size)
+            yield chunk.batch(rows), None if chunk.labels is None else chunk.labels[rows]
+
+
+def _to_device(part: CTRTensors, device: torch.device) -> CTRTensors:
+    """A host chunk on ``device``, through pinned memory where the device is a GPU."""
+    pin = device.type == "cuda"
+    rows = part.rows.pin_memory() if pin else part.rows
+    move = lambda t: (t.pin_memory() if pin else t).to(device, non_blocking=pin)  # noqa: E731
+    return CTRTensors(rows.to(device, non_blocking=pin), part.items, move(part.item_rows),
+                      None if part.labels is None else move(part.labels), part.names)
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, tensors: CTRTensors, batch_size: int = 65536) -> torch.Tensor:
+    """Click probabilities (N,) float32 on the model's device, without a host sync."""
+    model.eval()
+    device = next(model.parameters()).device
+    tensors = placed(tensors, device, None)
+    chunks = [torch.sigmoid(model(batch)) for batch, _ in batches(tensors, None, batch_size, device)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, device=device)
+
+
+def predict(model: nn.Module, tensors: CTRTensors, batch_size: int = 65536) -> np.ndarray:
+    """Click probabilities for every row of ``tensors``, shape (N,) float64."""
+    return probabilities(model, tensors, batch_size).double().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _Step:
+    """One optimisation step: forward, BCE, backward, (fused) Adam, with the warm-up's learning rate."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, lr: float, warmup: int) -> None:
+        fused = config.fused and all(p.device.type in ("cuda", "cpu") for p in model.parameters())
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay,
+                                          fused=fused or None)
+        self.forward = torch.compile(model) if config.compile else model
+        self.lr, self.warmup, self.count = lr, warmup, 0
+
+    def __call__(self, batch: Batch, labels: torch.Tensor) -> torch.Tensor:
+        if self.count < self.warmup:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * (self.count + 1) / self.warmup
+        self.count += 1
+        loss = nn.functional.binary_cross_entropy_with_logits(self.forward(batch), labels.float())
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        total += loss.item() * len(index)
-    return total / len(data)
+        self.optimizer.step()
+        return loss.detach()
+
+
+def _train_epoch(model: nn.Module, data: CTRTensors, step: _Step, batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
+    """One pass over ``data`` in a seeded random order; the summed BCE, on the device."""
+    model.train()
+    order = torch.randperm(len(data), generator=generator)
+    total = torch.zeros((), device=device)
+    for batch, labels in batches(data, order, batch_size, device):
+        total += step(batch, labels) * len(labels)
+    return total
 
 
 def _valid_auc(model: nn.Module, valid: CTRTensors, batch_size: int) -> float:
-    labels = _require_labels(valid, "validation").cpu().numpy()
-    return evaluate(labels, predict(model, valid, batch_size))["auc"]
+    p = probabilities(model, valid, batch_size)
+    value = float(auc(_require_labels(valid, "validation").to(p.device), p))  # the epoch's one read of the AUC
+    if not math.isfinite(value):
+        raise InputError("AUC needs both clicks and non-clicks in the labels, got one class only")
+    return value
 
 
 def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors,
@@ -209,7 +385,7 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     model : nn.Module
         From :func:`~rqgmm.ctr.models.make_model`; trained in place.
     train_tensors, valid_tensors : CTRTensors
-        Labelled rows from the same fitted FeatureBuilder.
+        Labelled rows encoded alike (one FeatureBuilder, or one encoded log).
     config : TrainConfig, optional
 
     Returns
@@ -220,20 +396,31 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     """
     config = config or TrainConfig()
     started = time.perf_counter()
-    model.to(config.device)
-    data, valid = train_tensors.to(config.device), valid_tensors.to(config.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    device = torch.device(config.device)
+    _require_labels(train_tensors, "training")
+    model.to(device)
+    data = placed(train_tensors, device, config.resident)
+    valid = placed(valid_tensors, device, config.resident)
+    batch = config.batch_for(len(data))
+    steps = math.ceil(len(data) / batch)
+    lr = config.lr_for(batch)
+    step = _Step(model, config, lr, config.warmup_for(batch, steps))
     generator = torch.Generator().manual_seed(config.seed)
-    result, best_state, stale = TrainResult(model), None, 0
+    result = TrainResult(model, batch_size=batch, lr=lr)
+    best_state, stale, training_seconds = None, 0, 0.0
     # fork_rng: dropout draws from the global RNG, which the caller keeps untouched
-    with _threads(config.num_threads), torch.random.fork_rng(devices=[]):
+    with _threads(config.num_threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         for epoch in tqdm(range(config.max_epochs), desc="ctr epochs", disable=not config.progress):
-            result.train_loss.append(_train_epoch(model, data, optimizer, config.batch_size, generator))
+            began = time.perf_counter()
+            total = _train_epoch(model, data, step, batch, generator, device)
+            result.train_loss.append(float(total) / len(data))       # the epoch's one read of the loss
+            training_seconds += time.perf_counter() - began
             result.valid_auc.append(_valid_auc(model, valid, config.eval_batch_size))
             logger.debug("epoch %d: loss %.4f, valid AUC %.4f", epoch, result.train_loss[-1], result.valid_auc[-1])
             if best_state is None or result.valid_auc[-1] > result.best_auc:
-                result.best_epoch, best_state, stale = epoch, copy.deepcopy(model.state_dict()), 0
+                result.best_epoch, stale = epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1
                 if stale >= config.patience:
@@ -241,15 +428,29 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started
-    logger.debug("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs)", type(model).__name__,
-                result.best_auc, result.best_epoch, len(result.valid_auc), result.seconds)
+    result.rows_per_second = len(data) * len(result.train_loss) / max(training_seconds, 1e-9)
+    logger.debug("trained %s: best valid AUC %.4f at epoch %d of %d (%.1fs, batch %d, lr %.2g, %.0f rows/s)",
+                 type(model).__name__, result.best_auc, result.best_epoch, len(result.valid_auc), result.seconds,
+                 batch, lr, result.rows_per_second)
     return result
 
 
+def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], backbone: str = "fnn",
+                  model_config: ModelConfig | None = None, train_config: TrainConfig | None = None) -> CTRResult:
+    """Train ``backbone`` on ``tensors`` (train, valid, test) and score the test rows."""
+    train_config = train_config or TrainConfig()
+    model = make_model(backbone, fields, model_config, seed=train_config.seed)
+    training = train(model, tensors[0], tensors[1], train_config)
+    with _threads(train_config.num_threads):
+        predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
+    metrics = score(_require_labels(tensors[2], "test").numpy(), predictions)
+    return CTRResult(predictions, metrics, training)
+
+
 def run_ctr(
-    train_frame: pd.DataFrame,
-    valid_frame: pd.DataFrame,
-    test_frame: pd.DataFrame,
+    train_frame,
+    valid_frame,
+    test_frame,
     spec: FeatureSpec,
     *,
     users: pd.DataFrame | None = None,
@@ -263,14 +464,18 @@ def run_ctr(
 
     Parameters
     ----------
-    train_frame, valid_frame, test_frame : DataFrame
-        Interaction rows with the spec's columns and its 0/1 label.
+    train_frame, valid_frame, test_frame : DataFrame, or parts of an EncodedLog
+        Interaction rows with the spec's columns and its 0/1 label; or the
+        train / valid / test parts of one :class:`~rqgmm.ctr.log.EncodedLog`
+        (already encoded: ``users`` and ``items`` are then not used, the log
+        holds its item table).
     spec : FeatureSpec
     users, items : DataFrame, optional
         Tables the spec's columns may live in (see :meth:`FeatureBuilder.fit`).
     content : sequence of ItemContent
         The content variant: nothing ("none"), embeddings, codes, or both.
-    backbone : {"fnn", "deepfm", "dcnv2", "ipnn"}
+    backbone : str
+        A name of :data:`~rqgmm.ctr.models.BACKBONES`.
     model_config : ModelConfig, optional
     train_config : TrainConfig, optional
         Its ``seed`` also seeds the model's initialisation.
@@ -279,14 +484,16 @@ def run_ctr(
     -------
     CTRResult
         Test probabilities (N_test,), test ``{"auc", "logloss"}``, the
-        training record and the fitted builder.
+        training record and, for frames, the fitted builder.
     """
-    train_config = train_config or TrainConfig()
+    from .log import LogPart
+
+    parts = (train_frame, valid_frame, test_frame)
+    if isinstance(train_frame, LogPart):
+        fields, tensors = train_frame.log.tensors(spec, content, parts)
+        return fit_and_score(fields, tensors, backbone, model_config, train_config)
     builder = FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
-    tensors = [builder.transform(frame) for frame in (train_frame, valid_frame, test_frame)]
-    model = make_model(backbone, builder.fields, model_config, seed=train_config.seed)
-    training = train(model, tensors[0], tensors[1], train_config)
-    with _threads(train_config.num_threads):
-        predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
-    metrics = evaluate(_require_labels(tensors[2], "test").numpy(), predictions)
-    return CTRResult(predictions, metrics, training, builder)
+    result = fit_and_score(builder.fields, [builder.transform(frame) for frame in parts], backbone,
+                           model_config, train_config)
+    result.builder = builder
+    return result

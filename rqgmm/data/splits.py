@@ -28,9 +28,9 @@ class Split:
 
     Attributes
     ----------
-    train, valid, test : pandas.DataFrame
-        Rows of the interaction table, with a fresh 0..n-1 index; together they
-        hold every row exactly once.
+    train, valid, test : pandas.DataFrame, or parts of an encoded log
+        Rows of the interaction table (frames with a fresh 0..n-1 index);
+        together they hold every row exactly once.
     kind : str
         ``"time"`` or ``"random"``.
     """
@@ -72,15 +72,34 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
         )
 
 
-def _cut_points(n_rows: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
-    train, valid, _ = fractions
+def cut_points(n_rows: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tuple[int, int]:
+    """Where the train and the validation parts of ``n_rows`` ordered rows end: floor(a·n), floor((a+b)·n)."""
+    train, valid, _ = _check_fractions(fractions)
     # The tolerance keeps float noise (0.29 * 100 = 28.999...) from dropping a row.
     first = int(np.floor(n_rows * train + 1e-9))
     return first, max(first, int(np.floor(n_rows * (train + valid) + 1e-9)))
 
 
+def time_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """The stable order (N,) int64 of rows by ``keys`` (arrays (N,), most significant first)."""
+    return np.lexsort(tuple(reversed([np.asarray(k) for k in keys])))
+
+
+def random_order(n_rows: int, seed: int) -> np.ndarray:
+    """A permutation (N,) of the rows drawn from ``numpy.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).permutation(n_rows)
+
+
+def _sort_key(values: pd.Series) -> np.ndarray:
+    """A column as numbers that sort as its values do (codes of sorted values for strings)."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return values.to_numpy()
+    codes = pd.factorize(values, sort=True)[0]
+    return np.where(codes < 0, codes.max(initial=0) + 1, codes)  # missing values last, as sort_values puts them
+
+
 def _split_rows(ordered: pd.DataFrame, fractions: tuple[float, float, float], kind: str) -> Split:
-    first, second = _cut_points(len(ordered), fractions)
+    first, second = cut_points(len(ordered), fractions)
     parts = (ordered.iloc[:first], ordered.iloc[first:second], ordered.iloc[second:])
     split = Split(*(p.reset_index(drop=True) for p in parts), kind=kind)
     logger.info("%r", split)
@@ -116,8 +135,8 @@ def time_split(interactions: pd.DataFrame, fractions: Sequence[float] = DEFAULT_
     """
     fractions = _check_fractions(fractions)
     _require_columns(interactions, list(keys))
-    ordered = interactions.sort_values(list(keys), kind="stable")
-    return _split_rows(ordered, fractions, "time")
+    order = time_order([_sort_key(interactions[k]) for k in keys])
+    return _split_rows(interactions.iloc[order], fractions, "time")
 
 
 def random_split(
@@ -142,7 +161,7 @@ def random_split(
         Each part in shuffled order.
     """
     fractions = _check_fractions(fractions)
-    order = np.random.default_rng(seed).permutation(len(interactions))
+    order = random_order(len(interactions), seed)
     return _split_rows(interactions.iloc[order], fractions, "random")
 
 

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from ..modalities import fused
 from ..codes import CodesTable
-from ..ctr import FeatureSpec, ItemContent, run_ctr
-from ..ctr.train import evaluate as score
-from ..data.splits import Split, random_split, time_split
+from ..ctr import FeatureSpec, ItemContent, run_ctr, score
+from ..ctr.log import LogPart
+from ..data.splits import Split, cut_points, random_order, time_order
 from ..errors import InputError
 from ..metrics import report
 from ..tokenizer import tokenizer_class
@@ -57,12 +57,21 @@ def quiet_library_logs() -> Iterator[None]:
 
 
 def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
-    """80/10/10 by one global time cut (random when there is no time column); each part needs both labels."""
-    rows = data.interactions
-    split = (time_split(rows, keys=(config.time, config.user, config.item)) if data.timed
-             else random_split(rows, seed=0))
+    """80/10/10 by one global time cut (random when there is no time column); each part needs both labels.
+
+    The encoded log is put in split order (an argsort of its int columns) and
+    given the training part's vocabularies once; the parts are views of it.
+    """
+    log = data.interactions
+    order = time_order(log.sort_keys()) if data.timed else random_order(len(log), seed=0)
+    first, second = cut_points(len(log))
+    ordered = log.ordered(order, first)
+    del order
+    split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, len(log)),
+                  kind="time" if data.timed else "random")
+    logger.info("%r", split)
     for part in ("train", "valid", "test"):
-        if getattr(split, part)[config.label].nunique() < 2:
+        if len(np.unique(getattr(split, part)[config.label])) < 2:
             raise InputError(f"the {part} rows of the 80/10/10 split hold one label value only; AUC needs clicks "
                              "and non-clicks in every part: pass more rows")
     return split
@@ -73,7 +82,7 @@ def regimes(data: EvaluationData, config: EvaluateConfig) -> dict[str, FeatureSp
     spec = FeatureSpec(config.user, config.item, config.label, config.categorical, config.bag, config.numeric,
                        config.embedding_dim)
     item_fields = [c for c in (*config.categorical, *config.bag)
-                   if c not in data.interactions.columns and c in data.items.columns]
+                   if c in data.interactions.items.codes or c in data.interactions.items.bags]
     if not item_fields:
         logger.info("no item categorical or bag fields: the content-only regime equals side fields; run it once")
         return {SIDE_FIELDS: spec}
@@ -211,9 +220,9 @@ class Evaluation:
 
     def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant, backbone: str) -> dict:
         split, cfg = self.split, self.config
-        result = run_ctr(split.train, split.valid, split.test, spec, items=self.data.items,
-                         content=variant.content, backbone=backbone, train_config=replace(cfg.train, seed=seed))
-        labels = split.test[cfg.label].to_numpy()
+        result = run_ctr(split.train, split.valid, split.test, spec, content=variant.content, backbone=backbone,
+                         train_config=replace(cfg.train, seed=seed))
+        labels = split.test[cfg.label]
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         return self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                             label=variant.label, backbone=backbone, seed=seed, **result.metrics,

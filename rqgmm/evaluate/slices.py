@@ -19,10 +19,18 @@ def popularity_slices(train_items, test_items) -> np.ndarray:
     Parameters
     ----------
     train_items : array-like, shape (N_train,)
-        The item of every training row (ids compared as strings).
+        The item of every training row (ids compared as strings; non-negative
+        integer indices, as an encoded log gives, are counted directly).
     test_items : array-like, shape (N_test,)
     """
-    counts = pd.Series(np.asarray(train_items).astype(str)).value_counts()
-    popularity = counts.reindex(np.asarray(test_items).astype(str)).fillna(0).to_numpy()
+    train_items, test_items = np.asarray(train_items), np.asarray(test_items)
+    if np.issubdtype(train_items.dtype, np.integer) and np.issubdtype(test_items.dtype, np.integer):
+        # item indices (an encoded log): counted without a string per row
+        table = np.bincount(train_items, minlength=int(test_items.max(initial=0)) + 1)
+        counts = pd.Series(table[table > 0])
+        popularity = np.take(table, test_items, mode="clip") * (test_items < len(table))
+    else:
+        counts = pd.Series(train_items.astype(str)).value_counts()
+        popularity = counts.reindex(test_items.astype(str)).fillna(0).to_numpy()
     low, high = np.quantile(counts.to_numpy(), QUANTILES) if len(counts) else (0.0, 0.0)
     return np.select([popularity == 0, popularity <= low, popularity <= high], ["cold", "tail", "torso"], "head")

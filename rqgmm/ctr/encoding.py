@@ -1,0 +1,159 @@
+"""Columns to int32 codes, once, in C++: streamed dictionary encoding and training vocabularies.
+
+A :class:`ColumnEncoder` takes a column chunk by chunk (pyarrow record
+batches), dictionary-encodes each chunk and, at the end, maps every chunk's
+dictionary into one sorted dictionary for the whole column: codes ``1..U`` in
+the order of the values (so a sort by code is a sort by value), ``0`` left for
+padding. No Python object is made per row.
+
+:func:`training_vocabulary` then turns such codes into a vocabulary of the
+training rows only: values seen there get ``1..n``, every other value ``0``
+(one row for everything never seen in training, as the models expect).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+
+
+class ColumnEncoder:
+    """One column's chunks → int32 codes of one sorted dictionary.
+
+    Parameters
+    ----------
+    name : str
+        The column, for messages.
+    n_rows : int
+        Rows the chunks add up to (the output is allocated once).
+    bag : bool
+        The column holds a list per row (a bag): its values are encoded and
+        each row's list is kept (null lists are empty).
+    """
+
+    def __init__(self, name: str, n_rows: int, bag: bool = False) -> None:
+        self.name, self.n_rows, self.bag = name, n_rows, bag
+        self.local = np.empty(0 if bag else n_rows, np.int32)
+        self.bag_values: list[np.ndarray] = []
+        self.lengths = np.zeros(n_rows if bag else 0, np.int64)
+        self.dictionaries: list[pa.Array] = []
+        self.filled = 0
+
+    def add(self, chunk: pa.Array) -> None:
+        """Dictionary-encode the next ``len(chunk)`` rows."""
+        chunk = chunk.combine_chunks() if isinstance(chunk, pa.ChunkedArray) else chunk
+        if pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_decode()
+        n, start = len(chunk), self.filled
+        if self.bag:
+            if not pa.types.is_list(chunk.type) and not pa.types.is_large_list(chunk.type):
+                raise InputError(f"bag column {self.name!r} must hold a list per row, got {chunk.type}; "
+                                 "pass it with --categorical, or store lists")
+            self.lengths[start:start + n] = pc.list_value_length(chunk).fill_null(0).to_numpy()
+            chunk = chunk.flatten()
+        elif pa.types.is_list(chunk.type) or pa.types.is_large_list(chunk.type) or pa.types.is_struct(chunk.type):
+            raise InputError(f"column {self.name!r} holds {chunk.type} values, not one value per row; "
+                             "pass a list column with --bag")
+        encoded = pc.dictionary_encode(chunk, null_encoding="encode")
+        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        offset = sum(len(d) for d in self.dictionaries)
+        if self.bag:
+            self.bag_values.append(indices + np.int32(offset))
+        else:
+            self.local[start:start + n] = indices + np.int32(offset)
+        self.dictionaries.append(encoded.dictionary)
+        self.filled += n
+
+    def finish(self) -> tuple[np.ndarray, pa.Array]:
+        """The codes and their dictionary.
+
+        Returns
+        -------
+        codes : ndarray int32, shape (N,), or (N, G) padded with 0 for a bag
+            ``1..U``: one more than the value's position in ``uniques``.
+        uniques : pyarrow.Array, shape (U,)
+            The distinct values, sorted (a null, if any, last).
+        """
+        if self.filled != self.n_rows:
+            raise InputError(f"column {self.name!r}: {self.filled} rows encoded, {self.n_rows} expected")
+        every = pa.concat_arrays(self.dictionaries) if self.dictionaries else pa.array([], pa.null())
+        uniques = pc.unique(every)
+        uniques = uniques.take(pc.array_sort_indices(uniques))
+        to_global = pc.index_in(every, value_set=uniques, skip_nulls=False).to_numpy(zero_copy_only=False)
+        to_global = to_global.astype(np.int32) + np.int32(1)
+        if not self.bag:
+            codes = np.take(to_global, self.local, out=self.local)
+        else:
+            values = to_global[np.concatenate(self.bag_values)] if self.bag_values else np.zeros(0, np.int32)
+            codes = padded(values, self.lengths)
+        self.local, self.bag_values, self.dictionaries = np.empty(0, np.int32), [], []
+        return codes, uniques
+
+
+def padded(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Ragged rows (flat ``values``, ``lengths`` (N,)) as a matrix (N, max(lengths, 1)) padded with 0."""
+    width = int(lengths.max()) if len(lengths) else 0
+    matrix = np.zeros((len(lengths), max(width, 1)), np.int32)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    matrix[rows, np.arange(len(values)) - starts[rows]] = values
+    return matrix
+
+
+def encode_column(name: str, values, bag: bool = False) -> tuple[np.ndarray, pa.Array]:
+    """:class:`ColumnEncoder` on one in-memory column (a pyarrow array, or anything ``pa.array`` takes)."""
+    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else as_arrow(values, name)
+    encoder = ColumnEncoder(name, len(array), bag=bag)
+    encoder.add(array)
+    return encoder.finish()
+
+
+def as_arrow(values, name: str) -> pa.Array:
+    """A pandas / numpy column as a pyarrow array; mixed Python types are an InputError naming the column."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"column {name!r} mixes value types ({str(exc).splitlines()[0]}); "
+                         "give it one type") from None
+
+
+def training_vocabulary(codes: np.ndarray, n_codes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The map from dictionary codes to a vocabulary of the values present in ``codes``.
+
+    Parameters
+    ----------
+    codes : ndarray of int, any shape
+        Codes ``0..n_codes`` of the training rows (0 is padding, never a value).
+    n_codes : int
+        The dictionary's size U.
+    weights : ndarray, optional
+        Per entry of ``codes``; an entry with weight 0 does not count as seen.
+
+    Returns
+    -------
+    ndarray int32, shape (U + 1,)
+        ``remap[code]`` in ``1..n`` for the n values seen (in code order), 0 otherwise.
+    """
+    counts = np.bincount(codes.ravel(), weights=None if weights is None else weights.ravel(), minlength=n_codes + 1)
+    seen = counts > 0
+    seen[0] = False
+    return (np.cumsum(seen) * seen).astype(np.int32)
+
+
+def moments(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of the finite ``values`` (N,) (weighted), std 1 where it is 0 or undefined."""
+    finite = np.isfinite(values) & (True if weights is None else weights > 0)
+    if not finite.any():
+        return 0.0, 1.0
+    w = None if weights is None else weights[finite]
+    mean = float(np.average(values[finite], weights=w))
+    std = float(np.sqrt(np.average((values[finite] - mean) ** 2, weights=w)))
+    return mean, std if std > 0 else 1.0
+
+
+def standardised(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(values - mean) / std`` as float32 (N,), 0 where missing."""
+    return np.nan_to_num((values - mean) / std, nan=0.0).astype(np.float32)
