@@ -24,6 +24,7 @@ import torch
 
 from . import io
 from .codes import FORMATS, CodesTable, as_codes, read_codes, write_codes
+from .ctr.models import BACKBONES
 from .device import PRECISIONS, resolve_device
 from .errors import InputError
 from .ids import unique_suffix
@@ -184,7 +185,7 @@ def _add_evaluate(sub) -> None:
                        ("--categorical", "categorical columns of either table, A,B"),
                        ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
                        ("--methods", "tokenizers, A,B (default rqgmm,rqkmeans)"),
-                       ("--backbones", "fnn,deepfm,dcnv2,ipnn (default all)"),
+                       ("--backbones", f"{','.join(BACKBONES)} (default all)"),
                        ("--variants", "none,embedding,ids,ids+embedding (default all)"),
                        ("--tokenize", "fused (default) or per-modality"), ("--device", "torch device (default cpu)")):
         ev.add_argument(flag, default=None, help=text)

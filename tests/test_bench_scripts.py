@@ -65,3 +65,16 @@ def test_refit_figures_on_separated_data():
         collisions = refit.reassigned_collisions(cls, X, 2, 4)
         assert collisions["after_reassign"] <= collisions["collision_rate"]
         assert math.isfinite(collisions["collision_rate"])
+
+
+def test_ctr_benchmark_prints_trainer_anchor_encoding_and_memory(tmp_path):
+    """On a tiny generated log: both trainers, the encoding and the evaluate child's memory are reported."""
+    from rqgmm.bench import ctr
+
+    lines = ctr.main(["--rows", "3000", "--batches", "256", "--threads", "1", "--dir", str(tmp_path)])
+    trainers = [line for line in lines if line.startswith("batch")]
+    assert {line.split()[1] for line in trainers} == {"256", "1024"}  # asked for, and the default for 2,400 rows
+    assert all("trainer" in line and "anchor" in line and float(line.split("ratio")[1]) > 0 for line in trainers)
+    assert any(line.startswith("encoding:") for line in lines)
+    assert any("exit 0" in line and "peak RssAnon" in line for line in lines)
+

@@ -302,3 +302,140 @@ def test_no_ctr_file_names_a_movielens_column():
 def test_single_class_validation_is_refused():
     with pytest.raises(InputError, match="AUC needs both clicks and non-clicks"):
         score(np.ones(4), np.full(4, 0.5))
+
+
+# ----------------------------------------------------------------------------- encode once, one table, the trainer
+
+import pyarrow as pa  # noqa: E402
+
+from rqgmm.ctr import EncodedLog, LogColumns, LogEncoder, LogPart, auc  # noqa: E402
+from rqgmm.ctr.encoding import ColumnEncoder, padded  # noqa: E402
+from rqgmm.ctr.log import ItemTable  # noqa: E402
+from rqgmm.data.splits import cut_points, time_order, time_split  # noqa: E402
+
+
+def test_streamed_column_codes_equal_a_sorted_factorisation():
+    values = np.array(["b", "a", None, "c", "b", "zz", None, "a"], dtype=object)
+    encoder = ColumnEncoder("x", len(values))
+    for start in (0, 3, 5):  # three record batches, each with its own dictionary
+        encoder.add(pa.array(values[start:{0: 3, 3: 5, 5: 8}[start]]))
+    codes, uniques = encoder.finish()
+    reference, distinct = pd.factorize(pd.Series(values), sort=True, use_na_sentinel=False)
+    np.testing.assert_array_equal(codes, reference + 1)
+    assert uniques.to_pylist() == [None if isinstance(v, float) else v for v in distinct]
+
+
+def test_bags_are_padded_rows_of_their_values():
+    lists = [[3, 1], [], None, [2, 2, 5]]
+    encoder = ColumnEncoder("tags", 4, bag=True)
+    encoder.add(pa.array(lists))
+    codes, uniques = encoder.finish()
+    assert codes.shape == (4, 3)
+    decoded = [[uniques[c - 1].as_py() for c in row if c] for row in codes]
+    assert decoded == [[3, 1], [], [], [2, 2, 5]]
+    np.testing.assert_array_equal(padded(np.array([7, 8, 9]), np.array([0, 2, 1])), [[0, 0], [7, 8], [9, 0]])
+
+
+def _encoded_world(world) -> tuple[EncodedLog, pd.DataFrame]:
+    """The world's rows as one log (train, valid, test in time order), encoded in three record batches."""
+    frames = [world[p].assign(timestamp=i) for i, p in enumerate(("train", "valid", "test"))]
+    rows = pd.concat(frames, ignore_index=True).merge(world["users"], on="user_id", how="left")
+    columns = LogColumns("user_id", "item_id", "label", "timestamp", categorical=("gender",), item_bag=("genres",))
+    encoder = LogEncoder(columns, len(rows))
+    table = pa.Table.from_pandas(rows[columns.read], preserve_index=False)
+    for batch in table.to_batches(max_chunksize=2000):
+        encoder.add(batch)
+    items = world["items"].set_axis(world["items"]["item_id"].astype(str))
+    return encoder.finish(ItemTable.encode(items, "item_id", columns)), rows
+
+
+def test_encoded_log_splits_like_time_split_and_keeps_training_vocabularies(world):
+    log, rows = _encoded_world(world)
+    order = time_order(log.sort_keys())
+    first, second = cut_points(len(log))
+    ordered = log.ordered(order, first)
+    expected = time_split(rows, keys=("timestamp", "user_id", "item_id"))
+    np.testing.assert_array_equal(rows["label"].to_numpy()[order][:first], expected.train["label"])
+    np.testing.assert_array_equal(ordered.labels[first:second], expected.valid["label"])
+    # a vocabulary of the training rows: the same partition of values as FeatureBuilder's, 0 for the rest
+    builder = FeatureBuilder(FeatureSpec("user_id", "item_id", "label", ("gender",))).fit(expected.train)
+    for column in ("user_id", "gender"):
+        ours = ordered.codes[column]
+        theirs = builder.vocabs[column].lookup(rows[column].to_numpy()[order])
+        assert ((ours == 0) == (theirs == 0)).all()
+        assert len(set(zip(ours, theirs))) == len(set(ours)) == len(set(theirs))
+    seen = np.isin(rows["item_id"].to_numpy()[order], expected.train["item_id"].unique())
+    np.testing.assert_array_equal(ordered.items.ids[ordered.item_rows] > 0, seen)
+
+
+def test_encoded_log_and_feature_builder_train_the_same_way(world):
+    """The evaluate path (encoded log) and the DataFrame path give the same fields and close AUCs."""
+    log, rows = _encoded_world(world)
+    ordered = log.ordered(np.arange(len(log)), len(world["train"]))
+    n1, n2 = len(world["train"]), len(world["train"]) + len(world["valid"])
+    parts = [LogPart(ordered, 0, n1), LogPart(ordered, n1, n2), LogPart(ordered, n2, len(log))]
+    spec = FeatureSpec("user_id", "item_id", "label", ("gender",), ("genres",), embedding_dim=8)
+    encoded = run_ctr(*parts, spec, content=_content(world, "codes"), model_config=ModelConfig(hidden=(32, 16)),
+                      train_config=FAST)
+    frames = run_ctr(world["train"], world["valid"], world["test"], spec, users=world["users"], items=world["items"],
+                     content=_content(world, "codes"), model_config=ModelConfig(hidden=(32, 16)), train_config=FAST)
+    fields, _ = ordered.tensors(spec, _content(world, "codes"), parts)
+    assert sorted((f.name, f.vocab_size, f.kind) for f in fields) == \
+        sorted((f.name, f.vocab_size, f.kind) for f in frames.builder.fields)
+    assert encoded.metrics["auc"] == pytest.approx(frames.metrics["auc"], abs=0.03)
+
+
+def test_streamed_rows_train_exactly_as_resident_rows(world):
+    builder = _builder(world, "codes+embedding")
+    tensors = [builder.transform(world[p]) for p in ("train", "valid", "test")]
+    results = []
+    for resident in (True, False):
+        model = make_model("fnn", builder.fields, ModelConfig(hidden=(16,)), seed=0)
+        config = TrainConfig(**{**FAST.__dict__, "max_epochs": 2, "resident": resident})
+        results.append(predict(train(model, tensors[0], tensors[1], config).model, tensors[2]))
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_device_auc_equals_sklearn(ties):
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 2, 2000), rng.random(2000)
+    if ties:
+        p = np.round(p, 1)
+    assert float(auc(torch.from_numpy(y), torch.from_numpy(p))) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+def test_one_table_equals_per_field_tables_and_embedding_bag(world):
+    builder = _builder(world, "codes")
+    tensors = builder.transform(world["test"].iloc[:50])
+    embedding = FeatureEmbedding(builder.fields)
+    out = embedding(tensors.batch(slice(None)))
+    weight, columns = embedding.table.weight, tensors.fields
+    categorical = [f for f in builder.fields if f.kind == "categorical"]
+    offset = 0
+    for i, f in enumerate(categorical):  # each field reads its own block of the one table
+        torch.testing.assert_close(out[:, i], weight[offset + columns[f.name].long()])
+        offset += f.vocab_size
+    genres = next(f for f in builder.fields if f.kind == "bag")
+    reference = torch.nn.EmbeddingBag(genres.vocab_size, 8, mode="mean", padding_idx=0)
+    reference.weight.data = weight[offset:offset + genres.vocab_size].detach().clone()
+    torch.testing.assert_close(out[:, len(categorical)], reference(columns[genres.name].long()))
+
+
+def test_default_batch_and_learning_rate_follow_the_documented_rule():
+    cpu, cuda = TrainConfig(), TrainConfig(device="cuda")
+    assert cpu.batch_for(80_000) == 1024 and cpu.lr_for(1024) == 4e-3  # MovieLens: as before
+    assert cuda.batch_for(4_000_000) == 32768 and cuda.batch_for(10**8) == 65536 and cpu.batch_for(10**8) == 8192
+    assert cuda.lr_for(32768) == pytest.approx(4e-3 * np.sqrt(32))
+    assert cuda.warmup_for(32768, 122) == 13 and cpu.warmup_for(1024, 80) == 0
+    assert TrainConfig(batch_size=300, lr=1e-3).batch_for(10**8) == 300
+
+
+def test_backbone_names_come_from_the_registry(capsys):
+    from rqgmm.cli import main
+    from rqgmm.evaluate.config import EvaluateConfig
+
+    assert EvaluateConfig().backbones == tuple(BACKBONES)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert ",".join(BACKBONES) in capsys.readouterr().out.replace("\n", "").replace(" ", "")

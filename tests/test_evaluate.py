@@ -17,13 +17,13 @@ from rqgmm.evaluate.config import config_from
 from rqgmm.evaluate.inputs import check_inputs
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.cli import main
+from rqgmm.ctr import BACKBONES
 from synthetic import synthetic_log, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["--categorical", "hour,brand", "--bag", "tags,recent", "--numeric", "price,dwell",
           "--embedding", "text_emb", "--embedding", "image_emb"]
 SMALL = ["--levels", "2", "--codebook-size", "4", "--methods", "rqkmeans", "--seeds", "2", "--quick"]
-BACKBONES = ("fnn", "deepfm", "dcnv2", "ipnn")
 
 
 @pytest.fixture(scope="module")

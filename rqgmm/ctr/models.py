@@ -108,6 +108,7 @@ class IPNN(nn.Module):
         return self.mlp(torch.cat([e.flatten(1), self.product(e)], dim=1)).squeeze(-1)
 
 
+#: The one registry of backbones, in the order lists show them.
 BACKBONES: dict[str, type[nn.Module]] = {"fnn": FNN, "deepfm": DeepFM, "dcnv2": DCNv2, "ipnn": IPNN}
 
 
@@ -122,7 +123,8 @@ def make_model(
 
     Parameters
     ----------
-    name : {"fnn", "deepfm", "dcnv2", "ipnn"}
+    name : str
+        A key of :data:`BACKBONES`.
     fields : sequence of FieldSpec
         From ``FeatureBuilder.fields``.
     config : ModelConfig, optional

@@ -41,7 +41,7 @@ class EvaluateConfig:
     methods: tuple[str, ...] = ("rqgmm", "rqkmeans")
     levels: int = 2
     codebook_size: int = 128
-    backbones: tuple[str, ...] = ("fnn", "deepfm", "dcnv2", "ipnn")
+    backbones: tuple[str, ...] = tuple(BACKBONES)
     variants: tuple[str, ...] = VARIANTS
     seeds: int = 3
     quick: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
+from ..ctr.models import BACKBONES
 from . import plots
 from .slices import SLICES
 from .tables import fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, paired_difference, select
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 OVERALL = "all"
 COLUMNS = (OVERALL, *SLICES)
 BASELINES = ("none", "embedding")
-FIRST_BACKBONES = ("fnn", "deepfm", "dcnv2", "ipnn")
+FIRST_BACKBONES = tuple(BACKBONES)
 
 
 def metric(record: dict, column: str, key: str = "auc") -> float | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..ctr.models import BACKBONES
 from ..data import DATASETS, get_embedder, load_dataset, subsample
 from ..data.embedders import embed_items
 from ..errors import InputError
@@ -27,7 +28,7 @@ from .report import write_outputs
 
 logger = logging.getLogger(__name__)
 
-QUICK = dict(backbones="fnn", seeds=1, quick=True)
+QUICK = dict(backbones=next(iter(BACKBONES)), seeds=1, quick=True)  # the registry's first backbone (FNN)
 #: The full study's tokenizers: RQ-GMM and RQ-KMeans, plain and with balanced codes.
 FULL_METHODS = "rqgmm,rqkmeans,rqgmm+balanced,rqkmeans+balanced"
 
