@@ -409,7 +409,9 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     result = TrainResult(model, batch_size=batch, lr=lr)
     best_state, stale, training_seconds = None, 0, 0.0
     # fork_rng: dropout draws from the global RNG, which the caller keeps untouched
-    with _threads(config.num_threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with _threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         for epoch in tqdm(range(config.max_epochs), desc="ctr epochs", disable=not config.progress):
             began = time.perf_counter()
@@ -490,7 +492,8 @@ def run_ctr(
 
     parts = (train_frame, valid_frame, test_frame)
     if isinstance(train_frame, LogPart):
-        fields, tensors = train_frame.log.tensors(spec, content, parts)
+        device = (train_config or TrainConfig()).device
+        fields, tensors = train_frame.log.tensors(spec, content, parts, device)
         return fit_and_score(fields, tensors, backbone, model_config, train_config)
     builder = FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
     result = fit_and_score(builder.fields, [builder.transform(frame) for frame in parts], backbone,
