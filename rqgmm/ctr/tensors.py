@@ -130,7 +130,10 @@ class CTRTensors:
 
     def __post_init__(self) -> None:
         # B-independent: the bag field of each column of a batch's ``bags`` (G_rows + G_items,)
-        self.bag_fields = torch.cat([self.rows.bag_fields, self.items.bag_fields + self.rows.num_bag_fields])
+        # on the item block's device: it is the compute device once placed (the rows may stay on the host)
+        device = self.items.bag_fields.device
+        self.bag_fields = torch.cat([self.rows.bag_fields.to(device),
+                                     self.items.bag_fields + self.rows.num_bag_fields])
 
     def batch(self, index) -> Batch:
         """The model inputs of the rows ``index`` (a slice, or an index tensor on the tensors' device)."""
