@@ -135,7 +135,7 @@ def read_generation(path: Path, levels: int, suffix: bool) -> Generation:
     if missing:
         raise InputError(f"{path} lacks column(s) {missing}; it is not a generation of this store")
     ints = {n: table.column(n).to_numpy().astype(np.int64) for n in names[1:-1]}
-    return Generation(item_id_column(table.column("item_id"), path),
+    return Generation(item_id_column(table.column("item_id"), path, unique=False),  # checked when it was written
                       np.column_stack([ints[c] for c in code_columns(levels)]) if levels else np.zeros((len(table), 0)),
                       ints.get("suffix"), ints["born"], ints["retired"],
                       table.column("fallback").to_numpy(zero_copy_only=False).astype(bool))

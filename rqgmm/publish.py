@@ -96,7 +96,9 @@ def _catalogue_ids(path: Path) -> np.ndarray:
         column = pq.read_table(path, columns=["item_id"]).column("item_id")
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
-    ids = item_id_column(column, path)
+    ids = item_id_column(column, path, unique=False)
+    if len(pc.unique(pa.array(ids))) != len(ids):  # Arrow's hash set: numpy's unique sorts 10^7 ids too slowly
+        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
     if not len(ids):
         raise InputError(f"{path} holds no items; publish at least one")
     return ids

@@ -220,7 +220,8 @@ def sorted_unique_rows(ids: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
         return ids.reshape(0, len(sizes))
     if np.prod([float(v) for v in sizes]) < 2.0**62:  # one int64 key per row: a plain sort
         strides = np.cumprod([1, *sizes[::-1]])[:-1][::-1].astype(np.int64)
-        keys = np.unique(ids @ strides)
+        keys = np.sort(ids @ strides)
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
         return (keys[:, None] // strides) % np.array(sizes, dtype=np.int64)
     return np.unique(ids, axis=0)
 
