@@ -146,12 +146,12 @@ class PrefixTrie:
         t = prefixes.shape[1] if prefixes.ndim == 2 else -1
         if not 0 <= t < self.length:
             raise InputError(f"allowed_next takes prefixes (B, t) with t < {self.length}, got {tuple(prefixes.shape)}")
-        node = self.walk(prefixes)
-        rows, edges = self._children(node)
+        nodes, inverse = torch.unique(self.walk(prefixes), return_inverse=True)  # beams share prefixes
+        rows, edges = self._children(nodes)
         width, shift = (sum(self.vocab_sizes), self.offsets[t]) if flat else (self.vocab_sizes[t], 0)
-        mask = torch.zeros(len(node), width, dtype=torch.bool, device=self.device)
+        mask = torch.zeros(len(nodes), width, dtype=torch.bool, device=self.device)
         mask[rows, self.token[edges] + shift] = True
-        return mask
+        return mask[inverse]
 
     def _children(self, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, edge) pairs: every child edge of every node (B,) (none for -1)."""
