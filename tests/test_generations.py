@@ -11,9 +11,7 @@ previous generation readable.
 import hashlib
 import itertools
 import json
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import make_mixture
+from test_kill import _write_killed_after_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -333,31 +332,12 @@ def test_a_second_publisher_is_refused_by_the_lock(capsys, data, published):
 
 def _publish_killed_after_step(argv, step: int) -> bool:
     """Run the publish in a forked child that SIGKILLs itself right after its step-th file-system change."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            count = [0]
 
-            def after(fn):
-                def wrapper(*args, **kwargs):
-                    out = fn(*args, **kwargs)
-                    count[0] += 1
-                    if count[0] == step:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return out
+    def run_publish():
+        if cli.main([str(a) for a in argv]) != 0:
+            raise RuntimeError("publish failed")
 
-                return wrapper
-
-            os.replace, os.rename, shutil.rmtree = after(os.replace), after(os.rename), after(shutil.rmtree)
-            pq.write_table = after(pq.write_table)
-            Path.write_text = after(Path.write_text)
-            code = cli.main([str(a) for a in argv])
-            os._exit(code)
-        except BaseException:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, status
-    return os.WIFSIGNALED(status)
+    return _write_killed_after_step(run_publish, step)
 
 
 def test_a_publish_killed_at_any_step_leaves_the_previous_generation_intact(tmp_path, capsys, data, published):
