@@ -18,8 +18,8 @@ candidate, until every item is placed (a capacitated nearest assignment in
 vectorised rounds). Candidates come from a beam over the levels
 (:mod:`rqgmm.nearest`); the beam widens for items whose candidates are all full.
 
-Prefixes are handled as one int64 key each (mixed radix of the codes), so a
-store's codebook sizes must multiply to less than 2**62.
+Prefixes are handled as one int64 key each (:mod:`rqgmm.keys`), so a store's
+codebook sizes must multiply to less than 2**62.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .keys import key_strides, row_keys, rows_of_keys
 
 logger = logging.getLogger(__name__)
 
-MAX_KEY_SPACE = 2.0**62
 FIRST_BEAM = 8
 BEAM_GROWTH = 8
 
@@ -45,22 +45,14 @@ Candidates = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 # --------------------------------------------------------------------------- keys
 
 
-def key_strides(sizes: list[int]) -> np.ndarray:
-    """Strides (L,) int64 of the mixed-radix key of codes with codebook sizes ``sizes``."""
-    if np.prod([float(k) for k in sizes]) >= MAX_KEY_SPACE:
-        raise InputError(f"codebook sizes {sizes} give more than 2**62 prefixes, more than a store indexes; "
-                         "use fewer levels or smaller codebooks")
-    return np.cumprod([1, *sizes[::-1]])[:-1][::-1].astype(np.int64)
-
-
 def prefix_keys(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
     """One int64 key (N,) per row of codes (N, L)."""
-    return np.asarray(codes, dtype=np.int64) @ key_strides(sizes)
+    return row_keys(codes, sizes)
 
 
 def codes_of_keys(keys: np.ndarray, sizes: list[int]) -> np.ndarray:
     """Codes (N, L) of prefix keys (N,): the inverse of :func:`prefix_keys`."""
-    return (np.asarray(keys, dtype=np.int64)[:, None] // key_strides(sizes)) % np.asarray(sizes, dtype=np.int64)
+    return rows_of_keys(keys, sizes)
 
 
 def group_rank(keys: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
@@ -113,23 +105,25 @@ class Slots:
         return int(self.keys[i]), int(self.held[i])
 
 
-def store_slots(keys: np.ndarray, suffix: np.ndarray | None, live: np.ndarray, reuse: bool) -> Slots:
-    """The slots of a store's rows: prefix keys (N,), suffix (N,) or None, live (N,) bool."""
+def store_slots(keys: np.ndarray, suffix: np.ndarray | None, live: np.ndarray, reuse: bool,
+                sizes: list[int]) -> Slots:
+    """The slots of a store's rows: prefix keys (N,), suffix (N,) or None, live (N,) bool; codebook sizes (L,)."""
     empty = np.zeros(0, dtype=np.int64)
     if suffix is None:  # a slot per item
         holding = live if reuse else np.ones(len(keys), dtype=bool)
         uniq, held = np.unique(keys[holding], return_counts=True)
         return Slots(uniq, held.astype(np.int64), np.zeros(len(uniq), dtype=np.int64), empty, empty)
-    order = np.lexsort((suffix, keys))
-    k, s, alive = keys[order], suffix[order], live[order]
-    first = np.ones(len(k), dtype=bool)
-    first[1:] = (k[1:] != k[:-1]) | (s[1:] != s[:-1])
-    slot = np.cumsum(first) - 1
-    slot_live = np.zeros(int(first.sum()), dtype=bool)
-    np.logical_or.at(slot_live, slot, alive)  # a slot with any live holder is held
-    slot_key, slot_suffix = k[first], s[first]
+    width = int(suffix.max()) + 1 if len(suffix) else 1
+    key_strides([*sizes, width, 2])  # the combined key fits in int64
+    # one sort of (key, suffix, live): a slot's rows are adjacent, a live holder last among them
+    combo = np.sort((keys * width + suffix) * 2 + live)
+    slot_of = combo >> 1
+    last = np.r_[slot_of[1:] != slot_of[:-1], True] if len(combo) else np.zeros(0, dtype=bool)
+    slot_live = (combo[last] & 1).astype(bool)
+    slot_key, slot_suffix = slot_of[last] // width, slot_of[last] % width
     holding = slot_live | (not reuse)
-    uniq, start = np.unique(slot_key, return_index=True)
+    start = np.flatnonzero(np.r_[True, slot_key[1:] != slot_key[:-1]]) if len(slot_key) else empty
+    uniq = slot_key[start]
     held = np.add.reduceat(holding.astype(np.int64), start) if len(uniq) else empty
     next_suffix = np.maximum.reduceat(slot_suffix, start) + 1 if len(uniq) else empty
     return Slots(uniq, held, next_suffix, slot_key[~holding], slot_suffix[~holding])

@@ -29,7 +29,8 @@ from .atomic import atomic_output
 from .codes import code_columns, level_name
 from .errors import InputError
 from .io import read_parquet
-from .trie import PrefixTrie, sorted_unique_rows
+from .keys import row_keys, rows_of_keys
+from .trie import PrefixTrie
 
 LOOKUP = "lookup.parquet"
 TRIE = "trie.parquet"
@@ -46,32 +47,35 @@ def vocabulary(vocab_sizes: list[int]) -> list[str]:
     return [f"<{level_name(t)}_{v}>" for t, size in enumerate(vocab_sizes) for v in range(size)]
 
 
-def lookup_table(full_ids: np.ndarray, item_ids: np.ndarray, vocab_sizes: list[int], suffix: bool) -> pa.Table:
-    """One row per distinct full ID (sorted), with the list of items (``item_ids``) that hold it."""
-    order = np.lexsort(full_ids.T[::-1]) if len(full_ids) else np.zeros(0, dtype=np.int64)
-    ids = full_ids[order]
-    starts = np.r_[0, np.flatnonzero((ids[1:] != ids[:-1]).any(1)) + 1] if len(ids) else np.zeros(0, np.int64)
-    offsets = np.r_[starts, len(ids)].astype(np.int32 if len(ids) < 2**31 else np.int64)
-    items = pa.array(np.asarray(item_ids)[order])
-    lists = (pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray).from_arrays(pa.array(offsets), items)
-    columns = {name: ids[starts, i] for i, name in enumerate(id_columns(full_ids.shape[1] - suffix, suffix))}
-    return pa.table({**columns, "item_ids": lists})
+def lookup_table(rows: np.ndarray, starts: np.ndarray, items: np.ndarray, suffix: bool) -> pa.Table:
+    """One row per distinct full ID: rows (M, T) sorted, holding the items ``items[starts[m]:starts[m + 1]]``."""
+    offsets = np.r_[starts, len(items)]
+    lists = (pa.ListArray if len(items) < 2**31 else pa.LargeListArray).from_arrays(
+        pa.array(offsets.astype(np.int32 if len(items) < 2**31 else np.int64)), pa.array(items))
+    names = id_columns(rows.shape[1] - suffix, suffix)
+    return pa.table({**{name: rows[:, i] for i, name in enumerate(names)}, "item_ids": lists})
 
 
 def write_exports(directory: Path, full_ids: np.ndarray, item_ids: np.ndarray, vocab_sizes: list[int],
                   suffix: bool) -> dict:
     """Write the three exports of live items' full IDs (N, T) into ``directory`` (atomically, as one).
 
-    Returns ``{"full_ids": distinct IDs, "one_to_many": IDs held by more than one item}``.
+    One sort of the full IDs' keys serves the lookup and the trie. Returns
+    ``{"full_ids": distinct IDs, "one_to_many": IDs held by more than one item}``.
     """
-    lookup = lookup_table(full_ids, item_ids, vocab_sizes, suffix)
-    trie = PrefixTrie.build(full_ids, vocab_sizes)
+    keys = row_keys(full_ids, vocab_sizes)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+    rows = rows_of_keys(keys[starts], vocab_sizes)
+    del keys
+    lookup = lookup_table(rows, starts, np.asarray(item_ids)[order], suffix)
+    trie = PrefixTrie.from_sorted_rows(rows, vocab_sizes)
     with atomic_output(directory, directory=True, marker=TRIE) as tmp:
         pq.write_table(lookup, tmp / LOOKUP)
         trie.save(tmp / TRIE)
         (tmp / VOCAB).write_text("\n".join(vocabulary(vocab_sizes)) + "\n")
-    sizes = np.diff(lookup.column("item_ids").combine_chunks().offsets.to_numpy())
-    return {"full_ids": len(lookup), "one_to_many": int((sizes > 1).sum())}
+    return {"full_ids": len(starts), "one_to_many": int((np.diff(np.r_[starts, len(order)]) > 1).sum())}
 
 
 def read_lookup(path: str | os.PathLike, levels: int, suffix: bool) -> tuple[np.ndarray, list]:
@@ -87,8 +91,3 @@ def read_lookup(path: str | os.PathLike, levels: int, suffix: bool) -> tuple[np.
 def read_vocabulary(path: str | os.PathLike) -> list[str]:
     """The token strings of a vocabulary export, in order."""
     return Path(path).read_text().split()
-
-
-def distinct_full_ids(full_ids: np.ndarray, vocab_sizes: list[int]) -> np.ndarray:
-    """The distinct full IDs (M, T), sorted (what the trie and the lookup hold)."""
-    return sorted_unique_rows(np.asarray(full_ids, dtype=np.int64), tuple(vocab_sizes))

@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import allocation as alloc
@@ -35,11 +35,15 @@ from .exports import write_exports
 from .generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
                           write_generation)
 from .io import iter_parquet_embeddings, item_id_column
+from .itemjoin import has_repeats, positions
+from .keys import key_strides, row_keys
 from .modalities import fused
 from .nearest import nearest_codes, reconstruction_cost
 from .validation import check_dimension, nonfinite_message
 
 logger = logging.getLogger(__name__)
+
+BATCH_ROWS = 1 << 18  # catalogue rows per record batch
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
         store_sizes = settings["codebook_sizes"]
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
         gen = 1 if store.is_new else store.current["generation"] + 1
-        old, revived, new_rows, counts = _carry_over(parent, item_ids, gen)
+        old, revived, new_rows, counts = _carry_over(parent, item_ids, gen, store_sizes)
         slots = alloc.store_slots(alloc.prefix_keys(old.codes, store_sizes), old.suffix, old.live,
-                                  config.reuse_retired)
+                                  config.reuse_retired, store_sizes)
         alloc.check_cap(slots, config.max_per_prefix, store_sizes)
         X = _embeddings(catalogue, new_rows, model)
         new = _new_items(model, X, item_ids[new_rows], slots, config, store_sizes, gen)
@@ -97,7 +101,7 @@ def _catalogue_ids(path: Path) -> np.ndarray:
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
     ids = item_id_column(column, path, unique=False)
-    if len(pc.unique(pa.array(ids))) != len(ids):  # Arrow's hash set: numpy's unique sorts 10^7 ids too slowly
+    if has_repeats(ids):
         raise InputError(f"{path} has duplicate item_id values; each item must appear once")
     if not len(ids):
         raise InputError(f"{path} holds no items; publish at least one")
@@ -108,7 +112,7 @@ def _settings(store: Store, model, config: PublishConfig) -> dict:
     """The store's fixed settings; refuse a model or a suffix choice that differs from an existing store's."""
     ours = {"method": model.method, "levels": int(model.levels), "codebook_sizes": [int(k) for k in model.codebook_sizes],
             "suffix": config.suffix}
-    alloc.key_strides(ours["codebook_sizes"])
+    key_strides(ours["codebook_sizes"])
     if store.is_new:
         return ours
     theirs = {k: store.manifest[k] for k in ours}
@@ -123,16 +127,15 @@ def _settings(store: Store, model, config: PublishConfig) -> dict:
     return theirs
 
 
-def _carry_over(parent: Generation, item_ids: np.ndarray,
-                gen: int) -> tuple[Generation, np.ndarray, np.ndarray, dict]:
+def _carry_over(parent: Generation, item_ids: np.ndarray, gen: int,
+                sizes: list[int]) -> tuple[Generation, np.ndarray, np.ndarray, dict]:
     """The parent's rows with this generation's retirements and revivals, the mask of the revived ones among
     them, and the catalogue rows (M,) to publish.
 
     A revived item whose slot a live item holds (possible only with reused slots) is published anew.
     """
-    position = pc.index_in(pa.array(item_ids), value_set=pa.array(parent.item_ids))
-    found = position.is_valid().to_numpy(zero_copy_only=False)
-    known = position.to_numpy(zero_copy_only=False)[found].astype(np.int64) if found.any() else np.zeros(0, np.int64)
+    found, position = positions(item_ids, parent.item_ids)
+    known = position[found]
     in_catalogue = np.zeros(len(parent), dtype=bool)
     in_catalogue[known] = True
     retired = parent.retired.copy()
@@ -141,7 +144,7 @@ def _carry_over(parent: Generation, item_ids: np.ndarray,
     retired[retiring] = gen
     retired[reviving] = 0
     old = Generation(parent.item_ids, parent.codes, parent.suffix, parent.born, retired, parent.fallback)
-    clash = reviving & _slot_taken(old, reviving)
+    clash = _slot_taken(old, reviving, sizes)
     new_rows = np.flatnonzero(~found)
     if clash.any():
         new_rows = np.sort(np.r_[new_rows, np.flatnonzero(found)[np.isin(known, np.flatnonzero(clash))]])
@@ -150,24 +153,19 @@ def _carry_over(parent: Generation, item_ids: np.ndarray,
     return old, reviving, new_rows, counts
 
 
-def _slot_taken(gen: Generation, reviving: np.ndarray) -> np.ndarray:
+def _slot_taken(gen: Generation, reviving: np.ndarray, sizes: list[int]) -> np.ndarray:
     """Mask (N,) of reviving rows whose full ID some other live row holds."""
     if gen.suffix is None or not reviving.any():
         return np.zeros(len(gen), dtype=bool)
-    ids = gen.full_ids()
-    live_other = (gen.retired == 0) & ~reviving
-    rows = pa.Table.from_arrays([pa.array(c) for c in ids.T], names=[f"t{i}" for i in range(ids.shape[1])])
-    keys = pc.binary_join_element_wise(*[pc.cast(rows.column(i), pa.string()) for i in range(ids.shape[1])], ",")
-    taken = pc.is_in(keys, value_set=pc.filter(keys, pa.array(live_other))).to_numpy(zero_copy_only=False)
-    return taken & reviving
+    keys = row_keys(gen.full_ids(), [*sizes, int(gen.suffix.max()) + 1])
+    return reviving & np.isin(keys, keys[(gen.retired == 0) & ~reviving])
 
 
 def _embeddings(path: Path, rows: np.ndarray, model) -> np.ndarray:
     """Embeddings (M, D) of the catalogue rows ``rows`` (sorted); every row of the file is checked finite."""
     columns = tuple(getattr(model, "embedding_columns_", None) or ("embedding",))
     parts, bad, offset = [], [], 0
-    for _, X in iter_parquet_embeddings(path, columns):
-        X = fused(X) if isinstance(X, dict) else np.asarray(X)
+    for X in _embedding_batches(path, columns):
         n = len(X)
         if n:
             check_dimension(X, model.n_features_in_, what=str(path))
@@ -179,6 +177,30 @@ def _embeddings(path: Path, rows: np.ndarray, model) -> np.ndarray:
     if bad_rows.size:
         raise InputError(nonfinite_message(bad_rows, offset, str(path)))
     return np.concatenate(parts) if parts else np.zeros((0, model.n_features_in_), dtype=np.float32)
+
+
+def _embedding_batches(path: Path, columns: tuple[str, ...]) -> Iterator[np.ndarray]:
+    """Embedding matrices (n, D) of the file, batch by batch (several columns fused).
+
+    Fixed-size float lists without nulls (what a catalogue of 10^7 items is written as)
+    are read as they lie, without the item ids; any other layout goes through
+    :func:`rqgmm.io.iter_parquet_embeddings`, which checks it row by row.
+    """
+    schema = pq.read_schema(path)
+    fixed = all(c in schema.names and pa.types.is_fixed_size_list(schema.field(c).type)
+                and pa.types.is_floating(schema.field(c).type.value_type) for c in columns)
+    if not fixed:
+        for _, X in iter_parquet_embeddings(path, columns):
+            yield fused(X) if isinstance(X, dict) else np.asarray(X)
+        return
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
+        blocks = {}
+        for c in columns:
+            col = batch.column(c)
+            if col.null_count:
+                raise InputError(f"{path}: '{c}' has {col.null_count} null rows; drop them")
+            blocks[c] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+        yield fused(blocks) if len(columns) > 1 else blocks[columns[0]]
 
 
 def _new_items(model, X: np.ndarray, item_ids: np.ndarray, slots: alloc.Slots, config: PublishConfig,

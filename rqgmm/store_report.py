@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from .allocation import codes_of_keys, prefix_keys
 from .errors import InputError
 from .generations import Generation, Store, export_dir
+from .itemjoin import positions
 from .trie import PrefixTrie
 
 HEAD_SHARE = 0.1
@@ -60,9 +61,8 @@ def churn_against_parent(store: Store, gen: Generation, entry: dict) -> dict | N
     if entry["parent"] is None:
         return None
     parent = store.read(entry["parent"])
-    where = pc.index_in(pa.array(parent.item_ids), value_set=pa.array(gen.item_ids))
-    found = where.is_valid().to_numpy(zero_copy_only=False)
-    rows = where.to_numpy(zero_copy_only=False)[found].astype(np.int64)
+    found, rows = positions(parent.item_ids, gen.item_ids)
+    rows = rows[found]
     changed = (parent.full_ids()[found] != gen.full_ids()[rows]).any(1)
     return {"parent_items": len(parent), "full_id_changed": float(changed.mean()) if len(changed) else 0.0,
             "changed_items": int(changed.sum()), "missing_items": int((~found).sum())}

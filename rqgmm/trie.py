@@ -33,6 +33,7 @@ import torch
 from .atomic import atomic_output
 from .errors import InputError
 from .io import read_parquet
+from .keys import row_keys, rows_of_keys, sorted_distinct
 
 METADATA_KEY = b"rqgmm_trie"
 VERSION = 1
@@ -74,9 +75,12 @@ class PrefixTrie:
             raise InputError(f"a trie needs full IDs of shape (N, {len(sizes)}), got {ids.shape}")
         if len(ids) and ((ids < 0).any() or (ids >= np.array(sizes)).any()):
             raise InputError(f"full IDs hold tokens outside the vocabulary sizes {list(sizes)}")
-        rows = sorted_unique_rows(ids, sizes)
-        parent, token, depth = _edges(rows)
-        return cls.from_edges(sizes, parent, token, depth)
+        return cls.from_sorted_rows(sorted_unique_rows(ids, sizes), sizes)
+
+    @classmethod
+    def from_sorted_rows(cls, rows: np.ndarray, vocab_sizes) -> "PrefixTrie":
+        """The trie of distinct rows (M, T) already in lexicographic order (as :func:`sorted_unique_rows` gives)."""
+        return cls.from_edges(vocab_sizes, *_edges(np.asarray(rows, dtype=np.int64)))
 
     @classmethod
     def from_edges(cls, vocab_sizes, parent: np.ndarray, token: np.ndarray, depth: np.ndarray) -> "PrefixTrie":
@@ -218,12 +222,7 @@ def sorted_unique_rows(ids: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
     """The distinct rows of ``ids`` (N, T), token t in [0, sizes[t]), in lexicographic order."""
     if len(ids) == 0:
         return ids.reshape(0, len(sizes))
-    if np.prod([float(v) for v in sizes]) < 2.0**62:  # one int64 key per row: a plain sort
-        strides = np.cumprod([1, *sizes[::-1]])[:-1][::-1].astype(np.int64)
-        keys = np.sort(ids @ strides)
-        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
-        return (keys[:, None] // strides) % np.array(sizes, dtype=np.int64)
-    return np.unique(ids, axis=0)
+    return rows_of_keys(sorted_distinct(row_keys(ids, list(sizes))), list(sizes))
 
 
 def _edges(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

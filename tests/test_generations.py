@@ -182,7 +182,7 @@ def test_nearest_codes_match_a_brute_force_search(data):
 def test_placement_rounds_fill_rooms_nearest_first():
     """Three items want the same prefix with one slot: the nearest gets it, the others their next choice."""
     slots = alloc.store_slots(np.array([0, 0, 1, 1, 5]), np.array([0, 1, 0, 1, 0]), np.ones(5, dtype=bool),
-                              reuse=False)
+                              reuse=False, sizes=[8])
     keys = np.array([0, 0, 0, 0])  # prefixes 0 and 1 hold 2 slots each; cap 3 leaves one in each
     own = np.array([4.0, 1.0, 3.0, 2.0])
     table = {0: ([1, 5, 2], [5.0, 6.0, 7.0]), 2: ([1, 2, 5], [1.0, 2.0, 3.0]), 3: ([1, 2, 5], [0.5, 2.0, 3.0])}

@@ -112,14 +112,16 @@ def main(argv: list[str] | None = None) -> None:
         write_catalogue(full, args.n, args.d)
     if not first.exists():
         first_rows(full, first, n_old)
-    model, store = work / "model", work / "store"
+    model, store = work / f"model-{args.levels}x{args.k}", work / "store"
     shutil.rmtree(store, ignore_errors=True)  # a fresh store each run
     result = {"n": args.n, "d": args.d, "levels": args.levels, "k": args.k, "old_items": n_old,
               "new_items": args.n - n_old, "max_per_prefix": args.max_per_prefix,
               "threads": torch.get_num_threads()}
-    code, seconds, _ = run_polled(["fit", str(full), "--levels", str(args.levels), "--codebook-size", str(args.k),
-                                   "--sample", str(args.sample), "--max-iter", "20", "--quiet", "--out", str(model)])
-    result["fit"] = {"exit": code, "seconds": seconds}
+    if not (model / "config.json").exists():  # the model is kept between runs (its sizes are in the name)
+        code, seconds, _ = run_polled(["fit", str(full), "--levels", str(args.levels), "--codebook-size",
+                                       str(args.k), "--sample", str(args.sample), "--max-iter", "20", "--quiet",
+                                       "--out", str(model)])
+        result["fit"] = {"exit": code, "seconds": seconds}
     cap = ["--max-per-prefix", str(args.max_per_prefix)] if args.max_per_prefix else []
     for name, catalogue in (("publish_old", first), ("publish_new", full)):
         code, seconds, peak = run_polled(["publish", str(model), str(catalogue), "--store", str(store), "--quiet",
