@@ -103,6 +103,8 @@ def test_published_ids_never_move_whatever_model_encodes_the_new_items(tmp_path,
     assert code == 0, err
     churn = json.loads(out)["churn"]
     assert churn == {"parent_items": N_FIRST, "full_id_changed": 0.0, "changed_items": 0, "missing_items": 0}
+    code, out, err = run(capsys, "report", store / generation_file(1), "--json")  # a generation by its file
+    assert code == 0 and json.loads(out)["generation"] == 1 and json.loads(out)["churn"] is None, err
 
 
 def test_suffixes_are_never_reused_unless_asked(tmp_path, capsys, data):
