@@ -29,7 +29,7 @@ from .atomic import atomic_output
 from .codes import code_columns, level_name
 from .errors import InputError
 from .io import read_parquet
-from .keys import row_keys, rows_of_keys
+from .keys import rows_of_keys
 from .trie import PrefixTrie
 
 LOOKUP = "lookup.parquet"
@@ -56,14 +56,15 @@ def lookup_table(rows: np.ndarray, starts: np.ndarray, items: np.ndarray, suffix
     return pa.table({**{name: rows[:, i] for i, name in enumerate(names)}, "item_ids": lists})
 
 
-def write_exports(directory: Path, full_ids: np.ndarray, item_ids: np.ndarray, vocab_sizes: list[int],
+def write_exports(directory: Path, keys: np.ndarray, item_ids: np.ndarray, vocab_sizes: list[int],
                   suffix: bool) -> dict:
-    """Write the three exports of live items' full IDs (N, T) into ``directory`` (atomically, as one).
+    """Write the three exports of live items into ``directory`` (atomically, as one).
 
-    One sort of the full IDs' keys serves the lookup and the trie. Returns
+    ``keys`` (N,) are the items' full IDs as :func:`rqgmm.keys.row_keys` under
+    ``vocab_sizes`` gives them (one int64 each: no (N, T) copy of 10^7 rows);
+    one sort of them serves the lookup and the trie. Returns
     ``{"full_ids": distinct IDs, "one_to_many": IDs held by more than one item}``.
     """
-    keys = row_keys(full_ids, vocab_sizes)
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)

@@ -84,10 +84,12 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
         alloc.check_cap(slots, config.max_per_prefix, store_sizes)
         X = _embeddings(catalogue, new_rows, model)
         new = _new_items(model, X, item_ids[new_rows], slots, config, store_sizes, gen)
+        del X, slots, item_ids
         table = Generation.concat([old, new])
         counts.update(items=len(table), live=int(table.live.sum()), new=len(new), fallbacks=int(new.fallback.sum()))
         delta = Generation.concat([new, old.select(np.flatnonzero(old.retired == gen)),
                                    old.select(np.flatnonzero(revived))])
+        del parent, old, new  # the peak comes with the exports: hold one copy of the rows by then
         return _write(store, settings, table, delta, fingerprint, gen, counts, config)
 
 
@@ -236,8 +238,13 @@ def _write(store: Store, settings: dict, table: Generation, delta: Generation, f
     live = table.live
     suffix_size = _suffix_size(store, table, config)
     vocab_sizes = [*settings["codebook_sizes"], *([suffix_size] if config.suffix else [])]
-    exported = write_exports(store.path / export_dir(gen), table.full_ids()[live], table.item_ids[live],
-                             vocab_sizes, config.suffix)
+    key_strides(vocab_sizes)  # full IDs fit one int64 key
+    keys = row_keys(table.codes, settings["codebook_sizes"])
+    if config.suffix:
+        keys = keys * suffix_size + table.suffix  # the key of (codes, suffix) under vocab_sizes
+    keys = keys[live]
+    exported = write_exports(store.path / export_dir(gen), keys, table.item_ids[live], vocab_sizes, config.suffix)
+    del keys
     counts.update(suffix_size=suffix_size if config.suffix else None, **exported)
     files = [generation_file(gen), delta_file(gen), *(f"{export_dir(gen)}/{name}" for name in
                                                       ("lookup.parquet", "trie.parquet", "vocab.txt"))]
