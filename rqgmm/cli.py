@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -137,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "tokens: one string <a_3><b_9><c_1> per item (flat and tokens need .parquet)")
     enc.add_argument("--quiet", action="store_true")
 
-    rep = sub.add_parser("report", help="print quality metrics of a codes table")
-    rep.add_argument("emb", help="embeddings the codes were made from")
-    rep.add_argument("codes", help="codes table written by `rqgmm encode`")
+    rep = sub.add_parser("report", help="print quality metrics of a codes table, or the report of a store's generation")
+    rep.add_argument("emb", help="embeddings the codes were made from; or a store directory written by `rqgmm publish`")
+    rep.add_argument("codes", nargs="?", default=None, help="codes table written by `rqgmm encode` (not with a store)")
     rep.add_argument("--model", help="model directory: gives K and the reconstruction for rmse")
     rep.add_argument("--against", metavar="OLD_CODES", default=None,
                      help="codes of an earlier model: add the churn and adjusted Rand index of CODES against them")
@@ -147,10 +148,77 @@ def build_parser() -> argparse.ArgumentParser:
                      help="parquet embedding column(s) (default: the model's, else 'embedding')")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--quiet", action="store_true")
+    _add_store_report(rep)
 
     _add_benchmark(sub)
     _add_evaluate(sub)
+    _add_publish(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- the generations store
+
+
+def _add_publish(sub) -> None:
+    pub = sub.add_parser("publish", help="publish a catalogue's IDs as the next generation of an append-only store")
+    pub.add_argument("model", help="model directory written by `rqgmm fit` (it encodes the new items only)")
+    pub.add_argument("emb", help="the whole catalogue: .parquet with item_id and the model's embedding column(s)")
+    pub.add_argument("--store", required=True, help="store directory (created by the first publish)")
+    pub.add_argument("--max-per-prefix", type=_int_in(1), default=None,
+                     help="at most this many items per prefix (the L codes); new items of a full prefix go to the "
+                          "nearest prefix with room, by the model's distance (counted as fallbacks)")
+    pub.add_argument("--reuse-retired", action="store_true",
+                     help="new items may take the full IDs of retired items (default: never reused)")
+    pub.add_argument("--no-suffix", action="store_true",
+                     help="full IDs are the L codes alone (several items may share one); only when creating a store")
+    pub.add_argument("--quiet", action="store_true")
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from .publish import PublishConfig, publish
+
+    check_outputs([args.model, args.emb], [Output(args.store, "--store", "workdir")])
+    tokenizer = load(args.model)
+    config = PublishConfig(args.max_per_prefix, args.reuse_retired, not args.no_suffix, ["rqgmm", *sys.argv[1:]])
+    entry = publish(args.store, tokenizer, io.model_fingerprint(args.model), args.emb, config)
+    if not args.quiet:
+        print(json.dumps({"generation": entry["generation"], **entry["counts"]}))
+
+
+def _add_store_report(rep) -> None:
+    rep.add_argument("--generation", type=_int_in(1), default=None,
+                     help="with a store: the generation to report (default the current one)")
+    rep.add_argument("--interactions", metavar="LOG", default=None,
+                     help="with a store: a parquet log (one row per interaction) for the head/tail allocation")
+    rep.add_argument("--item", default="item_id", help="with --interactions: the log's item column (default item_id)")
+
+
+def _store_path(path: str) -> str | None:
+    """The store directory ``path`` is or holds the generation file of; None when it is neither."""
+    from .generations import MANIFEST
+
+    p = Path(path)
+    for candidate in (p, p.parent.parent):
+        if candidate.is_dir() and (candidate / MANIFEST).is_file():
+            return str(candidate)
+    return None
+
+
+def _generation_of(path: str) -> int | None:
+    """The generation number of a generation file's name (``gen-000003.parquet``), else None."""
+    stem = Path(path).stem
+    return int(stem[4:]) if stem.startswith("gen-") and stem[4:].isdigit() else None
+
+
+def cmd_report_store(args: argparse.Namespace, store_dir: str) -> None:
+    from .generations import Store
+    from .store_report import store_report
+
+    if args.codes is not None or args.model is not None or args.against is not None:
+        raise InputError(f"{args.emb} is a store: report it alone (drop CODES, --model and --against)")
+    generation = args.generation if args.generation is not None else _generation_of(args.emb)
+    result = store_report(Store.open(store_dir), generation, args.interactions, args.item)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 
 
 def _add_benchmark(sub) -> None:
@@ -398,6 +466,13 @@ def _encode_parquet_batches(tokenizer: Tokenizer, path: str, columns: list[str] 
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    store_dir = _store_path(args.emb)
+    if store_dir is not None:
+        return cmd_report_store(args, store_dir)
+    if args.codes is None:
+        raise InputError(f"report takes EMB CODES, or a store directory; {args.emb} is no store: pass the codes too")
+    if args.generation is not None or args.interactions is not None:
+        raise InputError("--generation and --interactions report a store; pass a store directory")
     tokenizer = load(args.model) if args.model else None
     n_features = tokenizer.n_features_in_ if tokenizer is not None else None
     columns = _model_columns(args, tokenizer) if tokenizer is not None else args.embedding
@@ -485,7 +560,7 @@ def _format_report(result: dict) -> str:
 
 
 VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark,
-         "evaluate": cmd_evaluate}
+         "evaluate": cmd_evaluate, "publish": cmd_publish}
 
 
 # --------------------------------------------------------------------------- messages
