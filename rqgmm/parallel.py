@@ -8,6 +8,7 @@ CPU, NCCL on GPUs), fits on its block of rows, and rank 0 writes the outputs.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import logging
 import os
@@ -59,13 +60,27 @@ def backend_for(device: str) -> str:
 
 
 def is_writer() -> bool:
-    """Whether this process writes outputs (rank 0, or the only process)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """Whether this process writes outputs (rank 0, or the only process, or a block run :func:`alone`)."""
+    return rank_and_size()[0] == 0
+
+
+_alone = contextvars.ContextVar("alone", default=False)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Run the block as a process of its own: a fit inside it neither shards its rows over the group nor
+    waits for other ranks (the evaluate grid gives each whole fit to one rank)."""
+    token = _alone.set(True)
+    try:
+        yield
+    finally:
+        _alone.reset(token)
 
 
 def rank_and_size() -> tuple[int, int]:
-    """This process's rank and the group's size: (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
+    """This process's rank and the group's size: (0, 1) outside a process group or inside :func:`alone`."""
+    if dist.is_available() and dist.is_initialized() and not _alone.get():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 

@@ -38,7 +38,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..atomic import atomic_output
 from ..errors import InputError
-from ..parallel import broadcast_from_writer, gather_everywhere, rank_and_size
+from ..parallel import alone, broadcast_from_writer, gather_everywhere, rank_and_size
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +209,10 @@ class Grid:
         return self.store.key(job) if self.store is not None else f"{job.kind}-{fingerprint([job.kind, job.ident])}"
 
     def share(self, jobs: Sequence[Job]) -> dict[str, Job]:
-        """This rank's pending jobs, by key."""
+        """This rank's pending jobs by key, in the order of ``jobs``."""
         by_key = {self.key(job): job for job in jobs}
-        return {key: by_key[key] for key in deal([k for k in by_key if k not in self.done], self.rank, self.size)}
+        mine = set(deal([k for k in by_key if k not in self.done], self.rank, self.size))
+        return {key: job for key, job in by_key.items() if key in mine}
 
     @contextlib.contextmanager
     def plan(self, *phases: Sequence[Job]) -> Iterator["Grid"]:
@@ -239,7 +240,8 @@ class Grid:
         new, by_key = {}, {self.key(job): job for job in jobs}
         for key, job in self.share(jobs).items():
             start = time.perf_counter()
-            result = work(job)
+            with alone():  # a whole job on this rank: a fit inside it must not shard over the group
+                result = work(job)
             seconds = time.perf_counter() - start
             if self.store is not None:
                 self.store.put(key, job, result, seconds=round(seconds, 3), rank=self.rank, **self.meta)
