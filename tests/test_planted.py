@@ -64,14 +64,15 @@ def test_same_seed_same_files_other_seed_other_log(tmp_path, small):
 
 
 def test_command_line_writes_the_log_and_refuses_bad_sizes_in_one_line(tmp_path, capsys):
-    planted_main(["--rows", "200", "--items", "20", "--users", "5", "--topics", "2", "--widths", "4",
-                  "--out", str(tmp_path / "log"), "--quiet"])
+    assert planted_main(["--rows", "200", "--items", "20", "--users", "5", "--topics", "2", "--widths", "4",
+                         "--out", str(tmp_path / "log"), "--quiet"]) == 0
     assert pq.read_table(tmp_path / "log" / "interactions.parquet").num_rows == 200
-    with pytest.raises(SystemExit) as exit_info:
-        planted_main(["--rows", "0", "--out", str(tmp_path / "bad")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err == "rqgmm: error: planted log: rows must be an integer >= 1, got 0\n"
+    capsys.readouterr()
+    for argv, message in ((["--rows", "0"], "planted log: rows must be an integer >= 1, got 0"),
+                          (["--widths", "4,x"], "argument --widths: expected comma-separated integers such as "
+                                                "64,32, got '4,x' (see `python -m rqgmm.data.planted --help`)")):
+        assert planted_main([*argv, "--out", str(tmp_path / "bad")]) == 2
+        assert capsys.readouterr().err == f"rqgmm: error: {message}\n"
     assert not (tmp_path / "bad").exists()
 
 

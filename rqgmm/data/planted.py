@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from ..atomic import atomic_output
 from ..errors import InputError
 from ..paths import Output, check_outputs
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("rqgmm.data.planted")  # by name: under "rqgmm" also when run as __main__
 
 START_S = 1_600_000_000  # the first row's timestamp (2020-09-13)
 SPAN_S = 90 * 24 * 3600  # the log covers 90 days
@@ -283,8 +284,8 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,32, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rqgmm.data.planted", description=__doc__.splitlines()[0])
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser = parser_class(prog="python -m rqgmm.data.planted", description=__doc__.splitlines()[0])
     defaults = {f.name: f.default for f in fields(PlantedConfig)}
     parser.add_argument("--out", required=True, help="directory for interactions.parquet and items.parquet")
     for name in ("rows", "items", "users", "topics", "seed", "row_group"):
@@ -299,17 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m rqgmm.data.planted``: exit 2 with one line on bad arguments."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="rqgmm: %(message)s")
-    options = {k: v for k, v in vars(args).items() if k not in ("out", "quiet")}
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rqgmm.data.planted``; the exit status: 0, or 2 with one line on bad arguments."""
+    from ..cli import _Parser, _setup_logging  # the command line's one-line errors and "rqgmm: ..." messages
+
     try:
-        write_planted(PlantedConfig(**options), args.out)
+        args = build_parser(_Parser).parse_args(argv)
+        _setup_logging(args.quiet)
+        write_planted(PlantedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "quiet")}), args.out)
     except InputError as exc:
-        parser.exit(2, f"rqgmm: error: {exc}\n")
+        sys.stderr.write(f"rqgmm: error: {exc}\n")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

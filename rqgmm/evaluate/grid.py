@@ -167,10 +167,11 @@ class RecordStore:
         entry = dict(key=key, kind=job.kind, job=job.ident, settings=self.fingerprint, arrays=sorted(result.arrays),
                      **meta, record=result.record)
         with atomic_output(self.directory / f"{key}.json") as tmp:
-            tmp.write_text(json.dumps(entry, indent=1, default=_json_default) + "\n")
+            tmp.write_text(json.dumps(entry, indent=1, default=json_default) + "\n")
 
 
-def _json_default(value):
+def json_default(value):
+    """numpy scalars in a record as JSON numbers."""
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -255,7 +256,7 @@ class Grid:
         return [self.done[key] for key in by_key]
 
     def _log(self, job: Job, result: Result, seconds: float) -> None:
-        rate = f", {result.rows / seconds:,.0f} rows/s" if result.rows and seconds > 0 else ""
+        rate = f", {result.rows / seconds:,.0f} training rows/s" if result.rows and seconds > 0 else ""
         where = f"rank {self.rank}: " if self.size > 1 else ""
         logger.info("%s%s: %s (%.1f s%s)", where, job.label, result.summary, seconds, rate)
         if self.bar is not None:

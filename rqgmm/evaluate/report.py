@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from ..atomic import atomic_output
 from . import plots
+from .grid import json_default
 from .slices import SLICES
 from .tables import fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, paired_difference, select
 
@@ -172,7 +172,7 @@ def plot_ctr(records: list[dict], out_dir: Path) -> list[Path]:
 def render_outputs(directory: Path, records: list[dict], meta: dict) -> list[Path]:
     """Write results.json, report.md and the PNG plots into ``directory``; the paths written."""
     (directory / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1,
-                                                       default=_json_default) + "\n")
+                                                       default=json_default) + "\n")
     (directory / "report.md").write_text(render_report(records, meta))
     pngs = plots.plot_utilization(records, directory) + plots.plot_em_history(records, directory)
     return [directory / "results.json", directory / "report.md", *map(Path, pngs + plot_ctr(records, directory))]
@@ -195,13 +195,5 @@ def write_into(out: Path, records: list[dict], meta: dict) -> list[Path]:
             with atomic_output(out / path.name) as dest:
                 shutil.copyfile(path, dest)
     return [out / p.name for p in written]
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON-serialisable: {type(value)}")
 
 
