@@ -72,6 +72,11 @@ class Job:
     label: str
 
 
+def job_key(job: Job, settings: str) -> str:
+    """``KIND-HASH``: the hash of the job's kind, identity and settings fingerprint (a file name)."""
+    return f"{job.kind}-{fingerprint([job.kind, job.ident, settings])}"
+
+
 @dataclass
 class Result:
     """What a job produced.
@@ -133,9 +138,6 @@ class RecordStore:
         if not (self.directory / MANIFEST).is_file():
             with atomic_output(self.directory / MANIFEST) as tmp:
                 tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "settings": self.settings}, indent=1))
-
-    def key(self, job: Job) -> str:
-        return f"{job.kind}-{fingerprint([job.kind, job.ident, self.fingerprint])}"
 
     def finished(self, keys: Sequence[str]) -> dict[str, Result]:
         """The stored results among ``keys`` (a record that cannot be read is run again)."""
@@ -207,7 +209,7 @@ class Grid:
         self.bar = None
 
     def key(self, job: Job) -> str:
-        return self.store.key(job) if self.store is not None else f"{job.kind}-{fingerprint([job.kind, job.ident])}"
+        return job_key(job, self.store.fingerprint if self.store is not None else "")
 
     def share(self, jobs: Sequence[Job]) -> dict[str, Job]:
         """This rank's pending jobs by key, in the order of ``jobs``."""
@@ -251,7 +253,7 @@ class Grid:
         for part in gather_everywhere(new):
             for key, result in part.items():
                 if self.store is not None and self.rank == 0 and key not in new and not self.store.has(key):
-                    self.store.put(key, by_key[key], result, **self.meta)
+                    self.store.put(key, by_key[key], result)  # another machine's run
                 self.done[key] = result
         return [self.done[key] for key in by_key]
 
