@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import InputError
+from .parallel import rank_and_size
 from .validation import nonfinite_message, nonfinite_rows, as_matrix, as_real_tensor, check_shape
 
 
@@ -108,10 +109,8 @@ def stored_float_dtype(X) -> torch.dtype | None:
 
 
 def world() -> tuple[int, int]:
-    """(rank, world size) of the default process group; (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    """(rank, world size) of the default process group; (0, 1) without one or inside ``parallel.alone``."""
+    return rank_and_size()
 
 
 def shard_bounds(n_rows: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -1,4 +1,11 @@
-"""The ``rqgmm evaluate`` verb: options → checked inputs → the evaluation → results.json, report.md, plots."""
+"""The ``rqgmm evaluate`` verb: options → checked inputs → the evaluation → results.json, report.md, plots.
+
+``--out`` is the evaluation's working directory: each finished run is kept in
+``OUT/runs`` as it finishes (see :mod:`.grid`), so the same command resumes a
+killed grid; results.json, report.md and the plots are written at the end,
+each file atomically. Under ``torchrun`` the runs are spread over the ranks,
+each on its own device, and rank 0 writes the outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,22 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from ..parallel import is_writer, process_group
 from ..paths import Output, check_outputs
-from .run import SPLIT_RULE, Evaluation
-from .config import EvaluateConfig, config_from_args
+from .config import EvaluateConfig, config_from_args, run_settings
+from .grid import MARKER, RecordStore, file_fingerprint
 from .inputs import check_inputs, read_table
-from .report import write_outputs
+from .report import write_into
+from .run import SPLIT_RULE, Evaluation
 
 logger = logging.getLogger(__name__)
+
+#: How long a rank may wait for the slowest at the grid's gathers: a rank's share can outlast
+#: another's by a few runs of hours each; a rank that dies ends the group sooner (torchrun stops the rest).
+GATHER_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 def describe(config: EvaluateConfig, timed: bool) -> dict:
@@ -29,20 +43,34 @@ def describe(config: EvaluateConfig, timed: bool) -> dict:
                 categorical=list(config.categorical), bag=list(config.bag), numeric=list(config.numeric))
 
 
+def out_marker(out: str) -> str:
+    """What shows ``out`` to be an earlier evaluate's: its finished runs, else (an older output) results.json."""
+    return MARKER if (Path(out) / MARKER).is_file() else "results.json"
+
+
 def run_evaluate(args: argparse.Namespace) -> None:
-    """``rqgmm evaluate``: every check before any training; outputs written atomically at the end."""
+    """``rqgmm evaluate``: every check before any training; runs kept as they finish, outputs written at the end."""
     config = config_from_args(args)
     inputs = [args.interactions, args.items, *([args.config] if args.config else [])]
-    check_outputs(inputs, [Output(args.out, "--out", "directory", marker="results.json")])
+    check_outputs(inputs, [Output(args.out, "--out", "directory", marker=out_marker(args.out))])
+    dataset = Path(args.interactions).stem
+    store = RecordStore(args.out, dict(run_settings(config), dataset=dataset,
+                                       inputs=[file_fingerprint(p) for p in (args.interactions, args.items)]))
+    store.check()
     data = check_inputs(read_table(args.interactions, "interactions"), read_table(args.items, "items"), config,
                         names=(args.interactions, args.items))
     start = time.perf_counter()
-    evaluation = Evaluation(data, config, dataset=Path(args.interactions).stem)
-    records = evaluation.run()
+    with process_group(config.device, timeout_s=GATHER_TIMEOUT_S) as device:
+        config = replace(config, device=device, train=replace(config.train, device=device))
+        evaluation = Evaluation(data, config, dataset=dataset, store=store,
+                                progress=not args.quiet and sys.stderr.isatty())
+        records = evaluation.run()
+        if not is_writer():
+            return
     meta = dict(command=shlex.join(["rqgmm", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else "rqgmm evaluate",
                 dataset=evaluation.dataset, datasets=[evaluation.dataset], rows=len(data.interactions),
                 items=len(data.items), **describe(config, data.timed), seconds=evaluation.seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
-    written = write_outputs(Path(args.out), records, meta)
+    written = write_into(Path(args.out), records, meta)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],
                 Path(args.out) / "report.md")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..ctr import BACKBONES, TrainConfig
 from ..errors import InputError
@@ -144,3 +144,17 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
     options = read_toml(args.config) if args.config else {}
     options.update({k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k, None) not in (None, False)})
     return config_from(options)
+
+
+#: Options that say which runs the grid holds and where they run, not what a run computes: finished runs
+#: stay valid when these change (a re-run with more seeds or another backbone reuses them).
+GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device")
+#: Training options that do not change a run's result (``seed`` is one of the grid's axes).
+TRAIN_PLACEMENT = ("device", "progress", "num_threads", "seed")
+
+
+def run_settings(config: EvaluateConfig) -> dict:
+    """The options every run's result depends on, JSON-able: a finished run is reused only under the same."""
+    values = {k: v for k, v in asdict(config).items() if k not in (*GRID_AXES, "train", "time_given")}
+    values["train"] = {k: v for k, v in asdict(config.train).items() if k not in TRAIN_PLACEMENT}
+    return values

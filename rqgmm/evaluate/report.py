@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from ..atomic import atomic_output
 from ..ctr.models import BACKBONES
 from . import plots
+from .grid import json_default
 from .slices import SLICES
 from .tables import fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, paired_difference, select
 
@@ -168,21 +170,31 @@ def plot_ctr(records: list[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
+def render_outputs(directory: Path, records: list[dict], meta: dict) -> list[Path]:
+    """Write results.json, report.md and the PNG plots into ``directory``; the paths written."""
+    (directory / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1,
+                                                       default=json_default) + "\n")
+    (directory / "report.md").write_text(render_report(records, meta))
+    pngs = plots.plot_utilization(records, directory) + plots.plot_em_history(records, directory)
+    return [directory / "results.json", directory / "report.md", *map(Path, pngs + plot_ctr(records, directory))]
+
+
 def write_outputs(out: Path, records: list[dict], meta: dict) -> list[Path]:
     """Write results.json, report.md and the PNG plots into ``out`` atomically (never over a foreign directory)."""
     with atomic_output(out, directory=True, marker="results.json") as tmp:
-        (tmp / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1,
-                                                     default=_json_default) + "\n")
-        (tmp / "report.md").write_text(render_report(records, meta))
-        pngs = plots.plot_utilization(records, tmp) + plots.plot_em_history(records, tmp) + plot_ctr(records, tmp)
-    return [out / "results.json", out / "report.md", *(out / Path(p).name for p in pngs)]
+        written = render_outputs(tmp, records, meta)
+    return [out / p.name for p in written]
 
 
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON-serialisable: {type(value)}")
+def write_into(out: Path, records: list[dict], meta: dict) -> list[Path]:
+    """Write results.json, report.md and the PNG plots into the directory ``out``, each file atomically and
+    results.json last; every other file there (the finished runs of :mod:`.grid`) stays as it is."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".report.tmp-", dir=out) as tmp:
+        written = render_outputs(Path(tmp), records, meta)
+        for path in sorted(written, key=lambda p: p.name == "results.json"):
+            with atomic_output(out / path.name) as dest:
+                shutil.copyfile(path, dest)
+    return [out / p.name for p in written]
 
 

@@ -9,14 +9,15 @@ the next 10%, scored once on the last 10%, overall and per popularity slice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..modalities import fused
 from ..codes import CodesTable
@@ -27,6 +28,7 @@ from ..errors import InputError
 from ..metrics import report
 from ..tokenizer import tokenizer_class
 from .config import EvaluateConfig
+from .grid import Grid, Job, RecordStore, Result
 from .inputs import EvaluationData
 from .slices import SLICES, popularity_slices
 
@@ -92,9 +94,14 @@ def regimes(data: EvaluationData, config: EvaluateConfig) -> dict[str, FeatureSp
 # ------------------------------------------------------------------------ tokenizers
 
 
+def tokenizer_input_names(data: EvaluationData, config: EvaluateConfig) -> list[str]:
+    """``["fused"]`` (several modalities fused into one ID stack) or the embedding columns (one stack each)."""
+    return ["fused"] if config.tokenize == "fused" and len(data.vectors) > 1 else list(data.vectors)
+
+
 def tokenizer_inputs(data: EvaluationData, config: EvaluateConfig) -> dict[str, np.ndarray]:
     """The vectors each ID stack is fitted on: ``{"fused": (M, D)}`` or one entry per embedding column."""
-    if config.tokenize == "fused" and len(data.vectors) > 1:
+    if tokenizer_input_names(data, config) == ["fused"]:
         return {"fused": fused(data.vectors)}
     return dict(data.vectors)
 
@@ -159,19 +166,33 @@ def slice_metrics(labels: np.ndarray, predictions: np.ndarray, slices: np.ndarra
 
 
 class Evaluation:
-    """One ``evaluate`` run over checked data; ``run()`` returns the records."""
+    """One ``evaluate`` run over checked data; ``run()`` returns the records.
 
-    def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
-        self.data, self.config, self.dataset = data, config, dataset
+    Parameters
+    ----------
+    data, config : the checked inputs and options.
+    dataset : names the data in the records.
+    store : where finished runs are kept and found again (None: nothing is kept).
+    progress : one bar over the grid (None: when stderr is a terminal).
+    """
+
+    def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data",
+                 store: RecordStore | None = None, progress: bool | None = None) -> None:
+        self.data, self.config, self.dataset, self.store = data, config, dataset, store
+        self.progress = sys.stderr.isatty() if progress is None else progress
         self.records: list[dict] = []
         self.seconds: dict[str, float] = {}
 
     def run(self) -> list[dict]:
         self.split = split_rows(self.data, self.config)
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
-        with quiet_library_logs():
-            codes = self._timed("tokenizers", self._tokenizers)
-            self._timed("ctr", lambda: self._ctr(codes))
+        self.specs = regimes(self.data, self.config)
+        tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
+        grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
+                    meta=dict(device=self.config.device))
+        with grid.plan(tokenizers, ctr):
+            codes = self._timed("tokenizers", lambda: self._tokenizers(grid, tokenizers))
+            self._timed("ctr", lambda: self._ctr(grid, ctr, codes))
         return self.records
 
     def _timed(self, stage: str, work):
@@ -183,40 +204,72 @@ class Evaluation:
     def _record(self, kind: str, **values) -> dict:
         return dict(kind=kind, dataset=self.dataset, split="time" if self.data.timed else "random", **values)
 
-    def _tokenizers(self) -> dict:
-        """Fit every method × seed × input (fused, or each modality); keep the codes tables."""
-        cfg, inputs = self.config, tokenizer_inputs(self.data, self.config)
+    # ------------------------------------------------------------------ tokenizers
+
+    def _tokenizer_jobs(self) -> list[Job]:
+        """Every method × seed × input (fused, or each modality); none without an ids variant."""
+        cfg = self.config
         methods = cfg.methods if any(v.startswith("ids") for v in cfg.variants) else ()
-        jobs = [(m, seed, name) for m in methods for seed in cfg.seed_list for name in inputs]
+        names = tokenizer_input_names(self.data, cfg)
+        return [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=name), f"tokenizer {m} on {name}, seed {seed}")
+                for m in methods for seed in cfg.seed_list for name in names]
+
+    def _tokenizers(self, grid: Grid, jobs: list[Job]) -> dict:
+        """Fit (or find) every tokenizer; its codes as ItemContent, by (method, seed)."""
+        inputs = tokenizer_inputs(self.data, self.config) if grid.share(jobs) else {}
         kept = {}
-        for method, seed, name in tqdm(jobs, desc=f"{self.dataset}: tokenizers", disable=not jobs):
-            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed)
-            self.records.append(self._record("tokenizer", tokenizer=method, modality=name, seed=seed,
-                                             setting=f"{cfg.levels}x{cfg.codebook_size}", **metrics))
-            kept.setdefault((method, seed), []).append(
-                ItemContent.codes(f"{method}_{name}", table.item_ids, table.codes, table.codebook_sizes))
+        for job, result in zip(jobs, grid.run(jobs, lambda job: self._fit(job, inputs))):
+            self.records.append(result.record)
+            method, name = job.ident["tokenizer"], job.ident["modality"]
+            kept.setdefault((method, job.ident["seed"]), []).append(ItemContent.codes(
+                f"{method}_{name}", self.data.item_ids, result.arrays["codes"],
+                result.arrays["codebook_sizes"].tolist()))
         return kept
 
-    def _variants(self, codes: dict, seed: int) -> list[Variant]:
-        embeddings = tuple(ItemContent.embedding(c, self.data.item_ids, v) for c, v in self.data.vectors.items())
-        out = []
-        for name in self.config.variants:
-            if not name.startswith("ids"):
-                out.append(Variant(name, None, embeddings if name == "embedding" else ()))
-                continue
-            for method in self.config.methods:
-                extra = embeddings if name == "ids+embedding" else ()
-                out.append(Variant(name, method, (*codes[(method, seed)], *extra)))
-        return out
+    def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
+        cfg, method, seed, name = self.config, job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
+        with quiet_library_logs():
+            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed)
+        record = self._record("tokenizer", tokenizer=method, modality=name, seed=seed,
+                              setting=f"{cfg.levels}x{cfg.codebook_size}", **metrics)
+        return Result(record, dict(codes=table.codes, codebook_sizes=np.asarray(table.codebook_sizes)),
+                      summary=f"collision rate {metrics['collision_rate']:.4f}")
 
-    def _ctr(self, codes: dict) -> None:
-        cfg, specs = self.config, regimes(self.data, self.config)
-        jobs = [(regime, seed, variant, backbone) for regime in specs for seed in cfg.seed_list
-                for variant in self._variants(codes, seed) for backbone in cfg.backbones]
-        bar = tqdm(jobs, desc=f"{self.dataset}: CTR")
-        for regime, seed, variant, backbone in bar:
-            self.records.append(self._ctr_record(specs[regime], regime, seed, variant, backbone))
-            bar.set_postfix(regime=regime, variant=variant.label, auc=f"{self.records[-1]['auc']:.4f}")
+    # ------------------------------------------------------------------------- CTR
+
+    def _variant_names(self) -> list[tuple[str, str | None]]:
+        """(variant, tokenizer) pairs: none and embedding once, each ids variant per method."""
+        return [(name, method) for name in self.config.variants
+                for method in (self.config.methods if name.startswith("ids") else (None,))]
+
+    @functools.cached_property
+    def _embeddings(self) -> tuple[ItemContent, ...]:
+        return tuple(ItemContent.embedding(c, self.data.item_ids, v) for c, v in self.data.vectors.items())
+
+    def _variant(self, name: str, tokenizer: str | None, seed: int, codes: dict) -> Variant:
+        if tokenizer is None:
+            return Variant(name, None, self._embeddings if name == "embedding" else ())
+        extra = self._embeddings if name == "ids+embedding" else ()
+        return Variant(name, tokenizer, (*codes[(tokenizer, seed)], *extra))
+
+    def _ctr_jobs(self) -> list[Job]:
+        """regime × seed × variant × backbone."""
+        cfg = self.config
+        return [Job("ctr", dict(regime=regime, seed=seed, variant=name, tokenizer=tokenizer, backbone=backbone),
+                    f"{backbone}, {Variant(name, tokenizer, ()).label}, {regime}, seed {seed}")
+                for regime in self.specs for seed in cfg.seed_list for name, tokenizer in self._variant_names()
+                for backbone in cfg.backbones]
+
+    def _ctr(self, grid: Grid, jobs: list[Job], codes: dict) -> None:
+        self.records += [result.record for result in grid.run(jobs, lambda job: self._train(job, codes))]
+
+    def _train(self, job: Job, codes: dict) -> Result:
+        regime, seed = job.ident["regime"], job.ident["seed"]
+        variant = self._variant(job.ident["variant"], job.ident["tokenizer"], seed, codes)
+        with quiet_library_logs():
+            record = self._ctr_record(self.specs[regime], regime, seed, variant, job.ident["backbone"])
+        return Result(record, summary=f"test AUC {record['auc']:.4f}, {record['epochs']} epochs",
+                      rows=record["epochs"] * len(self.split.train))
 
     def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant, backbone: str) -> dict:
         split, cfg = self.split, self.config

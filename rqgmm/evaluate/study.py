@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def run_benchmark(args: argparse.Namespace) -> None:
         began = time.perf_counter()
         rows, items, fields = movielens_tables(name, args.embedder, args.max_items)
         config = benchmark_config(args, fields)
-        records += Evaluation(check_inputs(rows, items, config), config, dataset=name).run()
+        records += Evaluation(check_inputs(rows, items, config), config, dataset=name,
+                              progress=not args.quiet and sys.stderr.isatty()).run()
         seconds[name] = round(time.perf_counter() - began, 1)
         logger.info("%s: done in %.0f s", name, seconds[name])
     command = "rqgmm benchmark" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
