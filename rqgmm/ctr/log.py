@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import torch
 
 from ..errors import InputError
+from ..device import resolve_device
 from .content import ItemContent, content_block
 from .encoding import ColumnEncoder, encode_column, moments, standardised, training_vocabulary
 from .spec import FeatureSpec, FieldSpec
@@ -227,7 +228,7 @@ class EncodedLog:
         if unknown or (spec.user, spec.item, spec.label) != (c.user, c.item, c.label):
             raise InputError(f"the spec asks for columns {unknown or [spec.user, spec.item, spec.label]} that the "
                              "log was not encoded with; encode them")
-        rows, row_fields = self._row_block(spec, torch.device(device))
+        rows, row_fields = self._row_block(spec, resolve_device(device))
         item_codes = [self.items.ids, *(self.items.codes[n] for n in spec.categorical if n in self.items.codes)]
         item_bags = [self.items.bags[n] for n in spec.bag if n in self.items.bags]
         item_numeric = [self.items.numeric[n] for n in spec.numeric if n in self.items.numeric]

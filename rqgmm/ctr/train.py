@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..device import resolve_device
 from .content import ItemContent
 from .features import FeatureBuilder
 from .models import ModelConfig, make_model
@@ -277,7 +278,7 @@ def placed(tensors: CTRTensors, device: str | torch.device, resident: bool | Non
 
     Non-resident rows stay on the host and :func:`batches` copies them chunk by chunk.
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     if resident is None:
         resident = _fits(tensors, device)
     if resident:
@@ -396,7 +397,7 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     """
     config = config or TrainConfig()
     started = time.perf_counter()
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     _require_labels(train_tensors, "training")
     model.to(device)
     data = placed(train_tensors, device, config.resident)
