@@ -26,6 +26,7 @@ import multiprocessing.forkserver
 import os
 import shutil
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +93,11 @@ def build_pool(d: Path) -> None:
     _parquet(d / "nullid.parquet", [None, *ids[1:].tolist()], list(X))
     (d / "trunc.parquet").write_bytes((d / "x.parquet").read_bytes()[:300])
     # models, valid and damaged
-    model = rqgmm.RQGMM(2, 4, random_state=0, progress=False, max_iter=5).fit(X)
+    with warnings.catch_warnings():  # a few iterations make small valid models; converging is not the point
+        warnings.simplefilter("ignore", rqgmm.ConvergenceWarning)
+        model = rqgmm.RQGMM(2, 4, random_state=0, progress=False, max_iter=5).fit(X)
+        rqgmm.PRQKMeans(2, 4, random_state=0, progress=False, max_iter=2).fit(X).save(d / "prq")
     model.save(d / "model")
-    rqgmm.PRQKMeans(2, 4, random_state=0, progress=False, max_iter=2).fit(X).save(d / "prq")
     _damaged_models(d)
     # codes
     codes = model.encode(X)
@@ -189,7 +192,7 @@ def command(draw):
 
 
 def _child(argv: list[str], cwd: str, out: str, err: str, env: dict[str, str]) -> None:
-    """Run the CLI as a fresh process would: its own cwd, environment and standard streams; an uncaught error is exit 1."""
+    """Run the CLI as a fresh process would: its own cwd, environment and streams; an uncaught error is exit 1."""
     import sys
 
     import torch
