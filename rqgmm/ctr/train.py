@@ -446,7 +446,7 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
     training = train(model, tensors[0], tensors[1], train_config)
     with _threads(train_config.num_threads):
         predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
-    metrics = score(_require_labels(tensors[2], "test").numpy(), predictions)
+    metrics = score(_require_labels(tensors[2], "test").cpu().numpy(), predictions)
     return CTRResult(predictions, metrics, training)
 
 
