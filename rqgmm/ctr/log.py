@@ -184,31 +184,40 @@ class EncodedLog:
             raise InputError("the log has no time column to sort by")
         return [self.times, self.codes[self.columns.user], self.items.order[self.item_rows]]
 
-    def ordered(self, order: np.ndarray, n_train: int) -> "EncodedLog":
+    def ordered(self, order: np.ndarray, n_train: int, release: bool = False) -> "EncodedLog":
         """The rows in ``order`` (N,), with vocabularies and moments of the first ``n_train`` of them.
 
         Returns a new log: codes are indices ``1..n`` of the values seen in the
         training rows and 0 elsewhere; numbers are standardised with the
-        training rows' mean and std.
+        training rows' mean and std. With ``release``, each column leaves this
+        log as soon as its ordered copy exists (this log is empty afterwards),
+        so the peak is one table and one column rather than two tables.
         """
-        take = lambda a: np.take(a, order, axis=0)  # noqa: E731
-        item_rows = take(self.item_rows)
+        def take(name: str, store: dict | None = None) -> np.ndarray | None:
+            values = getattr(self, name) if store is None else store[name]
+            if values is not None and release:
+                if store is None:
+                    setattr(self, name, None)
+                else:
+                    del store[name]
+            return None if values is None else np.take(values, order, axis=0)
+
+        item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
         codes, bags, sizes = {}, {}, dict(self.sizes)
         for source, target in ((self.codes, codes), (self.bags, bags)):
-            for name, values in source.items():
-                values = take(values)
+            for name in list(source):
+                values = take(name, source)
                 remap = training_vocabulary(values[:n_train], self.sizes[name] - 1)
                 target[name], sizes[name] = np.take(remap, values), int(remap.max()) + 1
         numeric = {}
-        for name, values in self.numeric.items():
-            values = take(values)
+        for name in list(self.numeric):
+            values = take(name, self.numeric)
             numeric[name] = standardised(values, *moments(values[:n_train]))
         items = _items_vocabulary(self.items, counts)
         sizes.update({name: size for name, size in items.sizes.items()})
-        return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take(self.labels),
-                       times=None if self.times is None else take(self.times), item_rows=item_rows, items=items,
-                       sizes=sizes, n_train=n_train, _device_rows={})
+        return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take("labels"), times=take("times"),
+                       item_rows=item_rows, items=items, sizes=sizes, n_train=n_train, _device_rows={})
 
     # ------------------------------------------------------------------ model tensors
 

@@ -66,10 +66,12 @@ def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
     """
     log = data.interactions
     order = time_order(log.sort_keys()) if data.timed else random_order(len(log), seed=0)
-    first, second = cut_points(len(log))
-    ordered = log.ordered(order, first)
+    n = len(log)
+    first, second = cut_points(n)
+    ordered = log.ordered(order, first, release=True)  # the unordered log is emptied as it is copied
+    data.interactions = ordered
     del order
-    split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, len(log)),
+    split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, n),
                   kind="time" if data.timed else "random")
     logger.info("%r", split)
     for part in ("train", "valid", "test"):
