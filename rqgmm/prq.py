@@ -166,6 +166,7 @@ class SphericalKMeans(IterativeLevel):
 
     _verb = "refinement"
     _value_name = "moved"
+    _centres_far_data = False  # directions on the unit sphere: a shift would change them
 
     def __init__(self, n_clusters: int = 256, *, top_k: int = 2, beta: float = 15.0, max_iter: int = 25,
                  tol: float = 1e-6, random_state: int | None = None, device: str | None = None,
@@ -197,7 +198,7 @@ class SphericalKMeans(IterativeLevel):
     def _n_requested(self) -> int:
         return self.n_clusters
 
-    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator, seed: int | None) -> torch.Tensor:
         return seed_centroids(sample, self.n_clusters, generator, self.name)
 
     def _warm_state(self, previous: "SphericalKMeans", sample: torch.Tensor) -> torch.Tensor:
@@ -207,8 +208,8 @@ class SphericalKMeans(IterativeLevel):
         new, _ = soft_topk_pass(source, C, int(self.top_k), float(self.beta))
         return new, float((1.0 - (new * C).sum(1)).max()), 0
 
-    def _converged(self) -> bool:
-        return self.history_[-1] <= float(self.tol)
+    def _converged(self, previous: float | None, current: float) -> bool:
+        return current <= float(self.tol)
 
     def _finish(self, source, C: torch.Tensor) -> None:
         self.centroids_ = C

@@ -32,9 +32,10 @@ from .device import check_precision, matmul_precision, resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
-from .level import DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
+from .level import DTYPES, check_dtype, check_fitted, progress_disabled
 from .lineage import check_compatible, fingerprint_of, refit_lineage
 from .parallel import is_writer
+from .seeding import child_seeds
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
@@ -223,7 +224,7 @@ class ResidualQuantizer(Tokenizer):
         if not self._resume_levels(ckpt, source.device):
             self._start_normaliser(source, init)
         codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=source.device)
-        seeds = level_seeds(self.random_state, self.levels)
+        seeds = child_seeds(self.random_state, "levels", self.levels)
         for i in tqdm(range(self.levels), desc=f"{self.method} levels", disable=progress_disabled(self.progress)):
             residuals = ResidualSource(source, self._normalise, self._next_residual,
                                        [lv.codebook for lv in self.levels_[:i]], codes)
@@ -259,7 +260,7 @@ class ResidualQuantizer(Tokenizer):
         if path is None:
             return None
         fingerprint = {"method": self.method, "levels": self.levels, "codebook_size": self.codebook_sizes,
-                       "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 2,
+                       "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 3,
                        **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X),
                        **({"init": fingerprint_of(init)} if init is not None else {})}
         return FitCheckpoint(path, fingerprint)

@@ -87,7 +87,8 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .kmeans import KMeans, squared_distances
-from .level import level_seeds, make_generator, progress_disabled
+from .level import progress_disabled
+from .seeding import child_seeds, cpu_generator
 from .residual import codebook_size_list
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
@@ -229,14 +230,14 @@ def init_codebooks(model: Autoencoder, X: torch.Tensor, seed: int) -> None:
     """k-means each level's codebook on the residual latents of X (n, D), level by level."""
     z = model.encoder(X)
     codebooks = list(model.quantizer.codebooks)
-    for level, (codebook, level_seed) in enumerate(zip(codebooks, level_seeds(seed, len(codebooks)))):
+    for level, (codebook, level_seed) in enumerate(zip(codebooks, child_seeds(seed, "levels", len(codebooks)))):
         km = KMeans(codebook.shape[0], max_iter=25, random_state=level_seed, progress=False,
                     name=f"level {level + 1}").fit(z)
         centres = km.cluster_centers_
         if centres.shape[0] < codebook.shape[0]:
             # Fewer distinct latents than codes: the rest start as copies; restarts spread them.
             extra = torch.randint(centres.shape[0], (codebook.shape[0] - centres.shape[0],),
-                                  generator=make_generator(level_seed)).to(centres.device)
+                                  generator=cpu_generator(level_seed)).to(centres.device)
             centres = torch.cat([centres, centres[extra]])
         codebook.copy_(centres)
         z = z - codebook[nearest_code(z, codebook)]
