@@ -423,7 +423,7 @@ class DiagonalGMM(IterativeLevel):
             if not np.isclose(float(weights.sum()), 1.0):
                 raise InputError(f"The parameter 'weights' should be normalized, but got sum(weights) = "
                                  f"{float(weights.sum()):.5f}; divide weights_init by its sum")
-        precisions = tensor(self.precisions_init, "precisions", (K, n_features))
+        precisions = tensor(self.precisions_init, "diag precision", (K, n_features))
         if precisions is not None and not bool((precisions > 0).all()):
             raise InputError("'diag precision' should be positive; pass precisions_init > 0")
         means = tensor(self.means_init, "means", (K, n_features))
