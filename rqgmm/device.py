@@ -1,7 +1,10 @@
 """Devices: the one place a device name becomes a ``torch.device`` this machine has.
 
-The default is the CPU everywhere (library and command line): a fit never moves
-to a GPU unless asked, so the same call gives the same result on every machine.
+One rule decides where a computation runs (:func:`default_device`): the device
+asked for, else where the input is -- a tensor's device, the CPU for numpy
+arrays and files. It is resolved once, where the data enters (a tokenizer's or
+a level's ``fit``), and passed down. A fit of numpy data never moves to a GPU
+unless asked, so the same call gives the same result on every machine.
 """
 
 from __future__ import annotations
@@ -13,6 +16,15 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
+
+
+def default_device(X, spec: str | torch.device | None = None, *, what: str = "device") -> torch.device:
+    """Where a computation on X runs: ``spec`` when given (checked), else X's device (a tensor's or a row
+    source's), else the CPU (numpy arrays, memory maps, lists)."""
+    if spec is not None:
+        return resolve_device(spec, what=what)
+    device = getattr(X, "device", None)
+    return resolve_device(device) if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def resolve_device(spec: str | torch.device | None, *, what: str = "device") -> torch.device:

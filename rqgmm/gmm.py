@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .balance import balanced_assign, check_balance
+from .balance import BALANCE_CONSTRAINTS, balanced_assign
 from .errors import ConvergenceWarning, InputError
 from .kmeans import KMeans
 from .level import IterativeLevel, check_fitted
 from .seeding import child_seed
 from .source import chunk_rows
 from .stats import GMMStats
-from .validation import as_matrix, check_positive_int, like_input
+from .validation import ANY, Integer, Real, as_matrix, like_input
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +264,11 @@ class DiagonalGMM(IterativeLevel):
 
     _verb = "EM"
     _value_name = "loglik"
+    _parameter_constraints = {
+        **IterativeLevel._parameter_constraints, **BALANCE_CONSTRAINTS, "n_components": Integer(1), "tol": Real(0),
+        "reg_covar": Real(0), "variance_floor": Real(0), "init_max_iter": Integer(1), "min_component_count": Real(0),
+        "n_init": Integer(1), "means_init": ANY, "weights_init": ANY, "precisions_init": ANY,  # checked against X
+    }
 
     def __init__(
         self,
@@ -307,15 +312,6 @@ class DiagonalGMM(IterativeLevel):
         self.name = name
         self.balance = balance
         self.max_cluster_size = max_cluster_size
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_balance(self.balance, self.max_cluster_size)
-        check_positive_int("n_components", self.n_components)
-        check_positive_int("init_max_iter", self.init_max_iter)
-        if not (float(self.reg_covar) >= 0 and float(self.variance_floor) >= 0 and float(self.tol) >= 0):
-            raise InputError(f"reg_covar, variance_floor and tol must be >= 0, got "
-                             f"{self.reg_covar}, {self.variance_floor} and {self.tol}")
 
     @property
     def _n_requested(self) -> int:

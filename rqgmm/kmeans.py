@@ -15,11 +15,11 @@ import warnings
 import numpy as np
 import torch
 
-from .balance import balanced_assign, check_balance
+from .balance import BALANCE_CONSTRAINTS, balanced_assign
 from .errors import InputError
 from .level import FewDistinctWarning, IterativeLevel, check_fitted, warn_few_distinct
 from .source import chunk_rows
-from .validation import as_matrix, check_positive_int, like_input
+from .validation import Integer, Real, as_matrix, like_input
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,8 @@ class KMeans(IterativeLevel):
 
     _verb = "k-means"
     _value_name = "inertia"
+    _parameter_constraints = {**IterativeLevel._parameter_constraints, **BALANCE_CONSTRAINTS,
+                              "n_clusters": Integer(1), "tol": Real(0), "n_init": Integer(1)}
 
     def __init__(
         self,
@@ -267,13 +269,6 @@ class KMeans(IterativeLevel):
         self.name = name
         self.balance = balance
         self.max_cluster_size = max_cluster_size
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_balance(self.balance, self.max_cluster_size)
-        check_positive_int("n_clusters", self.n_clusters)
-        if not float(self.tol) >= 0:
-            raise InputError(f"tol must be >= 0, got {self.tol!r}")
 
     @property
     def _n_requested(self) -> int:

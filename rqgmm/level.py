@@ -31,11 +31,11 @@ import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from .device import resolve_device
+from .device import default_device, resolve_device
 from .errors import InputError
 from .seeding import child_seed, child_seeds, cpu_generator
 from .source import ResidualSource, as_source, sample_rows
-from .validation import check_positive_int
+from .validation import ANY, Integer, Options, Rule, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def warn_few_distinct(name: str, requested: int, effective: int) -> None:
         f"{name}: only {effective} distinct vectors for {requested} components; "
         f"using effective K={effective} (codes stay in [0, {requested}))",
         FewDistinctWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
@@ -83,11 +83,14 @@ def progress_disabled(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
 
-def check_dtype(dtype: str) -> torch.dtype:
-    """The torch dtype named ``dtype`` ("float32" or "float64")."""
-    if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+#: The constraints every level and tokenizer shares (:func:`rqgmm.validation.validate_params`).
+COMMON_CONSTRAINTS = {
+    "random_state": Integer(0, optional=True),
+    "device": Rule(lambda value: resolve_device(value)),
+    "dtype": Options(tuple(DTYPES)),
+    "chunk_size": Integer(1, optional=True),
+    "progress": ANY,
+}
 
 
 ProgressCallback = Callable[[dict, dict[str, torch.Tensor]], Any]
@@ -99,9 +102,9 @@ class IterativeLevel(BaseEstimator):
     Subclasses set ``_verb`` and ``_value_name`` (for the progress bar) and
     implement ``_initialise``, ``_step``, ``_converged``, ``_finish``, the
     progress-state pair ``_state_tensors`` / ``_restore_tensors`` and the frame
-    pair ``_shift_state`` / ``_shift_fitted``. Constructor arguments are stored
-    as given (scikit-learn's rule) and checked in ``_check_params`` when ``fit``
-    starts.
+    pair ``_shift_state`` / ``_shift_fitted``, and declare their arguments in
+    ``_parameter_constraints``. Constructor arguments are stored as given
+    (scikit-learn's rule) and checked against that declaration when ``fit`` starts.
 
     Attributes set by ``fit``: ``n_features_in_``, ``n_iter_``, ``converged_``,
     ``history_`` (the monitored value per iteration), ``n_fixed_`` (dead or
@@ -116,18 +119,14 @@ class IterativeLevel(BaseEstimator):
     #: Candidates per step of greedy k-means++ (None: scikit-learn's 2 + floor(ln K); 1: plain k-means++).
     #: Not a constructor argument: a benchmark sets it on an instance to compare the two seedings.
     _seeding_trials: int | None = None
+    _parameter_constraints: ClassVar[dict] = {
+        **COMMON_CONSTRAINTS, "max_iter": Integer(1), "init_sample_size": Integer(1, optional=True), "name": ANY,
+    }
 
     # ------------------------------------------------------------------ hooks
 
     def _check_params(self) -> None:
-        check_positive_int("max_iter", self.max_iter)
-        if self.chunk_size is not None:
-            check_positive_int("chunk_size", self.chunk_size)
-        check_dtype(self.dtype)
-        if self.init_sample_size is not None:
-            check_positive_int("init_sample_size", self.init_sample_size)
-        check_positive_int("n_init", getattr(self, "n_init", 1))
-        resolve_device(self.device)
+        validate_params(self)
 
     @property
     @abstractmethod
@@ -217,9 +216,8 @@ class IterativeLevel(BaseEstimator):
         runs = 1 if init is not None or resume is not None else int(getattr(self, "n_init", 1))
         if runs > 1 and on_progress is not None:
             raise InputError(f"{self.name}: a checkpointed fit takes one start; use n_init=1 with on_progress")
-        device = resolve_device(self.device) if self.device is not None else None
-        source = as_source(X, dtype=self.torch_dtype, device=device, chunk_size=self.chunk_size,
-                           what="X", owner=type(self).__name__)
+        source = as_source(X, dtype=self.torch_dtype, device=default_device(X, self.device),
+                           chunk_size=self.chunk_size, what="X", owner=type(self).__name__)
         self.n_features_in_ = source.n_features
         sample = sample_rows(source, self._sample_size(), child_seed(self.random_state, "sample"))
         origin = far_origin(sample) if self._centres_far_data else None

@@ -49,7 +49,7 @@ from .level import IterativeLevel, warn_few_distinct
 from .kmeans import kmeans_plusplus
 from .residual import ResidualQuantizer
 from .tokenizer import register
-from .validation import check_positive_int, like_input
+from .validation import Integer, Real, like_input
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ class SphericalKMeans(IterativeLevel):
     _verb = "refinement"
     _value_name = "moved"
     _centres_far_data = False  # directions on the unit sphere: a shift would change them
+    _parameter_constraints = {**IterativeLevel._parameter_constraints, "n_clusters": Integer(1), "top_k": Integer(1),
+                              "beta": Real(0, open_low=True), "max_iter": Integer(0), "tol": Real(0)}
 
     def __init__(self, n_clusters: int = 256, *, top_k: int = 2, beta: float = 15.0, max_iter: int = 25,
                  tol: float = 1e-6, random_state: int | None = None, device: str | None = None,
@@ -184,15 +186,6 @@ class SphericalKMeans(IterativeLevel):
         self.init_sample_size = init_sample_size
         self.progress = progress
         self.name = name
-
-    def _check_params(self) -> None:
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("n_clusters", self.n_clusters)
-        check_positive_int("top_k", self.top_k)
-        if self.chunk_size is not None:
-            check_positive_int("chunk_size", self.chunk_size)
-        if not float(self.beta) > 0 or not float(self.tol) >= 0:
-            raise InputError(f"beta must be > 0 and tol >= 0, got beta={self.beta!r}, tol={self.tol!r}")
 
     @property
     def _n_requested(self) -> int:
@@ -268,6 +261,8 @@ class PRQKMeans(ResidualQuantizer):
     reconstructs: ClassVar[bool] = False
     level_params = ("top_k", "beta", "max_iter", "tol")
     normaliser_tensors = ("mean",)
+    _parameter_constraints = {**ResidualQuantizer._parameter_constraints, "top_k": Integer(1),
+                              "beta": Real(0, open_low=True), "max_iter": Integer(0), "tol": Real(0)}
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  top_k: int = 2, beta: float = 15.0, max_iter: int = 25, tol: float = 1e-6,

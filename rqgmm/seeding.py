@@ -46,7 +46,11 @@ def child_seed(random_state: int | None, name: str) -> int | None:
     return child_seeds(random_state, name)[0]
 
 
+def int_seed(seed: int | None) -> int:
+    """A 32-bit seed drawn from ``seed`` (fresh entropy if None), for ``torch.manual_seed`` and generators."""
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
 def cpu_generator(seed: int | None) -> torch.Generator:
     """A CPU torch generator seeded by ``seed`` (fresh entropy if None): the same draws on every device."""
-    value = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    return torch.Generator().manual_seed(value)
+    return torch.Generator().manual_seed(int_seed(seed))
