@@ -50,6 +50,7 @@ from .kmeans import kmeans_plusplus
 from .residual import ResidualQuantizer
 from .tokenizer import register
 from .validation import Integer, Real, like_input
+from .walk import codeword_sum
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -299,13 +300,13 @@ class PRQKMeans(ResidualQuantizer):
         Not a reconstruction of the input embeddings (``reconstructs`` is False).
         """
         c = self._codes_table(codes)
-        out = torch.zeros(c.shape[0], self.n_features_in_, dtype=self.mean_.dtype, device=self._model_device)
-        scale = torch.ones(c.shape[0], 1, dtype=self.mean_.dtype, device=self._model_device)
-        for level, k in zip(self.levels_, c.T):
-            a = level.code_cosine_[k].unsqueeze(1)
-            out = out + scale * a * level.centroids_[k]
-            scale = scale * (1 - a * a).clamp_min(0).sqrt()
-        return like_input(out, codes)
+        cosines = [level.code_cosine_[k] for level, k in zip(self.levels_, c.T)]  # a_l[z_l], (N,) each
+        remainder = torch.ones(c.shape[0], dtype=self.mean_.dtype, device=self._model_device)
+        weights = []
+        for a in cosines:  # w_l = a_l · prod_{t<l} sqrt(1 - a_t²)
+            weights.append(remainder * a)
+            remainder = remainder * (1 - a * a).clamp_min(0).sqrt()
+        return like_input(codeword_sum([level.centroids_ for level in self.levels_], c, weights), codes)
 
     @property
     def codebooks_(self) -> list[torch.Tensor]:

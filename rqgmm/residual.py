@@ -40,6 +40,7 @@ from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
 from .validation import Integer, Real, Rule, as_matrix, check_dimension, check_positive_int, like_input
+from .walk import codeword_sum, residual_walk
 
 logger = logging.getLogger(__name__)
 
@@ -307,12 +308,10 @@ class ResidualQuantizer(Tokenizer):
 
     def _walk(self, x: torch.Tensor):
         """The hard residual path of validated rows x (n, D): (level, its residual (n, D), its codes (n,)) per level."""
-        residual = self._normalise(x)
-        for i, level in enumerate(self.levels_):
-            code = level.assign_chunk(residual)
-            yield level, residual, code
-            if i + 1 < len(self.levels_):  # the last level's residual would never be read
-                residual = self._next_residual(residual, level.codebook[code])
+        walk = residual_walk(self._normalise(x), [level.codebook for level in self.levels_],
+                             lambda i, residual: self.levels_[i].assign_chunk(residual), self._next_residual)
+        for i, residual, code in walk:
+            yield self.levels_[i], residual, code
 
     def _codes_table(self, codes) -> torch.Tensor:
         self._check_fitted()
@@ -322,9 +321,7 @@ class ResidualQuantizer(Tokenizer):
     def decode(self, codes) -> np.ndarray | torch.Tensor:
         """Reconstruction (N, D) from codes (N, l), l <= L: offset + scale · Σ c_l[z_l]."""
         table = self._codes_table(codes)
-        out = torch.zeros(table.shape[0], self.n_features_in_, dtype=self.offset_.dtype, device=self._model_device)
-        for level, k in zip(self.levels_, table.T):
-            out = out + level.codebook[k]
+        out = codeword_sum([level.codebook for level in self.levels_], table)
         return like_input(self.offset_ + self.scale_ * out, codes)
 
     def transform(self, X) -> np.ndarray | torch.Tensor:

@@ -94,6 +94,7 @@ from .residual import STACK_CONSTRAINTS, codebook_size_list
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
 from .validation import ANY, Integer, Real, Rule, as_matrix, check_positive_int, like_input
+from .walk import codeword_sum, residual_walk
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +120,20 @@ def nearest_code(residual: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     return squared_distances(residual, codebook).argmin(dim=1)
 
 
+def nearest_walk(z: torch.Tensor, codebooks: list[torch.Tensor], choose=None):
+    """The VAEs' residual walk over latents z (N, d): (level, residual, code) per level.
+
+    Codes are the nearest codewords unless ``choose(level, residual)`` says
+    otherwise; the next residual subtracts the codeword without its gradient,
+    so a residual keeps the gradient of z alone.
+    """
+    choose = choose or (lambda level, residual: nearest_code(residual.detach(), codebooks[level].detach()))
+    return residual_walk(z, codebooks, choose, lambda residual, codeword: residual - codeword.detach())
+
+
 def residual_codes(z: torch.Tensor, codebooks: list[torch.Tensor]) -> torch.Tensor:
     """Codes (N, L) int64 of latents z (N, d) by residual quantization with codebooks (K_l, d)."""
-    residual, codes = z, []
-    for codebook in codebooks:
-        code = nearest_code(residual, codebook)
-        codes.append(code)
-        residual = residual - codebook[code]
-    return torch.stack(codes, dim=1)
+    return torch.stack([code for _, _, code in nearest_walk(z, codebooks)], dim=1)
 
 
 @dataclass
@@ -158,15 +165,12 @@ class ResidualVQ(nn.Module):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """Quantize z (N, d); see :class:`QuantizerOutput`."""
-        residual = z
         total = torch.zeros_like(z)
         loss = z.new_zeros(())
         codes = []
-        for codebook in self.codebooks:
-            code = nearest_code(residual.detach(), codebook.detach())
-            e = codebook[code]
+        for level, residual, code in nearest_walk(z, list(self.codebooks)):
+            e = self.codebooks[level][code]
             loss = loss + F.mse_loss(e, residual.detach()) + self.beta * F.mse_loss(residual, e.detach())
-            residual = residual - e.detach()
             total = total + e.detach()
             codes.append(code)
         quantized = z + (total - z).detach()
@@ -174,10 +178,7 @@ class ResidualVQ(nn.Module):
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Sum of the codewords (N, d) named by codes (N, l), l <= L."""
-        out = self.codebooks[0].new_zeros(codes.shape[0], self.codebooks[0].shape[1])
-        for level in range(codes.shape[1]):
-            out = out + self.codebooks[level][codes[:, level]]
-        return out
+        return codeword_sum(list(self.codebooks), codes)
 
 
 class Autoencoder(nn.Module):
@@ -229,19 +230,24 @@ def split_holdout(n: int, share: float, generator: torch.Generator) -> tuple[tor
 @torch.no_grad()
 def init_codebooks(model: Autoencoder, X: torch.Tensor, seed: int | None) -> None:
     """k-means each level's codebook on the residual latents of X (n, D), level by level."""
-    z = model.encoder(X)
     codebooks = list(model.quantizer.codebooks)
-    for level, (codebook, level_seed) in enumerate(zip(codebooks, child_seeds(seed, "levels", len(codebooks)))):
-        km = KMeans(codebook.shape[0], max_iter=25, random_state=level_seed, progress=False,
-                    name=f"level {level + 1}").fit(z)
+    seeds = child_seeds(seed, "levels", len(codebooks))
+
+    def fit_codebook(level: int, residual: torch.Tensor) -> torch.Tensor:
+        codebook = codebooks[level]
+        km = KMeans(codebook.shape[0], max_iter=25, random_state=seeds[level], progress=False,
+                    name=f"level {level + 1}").fit(residual)
         centres = km.cluster_centers_
         if centres.shape[0] < codebook.shape[0]:
             # Fewer distinct latents than codes: the rest start as copies; restarts spread them.
             extra = torch.randint(centres.shape[0], (codebook.shape[0] - centres.shape[0],),
-                                  generator=cpu_generator(child_seed(level_seed, "copies"))).to(centres.device)
+                                  generator=cpu_generator(child_seed(seeds[level], "copies"))).to(centres.device)
             centres = torch.cat([centres, centres[extra]])
         codebook.copy_(centres)
-        z = z - codebook[nearest_code(z, codebook)]
+        return nearest_code(residual, codebook)
+
+    for _ in nearest_walk(model.encoder(X), codebooks, fit_codebook):
+        pass
 
 
 @torch.no_grad()
@@ -260,15 +266,20 @@ def restart_dead_codes(model: Autoencoder, X: torch.Tensor, usage: list[torch.Te
     int : the number of codes re-seeded over all levels.
     """
     sample = X[torch.randperm(X.shape[0], generator=generator)[: min(X.shape[0], 8192)].to(X.device)]
-    residual = model.encoder(sample)
+    codebooks = list(model.quantizer.codebooks)
     restarted = 0
-    for codebook, used in zip(model.quantizer.codebooks, usage):
-        dead = torch.nonzero(used == 0).flatten()
+
+    def restart(level: int, residual: torch.Tensor) -> torch.Tensor:
+        nonlocal restarted
+        dead = torch.nonzero(usage[level] == 0).flatten()
         if len(dead):
             pick = torch.randperm(residual.shape[0], generator=generator)[: len(dead)].to(residual.device)
-            codebook[dead[: len(pick)]] = residual[pick]
+            codebooks[level][dead[: len(pick)]] = residual[pick]
             restarted += len(pick)
-        residual = residual - codebook[nearest_code(residual, codebook)]
+        return nearest_code(residual, codebooks[level])
+
+    for _ in nearest_walk(model.encoder(sample), codebooks, restart):
+        pass
     return restarted
 
 
