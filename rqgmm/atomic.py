@@ -13,12 +13,34 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from safetensors import SafetensorError
+
 from .paths import check_replaceable_directory
+
+
+class StorageError(OSError):
+    """A write that failed inside a library that reports it in its own error type, raised as an OSError.
+
+    The command line reports every OSError on one line with exit status 2;
+    :func:`atomic_output` turns safetensors' ``SafetensorError`` for a failed
+    write (an ``IoError`` inside) into this, with the errno it names. pyarrow
+    reports write failures as ``OSError`` already (its ``ArrowIOError``).
+    """
+
+
+def storage_error(exc: BaseException, path: Path) -> StorageError | None:
+    """``exc`` as a :class:`StorageError` naming ``path`` when it is a library's report of a failed write, else None."""
+    if not (isinstance(exc, SafetensorError) and "IoError" in str(exc)):
+        return None
+    code = re.search(r"code: (\d+)", str(exc))
+    number = int(code.group(1)) if code else None
+    return StorageError(number, os.strerror(number) if number else " ".join(str(exc).split()), str(path))
 
 
 @contextlib.contextmanager
@@ -35,7 +57,8 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False, marker: s
         refused with :class:`~rqgmm.errors.InputError` rather than replaced.
 
     On an exception the temporary file or directory is removed and ``path`` is
-    untouched. The new content is flushed to disk (fsync) before the rename and
+    untouched; a library's own report of a failed write is raised as the
+    OSError it is (:class:`StorageError`). The new content is flushed to disk (fsync) before the rename and
     the rename itself after it, so the output survives a power loss as well as a kill.
     """
     path = Path(path)
@@ -58,11 +81,14 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False, marker: s
         else:
             os.replace(tmp, path)
         _fsync(path.parent)  # the rename itself
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        storage = storage_error(exc, path)
+        if storage is not None:
+            raise storage from exc
         raise
 
 

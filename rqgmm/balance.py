@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .validation import Rule
 
 METHODS = ("greedy", "sinkhorn")
 SINKHORN_ITERATIONS = 30
@@ -45,6 +46,13 @@ def check_balance(balance: str | None, max_cluster_size) -> None:
             or not float(max_cluster_size) >= 1.0 or not math.isfinite(float(max_cluster_size)):
         raise InputError(f"max_cluster_size must be a number >= 1 (a code holds at most max_cluster_size "
                          f"x N / K rows), got {max_cluster_size!r}")
+
+
+#: The declared constraints of the two balance arguments (:func:`rqgmm.validation.validate_params`).
+BALANCE_CONSTRAINTS = {
+    "balance": Rule(lambda value: check_balance(value, 1.0)),
+    "max_cluster_size": Rule(lambda value: check_balance(None, value)),
+}
 
 
 def capacity(n_rows: int, n_codes: int, max_cluster_size: float) -> int:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .balance import balanced_assign, check_balance
+from .balance import BALANCE_CONSTRAINTS, balanced_assign
 from .errors import ConvergenceWarning, InputError
-from .kmeans import KMeans, random_signs
+from .kmeans import KMeans
 from .level import IterativeLevel, check_fitted
+from .seeding import child_seed
 from .source import chunk_rows
 from .stats import GMMStats
-from .validation import as_matrix, check_positive_int, like_input
+from .validation import ANY, Integer, Real, as_matrix, like_input
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,20 @@ def m_step(stats: GMMStats, reg_covar: float, var_floor: float, dtype: torch.dty
     return GMMParams(weights.to(dtype), means.to(dtype), variances.to(dtype))
 
 
+def check_finite_params(params: GMMParams, name: str) -> None:
+    """Raise InputError unless every weight, mean and variance is finite and every variance positive.
+
+    One reduction and one read-back: called once per EM iteration, never per chunk.
+    """
+    ok = torch.isfinite(params.means).all() & torch.isfinite(params.weights).all() & (params.variances > 0).all()
+    if not bool(ok & torch.isfinite(params.variances).all()):
+        raise InputError(
+            f"{name}: fitting the mixture model failed because some components have ill-defined empirical "
+            "covariance (for instance caused by singleton or collapsed samples). Try to decrease the number of "
+            "components, increase reg_covar or variance_floor, or scale the input data"
+        )
+
+
 def accumulate(source, params: GMMParams) -> GMMStats:
     """One E-step over a source's chunks, returning the statistics summed over chunks and ranks."""
     stats = GMMStats.zeros(params.means.shape[0], params.means.shape[1], params.means.device)
@@ -143,6 +158,11 @@ def stats_from_labels(X: torch.Tensor, labels: torch.Tensor, n_components: int, 
         resp = torch.nn.functional.one_hot(labels[start : start + chunk_size], n_components).to(X.dtype)
         stats.update(chunk, chunk * chunk, resp, torch.zeros(chunk.shape[0], dtype=X.dtype, device=X.device))
     return stats
+
+
+def random_signs(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """±1 of ``shape`` drawn on the CPU generator, in ``like``'s dtype and device."""
+    return (torch.randint(0, 2, tuple(shape), generator=generator) * 2 - 1).to(device=like.device, dtype=like.dtype)
 
 
 def split_dead(params: GMMParams, nk: torch.Tensor, min_count: float, generator: torch.Generator) -> int:
@@ -169,6 +189,17 @@ def split_dead(params: GMMParams, nk: torch.Tensor, min_count: float, generator:
 class DiagonalGMM(IterativeLevel):
     """A Gaussian mixture with diagonal covariances, fitted by EM, on CPU or GPU.
 
+    ``sklearn.mixture.GaussianMixture(covariance_type="diag")`` is the oracle;
+    the documented differences are: the ``variance_floor`` (relative to the
+    data's variance; 0 turns it off); dead components re-seeded by splitting
+    the heaviest one (``min_component_count``; off in a warm start); K shrinking
+    to the number of distinct rows (``n_components_``) with a warning where
+    scikit-learn raises; and, with ``means_init`` given, no k-means run: missing
+    weights start uniform and missing precisions at the data's variance (without
+    ``means_init``, missing initial parameters come from the k-means start, as
+    in scikit-learn). A fit that would produce a non-finite parameter raises
+    :class:`~rqgmm.errors.InputError` instead.
+
     Parameters
     ----------
     n_components : int
@@ -188,9 +219,14 @@ class DiagonalGMM(IterativeLevel):
     min_component_count : float
         A component whose Σγ falls below this is re-seeded by splitting the
         heaviest one (0 turns re-seeding off).
+    n_init : int
+        Starts (each its own k-means initialisation); the one with the highest
+        lower bound is kept (scikit-learn's meaning).
     random_state : int, optional
     means_init, weights_init, precisions_init : array-like, optional
-        Initial parameters (K, D), (K,), (K, D) as in scikit-learn; skip k-means.
+        Initial parameters (K, D), (K,) (in [0, 1], summing to 1), (K, D)
+        (positive) as in scikit-learn, each honoured on its own; checked
+        with scikit-learn's messages.
     device : str, optional
         Where to compute (default: where the input is; numpy input: the CPU).
     dtype : {"float32", "float64"}
@@ -222,11 +258,17 @@ class DiagonalGMM(IterativeLevel):
     history_ : list[float]    mean log-likelihood at each iteration's E-step
     n_reseeded_ : list[int]   components re-seeded after each iteration's M-step
     var_floor_ : float        the absolute variance floor used
+    origin_ : Tensor (D,) or None  centre of the fitting frame (data far from the origin), see :mod:`rqgmm.level`
     n_features_in_ : int
     """
 
     _verb = "EM"
     _value_name = "loglik"
+    _parameter_constraints = {
+        **IterativeLevel._parameter_constraints, **BALANCE_CONSTRAINTS, "n_components": Integer(1), "tol": Real(0),
+        "reg_covar": Real(0), "variance_floor": Real(0), "init_max_iter": Integer(1), "min_component_count": Real(0),
+        "n_init": Integer(1), "means_init": ANY, "weights_init": ANY, "precisions_init": ANY,  # checked against X
+    }
 
     def __init__(
         self,
@@ -238,6 +280,7 @@ class DiagonalGMM(IterativeLevel):
         max_iter: int = 100,
         init_max_iter: int = 10,
         min_component_count: float = 1.0,
+        n_init: int = 1,
         random_state: int | None = None,
         means_init=None,
         weights_init=None,
@@ -258,6 +301,7 @@ class DiagonalGMM(IterativeLevel):
         self.max_iter = max_iter
         self.init_max_iter = init_max_iter
         self.min_component_count = min_component_count
+        self.n_init = n_init
         self.random_state = random_state
         self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
         self.device = device
@@ -269,32 +313,32 @@ class DiagonalGMM(IterativeLevel):
         self.balance = balance
         self.max_cluster_size = max_cluster_size
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_balance(self.balance, self.max_cluster_size)
-        check_positive_int("n_components", self.n_components)
-        check_positive_int("init_max_iter", self.init_max_iter)
-        if not (float(self.reg_covar) >= 0 and float(self.variance_floor) >= 0 and float(self.tol) >= 0):
-            raise InputError(f"reg_covar, variance_floor and tol must be >= 0, got "
-                             f"{self.reg_covar}, {self.variance_floor} and {self.tol}")
-
     @property
     def _n_requested(self) -> int:
         return self.n_components
 
     # ------------------------------------------------------------------ the loop's hooks
 
-    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> GMMParams:
-        """Parameters from the user's initial values, or from k-means on the sample."""
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator, seed: int | None) -> GMMParams:
+        """Parameters from the user's initial values, completed by k-means on the sample (its own child seed)."""
         self._set_var_floor(sample)
-        if self.means_init is not None:
-            return self._user_params(sample)
-        km = KMeans(self.n_components, max_iter=self.init_max_iter, random_state=self.random_state,
-                    dtype=self.dtype, chunk_size=self.chunk_size, progress=False, name=self.name).fit(sample)
-        self.n_components_ = km.n_clusters_
-        labels = km.predict(sample)
-        stats = stats_from_labels(sample, labels, self.n_components_, chunk_rows(self.chunk_size, sample.device))
-        return m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+        given = self._given_params(sample.shape[1], sample.device)
+        if given.means is not None:
+            params = self._complete_given(given, sample)
+        else:
+            km = KMeans(self.n_components, max_iter=self.init_max_iter, random_state=child_seed(seed, "kmeans"),
+                        dtype=self.dtype, chunk_size=self.chunk_size, progress=False, name=self.name)
+            km._seeding_trials = self._seeding_trials
+            km.fit(sample)
+            self.n_components_ = km.n_clusters_
+            labels = km.predict(sample)
+            stats = stats_from_labels(sample, labels, self.n_components_, chunk_rows(self.chunk_size, sample.device))
+            params = m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+            if self.n_components_ == self.n_components:  # a shrunk start cannot take K-sized initial values
+                params.weights = given.weights if given.weights is not None else params.weights
+                params.variances = given.variances if given.variances is not None else params.variances
+        check_finite_params(params, self.name)
+        return params
 
     def _set_var_floor(self, sample: torch.Tensor) -> None:
         self.var_floor_ = float(self.variance_floor) * float(sample.var(0, unbiased=False).mean())
@@ -309,16 +353,31 @@ class DiagonalGMM(IterativeLevel):
     def _step(self, source, params: GMMParams, generator: torch.Generator) -> tuple[GMMParams, float, int]:
         stats = accumulate(source, params)
         params = m_step(stats, float(self.reg_covar), self.var_floor_, self.torch_dtype)
+        check_finite_params(params, self.name)
         return params, stats.mean_loglik, self._reseed(params, stats.nk, generator)
 
-    def _converged(self) -> bool:
-        return len(self.history_) >= 2 and abs(self.history_[-1] - self.history_[-2]) < float(self.tol)
+    def _converged(self, previous: float | None, current: float) -> bool:
+        return previous is not None and abs(current - previous) < float(self.tol)
+
+    def _warm_value(self, previous: "DiagonalGMM") -> float | None:
+        return getattr(previous, "lower_bound_", None)
 
     def _finish(self, source, params: GMMParams) -> None:
         self.weights_, self.means_, self.variances_ = params.weights, params.means, params.variances
         self.lower_bound_ = self.history_[-1]
+
+    def _objective(self) -> float:
+        return self.lower_bound_
+
+    def _after_fit(self) -> None:
         if not self.converged_:
             self._warn_not_converged()
+
+    def _shift_state(self, params: GMMParams, delta: torch.Tensor) -> GMMParams:
+        return GMMParams(params.weights, params.means + delta, params.variances)
+
+    def _shift_fitted(self, delta: torch.Tensor) -> None:
+        self.means_ = self.means_ + delta
 
     def _state_tensors(self, params: GMMParams) -> dict[str, torch.Tensor]:
         return {"weights": params.weights, "means": params.means, "variances": params.variances}
@@ -335,22 +394,48 @@ class DiagonalGMM(IterativeLevel):
         """Components re-seeded after each iteration's M-step."""
         return self.n_fixed_
 
-    def _user_params(self, X: torch.Tensor) -> GMMParams:
-        def tensor(a):
-            return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,
-                                   dtype=self.torch_dtype, device=X.device)
+    def _given_params(self, n_features: int, device: torch.device) -> GMMParams:
+        """``means_init``, ``weights_init`` and 1 / ``precisions_init`` as tensors (None where not given), checked
+        with scikit-learn's messages."""
+        K = self.n_components
 
-        means = tensor(self.means_init)
-        K = means.shape[0]
-        weights = tensor(self.weights_init) if self.weights_init is not None else torch.full((K,), 1.0 / K, dtype=self.torch_dtype, device=X.device)
-        variances = 1.0 / tensor(self.precisions_init) if self.precisions_init is not None else X.var(0, unbiased=False).expand(K, -1) + float(self.reg_covar)
-        if means.shape != (K, X.shape[1]) or weights.shape != (K,) or variances.shape != (K, X.shape[1]):
-            raise InputError(
-                f"initial parameters must have shapes (K, D)={K, X.shape[1]}, (K,), (K, D); "
-                f"got {tuple(means.shape)}, {tuple(weights.shape)}, {tuple(variances.shape)}"
-            )
+        def tensor(value, name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+            if value is None:
+                return None
+            array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+            if array.shape != shape:
+                raise InputError(f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}; "
+                                 f"pass {name}_init of shape {shape} (n_components={K})")
+            if not np.isfinite(array).all():
+                raise InputError(f"The parameter '{name}' holds NaN or Inf; pass finite {name}_init")
+            return torch.as_tensor(array, dtype=torch.float64, device=device)
+
+        weights = tensor(self.weights_init, "weights", (K,))
+        if weights is not None:
+            low, high = float(weights.min()), float(weights.max())
+            if low < 0.0 or high > 1.0:
+                raise InputError(f"The parameter 'weights' should be in the range [0, 1], but got max value "
+                                 f"{high:.5f}, min value {low:.5f}")
+            if not np.isclose(float(weights.sum()), 1.0):
+                raise InputError(f"The parameter 'weights' should be normalized, but got sum(weights) = "
+                                 f"{float(weights.sum()):.5f}; divide weights_init by its sum")
+        precisions = tensor(self.precisions_init, "diag precision", (K, n_features))
+        if precisions is not None and not bool((precisions > 0).all()):
+            raise InputError("'diag precision' should be positive; pass precisions_init > 0")
+        means = tensor(self.means_init, "means", (K, n_features))
+        means = None if means is None else self._frame(means.to(self.torch_dtype))  # the fitting frame
+        cast = lambda t: None if t is None else t.to(self.torch_dtype)  # noqa: E731
+        return GMMParams(cast(weights), cast(means), cast(None if precisions is None else 1.0 / precisions))
+
+    def _complete_given(self, given: GMMParams, X: torch.Tensor) -> GMMParams:
+        """The given means with the given weights (else uniform) and variances (else the data's, + ``reg_covar``)."""
+        K = self.n_components
         self.n_components_ = K
-        return GMMParams(weights, means, variances.contiguous())
+        weights = given.weights if given.weights is not None else torch.full((K,), 1.0 / K, dtype=self.torch_dtype,
+                                                                            device=X.device)
+        variances = given.variances if given.variances is not None else (
+            X.var(0, unbiased=False).expand(K, -1) + float(self.reg_covar))
+        return GMMParams(weights, given.means, variances.contiguous())
 
     def _reseed(self, params: GMMParams, nk: torch.Tensor, generator: torch.Generator) -> int:
         """Re-seed dead components (``split_dead``), except in a warm start.
@@ -382,8 +467,12 @@ class DiagonalGMM(IterativeLevel):
 
     @property
     def params(self) -> GMMParams:
-        """The fitted parameters as one record."""
+        """The fitted parameters as one record (in the caller's frame)."""
         return GMMParams(self.weights_, self.means_, self.variances_)
+
+    def _frame_params(self) -> GMMParams:
+        """The fitted parameters in the fitting frame (means - ``origin_``), where inference computes."""
+        return GMMParams(self.weights_, self._frame(self.means_), self.variances_)
 
     @property
     def precisions_(self) -> torch.Tensor:
@@ -408,7 +497,9 @@ class DiagonalGMM(IterativeLevel):
     def score_samples(self, X) -> np.ndarray | torch.Tensor:
         """log p(x) of each row (N,); numpy in, numpy out."""
         x = self._check(X)
-        return like_input(torch.cat([torch.logsumexp(weighted_log_prob(c, self.params), 1) for c in self._chunks(x)]), X)
+        params = self._frame_params()
+        return like_input(torch.cat([torch.logsumexp(weighted_log_prob(self._frame(c), params), 1)
+                                     for c in self._chunks(x)]), X)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
@@ -417,7 +508,8 @@ class DiagonalGMM(IterativeLevel):
     def predict_proba(self, X) -> np.ndarray | torch.Tensor:
         """Posterior responsibilities γ (N, K'); numpy in, numpy out."""
         x = self._check(X)
-        return like_input(torch.cat([e_step(c, self.params)[0] for c in self._chunks(x)]), X)
+        params = self._frame_params()
+        return like_input(torch.cat([e_step(self._frame(c), params)[0] for c in self._chunks(x)]), X)
 
     def predict(self, X) -> np.ndarray | torch.Tensor:
         """MAP component k* = argmax_k γ_ik (N,) int64; numpy in, numpy out."""
@@ -430,20 +522,22 @@ class DiagonalGMM(IterativeLevel):
 
     def assign_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         """MAP codes (n,) of a validated chunk (n, D) in the model's dtype and device (size-constrained with ``balance``)."""
+        wlp = weighted_log_prob(self._frame(chunk), self._frame_params())
         if getattr(self, "balance", None) is not None:
-            return balanced_assign(-weighted_log_prob(chunk, self.params), self.balance, self.max_cluster_size)
-        return weighted_log_prob(chunk, self.params).argmax(1)
+            return balanced_assign(-wlp, self.balance, self.max_cluster_size)
+        return wlp.argmax(1)
 
     def to(self, device) -> "DiagonalGMM":
         """Move the fitted parameters to ``device``; returns self."""
         self.weights_, self.means_, self.variances_ = (t.to(device) for t in (self.weights_, self.means_, self.variances_))
+        self._move_origin(device)
         return self
 
     # ---------------------------------------------------------------- model files
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Fitted tensors for a model file."""
-        return {"weights": self.weights_, "means": self.means_, "variances": self.variances_}
+        return {"weights": self.weights_, "means": self.means_, "variances": self.variances_, **self._origin_tensors()}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> "DiagonalGMM":
         """Restore fitted tensors written by :meth:`state_tensors`."""
@@ -455,4 +549,5 @@ class DiagonalGMM(IterativeLevel):
             raise InputError(f"{self.name}: tensor {bad!r} holds values <= 0 (they must be positive); refit the model")
         self.weights_, self.means_, self.variances_ = (t.to(self.torch_dtype) for t in (w, m, v))
         self.n_components_, self.n_features_in_ = m.shape
+        self._load_origin(tensors)
         return self

@@ -8,6 +8,15 @@ written once here, with the constants, the seeding and the warnings they share.
 
 Seeds are device-independent: every random draw of initialisation and
 re-seeding comes from a CPU generator, so one seed gives one start on any device.
+Each consumer of a level's ``random_state`` (the sample, each start) gets its
+own child seed (:mod:`rqgmm.seeding`).
+
+A level whose sample lies far from the origin (its mean further out than the
+data's spread) is fitted in a frame centred on the sample's mean, and its
+parameters are returned in the caller's frame with that centre as ``origin_``;
+inference subtracts it again. The expanded quadratics of the distances and
+log-densities otherwise lose every digit in float32: x² at |x| = 1e4 is 1e8, with
+a rounding error of about 8.
 """
 
 from __future__ import annotations
@@ -22,10 +31,11 @@ import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from .device import resolve_device
+from .device import default_device, resolve_device
 from .errors import InputError
-from .source import as_source, sample_rows
-from .validation import check_positive_int
+from .seeding import child_seed, child_seeds, cpu_generator
+from .source import ResidualSource, as_source, sample_rows
+from .validation import ANY, Integer, Options, Rule, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +53,7 @@ def warn_few_distinct(name: str, requested: int, effective: int) -> None:
         f"{name}: only {effective} distinct vectors for {requested} components; "
         f"using effective K={effective} (codes stay in [0, {requested}))",
         FewDistinctWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
@@ -55,17 +65,17 @@ def check_fitted(estimator, attribute: str) -> None:
         raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit(X) first")
 
 
-def make_generator(random_state: int | None) -> torch.Generator:
-    """A CPU torch generator seeded by ``random_state`` (fresh entropy if None): the same draws on every device."""
-    seed = int(np.random.SeedSequence(random_state).generate_state(1)[0])
-    return torch.Generator().manual_seed(seed)
+def far_origin(sample: torch.Tensor) -> torch.Tensor | None:
+    """The sample's mean (D,) when it lies further from the origin than the sample's spread, else None.
 
-
-def level_seeds(random_state: int | None, n_levels: int) -> list[int | None]:
-    """One independent seed per level of a stack, derived from one ``random_state``."""
-    if random_state is None:
-        return [None] * n_levels
-    return [int(s) for s in np.random.SeedSequence(random_state).generate_state(n_levels)]
+    ``|mean|² > Σ_d var_d``: beyond that, the expanded quadratics start to lose
+    digits; below it (centred data, residuals) no shift is made, so a level of
+    a tokenizer costs nothing more.
+    """
+    x = sample.to(torch.float64)
+    mean = x.mean(0)
+    spread = float(x.var(0, unbiased=False).sum())
+    return mean.to(sample.dtype) if float(mean @ mean) > spread else None
 
 
 def progress_disabled(progress: bool | None) -> bool | None:
@@ -73,11 +83,14 @@ def progress_disabled(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
 
-def check_dtype(dtype: str) -> torch.dtype:
-    """The torch dtype named ``dtype`` ("float32" or "float64")."""
-    if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+#: The constraints every level and tokenizer shares (:func:`rqgmm.validation.validate_params`).
+COMMON_CONSTRAINTS = {
+    "random_state": Integer(0, optional=True),
+    "device": Rule(lambda value: resolve_device(value)),
+    "dtype": Options(tuple(DTYPES)),
+    "chunk_size": Integer(1, optional=True),
+    "progress": ANY,
+}
 
 
 ProgressCallback = Callable[[dict, dict[str, torch.Tensor]], Any]
@@ -87,29 +100,33 @@ class IterativeLevel(BaseEstimator):
     """Base of the level estimators: the shared fit loop.
 
     Subclasses set ``_verb`` and ``_value_name`` (for the progress bar) and
-    implement ``_initialise``, ``_step``, ``_converged``, ``_finish`` and the
-    progress-state pair ``_state_tensors`` / ``_restore_tensors``. Constructor
-    arguments are stored as given (scikit-learn's rule) and checked in
-    ``_check_params`` when ``fit`` starts.
+    implement ``_initialise``, ``_step``, ``_converged``, ``_finish``, the
+    progress-state pair ``_state_tensors`` / ``_restore_tensors`` and the frame
+    pair ``_shift_state`` / ``_shift_fitted``, and declare their arguments in
+    ``_parameter_constraints``. Constructor arguments are stored as given
+    (scikit-learn's rule) and checked against that declaration when ``fit`` starts.
 
     Attributes set by ``fit``: ``n_features_in_``, ``n_iter_``, ``converged_``,
-    ``history_`` (the monitored value per iteration) and ``n_fixed_`` (dead or
-    empty components re-seeded after each iteration).
+    ``history_`` (the monitored value per iteration), ``n_fixed_`` (dead or
+    empty components re-seeded after each iteration) and ``origin_`` (the
+    centre of the fitting frame, or None when the data needed none).
     """
 
     _verb: ClassVar[str] = "fit"
     _value_name: ClassVar[str] = "value"
+    #: Whether the level may fit in a frame centred on its data (not for directions on the unit sphere).
+    _centres_far_data: ClassVar[bool] = True
+    #: Candidates per step of greedy k-means++ (None: scikit-learn's 2 + floor(ln K); 1: plain k-means++).
+    #: Not a constructor argument: a benchmark sets it on an instance to compare the two seedings.
+    _seeding_trials: int | None = None
+    _parameter_constraints: ClassVar[dict] = {
+        **COMMON_CONSTRAINTS, "max_iter": Integer(1), "init_sample_size": Integer(1, optional=True), "name": ANY,
+    }
 
     # ------------------------------------------------------------------ hooks
 
     def _check_params(self) -> None:
-        check_positive_int("max_iter", self.max_iter)
-        if self.chunk_size is not None:
-            check_positive_int("chunk_size", self.chunk_size)
-        check_dtype(self.dtype)
-        if self.init_sample_size is not None:
-            check_positive_int("init_sample_size", self.init_sample_size)
-        resolve_device(self.device)
+        validate_params(self)
 
     @property
     @abstractmethod
@@ -117,16 +134,16 @@ class IterativeLevel(BaseEstimator):
         """The requested codebook size K."""
 
     @abstractmethod
-    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> Any:
-        """The starting state from a seeded sample of the rows."""
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator, seed: int | None) -> Any:
+        """The starting state from a seeded sample of the rows; ``seed`` is this start's own child seed."""
 
     @abstractmethod
     def _step(self, source, state: Any, generator: torch.Generator) -> tuple[Any, float, int]:
         """One iteration over all rows: (new state, monitored value, components re-seeded)."""
 
     @abstractmethod
-    def _converged(self) -> bool:
-        """Whether the history so far meets the tolerance."""
+    def _converged(self, previous: float | None, current: float) -> bool:
+        """Whether the monitored value ``current`` meets the tolerance against the one before it (None: none yet)."""
 
     @abstractmethod
     def _finish(self, source, state: Any) -> None:
@@ -139,6 +156,25 @@ class IterativeLevel(BaseEstimator):
     @abstractmethod
     def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> Any:
         """The state back from ``_state_tensors``."""
+
+    def _objective(self) -> float:
+        """The fitted start's score for ``n_init`` (higher is better)."""
+        return -self.history_[-1]
+
+    def _warm_value(self, previous: "IterativeLevel") -> float | None:
+        """The monitored value ``previous`` ended with: a warm start's first iteration is compared with it."""
+        return None
+
+    def _shift_state(self, state: Any, delta: torch.Tensor) -> Any:
+        """The state translated by ``delta`` (D,) (for the levels that centre far data)."""
+        raise NotImplementedError
+
+    def _shift_fitted(self, delta: torch.Tensor) -> None:
+        """Translate the fitted location parameters by ``delta`` (D,), in place."""
+        raise NotImplementedError
+
+    def _after_fit(self) -> None:
+        """Warnings about the chosen start (e.g. that it did not converge)."""
 
     def _extra_progress(self) -> dict:
         """JSON-able scalars a resumed fit needs besides the history."""
@@ -162,31 +198,64 @@ class IterativeLevel(BaseEstimator):
             on_progress: ProgressCallback | None = None, progress_every: int = 5):
         """Fit on X (N, D) -- an array, a tensor or a :mod:`rqgmm.source` source; returns self.
 
-        ``y`` is ignored (scikit-learn's signature). ``init`` is a fitted level
-        of the same type and dimension (at most ``K`` components): the fit starts
-        from its parameters instead of a seeded sample (a warm start; what becomes
-        of components that die is the level's choice: k-means refills them, a
-        GMM leaves them empty). ``resume`` is a ``(meta, tensors)``
-        pair that ``on_progress`` received from an earlier, interrupted fit on
-        the same data: the fit continues from it and ends as the uninterrupted
-        fit would (it takes precedence over ``init``). ``on_progress(meta,
-        tensors)`` is called every ``progress_every`` iterations.
+        ``y`` is ignored (scikit-learn's signature). With ``n_init`` > 1 the fit
+        runs that many seeded starts and keeps the best (scikit-learn's
+        meaning). ``init`` is a fitted level of the same type and dimension (at
+        most ``K`` components): the fit starts from its parameters instead of a
+        seeded sample -- a warm start, as scikit-learn's ``warm_start``: one
+        start, and its first iteration's value is compared with the one
+        ``init`` ended with, so repeated short warm fits report convergence.
+        What becomes of components that die is the level's choice. ``resume``
+        is a ``(meta, tensors)`` pair that ``on_progress`` received from an
+        earlier, interrupted fit on the same data: the fit continues from it and
+        ends as the uninterrupted fit would (it takes precedence over ``init``).
+        ``on_progress(meta, tensors)`` is called every ``progress_every``
+        iterations (with ``n_init`` = 1 only).
         """
         self._check_params()
-        device = resolve_device(self.device) if self.device is not None else None
-        source = as_source(X, dtype=self.torch_dtype, device=device, chunk_size=self.chunk_size,
-                           what="X", owner=type(self).__name__)
+        runs = 1 if init is not None or resume is not None else int(getattr(self, "n_init", 1))
+        if runs > 1 and on_progress is not None:
+            raise InputError(f"{self.name}: a checkpointed fit takes one start; use n_init=1 with on_progress")
+        source = as_source(X, dtype=self.torch_dtype, device=default_device(X, self.device),
+                           chunk_size=self.chunk_size, what="X", owner=type(self).__name__)
         self.n_features_in_ = source.n_features
-        if resume is None:
-            generator = make_generator(self.random_state)
-            sample = sample_rows(source, self._sample_size(), self.random_state)
+        sample = sample_rows(source, self._sample_size(), child_seed(self.random_state, "sample"))
+        origin = far_origin(sample) if self._centres_far_data else None
+        if origin is not None:
+            source = ResidualSource(source, lambda x: x - origin, None, [], torch.zeros(source.n_local, 0,
+                                    dtype=torch.int64, device=source.device))
+            sample = sample - origin
+        self.origin_ = origin
+        if resume is not None:
+            state, generator = self._restore(*resume, device=source.device)
+            self._iterate(source, state, generator, on_progress, progress_every)
+        else:
+            self._best_of_starts(source, sample, init, origin, runs, on_progress, progress_every)
+        if origin is not None:
+            self._shift_fitted(origin)
+        self._after_fit()
+        return self
+
+    def _best_of_starts(self, source, sample, init, origin, runs, on_progress, progress_every) -> None:
+        """Run ``runs`` seeded starts (or the one warm start) and keep the fitted attributes of the best."""
+        best: tuple[float, dict] | None = None
+        for seed in child_seeds(self.random_state, "start", runs):
+            generator = cpu_generator(seed)
             self.history_, self.n_fixed_ = [], []
             self.__dict__.pop("warm_started_", None)
-            state = self._initialise(sample, generator) if init is None else self._start_from(init, sample)
-        else:
-            state, generator = self._restore(*resume, device=source.device)
-        self._iterate(source, state, generator, on_progress, progress_every)
-        return self
+            if init is None:
+                self._warm_value_ = None
+                state = self._initialise(sample, generator, seed)
+            else:
+                state = self._start_from(init, sample)
+                self._warm_value_ = self._warm_value(init)
+                if origin is not None:
+                    state = self._shift_state(state, -origin)
+            self._iterate(source, state, generator, on_progress, progress_every)
+            if runs > 1 and (best is None or self._objective() > best[0]):
+                best = (self._objective(), {k: v for k, v in vars(self).items() if k.endswith("_")})
+        if runs > 1:
+            self.__dict__.update(best[1])
 
     def _start_from(self, previous: "IterativeLevel", sample: torch.Tensor) -> Any:
         """Check that ``previous`` can start this fit, then take its parameters as the starting state."""
@@ -210,7 +279,8 @@ class IterativeLevel(BaseEstimator):
             self.n_fixed_.append(fixed)
             bar.update()
             bar.set_postfix({self._value_name: f"{value:.5g}"})
-            if fixed == 0 and self._converged():
+            previous = self.history_[-2] if len(self.history_) > 1 else getattr(self, "_warm_value_", None)
+            if fixed == 0 and self._converged(previous, value):
                 self.converged_ = True
                 break
             if on_progress is not None and self.n_iter_ % progress_every == 0:
@@ -229,6 +299,27 @@ class IterativeLevel(BaseEstimator):
         state = self._restore_tensors({k: v.to(device=device, dtype=self.torch_dtype) for k, v in tensors.items()
                                        if k != "generator"})
         return state, generator
+
+    def _frame(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows x (n, D) in the fitting frame: x - ``origin_`` when the level has one, else x itself."""
+        origin = getattr(self, "origin_", None)
+        return x if origin is None else x - origin
+
+    def _origin_tensors(self) -> dict[str, torch.Tensor]:
+        """``{"origin": origin_}`` for a model file when the level has an origin, else nothing."""
+        origin = getattr(self, "origin_", None)
+        return {} if origin is None else {"origin": origin}
+
+    def _load_origin(self, tensors: dict[str, torch.Tensor]) -> None:
+        origin = tensors.get("origin")
+        if origin is not None and origin.shape != (self.n_features_in_,):
+            raise InputError(f"{self.name}: stored origin has shape {tuple(origin.shape)}, expected "
+                             f"({self.n_features_in_},); refit the model")
+        self.origin_ = None if origin is None else origin.to(self.torch_dtype)
+
+    def _move_origin(self, device) -> None:
+        if getattr(self, "origin_", None) is not None:
+            self.origin_ = self.origin_.to(device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

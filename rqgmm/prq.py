@@ -49,7 +49,8 @@ from .level import IterativeLevel, warn_few_distinct
 from .kmeans import kmeans_plusplus
 from .residual import ResidualQuantizer
 from .tokenizer import register
-from .validation import check_positive_int, like_input
+from .validation import Integer, Real, like_input
+from .walk import codeword_sum
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,9 @@ class SphericalKMeans(IterativeLevel):
 
     _verb = "refinement"
     _value_name = "moved"
+    _centres_far_data = False  # directions on the unit sphere: a shift would change them
+    _parameter_constraints = {**IterativeLevel._parameter_constraints, "n_clusters": Integer(1), "top_k": Integer(1),
+                              "beta": Real(0, open_low=True), "max_iter": Integer(0), "tol": Real(0)}
 
     def __init__(self, n_clusters: int = 256, *, top_k: int = 2, beta: float = 15.0, max_iter: int = 25,
                  tol: float = 1e-6, random_state: int | None = None, device: str | None = None,
@@ -184,20 +188,11 @@ class SphericalKMeans(IterativeLevel):
         self.progress = progress
         self.name = name
 
-    def _check_params(self) -> None:
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("n_clusters", self.n_clusters)
-        check_positive_int("top_k", self.top_k)
-        if self.chunk_size is not None:
-            check_positive_int("chunk_size", self.chunk_size)
-        if not float(self.beta) > 0 or not float(self.tol) >= 0:
-            raise InputError(f"beta must be > 0 and tol >= 0, got beta={self.beta!r}, tol={self.tol!r}")
-
     @property
     def _n_requested(self) -> int:
         return self.n_clusters
 
-    def _initialise(self, sample: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _initialise(self, sample: torch.Tensor, generator: torch.Generator, seed: int | None) -> torch.Tensor:
         return seed_centroids(sample, self.n_clusters, generator, self.name)
 
     def _warm_state(self, previous: "SphericalKMeans", sample: torch.Tensor) -> torch.Tensor:
@@ -207,8 +202,8 @@ class SphericalKMeans(IterativeLevel):
         new, _ = soft_topk_pass(source, C, int(self.top_k), float(self.beta))
         return new, float((1.0 - (new * C).sum(1)).max()), 0
 
-    def _converged(self) -> bool:
-        return self.history_[-1] <= float(self.tol)
+    def _converged(self, previous: float | None, current: float) -> bool:
+        return current <= float(self.tol)
 
     def _finish(self, source, C: torch.Tensor) -> None:
         self.centroids_ = C
@@ -267,6 +262,8 @@ class PRQKMeans(ResidualQuantizer):
     reconstructs: ClassVar[bool] = False
     level_params = ("top_k", "beta", "max_iter", "tol")
     normaliser_tensors = ("mean",)
+    _parameter_constraints = {**ResidualQuantizer._parameter_constraints, "top_k": Integer(1),
+                              "beta": Real(0, open_low=True), "max_iter": Integer(0), "tol": Real(0)}
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  top_k: int = 2, beta: float = 15.0, max_iter: int = 25, tol: float = 1e-6,
@@ -303,13 +300,13 @@ class PRQKMeans(ResidualQuantizer):
         Not a reconstruction of the input embeddings (``reconstructs`` is False).
         """
         c = self._codes_table(codes)
-        out = torch.zeros(c.shape[0], self.n_features_in_, dtype=self.mean_.dtype, device=self._model_device)
-        scale = torch.ones(c.shape[0], 1, dtype=self.mean_.dtype, device=self._model_device)
-        for level, k in zip(self.levels_, c.T):
-            a = level.code_cosine_[k].unsqueeze(1)
-            out = out + scale * a * level.centroids_[k]
-            scale = scale * (1 - a * a).clamp_min(0).sqrt()
-        return like_input(out, codes)
+        cosines = [level.code_cosine_[k] for level, k in zip(self.levels_, c.T)]  # a_l[z_l], (N,) each
+        remainder = torch.ones(c.shape[0], dtype=self.mean_.dtype, device=self._model_device)
+        weights = []
+        for a in cosines:  # w_l = a_l · prod_{t<l} sqrt(1 - a_t²)
+            weights.append(remainder * a)
+            remainder = remainder * (1 - a * a).clamp_min(0).sqrt()
+        return like_input(codeword_sum([level.centroids_ for level in self.levels_], c, weights), codes)
 
     @property
     def codebooks_(self) -> list[torch.Tensor]:

@@ -26,19 +26,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .balance import check_balance
+from .balance import BALANCE_CONSTRAINTS
 from .checkpoint import FitCheckpoint, data_fingerprint
-from .device import check_precision, matmul_precision, resolve_device
+from .device import check_precision, default_device, matmul_precision, resolve_device
 from .errors import InputError
 from .gmm import DiagonalGMM
 from .kmeans import KMeans
-from .level import DTYPES, check_dtype, check_fitted, level_seeds, progress_disabled
+from .level import COMMON_CONSTRAINTS, DTYPES, check_fitted, progress_disabled
 from .lineage import check_compatible, fingerprint_of, refit_lineage
 from .parallel import is_writer
+from .seeding import child_seeds
 from .source import ResidualSource, RowSource
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
-from .validation import as_matrix, check_dimension, check_positive_int, like_input
+from .validation import Integer, Real, Rule, as_matrix, check_dimension, check_positive_int, like_input
+from .walk import codeword_sum, residual_walk
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,20 @@ def codebook_size_list(codebook_size: int | list[int], levels: int) -> list[int]
     if len(sizes) != levels:
         raise InputError(f"codebook_size lists {len(sizes)} sizes for {levels} levels; give one per level or one int")
     return [check_positive_int("codebook_size", k) for k in sizes]
+
+
+def check_codebook_size(codebook_size) -> None:
+    """Raise InputError unless ``codebook_size`` is an int >= 1 or a list of them (its length is checked in fit)."""
+    try:
+        sizes = [codebook_size] if isinstance(codebook_size, (int, np.integer)) else list(codebook_size)
+    except TypeError:
+        raise InputError(f"codebook_size must be an int or a list of ints, got {codebook_size!r}") from None
+    for k in sizes:
+        check_positive_int("codebook_size", k)
+
+
+#: The constraints of every tokenizer with levels and codebooks.
+STACK_CONSTRAINTS = {**COMMON_CONSTRAINTS, "levels": Integer(1), "codebook_size": Rule(check_codebook_size)}
 
 
 def _moments(source: RowSource) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +124,7 @@ class ResidualQuantizer(Tokenizer):
     chunked = True
     resumable = True
     refittable = True
+    _parameter_constraints: ClassVar[dict] = {**STACK_CONSTRAINTS, "precision": Rule(check_precision)}
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  device: str | None = None, dtype: str = "float32", chunk_size: int | None = None,
@@ -140,19 +157,9 @@ class ResidualQuantizer(Tokenizer):
     # ---------------------------------------------------------------- parameters
 
     def _check_params(self) -> None:
-        """Check every constructor argument (also called by the command line before it reads data)."""
-        codebook_size_list(self.codebook_size, check_positive_int("levels", self.levels))
-        if self.chunk_size is not None:
-            check_positive_int("chunk_size", self.chunk_size)
-        check_dtype(self.dtype)
-        check_precision(self.precision)
-        resolve_device(self.device)
-        if "balance" in self.level_params:
-            check_balance(self.balance, self.max_cluster_size)
-        for name in (n for n in self.level_params if n != "balance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value < 0:
-                raise InputError(f"{name} must be a number >= 0, got {value!r}")
+        """The declared constraints, and one size per level (also called by the command line before it reads data)."""
+        super()._check_params()
+        codebook_size_list(self.codebook_size, self.levels)
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -168,11 +175,6 @@ class ResidualQuantizer(Tokenizer):
                     name=f"level {index + 1}", **{name: getattr(self, name) for name in self.level_params})
 
     # ---------------------------------------------------------------- fitting
-
-    def _device(self, X) -> torch.device:
-        if self.device is not None:
-            return resolve_device(self.device)
-        return X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
 
     def _source(self, X, *, shard: bool, device: torch.device) -> RowSource:
         """Rows of X in chunks; a memory map stays on disk and is validated in one pass."""
@@ -210,7 +212,7 @@ class ResidualQuantizer(Tokenizer):
         self._check_params()
         for attr in [*(f"{n}_" for n in self.normaliser_tensors), "levels_", "n_features_in_", "lineage_"]:
             self.__dict__.pop(attr, None)
-        source = self._source(X, shard=True, device=self._device(X))
+        source = self._source(X, shard=True, device=default_device(X, self.device))
         with matmul_precision(self.precision, source.device):
             return self._fit_levels(source, X, checkpoint, init)
 
@@ -223,7 +225,7 @@ class ResidualQuantizer(Tokenizer):
         if not self._resume_levels(ckpt, source.device):
             self._start_normaliser(source, init)
         codes = torch.zeros(source.n_local, 0, dtype=torch.int64, device=source.device)
-        seeds = level_seeds(self.random_state, self.levels)
+        seeds = child_seeds(self.random_state, "levels", self.levels)
         for i in tqdm(range(self.levels), desc=f"{self.method} levels", disable=progress_disabled(self.progress)):
             residuals = ResidualSource(source, self._normalise, self._next_residual,
                                        [lv.codebook for lv in self.levels_[:i]], codes)
@@ -259,7 +261,7 @@ class ResidualQuantizer(Tokenizer):
         if path is None:
             return None
         fingerprint = {"method": self.method, "levels": self.levels, "codebook_size": self.codebook_sizes,
-                       "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 2,
+                       "random_state": self.random_state, "dtype": self.dtype, "checkpoint_version": 3,
                        **{name: getattr(self, name) for name in self.level_params}, "data": data_fingerprint(X),
                        **({"init": fingerprint_of(init)} if init is not None else {})}
         return FitCheckpoint(path, fingerprint)
@@ -306,12 +308,10 @@ class ResidualQuantizer(Tokenizer):
 
     def _walk(self, x: torch.Tensor):
         """The hard residual path of validated rows x (n, D): (level, its residual (n, D), its codes (n,)) per level."""
-        residual = self._normalise(x)
-        for i, level in enumerate(self.levels_):
-            code = level.assign_chunk(residual)
-            yield level, residual, code
-            if i + 1 < len(self.levels_):  # the last level's residual would never be read
-                residual = self._next_residual(residual, level.codebook[code])
+        walk = residual_walk(self._normalise(x), [level.codebook for level in self.levels_],
+                             lambda i, residual: self.levels_[i].assign_chunk(residual), self._next_residual)
+        for i, residual, code in walk:
+            yield self.levels_[i], residual, code
 
     def _codes_table(self, codes) -> torch.Tensor:
         self._check_fitted()
@@ -321,9 +321,7 @@ class ResidualQuantizer(Tokenizer):
     def decode(self, codes) -> np.ndarray | torch.Tensor:
         """Reconstruction (N, D) from codes (N, l), l <= L: offset + scale · Σ c_l[z_l]."""
         table = self._codes_table(codes)
-        out = torch.zeros(table.shape[0], self.n_features_in_, dtype=self.offset_.dtype, device=self._model_device)
-        for level, k in zip(self.levels_, table.T):
-            out = out + level.codebook[k]
+        out = codeword_sum([level.codebook for level in self.levels_], table)
         return like_input(self.offset_ + self.scale_ * out, codes)
 
     def transform(self, X) -> np.ndarray | torch.Tensor:
@@ -440,6 +438,8 @@ class RQGMM(ResidualQuantizer):
 
     method = "rqgmm"
     level_params = ("max_iter", "tol", "reg_covar", "init_max_iter", "balance", "max_cluster_size")
+    _parameter_constraints = {**ResidualQuantizer._parameter_constraints, **BALANCE_CONSTRAINTS, "max_iter": Integer(1),
+                              "tol": Real(0), "reg_covar": Real(0), "init_max_iter": Integer(1)}
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, init_max_iter: int = 10,
@@ -488,6 +488,8 @@ class RQKMeans(ResidualQuantizer):
 
     method = "rqkmeans"
     level_params = ("max_iter", "tol", "balance", "max_cluster_size")
+    _parameter_constraints = {**ResidualQuantizer._parameter_constraints, **BALANCE_CONSTRAINTS, "max_iter": Integer(1),
+                              "tol": Real(0)}
 
     def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, random_state: int | None = None, *,
                  max_iter: int = 50, tol: float = 1e-4, device: str | None = None, dtype: str = "float32",

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from .errors import InputError
 from .parallel import rank_and_size
 from .validation import nonfinite_message, nonfinite_rows, as_matrix, as_real_tensor, check_shape
+from .walk import final_residual
 
 
 #: Rows per chunk when ``chunk_size`` is None: cache-sized on CPU, few large products on a GPU.
@@ -287,10 +288,7 @@ class ResidualSource:
         self.kept_ = torch.cat(list(self._computed())) if keeps_residuals(base) else None
 
     def _residual(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        r = self.normalise(x)
-        for codebook, k in zip(self.codebooks, codes.T):
-            r = self.next_residual(r, codebook[k])
-        return r
+        return final_residual(self.normalise(x), self.codebooks, codes, self.next_residual)
 
     def _computed(self) -> Iterator[torch.Tensor]:
         offset = 0

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .device import resolve_device
 from .errors import InputError
 from .io import TENSORS_NAME, read_model, save_model
+from .validation import validate_params
 
 BUILTIN_METHODS = {
     "rqgmm": "rqgmm.residual",
@@ -101,8 +102,8 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
 
     Subclasses set ``method``, implement the abstract methods, and are decorated
     with :func:`register`. Constructor arguments are stored as given and checked
-    when ``fit`` starts (``_check_params``, which the command line also calls
-    before it reads any data). Fitted state lives in tensors (``state_tensors``)
+    against the class's declared ``_parameter_constraints`` when ``fit`` starts
+    (``_check_params``, which the command line also calls before it reads any data). Fitted state lives in tensors (``state_tensors``)
     and JSON-able hyper-parameters (``get_config``), which is all a model file holds.
     Output follows input: numpy in, numpy out; a tensor in, a tensor on its device out.
     """
@@ -128,8 +129,12 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
     def fit(self, X, y=None) -> "Tokenizer":
         """Fit on X of shape (N, D); returns self. ``y`` is ignored."""
 
+    #: Constructor argument name -> :class:`~rqgmm.validation.Constraint` (scikit-learn's declaration).
+    _parameter_constraints: ClassVar[dict] = {}
+
     def _check_params(self) -> None:
         """Raise InputError for a bad constructor argument, before any data is read."""
+        validate_params(self)
 
     def transform(self, X) -> np.ndarray | torch.Tensor:
         """Same as :meth:`encode` (scikit-learn's name)."""

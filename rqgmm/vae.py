@@ -85,13 +85,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .device import default_device, resolve_device
 from .errors import InputError
 from .kmeans import KMeans, squared_distances
-from .level import level_seeds, make_generator, progress_disabled
-from .residual import codebook_size_list
+from .level import COMMON_CONSTRAINTS, progress_disabled
+from .seeding import child_seed, child_seeds, cpu_generator, int_seed
+from .residual import STACK_CONSTRAINTS, codebook_size_list
 from .tokenizer import Tokenizer, register
 from .codes import as_codes
-from .validation import as_matrix, check_positive_int, like_input
+from .validation import ANY, Integer, Real, Rule, as_matrix, check_positive_int, like_input
+from .walk import codeword_sum, residual_walk
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +120,20 @@ def nearest_code(residual: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     return squared_distances(residual, codebook).argmin(dim=1)
 
 
+def nearest_walk(z: torch.Tensor, codebooks: list[torch.Tensor], choose=None):
+    """The VAEs' residual walk over latents z (N, d): (level, residual, code) per level.
+
+    Codes are the nearest codewords unless ``choose(level, residual)`` says
+    otherwise; the next residual subtracts the codeword without its gradient,
+    so a residual keeps the gradient of z alone.
+    """
+    choose = choose or (lambda level, residual: nearest_code(residual.detach(), codebooks[level].detach()))
+    return residual_walk(z, codebooks, choose, lambda residual, codeword: residual - codeword.detach())
+
+
 def residual_codes(z: torch.Tensor, codebooks: list[torch.Tensor]) -> torch.Tensor:
     """Codes (N, L) int64 of latents z (N, d) by residual quantization with codebooks (K_l, d)."""
-    residual, codes = z, []
-    for codebook in codebooks:
-        code = nearest_code(residual, codebook)
-        codes.append(code)
-        residual = residual - codebook[code]
-    return torch.stack(codes, dim=1)
+    return torch.stack([code for _, _, code in nearest_walk(z, codebooks)], dim=1)
 
 
 @dataclass
@@ -156,15 +165,12 @@ class ResidualVQ(nn.Module):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """Quantize z (N, d); see :class:`QuantizerOutput`."""
-        residual = z
         total = torch.zeros_like(z)
         loss = z.new_zeros(())
         codes = []
-        for codebook in self.codebooks:
-            code = nearest_code(residual.detach(), codebook.detach())
-            e = codebook[code]
+        for level, residual, code in nearest_walk(z, list(self.codebooks)):
+            e = self.codebooks[level][code]
             loss = loss + F.mse_loss(e, residual.detach()) + self.beta * F.mse_loss(residual, e.detach())
-            residual = residual - e.detach()
             total = total + e.detach()
             codes.append(code)
         quantized = z + (total - z).detach()
@@ -172,10 +178,7 @@ class ResidualVQ(nn.Module):
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Sum of the codewords (N, d) named by codes (N, l), l <= L."""
-        out = self.codebooks[0].new_zeros(codes.shape[0], self.codebooks[0].shape[1])
-        for level in range(codes.shape[1]):
-            out = out + self.codebooks[level][codes[:, level]]
-        return out
+        return codeword_sum(list(self.codebooks), codes)
 
 
 class Autoencoder(nn.Module):
@@ -225,21 +228,26 @@ def split_holdout(n: int, share: float, generator: torch.Generator) -> tuple[tor
 
 
 @torch.no_grad()
-def init_codebooks(model: Autoencoder, X: torch.Tensor, seed: int) -> None:
+def init_codebooks(model: Autoencoder, X: torch.Tensor, seed: int | None) -> None:
     """k-means each level's codebook on the residual latents of X (n, D), level by level."""
-    z = model.encoder(X)
     codebooks = list(model.quantizer.codebooks)
-    for level, (codebook, level_seed) in enumerate(zip(codebooks, level_seeds(seed, len(codebooks)))):
-        km = KMeans(codebook.shape[0], max_iter=25, random_state=level_seed, progress=False,
-                    name=f"level {level + 1}").fit(z)
+    seeds = child_seeds(seed, "levels", len(codebooks))
+
+    def fit_codebook(level: int, residual: torch.Tensor) -> torch.Tensor:
+        codebook = codebooks[level]
+        km = KMeans(codebook.shape[0], max_iter=25, random_state=seeds[level], progress=False,
+                    name=f"level {level + 1}").fit(residual)
         centres = km.cluster_centers_
         if centres.shape[0] < codebook.shape[0]:
             # Fewer distinct latents than codes: the rest start as copies; restarts spread them.
             extra = torch.randint(centres.shape[0], (codebook.shape[0] - centres.shape[0],),
-                                  generator=make_generator(level_seed)).to(centres.device)
+                                  generator=cpu_generator(child_seed(seeds[level], "copies"))).to(centres.device)
             centres = torch.cat([centres, centres[extra]])
         codebook.copy_(centres)
-        z = z - codebook[nearest_code(z, codebook)]
+        return nearest_code(residual, codebook)
+
+    for _ in nearest_walk(model.encoder(X), codebooks, fit_codebook):
+        pass
 
 
 @torch.no_grad()
@@ -258,15 +266,20 @@ def restart_dead_codes(model: Autoencoder, X: torch.Tensor, usage: list[torch.Te
     int : the number of codes re-seeded over all levels.
     """
     sample = X[torch.randperm(X.shape[0], generator=generator)[: min(X.shape[0], 8192)].to(X.device)]
-    residual = model.encoder(sample)
+    codebooks = list(model.quantizer.codebooks)
     restarted = 0
-    for codebook, used in zip(model.quantizer.codebooks, usage):
-        dead = torch.nonzero(used == 0).flatten()
+
+    def restart(level: int, residual: torch.Tensor) -> torch.Tensor:
+        nonlocal restarted
+        dead = torch.nonzero(usage[level] == 0).flatten()
         if len(dead):
             pick = torch.randperm(residual.shape[0], generator=generator)[: len(dead)].to(residual.device)
-            codebook[dead[: len(pick)]] = residual[pick]
+            codebooks[level][dead[: len(pick)]] = residual[pick]
             restarted += len(pick)
-        residual = residual - codebook[nearest_code(residual, codebook)]
+        return nearest_code(residual, codebooks[level])
+
+    for _ in nearest_walk(model.encoder(sample), codebooks, restart):
+        pass
     return restarted
 
 
@@ -299,9 +312,14 @@ def train_epoch(
     return total / n_batches, usage
 
 
-def _seed(random_state: int | None) -> int:
-    """A 31-bit seed from ``random_state`` (fresh entropy when None)."""
-    return int(np.random.SeedSequence(random_state).generate_state(1)[0]) >> 1
+def check_hidden_sizes(hidden_sizes) -> None:
+    """Raise InputError unless ``hidden_sizes`` is a sequence of ints >= 1."""
+    try:
+        sizes = list(hidden_sizes)
+    except TypeError:
+        raise InputError(f"hidden_sizes must be a list of ints, got {hidden_sizes!r}") from None
+    for h in sizes:
+        check_positive_int("hidden_sizes entry", h)
 
 
 # ------------------------------------------------------------------------ estimators
@@ -341,9 +359,11 @@ class RQVAE(Tokenizer):
     init_size : int
         Cap on the number of items whose latents seed the k-means initialisation.
     random_state : int, optional
-        Seed for weights, split, shuffling, k-means and restarts.
+        Seed for weights, split, shuffling, k-means and restarts (each its own
+        child seed, :mod:`rqgmm.seeding`).
     device : str or torch.device, optional
-        Where to train and encode (default CPU).
+        Where to train (default: where the input is; numpy input: the CPU);
+        encoding runs where the fitted network is.
     progress : bool, optional
         tqdm bar over epochs; None lets tqdm decide (only on a terminal).
 
@@ -367,6 +387,13 @@ class RQVAE(Tokenizer):
 
     method: ClassVar[str] = "rqvae"
     iteration_param: ClassVar[str] = "epochs"
+    _parameter_constraints: ClassVar[dict] = {
+        **{k: STACK_CONSTRAINTS[k] for k in ("levels", "codebook_size")},
+        **{k: COMMON_CONSTRAINTS[k] for k in ("random_state", "device", "progress")},
+        "latent_dim": Integer(1), "hidden_sizes": Rule(check_hidden_sizes), "epochs": Integer(1),
+        "max_steps": Integer(1), "batch_size": Integer(1), "lr": Real(0, open_low=True), "beta": Real(0),
+        "holdout": Real(0, 0.5), "patience": Integer(1), "restart_dead_codes": ANY, "init_size": Integer(1),
+    }
 
     def __init__(
         self,
@@ -388,49 +415,53 @@ class RQVAE(Tokenizer):
         device: str | torch.device | None = None,
         progress: bool | None = None,
     ) -> None:
-        self.levels = check_positive_int("levels", levels)
-        self.codebook_size = codebook_size_list(codebook_size, self.levels)
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.hidden_sizes = [check_positive_int("hidden_sizes entry", h) for h in hidden_sizes]
-        self.epochs = check_positive_int("epochs", epochs)
-        self.max_steps = check_positive_int("max_steps", max_steps)
-        self.batch_size = check_positive_int("batch_size", batch_size)
-        self.patience = check_positive_int("patience", patience)
-        self.init_size = check_positive_int("init_size", init_size)
-        if not 0.0 <= float(holdout) <= 0.5:
-            raise InputError(f"holdout must lie in [0, 0.5], got {holdout!r}")
-        if float(lr) <= 0 or float(beta) < 0:
-            raise InputError(f"lr must be > 0 and beta >= 0, got lr={lr!r}, beta={beta!r}")
-        self.lr, self.beta, self.holdout = float(lr), float(beta), float(holdout)
-        self.restart_dead_codes = bool(restart_dead_codes)
+        self.levels = levels
+        self.codebook_size = codebook_size
+        self.latent_dim = latent_dim
+        self.hidden_sizes = hidden_sizes
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.holdout = holdout
+        self.patience = patience
+        self.restart_dead_codes = restart_dead_codes
+        self.init_size = init_size
         self.random_state = random_state
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = device
         self.progress = progress
+
+    def _check_params(self) -> None:
+        """The declared constraints, and one size per level (also called by the command line before it reads data)."""
+        super()._check_params()
+        codebook_size_list(self.codebook_size, self.levels)
 
     # -------------------------------------------------------------------- fit
 
     def fit(self, X, y=None) -> "RQVAE":
         """Train on X (N, D); returns self. ``y`` is ignored."""
-        X = as_matrix(X, device=self.device)
-        seed = _seed(self.random_state)
-        generator = torch.Generator().manual_seed(seed)
-        train_idx, val_idx = split_holdout(X.shape[0], self.holdout, generator)
+        self._check_params()
+        X = as_matrix(X, device=default_device(X, self.device))
+        generator = cpu_generator(child_seed(self.random_state, "training"))  # split, batches, restarts
+        train_idx, val_idx = split_holdout(X.shape[0], float(self.holdout), generator)
         X_train, X_val = X[train_idx.to(X.device)], X[val_idx.to(X.device)]
         self.n_features_in_ = X.shape[1]
-        self.model_ = self._build(seed).to(self.device)
+        self.model_ = self._build(child_seed(self.random_state, "weights")).to(X.device)
         init = X_train[torch.randperm(X_train.shape[0], generator=generator)[: self.init_size].to(X.device)]
-        init_codebooks(self.model_, init, seed)
+        init_codebooks(self.model_, init, child_seed(self.random_state, "codebooks"))
         self._train(X_train, X_val, generator)
         return self
 
-    def _build(self, seed: int) -> Autoencoder:
+    def _build(self, seed: int | None) -> Autoencoder:
         # Weights drawn inside a forked RNG so the user's global torch state is untouched.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return Autoencoder(self.n_features_in_, self.hidden_sizes, self.latent_dim, self.codebook_size, self.beta)
+            torch.manual_seed(int_seed(seed))
+            return Autoencoder(self.n_features_in_, [int(h) for h in self.hidden_sizes], int(self.latent_dim),
+                               self.codebook_sizes, float(self.beta))
 
     def _train(self, X_train: torch.Tensor, X_val: torch.Tensor, generator: torch.Generator) -> None:
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=float(self.lr))
         best_state, best, wait = None, float("inf"), 0
         self.history_ = []
         steps_per_epoch = -(-X_train.shape[0] // self.batch_size)
@@ -463,27 +494,31 @@ class RQVAE(Tokenizer):
     def encode(self, X) -> np.ndarray | torch.Tensor:
         """Codes (N, L) int64 of X (N, D); numpy in, numpy out. Never changes the model."""
         self._check_fitted()
-        x = as_matrix(X, device=self.device, n_features=self.n_features_in_)
+        x = as_matrix(X, device=self._model_device, n_features=self.n_features_in_)
         codes = torch.cat([self.model_.codes(x[s : s + ENCODE_CHUNK]) for s in range(0, x.shape[0], ENCODE_CHUNK)])
         return like_input(codes, X)
 
     def decode(self, codes) -> np.ndarray | torch.Tensor:
         """Reconstruction (N, D) of codes (N, l): the decoder applied to the sum of the first l codewords."""
         self._check_fitted()
-        c = as_codes(codes, levels=self.levels, codebook_sizes=self.codebook_sizes).to(self.device)
+        c = as_codes(codes, levels=self.levels, codebook_sizes=self.codebook_sizes).to(self._model_device)
         if c.shape[0] == 0:
-            return like_input(torch.zeros(0, self.n_features_in_, device=self.device), codes)
+            return like_input(torch.zeros(0, self.n_features_in_, device=self._model_device), codes)
         out = torch.cat([self.model_.decode(c[s : s + ENCODE_CHUNK]) for s in range(0, c.shape[0], ENCODE_CHUNK)])
         return like_input(out, codes)
 
     def to(self, device) -> "RQVAE":
         """Move the fitted network to ``device``; returns self."""
-        from .device import resolve_device
-
-        self.device = resolve_device(device)
+        device = resolve_device(device)
+        self.device = str(device)
         if hasattr(self, "model_"):
-            self.model_.to(self.device)
+            self.model_.to(device)
         return self
+
+    @property
+    def _model_device(self) -> torch.device:
+        """Where the fitted network is: encoding and decoding run there."""
+        return next(self.model_.parameters()).device
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -493,7 +528,7 @@ class RQVAE(Tokenizer):
 
     @property
     def codebook_sizes(self) -> list[int]:
-        return list(self.codebook_size)
+        return codebook_size_list(self.codebook_size, self.levels)
 
     # Constructor arguments that a model file records (with ``levels``).
     _CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
@@ -506,6 +541,7 @@ class RQVAE(Tokenizer):
         return {
             "levels": self.levels,
             **{key: getattr(self, key) for key in self._CONFIG_KEYS},
+            "codebook_size": self.codebook_sizes, "hidden_sizes": [int(h) for h in self.hidden_sizes],
             "n_features": self.n_features_in_,
             "n_epochs": self.n_epochs_,
             "n_steps": self.n_steps_,
@@ -520,13 +556,21 @@ class RQVAE(Tokenizer):
     @classmethod
     def from_state(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "RQVAE":
         tok = cls(levels=config["levels"], **{key: config[key] for key in cls._CONFIG_KEYS})
+        tok._check_params()
         tok.n_features_in_ = int(config["n_features"])
         tok.n_epochs_, tok.n_steps_ = config["n_epochs"], config["n_steps"]
         tok.best_epoch_, tok.best_loss_ = config["best_epoch"], config["best_loss"]
-        tok.model_ = tok._build(0).to(tok.device)
-        tok.model_.load_state_dict({k: v.to(tok.device) for k, v in tensors.items()}, strict=True)
+        tok.model_ = tok._build(0)
+        tok.model_.load_state_dict(tensors, strict=True)
         tok.model_.eval()
         return tok
+
+
+def check_one_level(levels) -> None:
+    """Raise InputError unless ``levels`` is 1 (VQ-VAE's one codebook)."""
+    if isinstance(levels, bool) or levels != 1:
+        raise InputError(f"VQVAE has exactly one level, got levels={levels!r}; pass levels=1 (--levels 1) "
+                         "or use RQVAE (--method rqvae) for more")
 
 
 @register
@@ -540,15 +584,12 @@ class VQVAE(RQVAE):
 
     method: ClassVar[str] = "vqvae"
     fixed_levels: ClassVar[int | None] = 1
+    _parameter_constraints: ClassVar[dict] = {**RQVAE._parameter_constraints, "levels": Rule(check_one_level)}
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
         return RQVAE._get_param_names()  # the same parameters; its constructor forwards them
 
     def __init__(self, codebook_size: int | list[int] = 256, *, levels: int = 1, **kwargs) -> None:
-        if levels != 1:
-            raise InputError(
-                f"VQVAE has exactly one level, got levels={levels!r}; pass levels=1 (--levels 1) "
-                "or use RQVAE (--method rqvae) for more"
-            )
-        super().__init__(levels=1, codebook_size=codebook_size, **kwargs)
+        super().__init__(levels=levels, codebook_size=codebook_size, **kwargs)
+

@@ -1,6 +1,15 @@
-"""The one boundary where user arrays become tensors the library trusts."""
+"""The one boundary where user arrays become tensors the library trusts, and constructor arguments are checked.
+
+Estimators declare ``_parameter_constraints`` (argument name -> :class:`Constraint`,
+as scikit-learn declares its own) and call :func:`validate_params` once, when
+``fit`` starts; every argument then gets the same wording of message.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -165,3 +174,87 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+# ----------------------------------------------------------------------------- declared parameters
+
+
+class Constraint:
+    """One rule a constructor argument must meet; ``check`` raises InputError naming the argument."""
+
+    def check(self, name: str, value) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Integer(Constraint):
+    """An int >= ``low`` (bools refused); None too when ``optional``."""
+
+    low: int = 1
+    optional: bool = False
+
+    def check(self, name: str, value) -> None:
+        if value is None and self.optional:
+            return
+        check_positive_int(name, value, minimum=self.low)
+
+
+@dataclass(frozen=True)
+class Real(Constraint):
+    """A finite number in [``low``, ``high``] (``low`` excluded when ``open_low``); None too when ``optional``."""
+
+    low: float = 0.0
+    high: float = math.inf
+    open_low: bool = False
+    optional: bool = False
+
+    def check(self, name: str, value) -> None:
+        if value is None and self.optional:
+            return
+        number = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+        inside = number and math.isfinite(float(value)) and (
+            float(value) > self.low if self.open_low else float(value) >= self.low) and float(value) <= self.high
+        if not inside:
+            low = f"> {self.low:g}" if self.open_low else f">= {self.low:g}"
+            bound = low if self.high == math.inf else f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+            raise InputError(f"{name} must be a number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    """One of ``values``."""
+
+    values: tuple
+
+    def check(self, name: str, value) -> None:
+        if value not in self.values:
+            raise InputError(f"{name} must be one of {list(self.values)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Rule(Constraint):
+    """A check of its own: ``rule(value)`` raises InputError (a device, a precision, a list of sizes)."""
+
+    rule: Callable[[Any], Any]
+
+    def check(self, name: str, value) -> None:
+        self.rule(value)
+
+
+#: The rule of arguments that ``fit`` checks against the data (initial parameters), or that are free.
+ANY = Rule(lambda value: None)
+
+
+def validate_params(estimator) -> None:
+    """Check every constructor argument of ``estimator`` against its class's ``_parameter_constraints``.
+
+    The declaration maps each argument name to a :class:`Constraint`; one
+    argument missing from it is a bug in the class (raised as such).
+    """
+    constraints = type(estimator)._parameter_constraints
+    params = estimator.get_params(deep=False)
+    undeclared = set(params) - set(constraints)
+    if undeclared:
+        raise TypeError(f"{type(estimator).__name__} declares no constraint for {sorted(undeclared)}")
+    for name, value in params.items():
+        constraints[name].check(name, value)

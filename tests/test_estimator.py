@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from rqgmm import RQGMM, RQKMeans
 from rqgmm.gmm import DiagonalGMM
 from rqgmm.kmeans import KMeans, kmeans_plusplus
-from rqgmm.level import make_generator
+from rqgmm.seeding import cpu_generator
 
 ESTIMATORS = [
     DiagonalGMM(n_components=3, max_iter=20, random_state=0),
@@ -113,8 +113,8 @@ def _second_devices() -> list[str]:
 @pytest.mark.skipif(not _second_devices(), reason="no second device on this machine (the CUDA figure is in BENCHMARKS.md)")
 @pytest.mark.parametrize("device", _second_devices())
 def test_initial_parameters_are_equal_on_every_device(device, X):
-    on_cpu = kmeans_plusplus(torch.from_numpy(X), 5, make_generator(7))
-    on_device = kmeans_plusplus(torch.from_numpy(X).to(device), 5, make_generator(7))
+    on_cpu = kmeans_plusplus(torch.from_numpy(X), 5, cpu_generator(7))
+    on_device = kmeans_plusplus(torch.from_numpy(X).to(device), 5, cpu_generator(7))
     torch.testing.assert_close(on_device.cpu(), on_cpu)
     cpu_codes = RQGMM(levels=2, codebook_size=4, random_state=0, max_iter=1).fit(X).encode(X)
     device_codes = RQGMM(levels=2, codebook_size=4, random_state=0, max_iter=1, device=device).fit(X).encode(X)

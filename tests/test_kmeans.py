@@ -7,7 +7,6 @@ from conftest import make_mixture
 from sklearn.cluster import KMeans as SKKMeans
 
 from rqgmm import FewDistinctWarning, KMeans
-from rqgmm.kmeans import split_empty
 
 
 def test_inertia_close_to_sklearn():
@@ -34,14 +33,6 @@ def test_few_distinct_rows_shrink():
     with pytest.warns(FewDistinctWarning, match="effective K=5"):
         km = KMeans(16, random_state=0, progress=False).fit(X)
     assert km.n_clusters_ == 5 and km.inertia_ == pytest.approx(0.0, abs=1e-6)
-
-
-def test_split_empty_refills_from_the_largest():
-    centres = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
-    counts = torch.tensor([10.0, 0.0, 4.0], dtype=torch.float64)
-    n = split_empty(centres, counts, torch.Generator().manual_seed(0))
-    assert n == 1 and counts.tolist() == [5.0, 5.0, 4.0]
-    assert torch.allclose(centres[0], centres[1], atol=1e-3) and not torch.equal(centres[0], centres[1])
 
 
 def test_same_seed_same_centres(mixture):

@@ -133,12 +133,12 @@ def test_bad_input_raises(rqvae, X):
         rqvae.encode(X[:, :5])
     with pytest.raises(InputError, match="must lie in"):
         rqvae.decode(np.full((3, 2), 16))
-    with pytest.raises(InputError, match="codebook_size"):
-        RQVAE(levels=3, codebook_size=[4, 4])
+    with pytest.raises(InputError, match="codebook_size"):  # parameters are stored as given and checked in fit
+        RQVAE(levels=3, codebook_size=[4, 4]).fit(X)
     with pytest.raises(InputError, match="not fitted"):
         VQVAE(codebook_size=4).encode(X)
     with pytest.raises(InputError, match="exactly one level"):
-        VQVAE(levels=2, codebook_size=4)
+        VQVAE(levels=2, codebook_size=4).fit(X)
 
 
 def test_max_steps_bounds_training_to_whole_epochs(X):

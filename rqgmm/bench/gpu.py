@@ -32,7 +32,8 @@ import torch
 from ..device import PRECISIONS, matmul_precision
 from ..gmm import DiagonalGMM, GMMParams
 from ..kmeans import kmeans_plusplus
-from ..level import POINTS_PER_CENTRE, make_generator
+from ..level import POINTS_PER_CENTRE
+from ..seeding import cpu_generator
 from ..residual import RQGMM, RQKMeans
 from ..source import RowSource
 from . import speed
@@ -208,7 +209,7 @@ def cpu_cuda_agreement(n: int, d: int, levels: int, k: int) -> dict:
     """The same seed fitted on the CPU and on the GPU: share of equal full IDs (and of a CPU model encoded on both)."""
     X = unit_vectors(n, d, 4096, 1, "cuda").cpu().numpy()
     sample = torch.from_numpy(X[: POINTS_PER_CENTRE * k])
-    starts = [kmeans_plusplus(sample.to(device), k, make_generator(0)).cpu() for device in ("cpu", "cuda")]
+    starts = [kmeans_plusplus(sample.to(device), k, cpu_generator(0)).cpu() for device in ("cpu", "cuda")]
     out = {"n": n, "d": d, "levels": levels, "k": k,
            "kmeans++_start_max_abs_difference": float((starts[0] - starts[1]).abs().max())}
     for cls in (RQGMM, RQKMeans):
