@@ -237,7 +237,10 @@ class ResidualQuantizer(Tokenizer):
             codes = torch.cat([codes, torch.cat([level.assign_chunk(r) for r in residuals.chunks()]).unsqueeze(1)], 1)
             logger.debug("%s level %d: K=%d", self.method, i + 1, level.codebook.shape[0])
         if init is not None:
-            self.lineage_ = refit_lineage("warm_start", init, self, X)
+            self.lineage_ = lineage = refit_lineage("warm_start", init, self, X)
+            logger.info("warm start: full IDs changed on %.2f%% of %d items against the earlier model, "
+                        "level-1 codes on %.2f%%", 100 * lineage["full_id_changed"], lineage["n_items"],
+                        100 * lineage["code_changed"][0])
         return self
 
     def _start_normaliser(self, source: RowSource, init: "ResidualQuantizer | None") -> None:
@@ -381,6 +384,7 @@ class ResidualQuantizer(Tokenizer):
             "precision": self.precision,
             **{name: getattr(self, name) for name in self.level_params},
             **({"lineage": self.lineage_} if hasattr(self, "lineage_") else {}),
+            "history": [[float(v) for v in getattr(level, "history_", [])] for level in self.levels_],
         }
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -401,6 +405,8 @@ class ResidualQuantizer(Tokenizer):
         model.n_features_in_ = int(config["n_features"])
         if "lineage" in config:
             model.lineage_ = config["lineage"]
+        for level, history in zip(model.levels_, config.get("history", [])):
+            level.history_ = list(history)  # the fit's per-iteration values, as the fitted model had them
         model._check_loaded(config)
         return model
 

@@ -1,5 +1,6 @@
 """Stable IDs across refits: warm starts, alignment, churn and the model's lineage."""
 
+import logging
 import numpy as np
 import pytest
 import torch
@@ -126,3 +127,14 @@ def test_a_warm_started_gmm_leaves_dead_components_empty_and_keeps_the_other_cod
     assert sum(new.n_fixed_) == 0
     np.testing.assert_array_equal(new.predict(X[kept]), old.predict(X[kept]))
     assert float(new.weights_.min()) < 1e-3  # the dead component stays, empty, under its old code
+
+
+def test_a_loaded_model_keeps_its_fit_history_and_a_warm_start_logs_its_churn(X, tmp_path, caplog):
+    """history_ survives save/load as the fitted model had it; a warm start says how many IDs moved."""
+    model = rqgmm.RQGMM(levels=2, codebook_size=8, random_state=0).fit(X)
+    model.save(tmp_path / "m")
+    assert rqgmm.load(tmp_path / "m").history_ == model.history_ and all(model.history_)
+    with caplog.at_level(logging.INFO, logger="rqgmm"):
+        warm = rqgmm.RQGMM(levels=2, codebook_size=8, random_state=1).fit(X, init=model)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("warm start:"))
+    assert f"{100 * warm.lineage_['full_id_changed']:.2f}% of {len(X)} items" in line
