@@ -31,6 +31,7 @@ from .config import EvaluateConfig
 from .grid import Grid, Job, RecordStore, Result
 from .inputs import EvaluationData
 from .slices import SLICES, popularity_slices
+from .verdict import TestRows, comparisons
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ class Evaluation:
     def run(self) -> list[dict]:
         self.split = split_rows(self.data, self.config)
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
+        self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
         tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
@@ -193,6 +195,7 @@ class Evaluation:
         with grid.plan(tokenizers, ctr):
             codes = self._timed("tokenizers", lambda: self._tokenizers(grid, tokenizers))
             self._timed("ctr", lambda: self._ctr(grid, ctr, codes))
+        self.records += self._timed("intervals", lambda: comparisons(self.records, self.test))
         return self.records
 
     def _timed(self, stage: str, work):
@@ -261,25 +264,33 @@ class Evaluation:
                 for backbone in cfg.backbones]
 
     def _ctr(self, grid: Grid, jobs: list[Job], codes: dict) -> None:
-        self.records += [result.record for result in grid.run(jobs, lambda job: self._train(job, codes))]
+        for result in grid.run(jobs, lambda job: self._train(job, codes)):
+            self.records.append(result.record)
+            if "predictions" in result.arrays:  # runs stored before predictions were kept have none
+                r = result.record
+                self.test.predictions[(r["regime"], r["backbone"], r["seed"], r["label"])] = \
+                    result.arrays["predictions"]
 
     def _train(self, job: Job, codes: dict) -> Result:
         regime, seed = job.ident["regime"], job.ident["seed"]
         variant = self._variant(job.ident["variant"], job.ident["tokenizer"], seed, codes)
         with quiet_library_logs():
-            record = self._ctr_record(self.specs[regime], regime, seed, variant, job.ident["backbone"])
-        return Result(record, summary=f"test AUC {record['auc']:.4f}, {record['epochs']} epochs",
+            record, predictions = self._ctr_record(self.specs[regime], regime, seed, variant, job.ident["backbone"])
+        return Result(record, dict(predictions=predictions), summary=f"test AUC {record['auc']:.4f}, {record['epochs']} epochs",
                       rows=record["epochs"] * len(self.split.train))
 
-    def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant, backbone: str) -> dict:
+    def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant,
+                    backbone: str) -> tuple[dict, np.ndarray]:
+        """One CTR run's record and its test predictions (N_test,) float32 (kept for the bootstrap intervals)."""
         split, cfg = self.split, self.config
         result = run_ctr(split.train, split.valid, split.test, spec, content=variant.content, backbone=backbone,
                          train_config=replace(cfg.train, seed=seed))
         labels = split.test[cfg.label]
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
-        return self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
+        record = self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                             label=variant.label, backbone=backbone, seed=seed, **result.metrics,
                             slices=slice_metrics(labels, result.predictions, self.slices),
                             content_parameters=sum(c["parameters"] for c in costs),
                             bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                             epochs=len(result.training.valid_auc), n_test=len(labels))
+        return record, np.asarray(result.predictions, dtype=np.float32)

@@ -52,6 +52,37 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     return dict(mean=mean, low=float(mean - half), high=float(mean + half), n=n)
 
 
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down correction of ``m`` p-values: adjusted p-values and each test's significance level.
+
+    The tests are taken by increasing p; the i-th (0-based) is tested at
+    ``alpha / (m - i)`` while every earlier one was rejected; from the first
+    that is not rejected on, every later test keeps that step's level. An
+    interval drawn at a test's level excludes 0 exactly when Holm rejects it
+    (for intervals dual to the p-values), so the intervals and the words agree.
+
+    Parameters
+    ----------
+    p_values : sequence of float (m,)
+    alpha : float, the family-wise error rate
+
+    Returns
+    -------
+    adjusted : ndarray (m,) ``max_{j <= i} min(1, (m - j) p_(j))`` in the original order
+    levels : ndarray (m,) the alpha each test is judged (and its interval drawn) at
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m, order = len(p), np.argsort(p, kind="stable")
+    adjusted, levels = np.empty(m), np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    stopped = None
+    for i, j in enumerate(order):
+        if stopped is None and p[j] > alpha / (m - i):
+            stopped = alpha / (m - i)
+        levels[j] = alpha / (m - i) if stopped is None else stopped
+    return adjusted, levels
+
+
 def _values(values: Iterable) -> list[float]:
     """The finite-or-infinite floats among ``values``; None and NaN are dropped."""
     return [float(v) for v in values if v is not None and not math.isnan(float(v))]
