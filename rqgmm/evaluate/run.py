@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from ..modalities import fused
 from ..codes import CodesTable
@@ -30,12 +31,11 @@ from ..tokenizer import tokenizer_class
 from .config import EvaluateConfig
 from .grid import Grid, Job, RecordStore, Result
 from .inputs import EvaluationData
-from .slices import SLICES, popularity_slices
+from .slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from .verdict import TestRows, comparisons
 
 logger = logging.getLogger(__name__)
 
-MIN_SLICE_ROWS = 20
 SIDE_FIELDS, CONTENT_ONLY = "side fields", "content only"
 SPLIT_RULE = {
     True: "time: rows sorted by (time, user, item), stable; the first 80% train, the next 10% validation, the last "
@@ -54,6 +54,11 @@ def quiet_library_logs() -> Iterator[None]:
         yield
     finally:
         root.setLevel(previous)
+
+
+def distinct_rows(X: np.ndarray) -> int:
+    """The number of distinct rows of X (M, D) (by a 64-bit hash of each row)."""
+    return len(np.unique(pd.util.hash_pandas_object(pd.DataFrame(X), index=False).to_numpy()))
 
 
 # ----------------------------------------------------------------------------- split
@@ -189,6 +194,8 @@ class Evaluation:
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
         self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
+        self.records.append(self._record("inputs", items=len(self.data.items), distinct_vectors={
+            column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
         tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
                     meta=dict(device=self.config.device))

@@ -28,7 +28,6 @@ COLUMNS = (OVERALL, *SLICES)
 ALPHA = 0.05
 #: (variant, baseline) pairs of the verdict; the IDs variants once per tokenizer.
 PAIRS = (("ids", "none"), ("ids+embedding", "embedding"), ("embedding", "none"))
-MIN_SLICE_ROWS = 20
 WHERE = {OVERALL: "all rows", "cold": "cold items", "tail": "tail items", "torso": "torso items",
          "head": "head items"}
 NAMES = {"none": "no content", "embedding": "the embedding", "ids": "IDs", "ids+embedding": "IDs+embedding"}
@@ -165,17 +164,20 @@ def pair_sentence(comps: list[dict]) -> str:
 def cold_share(comps: list[dict], regime: str, tokenizer: str) -> str | None:
     """The share of the embedding's cold-item gain over ``none`` that IDs alone recover, per backbone."""
     cold = select(comps, regime=regime, column="cold")
-    shares = []
+    shares, without = [], []
     for emb in select(cold, label="embedding", baseline="none"):
         ids = select(cold, backbone=emb["backbone"], variant="ids", tokenizer=tokenizer)
         if not ids:
             continue
         if outcome(emb) != "beats":
-            shares.append(f"{emb['backbone']}: the embedding shows no cold gain ({fmt(emb)}), so no share")
+            without.append(emb["backbone"])
         else:
             shares.append(f"{emb['backbone']} {100 * ids[0]['mean'] / emb['mean']:.0f}% "
                           f"({_signed(ids[0]['mean'], 4)} of {_signed(emb['mean'], 4)})")
-    return f"IDs alone ({tokenizer}) recover of the embedding's gain on cold items: {'; '.join(shares)}." \
+    if without:
+        shares.append(f"no share with {', '.join(without)}: the embedding shows no gain over no content on cold "
+                      "items there")
+    return f"Share of the embedding's cold-item gain that IDs alone ({tokenizer}) recover: {'; '.join(shares)}." \
         if shares else None
 
 
@@ -192,6 +194,12 @@ def verdict_lines(comps: list[dict]) -> list[str]:
             if share:
                 lines.append("  " + share)
     return lines
+
+
+def short_note(comps: list[dict]) -> str:
+    """The interval note in a few words, for the terminal."""
+    kinds = "/".join(ordered(c["interval"] for c in comps))
+    return f"{kinds} intervals, Holm-corrected over {max(c['family'] for c in comps)} comparisons"
 
 
 def interval_note(comps: list[dict]) -> str:
