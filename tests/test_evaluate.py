@@ -44,8 +44,10 @@ def evaluated(log_files, tmp_path_factory) -> Path:
 def test_writes_results_report_and_plots(evaluated):
     names = {p.name for p in evaluated.iterdir()}
     assert {"results.json", "report.md"} <= names
-    assert any(n.startswith("auc_") and n.endswith(".png") for n in names)
-    assert any(n.startswith("slices_") and n.endswith(".png") for n in names)
+    assert {"differences_interactions_side_fields.png", "differences_interactions_content_only.png"} <= names
+    report = (evaluated / "report.md").read_text()
+    assert report.index("## Verdict") < report.index("## Settings") and "Holm-corrected" in report
+    assert "bootstrap over test users" in report  # two seeds: bootstrap intervals, and the report says so
 
 
 def test_records_carry_every_variant_backbone_regime_and_slice(evaluated):

@@ -187,7 +187,9 @@ def verdict_lines(comps: list[dict]) -> list[str]:
     for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
         in_regime = select(comps, regime=regime)
         lines.append(f"Regime {regime}:")
-        for label, baseline in dict.fromkeys((c["label"], c["baseline"]) for c in in_regime):
+        pairs = sorted(dict.fromkeys((c["variant"], c["tokenizer"] or "", c["label"], c["baseline"]) for c in in_regime),
+                       key=lambda p: (PAIRS.index((p[0], p[3])), p[1]))
+        for *_, label, baseline in pairs:
             lines.append("  " + pair_sentence(select(in_regime, label=label, baseline=baseline)))
         for tokenizer in ordered(c["tokenizer"] for c in in_regime):
             share = cold_share(in_regime, regime, tokenizer)
