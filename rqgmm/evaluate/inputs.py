@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..ctr.encoding import as_arrow
 from ..ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
+from ..device import resolve_device
 from ..errors import InputError
 from .config import EvaluateConfig
 
@@ -78,6 +80,10 @@ class ParquetTable:
     def columns(self) -> list[str]:
         return list(self.file.schema_arrow.names)
 
+    @property
+    def schema(self) -> pa.Schema:
+        return self.file.schema_arrow
+
     def __len__(self) -> int:
         return self.file.metadata.num_rows
 
@@ -113,6 +119,10 @@ class FrameTable:
     def columns(self) -> list[str]:
         return list(self.frame.columns)
 
+    @property
+    def schema(self) -> pa.Schema:
+        return next(self.batches(self.columns)).schema if len(self.frame) else pa.schema([])
+
     def __len__(self) -> int:
         return len(self.frame)
 
@@ -146,16 +156,74 @@ def _check_labels(labels: pa.Array, column: str) -> None:
         raise InputError(f"label column {column!r} must hold 0 or 1 only, got values {shown}; binarise it first")
 
 
-def _check_time(times: pa.Array, column: str) -> int:
-    """The missing values of one batch of the time column; an unorderable type is an InputError."""
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
+    """One batch of the time column as numbers or timestamps; strings are parsed as numbers, else as dates.
+
+    ``parsed`` holds the reading chosen on the first batch of strings (``"numbers"`` or ``"dates"``) so every
+    batch is read the same way; strings that neither reading takes, and any other type, are InputErrors.
+    """
+    if pa.types.is_dictionary(times.type):
+        times = times.cast(times.type.value_type)
     kind = times.type
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    orderable = (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)
-                 or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind))
-    if not orderable:
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind) or pa.types.is_null(kind):
+        return times
+    if not _is_text(kind):
         raise InputError(f"time column {column!r} cannot be ordered (it holds {kind}); use numbers or timestamps")
-    return times.null_count
+    values = pd.Series(times.to_numpy(zero_copy_only=False))
+    for reading in ([parsed[0]] if parsed else ["numbers", "dates"]):
+        try:
+            out = (pd.to_numeric(values) if reading == "numbers" else pd.to_datetime(values, format="mixed", utc=True))
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if not parsed:
+            parsed.append(reading)
+            logger.info("time column %r holds strings: read as %s (not sorted as text)", column, reading)
+        return pa.array(out, from_pandas=True)
+    example = next((v for v in values if v is not None), None)
+    raise InputError(f"time column {column!r} holds strings that are neither numbers nor dates (e.g. {example!r}); "
+                     "store numbers or timestamps")
+
+
+def _missing_times(times: pa.Array) -> int:
+    """Nulls, and NaN in a float time column."""
+    nan = pc.sum(pc.is_nan(times)).as_py() or 0 if pa.types.is_floating(times.type) else 0
+    return times.null_count + nan
+
+
+def _check_roles(config: EvaluateConfig, timed: bool) -> None:
+    """Each column plays one role: user, item, label, time, a declared field or an embedding."""
+    roles = [(config.user, "--user"), (config.item, "--item"), (config.label, "--label"),
+             *([(config.time, "--time")] if timed else []),
+             *((c, f"--{flag}") for flag in ("categorical", "bag", "numeric", "embedding") for c in getattr(config, flag))]
+    seen: dict[str, str] = {}
+    for column, flag in roles:
+        if column in seen:
+            twice = f"twice in {flag}" if seen[column] == flag else f"as {seen[column]} and as {flag}"
+            raise InputError(f"column {column!r} is given {twice}; give each column one role")
+        seen[column] = flag
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _check_field_types(schema: pa.Schema, items: pd.DataFrame, config: EvaluateConfig) -> None:
+    """Declared fields against their role: a categorical holds no lists, a bag lists, a numeric column numbers."""
+    for column in config.categorical:
+        held = (_is_list(schema.field(column).type) if column in schema.names
+                else items[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any())
+        if held:
+            raise InputError(f"column {column!r} (--categorical) holds lists; declare it --bag")
+    for column in config.numeric:
+        kind = schema.field(column).type if column in schema.names else pa.array(items[column], from_pandas=True).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
+            raise InputError(f"numeric column {column!r} holds {kind} values; pass numbers (or declare it "
+                             "--categorical)")
 
 
 def _check_bag(frame: pd.DataFrame, column: str) -> None:
@@ -173,6 +241,9 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
         raise InputError(f"{int(missing.sum())} item(s) have no {column!r} embedding (first: "
                          f"{items.index[missing.to_numpy()][0]!r}); give every item a vector")
     widths = values.map(len)
+    if (widths == 0).all():
+        raise InputError(f"embedding column {column!r} holds empty vectors only; embed the items first "
+                         "(`rqgmm embed`) or pass the column that holds the vectors")
     if widths.nunique() != 1:
         raise InputError(f"embedding column {column!r} has vectors of widths {sorted(widths.unique())[:5]}; "
                          "give every item a vector of one width")
@@ -202,12 +273,14 @@ def _log_columns(rows: list[str], config: EvaluateConfig, timed: bool) -> LogCol
 
 
 def encode_log(table, columns: LogColumns, items: ItemTable) -> EncodedLog:
-    """Read the log batch by batch, checking labels and times, into an EncodedLog."""
-    encoder, missing_times = LogEncoder(columns, len(table)), 0
+    """Read the log batch by batch, checking labels and times (strings parsed), into an EncodedLog."""
+    encoder, missing_times, parsed = LogEncoder(columns, len(table)), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
         if columns.time:
-            missing_times += _check_time(_chunk(batch, columns.time), columns.time)
+            times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
+            missing_times += _missing_times(times)
+            batch = batch.set_column(batch.schema.get_field_index(columns.time), columns.time, times)
         if not missing_times:
             encoder.add(batch)
     if missing_times:
@@ -250,6 +323,9 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     timed = config.time in rows
     if not timed and config.time_given:
         raise InputError(f"{rows_name} has no column {config.time!r} (--time); its columns are {rows}")
+    _check_roles(config, timed)
+    resolve_device(config.device, what="--device")
+    _check_field_types(log.schema, items, config)
     for column in config.bag:
         if column not in rows:
             _check_bag(items, column)

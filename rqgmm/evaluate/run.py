@@ -78,10 +78,13 @@ def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
     split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, len(log)),
                   kind="time" if data.timed else "random")
     logger.info("%r", split)
+    where = {"train": "first 80%", "valid": "next 10%", "test": "last 10%"}
+    order_word = "by time" if data.timed else "after a seeded shuffle"
     for part in ("train", "valid", "test"):
-        if len(np.unique(getattr(split, part)[config.label])) < 2:
-            raise InputError(f"the {part} rows of the 80/10/10 split hold one label value only; AUC needs clicks "
-                             "and non-clicks in every part: pass more rows")
+        held = np.unique(getattr(split, part)[config.label])
+        if len(held) < 2:
+            raise InputError(f"the {part} rows ({where[part]} {order_word}) hold only label {int(held[0])}; AUC "
+                             "needs clicks and non-clicks in each part: pass a log with both labels in that part")
     return split
 
 
