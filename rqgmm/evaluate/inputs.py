@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ..ctr.encoding import as_arrow
 from ..ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
+from ..data.splits import cut_points, random_order, time_order
 from ..device import resolve_device
 from ..errors import InputError
 from .config import EvaluateConfig
@@ -47,12 +48,15 @@ class EvaluationData:
         Each embedding column, rows aligned with ``items``.
     timed : bool
         Whether the split is by time (else random).
+    order : ndarray (N,) int64
+        The rows in split order (by time, user, item; or a seeded shuffle).
     """
 
     interactions: EncodedLog
     items: pd.DataFrame
     vectors: dict[str, np.ndarray]
     timed: bool
+    order: np.ndarray
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -161,7 +165,7 @@ def _is_text(kind: pa.DataType) -> bool:
 
 
 def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
-    """One batch of the time column as numbers or timestamps; strings are parsed as numbers, else as dates.
+    """One batch of the time column as numbers or timestamps; strings are parsed as numbers, else as ISO 8601 dates.
 
     ``parsed`` holds the reading chosen on the first batch of strings (``"numbers"`` or ``"dates"``) so every
     batch is read the same way; strings that neither reading takes, and any other type, are InputErrors.
@@ -176,7 +180,7 @@ def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
     values = pd.Series(times.to_numpy(zero_copy_only=False))
     for reading in ([parsed[0]] if parsed else ["numbers", "dates"]):
         try:
-            out = (pd.to_numeric(values) if reading == "numbers" else pd.to_datetime(values, format="mixed", utc=True))
+            out = (pd.to_numeric(values) if reading == "numbers" else pd.to_datetime(values, format="ISO8601", utc=True))
         except (ValueError, TypeError, OverflowError):
             continue
         if not parsed:
@@ -184,8 +188,8 @@ def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
             logger.info("time column %r holds strings: read as %s (not sorted as text)", column, reading)
         return pa.array(out, from_pandas=True)
     example = next((v for v in values if v is not None), None)
-    raise InputError(f"time column {column!r} holds strings that are neither numbers nor dates (e.g. {example!r}); "
-                     "store numbers or timestamps")
+    raise InputError(f"time column {column!r} holds strings that are neither numbers nor ISO 8601 dates (e.g. "
+                     f"{example!r}); store numbers or timestamps")
 
 
 def _missing_times(times: pa.Array) -> int:
@@ -254,6 +258,18 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise InputError(f"embedding column {column!r} has NaN or Inf values; drop or impute those items")
     return matrix
+
+
+def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
+    """Each part of the 80/10/10 split of the ordered labels (N,) holds clicks and non-clicks (AUC needs both)."""
+    first, second = cut_points(len(labels))
+    where = {"train": "first 80%", "valid": "next 10%", "test": "last 10%"}
+    order_word = "by time" if timed else "after a seeded shuffle"
+    for part, rows in zip(where, (slice(0, first), slice(first, second), slice(second, None))):
+        held = np.unique(labels[rows])
+        if len(held) < 2:
+            raise InputError(f"the {part} rows ({where[part]} {order_word}) hold only label {int(held[0])}; AUC "
+                             "needs clicks and non-clicks in each part: pass a log with both labels in that part")
 
 
 def _index_items(items: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -339,7 +355,9 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     vectors = {column: _vectors(items, column) for column in config.embedding}
     if len(encoded) < 10:
         raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
+    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
+    _check_split_labels(encoded[config.label][order], timed)
     if not timed:
         logger.info("no %r column: splitting at random (seed 0)", config.time)
     logger.info("encoded %d rows (%.1f MB of ints)", len(encoded), encoded.nbytes / 1e6)
-    return EvaluationData(encoded, items, vectors, timed)
+    return EvaluationData(encoded, items, vectors, timed, order)
