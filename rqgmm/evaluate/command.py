@@ -23,7 +23,7 @@ from .grid import MARKER, RecordStore, file_fingerprint
 from .inputs import check_inputs, read_table
 from .caveats import caveats
 from .report import write_into
-from .tables import select
+from .tables import ordered, select
 from .verdict import short_note, verdict_lines
 from .run import SPLIT_RULE, Evaluation
 
@@ -80,11 +80,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def echo_verdict(records: list[dict]) -> None:
-    """The verdict in a few log lines (INFO) and each warning in one (WARNING)."""
-    comps = select(records, kind="comparison")
-    if comps:
-        logger.info("verdict (%s; see report.md):", short_note(comps))
-        for line in verdict_lines(comps):
-            logger.info("%s", line)
-    for line in caveats(records):
-        logger.warning("%s", line)
+    """Each dataset's verdict in a few log lines (INFO) and each warning in one (WARNING)."""
+    for dataset in ordered(r.get("dataset") for r in records):
+        in_data = select(records, dataset=dataset)
+        comps = select(in_data, kind="comparison")
+        if comps:
+            logger.info("%s: verdict (%s; see report.md):", dataset, short_note(comps))
+            for line in verdict_lines(comps):
+                logger.info("%s", line)
+        for line in caveats(in_data):
+            logger.warning("%s: %s", dataset, line)
