@@ -5,7 +5,9 @@ values, outputs that alias inputs, the working directory or files) over a pool
 of input files (valid, truncated, wrong dtype or shape, odd parquet encodings,
 damaged model directories, bad code tables). ``rqgmm embed`` gets generated items tables
 of odd column types (integers, floats, lists, binary, nulls, dictionary-encoded
-and large strings, repeated ids, empty texts). Each case runs the CLI in its own
+and large strings, repeated ids, empty texts), and ``rqgmm evaluate`` generated click logs (ids, labels,
+times, numbers and vectors of odd types: number and date strings, NaN, Inf, lists, nulls, empty or
+ragged vectors) with command lines that change roles, devices, TOML configs, inputs and outputs. Each case runs the CLI in its own
 process (forked from a server that has imported rqgmm once, so a case costs its
 work, not an interpreter start) and must:
 
@@ -14,8 +16,8 @@ work, not an interpreter start) and must:
 - on exit 0: change nothing but its own output.
 
 ``RQGMM_CONTRACT_EXAMPLES`` sets the number of cases (default 60, about a minute
-on two cores, the same cases every run) and ``RQGMM_CONTRACT_EMBED_EXAMPLES`` those
-of ``embed`` (default 40); with ``RQGMM_CONTRACT_EXPLORE=1`` each
+on two cores, the same cases every run), ``RQGMM_CONTRACT_EMBED_EXAMPLES`` those
+of ``embed`` (default 40) and ``RQGMM_CONTRACT_EVALUATE_EXAMPLES`` those of ``evaluate`` (default 40); with ``RQGMM_CONTRACT_EXPLORE=1`` each
 run draws new ones (the longer exploratory run the README documents).
 """
 
@@ -510,18 +512,21 @@ EVALUATE_CHANGES = {
     "--out": ["afile", "userdir", "inter.parquet", ".", "deep/out"],
     "--embedding": ["brand", "nope", "embedding,embedding"],
     "--levels": ["0", "-1", "x", "2"],
+    "interactions": ["missing.parquet", "afile", "userdir", "items.parquet", "float.toml"],
+    "--items": ["missing.parquet", "afile", "inter.parquet", "userdir"],
 }
 
 
 @st.composite
 def evaluate_command(draw) -> list[str]:
     """A valid ``evaluate`` command line; in about half of the cases one or two of its parts changed."""
-    parts = {"--out": "out", "--categorical": "hour", "--numeric": "dwell"}
+    parts = {"interactions": "inter.parquet", "--items": "items.parquet", "--out": "out", "--categorical": "hour",
+             "--numeric": "dwell"}
     changes = draw(mostly([0, 0, 1], [1, 2]))
     for flag in draw(st.lists(st.sampled_from(sorted(EVALUATE_CHANGES)), unique=True, min_size=changes,
                               max_size=changes)):
         parts[flag] = draw(st.sampled_from(EVALUATE_CHANGES[flag]))
-    argv = ["evaluate", "inter.parquet", "--items", "items.parquet", *EVALUATE_BASE]
+    argv = ["evaluate", parts.pop("interactions"), *EVALUATE_BASE]
     for flag, value in parts.items():
         argv += [flag, value]
     return argv + (["--quiet"] if draw(st.booleans()) else [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,12 @@ def test_writes_results_report_and_plots(evaluated):
     report = (evaluated / "report.md").read_text()
     assert report.index("## Verdict") < report.index("## Settings") and "Holm-corrected" in report
     assert "bootstrap over test users" in report  # two seeds: bootstrap intervals, and the report says so
+
+
+def test_report_shows_the_command_as_typed(evaluated, log_files):
+    typed = ["python", "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
+             "--out", str(evaluated), *FIELDS, *SMALL]
+    assert f"- command: `{shlex.join(typed)}`" in (evaluated / "report.md").read_text()
 
 
 def test_records_carry_every_variant_backbone_regime_and_slice(evaluated):
