@@ -19,7 +19,7 @@ its dual: percentile quantiles of 1,000 resamples cannot reach the small
 levels of a multiple-comparison correction (0.05 / 80 = 0.0006).
 
 **Across seeds (kind ``"t"``).** The per-seed AUC differences, a Student-t
-interval on their mean (``tables.paired_difference``), used from 3 seeds on.
+interval on their mean (:func:`seed_difference`), used from 3 seeds on.
 """
 
 from __future__ import annotations
@@ -182,7 +182,15 @@ def bootstrap_differences(boot: UserBootstrap, predictions: dict, pairs: Sequenc
 
 
 def seed_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """The mean per-seed difference a - b with its Student-t standard error (kind ``"none"`` for one seed)."""
+    """The mean per-seed difference a - b with its Student-t standard error (kind ``"none"`` for one seed).
+
+    Parameters
+    ----------
+    a, b : sequences of float (n,), aligned by seed
+    """
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"seed_difference expects sequences of one equal, non-zero length (one value per seed), "
+                         f"got {len(a)} and {len(b)}")
     diff = np.subtract(a, b, dtype=np.float64)
     if len(diff) < 2:
         return Difference(float(diff.mean()), "none", len(diff))

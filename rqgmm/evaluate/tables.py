@@ -1,8 +1,8 @@
 """Statistics and formatting for the report of ``rqgmm evaluate`` (``report.py``).
 
 Cells show the mean over seeds, with the sample standard deviation (ddof=1)
-when more than one seed has a value. Paired differences subtract per seed
-first and put a Student-t interval on the mean of those differences.
+when more than one seed has a value. Holm's correction of the verdict's
+comparisons is here; their intervals are in ``intervals.py``.
 """
 
 from __future__ import annotations
@@ -20,36 +20,6 @@ DASH = "–"
 MINUS = "−"
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean of the per-seed differences a − b with a Student-t confidence interval.
-
-    Parameters
-    ----------
-    a, b : sequences of float, same length, aligned by seed
-    confidence : float in (0, 1), two-sided coverage of the interval
-
-    Returns
-    -------
-    dict with ``mean`` (None when empty), ``low`` and ``high`` (None when
-    fewer than two pairs) and ``n`` (the number of pairs).
-    """
-    if len(a) != len(b):
-        raise ValueError(
-            f"paired_difference expects sequences of equal length (one value per seed), got {len(a)} and {len(b)}"
-        )
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n = len(diff)
-    if n == 0:
-        return dict(mean=None, low=None, high=None, n=0)
-    mean = float(diff.mean())
-    if n < 2:
-        return dict(mean=mean, low=None, high=None, n=n)
-    half = stats.t.ppf(0.5 + confidence / 2.0, n - 1) * diff.std(ddof=1) / math.sqrt(n)
-    return dict(mean=mean, low=float(mean - half), high=float(mean + half), n=n)
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
