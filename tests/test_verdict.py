@@ -186,3 +186,16 @@ def test_full_utilization_draws_no_plot(tmp_path):
     assert plots.plot_utilization(full, tmp_path) == []
     full[0]["utilization"] = [1.0, 0.5]
     assert len(plots.plot_utilization(full, tmp_path)) == 1
+
+
+def test_terminal_lines_summarise_backbones_on_all_rows_and_cold_items():
+    comps = [_comp("ids+embedding (rqgmm)", "embedding", "all", 0.0012, 0.0007, 0.0017),
+             _comp("ids+embedding (rqgmm)", "embedding", "all", 0.0005, -0.0001, 0.0011, backbone="ipnn"),
+             _comp("ids+embedding (rqgmm)", "embedding", "cold", -0.004, -0.006, -0.002),
+             _comp("ids+embedding (rqgmm)", "embedding", "cold", 0.0003, -0.0010, 0.0016, backbone="ipnn"),
+             _comp("ids+embedding (rqgmm)", "embedding", "head", 0.01, 0.005, 0.015)]
+    assert verdict.brief_lines(comps) == [
+        "side fields: IDs+embedding (rqgmm) vs the embedding: all rows: beats it with 1 of 2 backbones (+0.0012); "
+        "cold items: loses to it with 1 of 2 backbones (−0.0040)"]
+    assert verdict.brief_lines(comps[:1]) == [
+        "side fields: IDs+embedding (rqgmm) vs the embedding: all rows: beats it +0.0012 [+0.0007, +0.0017]"]

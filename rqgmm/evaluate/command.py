@@ -24,7 +24,7 @@ from .inputs import check_inputs, read_table
 from .caveats import caveats
 from .report import write_into
 from .tables import ordered, select
-from .verdict import short_note, verdict_lines
+from .verdict import brief_lines, short_note
 from .run import SPLIT_RULE, Evaluation
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def echo_verdict(records: list[dict]) -> None:
         in_data = select(records, dataset=dataset)
         comps = select(in_data, kind="comparison")
         if comps:
-            logger.info("%s: verdict (%s; see report.md):", dataset, short_note(comps))
-            for line in verdict_lines(comps):
-                logger.info("%s", line)
+            logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
+            for line in brief_lines(comps):
+                logger.info("  %s", line)
         for line in caveats(in_data):
             logger.warning("%s: %s", dataset, line)

@@ -185,7 +185,6 @@ def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
             continue
         if not parsed:
             parsed.append(reading)
-            logger.info("time column %r holds strings: read as %s (not sorted as text)", column, reading)
         return pa.array(out, from_pandas=True)
     example = next((v for v in values if v is not None), None)
     raise InputError(f"time column {column!r} holds strings that are neither numbers nor ISO 8601 dates (e.g. "
@@ -288,8 +287,9 @@ def _log_columns(rows: list[str], config: EvaluateConfig, timed: bool) -> LogCol
                       on_items(config.categorical), on_items(config.bag), on_items(config.numeric))
 
 
-def encode_log(table, columns: LogColumns, items: ItemTable) -> EncodedLog:
-    """Read the log batch by batch, checking labels and times (strings parsed), into an EncodedLog."""
+def encode_log(table, columns: LogColumns, items: ItemTable) -> tuple[EncodedLog, str | None]:
+    """Read the log batch by batch, checking labels and times, into an EncodedLog; time strings are parsed
+    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings)."""
     encoder, missing_times, parsed = LogEncoder(columns, len(table)), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
@@ -301,7 +301,7 @@ def encode_log(table, columns: LogColumns, items: ItemTable) -> EncodedLog:
             encoder.add(batch)
     if missing_times:
         raise InputError(f"time column {columns.time!r} has {missing_times} missing values; fill or drop them")
-    return encoder.finish(items)
+    return encoder.finish(items), (parsed or [None])[0]
 
 
 def _chunk(batch, name: str) -> pa.Array:
@@ -347,17 +347,20 @@ def check_inputs(interactions, items, config: EvaluateConfig,
             _check_bag(items, column)
     items = _index_items(items, config.item)
     columns = _log_columns(rows, config, timed)
-    encoded = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
+    vectors = {column: _vectors(items, column) for column in config.embedding}
+    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
     if encoded.unknown_items:
         count, first = encoded.unknown_items
         raise InputError(f"{count} interaction row(s) have an item without an embedding in {items_name} "
                          f"(first: {first!r}); add those items")
-    vectors = {column: _vectors(items, column) for column in config.embedding}
     if len(encoded) < 10:
         raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
     order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
     _check_split_labels(encoded[config.label][order], timed)
     if not timed:
         logger.info("no %r column: splitting at random (seed 0)", config.time)
+    if time_strings:  # logged once every check has passed: a refusal prints one line
+        logger.info("time column %r holds strings: read as %s, not sorted as text", config.time,
+                    "numbers" if time_strings == "numbers" else "ISO 8601 dates")
     logger.info("encoded %d rows (%.1f MB of ints)", len(encoded), encoded.nbytes / 1e6)
     return EvaluationData(encoded, items, vectors, timed, order)

@@ -161,6 +161,40 @@ def pair_sentence(comps: list[dict]) -> str:
     return f"{who[0].upper()}{who[1:]}: " + "; ".join(parts) + "."
 
 
+def _summary(comps: list[dict]) -> str:
+    """One column of one pair over its backbones, briefly: "beats it with 3 of 4 backbones (+0.0043 to +0.0063)"."""
+    if len(comps) == 1:
+        return f"{outcome(comps[0])}{' it' if outcome(comps[0]) != 'no difference shown' else ''} {fmt(comps[0])}"
+    parts = []
+    for verb in ("beats", "loses to"):
+        hits = sorted(c["mean"] for c in comps if outcome(c) == verb)
+        if hits:
+            span = _signed(hits[0], 4) + ("" if len(hits) == 1 else f" to {_signed(hits[-1], 4)}")
+            parts.append(f"{verb} it with {len(hits)} of {len(comps)} backbones ({span})")
+    return "; ".join(parts) or f"no difference shown with any of {len(comps)} backbones"
+
+
+def brief_lines(comps: list[dict], columns: Sequence[str] = (OVERALL, "cold")) -> list[str]:
+    """The verdict for the terminal: one line per regime × pair, on all rows and on cold items only."""
+    lines = []
+    for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
+        in_regime = select(comps, regime=regime)
+        for *_, label, baseline in _pair_order(in_regime):
+            pair = select(in_regime, label=label, baseline=baseline)
+            first = pair[0]
+            who = NAMES[first["variant"]] + (f" ({first['tokenizer']})" if first["tokenizer"] else "")
+            said = [f"{WHERE[col]}: {_summary(select(pair, column=col))}" for col in columns
+                    if select(pair, column=col)]
+            lines.append(f"{regime}: {who} vs {NAMES[baseline]}: " + "; ".join(said))
+    return lines
+
+
+def _pair_order(comps: list[dict]) -> list[tuple]:
+    """(variant, tokenizer, label, baseline) of the pairs present, in the order of PAIRS, then tokenizer."""
+    return sorted(dict.fromkeys((c["variant"], c["tokenizer"] or "", c["label"], c["baseline"]) for c in comps),
+                  key=lambda p: (PAIRS.index((p[0], p[3])), p[1]))
+
+
 def cold_share(comps: list[dict], regime: str, tokenizer: str) -> str | None:
     """The share of the embedding's cold-item gain over ``none`` that IDs alone recover, per backbone."""
     cold = select(comps, regime=regime, column="cold")
@@ -187,9 +221,7 @@ def verdict_lines(comps: list[dict]) -> list[str]:
     for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
         in_regime = select(comps, regime=regime)
         lines.append(f"Regime {regime}:")
-        pairs = sorted(dict.fromkeys((c["variant"], c["tokenizer"] or "", c["label"], c["baseline"]) for c in in_regime),
-                       key=lambda p: (PAIRS.index((p[0], p[3])), p[1]))
-        for *_, label, baseline in pairs:
+        for *_, label, baseline in _pair_order(in_regime):
             lines.append("  " + pair_sentence(select(in_regime, label=label, baseline=baseline)))
         for tokenizer in ordered(c["tokenizer"] for c in in_regime):
             share = cold_share(in_regime, regime, tokenizer)
