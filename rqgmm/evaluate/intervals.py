@@ -136,13 +136,13 @@ class UserBootstrap:
     def influence(self, scores: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
         """AUC of ``scores`` on the rows ``rows`` (bool (N,)) and its influence summed per user (U,)."""
         auc, psi = auc_influence(self.labels[rows], np.asarray(scores)[rows])
-        return auc, np.bincount(self.user_rows[rows], psi, minlength=self.n_users)
+        return auc, np.bincount(self.user_rows[rows], psi, minlength=self.n_users).astype(np.float32)
 
     def shifts(self, influences: np.ndarray) -> np.ndarray:
         """``sum_u (w_u - 1) * influence[u, c]`` for B resamples: (B, C) from influences (U, C)."""
         rng, out = np.random.default_rng(self.seed), np.zeros((self.resamples, influences.shape[1]))
         for start in range(0, self.n_users, USER_CHUNK):
-            part = influences[start:start + USER_CHUNK].astype(np.float32)
+            part = influences[start:start + USER_CHUNK]
             uniform = rng.random((self.resamples, len(part)), dtype=np.float32)
             weights = np.searchsorted(POISSON_CDF, uniform).astype(np.float32) - 1.0  # Poisson(1) by inversion
             out += weights @ part
@@ -152,6 +152,9 @@ class UserBootstrap:
 def bootstrap_differences(boot: UserBootstrap, predictions: dict, pairs: Sequence[tuple[list, list, str, np.ndarray]]
                           ) -> list[Difference]:
     """AUC(a) - AUC(b) for each pair, all from the same user resamples.
+
+    Memory: float32 per-user influences, one (U,) per run and column and a (U, C) matrix for the C pairs
+    (1e6 users x 400 comparisons: 1.6 GB).
 
     Parameters
     ----------
@@ -168,7 +171,7 @@ def bootstrap_differences(boot: UserBootstrap, predictions: dict, pairs: Sequenc
             cache[(key, column)] = boot.influence(predictions[key], rows)
         return cache[(key, column)]
 
-    means, influences = [], np.zeros((boot.n_users, len(pairs)))
+    means, influences = [], np.zeros((boot.n_users, len(pairs)), np.float32)
     for c, (a, b, column, rows) in enumerate(pairs):
         differences = []
         for pa, pb in zip(a, b, strict=True):

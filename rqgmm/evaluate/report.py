@@ -26,12 +26,10 @@ from .grid import json_default
 from .caveats import caveats
 from .slices import SLICES
 from .tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
-from .verdict import interval_note, verdict_lines
+from .verdict import COLUMNS, OVERALL, interval_note, verdict_lines
 
 logger = logging.getLogger(__name__)
 
-OVERALL = "all"
-COLUMNS = (OVERALL, *SLICES)
 BASELINES = ("none", "embedding")
 FIRST_BACKBONES = tuple(BACKBONES)
 

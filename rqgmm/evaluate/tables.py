@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy import stats
 
 
 #: Tokenizers first in plots, in this order; the rest alphabetically.
