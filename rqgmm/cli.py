@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -646,10 +647,17 @@ def _os_error_message(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}; check the path, its permissions and the free space"
 
 
+def typed_command(argv: list[str]) -> str:
+    """The command line as typed: ``rqgmm ARGS`` or ``python -m rqgmm ARGS`` (shell-quoted)."""
+    program = ["python", "-m", "rqgmm"] if os.path.basename(sys.argv[0]) == "__main__.py" else ["rqgmm"]
+    return shlex.join([*program, *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        args.typed = typed_command(sys.argv[1:] if argv is None else argv)
         _setup_logging(getattr(args, "quiet", False))
         VERBS[args.verb](args)
     except InputError as exc:

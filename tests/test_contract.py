@@ -5,7 +5,9 @@ values, outputs that alias inputs, the working directory or files) over a pool
 of input files (valid, truncated, wrong dtype or shape, odd parquet encodings,
 damaged model directories, bad code tables). ``rqgmm embed`` gets generated items tables
 of odd column types (integers, floats, lists, binary, nulls, dictionary-encoded
-and large strings, repeated ids, empty texts). Each case runs the CLI in its own
+and large strings, repeated ids, empty texts), and ``rqgmm evaluate`` generated click logs (ids, labels,
+times, numbers and vectors of odd types: number and date strings, NaN, Inf, lists, nulls, empty or
+ragged vectors) with command lines that change roles, devices, TOML configs, inputs and outputs. Each case runs the CLI in its own
 process (forked from a server that has imported rqgmm once, so a case costs its
 work, not an interpreter start) and must:
 
@@ -14,8 +16,8 @@ work, not an interpreter start) and must:
 - on exit 0: change nothing but its own output.
 
 ``RQGMM_CONTRACT_EXAMPLES`` sets the number of cases (default 60, about a minute
-on two cores, the same cases every run) and ``RQGMM_CONTRACT_EMBED_EXAMPLES`` those
-of ``embed`` (default 40); with ``RQGMM_CONTRACT_EXPLORE=1`` each
+on two cores, the same cases every run), ``RQGMM_CONTRACT_EMBED_EXAMPLES`` those
+of ``embed`` (default 40) and ``RQGMM_CONTRACT_EVALUATE_EXAMPLES`` those of ``evaluate`` (default 40); with ``RQGMM_CONTRACT_EXPLORE=1`` each
 run draws new ones (the longer exploratory run the README documents).
 """
 
@@ -34,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_mixture
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 import rqgmm
@@ -416,4 +418,138 @@ def test_generated_embed_commands_keep_the_contract(server, tmp_path_factory, ta
     if code == 0:
         ids, X = read_embeddings(work / _outputs(argv)[0])
         assert len(ids) == len(X) == table.num_rows and np.isfinite(X).all(), f"rqgmm {' '.join(argv)}"
+    shutil.rmtree(case)
+
+
+# ----------------------------------------------------------------------------- evaluate: generated logs
+
+EVALUATE_EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EVALUATE_EXAMPLES", "40"))
+#: The cheapest valid evaluation: one tokenizer of one level, one backbone, two variants, one seed.
+EVALUATE_BASE = ["--quick", "--methods", "rqkmeans", "--levels", "1", "--codebook-size", "2", "--backbones", "fnn",
+                 "--variants", "none,ids", "--seeds", "1"]
+
+
+def _times_as(kind: str, times: np.ndarray) -> pa.Array:
+    """Increasing-ish seconds (N,) stored as a column of ``kind``."""
+    stamps = times.astype("datetime64[s]")
+    return {"int": lambda: pa.array(times), "float": lambda: pa.array(times.astype(float)),
+            "datetime": lambda: pa.array(stamps), "iso": lambda: pa.array([str(s) for s in stamps]),
+            "number-strings": lambda: pa.array([str(t) for t in times]),
+            "nan": lambda: pa.array(np.where(times % 7 == 0, np.nan, times.astype(float))),
+            "garbage": lambda: pa.array([f"t{t}x" for t in times]), "bool": lambda: pa.array(times % 2 == 0),
+            "list": lambda: pa.array([[int(t)] for t in times]), "null": lambda: pa.nulls(len(times))}[kind]()
+
+
+def _labels_as(kind: str, labels: np.ndarray) -> pa.Array:
+    return {"int": lambda: pa.array(labels), "bool": lambda: pa.array(labels.astype(bool)),
+            "float": lambda: pa.array(labels.astype(float)), "string": lambda: pa.array([str(v) for v in labels]),
+            "two": lambda: pa.array(labels * 2), "null": lambda: pa.array([None] * min(1, len(labels)) + labels[1:].tolist(), pa.int64())}[kind]()
+
+
+def _numbers_as(kind: str, values: np.ndarray) -> pa.Array:
+    return {"float": lambda: pa.array(values), "int": lambda: pa.array(np.round(values * 10).astype(int)),
+            "nan": lambda: pa.array(np.where(values > 0.8, np.nan, values)),
+            "inf": lambda: pa.array(np.where(values > 0.9, np.inf, values)),
+            "string": lambda: pa.array([f"{v:.2f}" for v in values]), "null": lambda: pa.nulls(len(values)),
+            "list": lambda: pa.array([[v] for v in values])}[kind]()
+
+
+def _vectors_as(kind: str, X: np.ndarray) -> pa.Array:
+    rows = X.tolist()
+    if kind == "empty":
+        rows = [[] for _ in rows]
+    elif kind == "none":
+        rows = [None] * min(1, len(rows)) + rows[1:]
+    elif kind == "nan" and rows:
+        rows[0][0] = float("nan")
+    elif kind == "widths" and rows:
+        rows[0] = rows[0][:2]
+    elif kind == "string":
+        return pa.array([str(r) for r in rows])
+    return pa.array(rows, pa.list_(pa.float32()))
+
+
+@st.composite
+def click_log(draw) -> tuple[pa.Table, pa.Table]:
+    """A small log (user_id, item_id, label, timestamp, hour, dwell, tags) and items (item_id, embedding, brand), each
+    column of a drawn, sometimes odd, type."""
+    rng = np.random.default_rng(draw(st.integers(0, 1 << 16)))
+    n, m = draw(mostly([120, 160], [0, 6, 12])), draw(mostly([12, 20], [1, 3]))
+    items = np.arange(m)
+    item_of_row = rng.integers(0, m, n) if n else np.zeros(0, int)
+    users, labels, times = rng.integers(0, 15, n), (rng.random(n) < 0.4).astype(np.int64), np.sort(rng.integers(0, 10**6, n))
+    if n:
+        labels[::2] = np.arange(0, n, 2) % 4 == 0  # both labels in every part of the split
+        labels[1::2] = 1 - labels[::2][: len(labels[1::2])]
+    log = pa.Table.from_arrays([
+        _ids_as(draw(mostly(["int", "string"], ["float", "null", "bool"])), users.tolist()),
+        _ids_as(draw(mostly(["int"], ["string", "float"])), item_of_row.tolist()),
+        _labels_as(draw(mostly(["int", "bool", "float"], ["string", "two", "null"])), labels),
+        _times_as(draw(mostly(["int", "float", "datetime", "iso", "number-strings"],
+                              ["nan", "garbage", "bool", "list", "null"])), times),
+        _ids_as(draw(mostly(["int", "string", "dictionary"], ["float", "null"])), (times % 24).tolist()),
+        _numbers_as(draw(mostly(["float", "int", "nan"], ["inf", "string", "null", "list"])), rng.random(n)),
+        pa.array([[int(t % 5)] for t in times], pa.list_(pa.int64())),
+    ], names=["user_id", "item_id", "label", "timestamp", "hour", "dwell", "tags"])
+    table = pa.Table.from_arrays([
+        _ids_as(draw(mostly(["int"], ["string", "float"])), items.tolist()),
+        _vectors_as(draw(mostly(["ok"], ["empty", "none", "nan", "widths", "string"])),
+                    rng.normal(size=(m, 4)).astype(np.float32)),
+        _ids_as(draw(mostly(["string", "dictionary"], ["null", "float"])), (items % 3).tolist()),
+    ], names=["item_id", "embedding", "brand"])
+    return log, table
+
+
+#: Flag -> values that may break it, for commands that change one thing of a valid one.
+EVALUATE_CHANGES = {
+    "--user": ["item_id", "label", "nope", "tags"],
+    "--numeric": ["label", "hour", "brand", "dwell,dwell"],
+    "--categorical": ["tags", "user_id", "hour,brand", "embedding"],
+    "--bag": ["hour", "tags"],
+    "--time": ["hour", "nope", "label", "dwell"],
+    "--device": OPTIONS["--device"],
+    "--config": ["float.toml", "bool.toml", "ok.toml", "bad.toml", "missing.toml"],
+    "--out": ["afile", "userdir", "inter.parquet", ".", "deep/out"],
+    "--embedding": ["brand", "nope", "embedding,embedding"],
+    "--levels": ["0", "-1", "x", "2"],
+    "interactions": ["missing.parquet", "afile", "userdir", "items.parquet", "float.toml"],
+    "--items": ["missing.parquet", "afile", "inter.parquet", "userdir"],
+}
+
+
+@st.composite
+def evaluate_command(draw) -> list[str]:
+    """A valid ``evaluate`` command line; in about half of the cases one or two of its parts changed."""
+    parts = {"interactions": "inter.parquet", "--items": "items.parquet", "--out": "out", "--categorical": "hour",
+             "--numeric": "dwell"}
+    changes = draw(mostly([0, 0, 1], [1, 2]))
+    for flag in draw(st.lists(st.sampled_from(sorted(EVALUATE_CHANGES)), unique=True, min_size=changes,
+                              max_size=changes)):
+        parts[flag] = draw(st.sampled_from(EVALUATE_CHANGES[flag]))
+    argv = ["evaluate", parts.pop("interactions"), *EVALUATE_BASE]
+    for flag, value in parts.items():
+        argv += [flag, value]
+    return argv + (["--quiet"] if draw(st.booleans()) else [])
+
+
+@settings(max_examples=EVALUATE_EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(tables=click_log(), argv=evaluate_command())
+def test_generated_evaluate_commands_keep_the_contract(server, tmp_path_factory, tables, argv):
+    case = tmp_path_factory.mktemp("evaluate")
+    work = case / "work"
+    work.mkdir()
+    pq.write_table(tables[0], work / "inter.parquet")
+    pq.write_table(tables[1], work / "items.parquet")
+    (work / "afile").write_text("a user's file")
+    (work / "userdir").mkdir()
+    (work / "userdir" / "notes.txt").write_text("a user's notes")
+    for name, text in (("float", "levels = 2.7"), ("bool", "seeds = true"), ("ok", "levels = 1"), ("bad", "levels =")):
+        (work / f"{name}.toml").write_text(text + "\n")
+    before = snapshot(work)
+    code, out, err = run_case(server, argv, work)
+    event(f"evaluate: exit {code}")
+    check_contract(code, out, err, argv, before, snapshot(work))
+    if code == 0:
+        assert "## Verdict" in (work / _outputs(argv)[0] / "report.md").read_text(), f"rqgmm {' '.join(argv)}"
     shutil.rmtree(case)

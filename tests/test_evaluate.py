@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from rqgmm.evaluate import run as evaluate_module
 from rqgmm.evaluate.run import Evaluation
@@ -44,8 +46,16 @@ def evaluated(log_files, tmp_path_factory) -> Path:
 def test_writes_results_report_and_plots(evaluated):
     names = {p.name for p in evaluated.iterdir()}
     assert {"results.json", "report.md"} <= names
-    assert any(n.startswith("auc_") and n.endswith(".png") for n in names)
-    assert any(n.startswith("slices_") and n.endswith(".png") for n in names)
+    assert {"differences_interactions_side_fields.png", "differences_interactions_content_only.png"} <= names
+    report = (evaluated / "report.md").read_text()
+    assert report.index("## Verdict") < report.index("## Settings") and "Holm-corrected" in report
+    assert "bootstrap over test users" in report  # two seeds: bootstrap intervals, and the report says so
+
+
+def test_report_shows_the_command_as_typed(evaluated, log_files):
+    typed = ["python", "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
+             "--out", str(evaluated), *FIELDS, *SMALL]
+    assert f"- command: `{shlex.join(typed)}`" in (evaluated / "report.md").read_text()
 
 
 def test_records_carry_every_variant_backbone_regime_and_slice(evaluated):
@@ -103,16 +113,41 @@ BAD = [
      "rqgmm: error: unknown --backbones value(s) ['xgb']; choose from dcnv2, deepfm, fnn, ipnn"),
     ("bad TOML key", lambda i, t: (i, t), ["--config", "CONFIG"],
      "rqgmm: error: unknown key 'epochs' in CONFIG; valid keys: user, item, label, time,"),
+    ("one column two roles", lambda i, t: (i, t), ["--user", "item_id"],
+     "rqgmm: error: column 'item_id' is given as --user and as --item; give each column one role\n"),
+    ("label declared numeric", lambda i, t: (i, t), ["--numeric", "label"],
+     "rqgmm: error: column 'label' is given as --label and as --numeric; give each column one role\n"),
+    ("categorical list column", lambda i, t: (i, t), ["--categorical", "tags", "--bag", "recent"],
+     "rqgmm: error: column 'tags' (--categorical) holds lists; declare it --bag\n"),
+    ("numeric strings", lambda i, t: (i.assign(dwell=i["dwell"].map(lambda v: f"{v}s")), t), [],
+     "rqgmm: error: numeric column 'dwell' holds large_string values; pass numbers (or declare it --categorical)\n"),
+    ("time strings not numbers or dates", lambda i, t: (i.assign(timestamp=[f"t{v}" for v in i["timestamp"]]), t), [],
+     "rqgmm: error: time column 'timestamp' holds strings that are neither numbers nor ISO 8601 dates (e.g. 't"),
+    ("all-empty embeddings", lambda i, t: (i, t.assign(image_emb=[[] for _ in range(len(t))])), [],
+     "rqgmm: error: embedding column 'image_emb' holds empty vectors only; embed the items first (`rqgmm embed`) "
+     "or pass the column that holds the vectors\n"),
+    ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"], "rqgmm: error: levels must be an integer, got 2.7\n"),
+    ("TOML bool seeds", lambda i, t: (i, t), ["--config", "BOOL"], "rqgmm: error: seeds must be an integer, got True\n"),
+    ("one label in the test rows", lambda i, t: (i.assign(label=np.where(
+        i["timestamp"] >= np.sort(i["timestamp"])[int(0.9 * len(i))], 0, i["label"])), t), [],
+     "rqgmm: error: the test rows (last 10% by time) hold only label 0; AUC needs clicks and non-clicks in each "
+     "part: pass a log with both labels in that part\n"),
 ]
+if not torch.cuda.is_available():
+    BAD.append(("cuda without a GPU", lambda i, t: (i, t), ["--device", "cuda"],
+                "rqgmm: error: --device cuda: this machine has no CUDA device"))
 
 
 @pytest.mark.parametrize("case,damage,extra,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, case, damage, extra, message):
     interactions, items = damage(*synthetic_log())
-    paths = {"INTER": tmp_path / "inter.parquet", "ITEMS": tmp_path / "items.parquet", "CONFIG": tmp_path / "c.toml"}
+    paths = {"INTER": tmp_path / "inter.parquet", "ITEMS": tmp_path / "items.parquet", "CONFIG": tmp_path / "c.toml",
+             "FLOAT": tmp_path / "f.toml", "BOOL": tmp_path / "b.toml"}
     interactions.to_parquet(paths["INTER"])
     items.to_parquet(paths["ITEMS"])
     paths["CONFIG"].write_text("levels = 2\nepochs = 3\n")
+    paths["FLOAT"].write_text("levels = 2.7\n")
+    paths["BOOL"].write_text("seeds = true\n")
     extra = [str(paths.get(a, a)) for a in extra]
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main(["evaluate", str(paths["INTER"]), "--items", str(paths["ITEMS"]), "--out", str(tmp_path / "out"),
@@ -158,3 +193,15 @@ def test_balanced_tokenizers_are_variants_of_the_study(method):
     assert table.method == method.split("+")[0]
     for level in range(2):
         assert np.bincount(table.codes[:, level], minlength=4).max() <= int(np.ceil(1.5 * 300 / 4))
+
+
+def test_time_strings_are_read_as_numbers_or_dates_not_sorted_as_text():
+    interactions, items = synthetic_log()
+    interactions["timestamp"] = np.arange(len(interactions))[::-1] * 7  # 1 to 4 digits: text order differs
+    config = config_from(dict(embedding=["text_emb"]))
+    numbers = check_inputs(interactions, items, config).order
+    as_text = interactions.assign(timestamp=interactions["timestamp"].astype(str))
+    iso = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert (check_inputs(as_text, items, config).order == numbers).all()
+    assert (check_inputs(iso, items, config).order == numbers).all()
+    assert not (np.argsort(as_text["timestamp"].to_numpy(), kind="stable") == numbers).all()

@@ -1,4 +1,4 @@
-"""Paired differences (rqgmm.evaluate.tables) and the tokenizer plots (rqgmm.evaluate.plots) of the evaluate report."""
+"""Paired per-seed differences (rqgmm.evaluate.intervals) and the tokenizer plots (rqgmm.evaluate.plots) of the evaluate report."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rqgmm.evaluate import plots, tables
+from rqgmm.evaluate import plots
+from rqgmm.evaluate.intervals import seed_difference
 
 DATASET = "movielens-100k"
 SEEDS = (0, 1, 2)
@@ -46,10 +47,11 @@ def test_paired_difference_matches_hand_computation():
     a, b = [0.71, 0.74, 0.69, 0.73], [0.70, 0.72, 0.69, 0.71]
     d = np.subtract(a, b)
     half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / math.sqrt(4)
-    out = tables.paired_difference(a, b)
-    assert out["n"] == 4
-    assert out["mean"] == pytest.approx(d.mean())
-    assert (out["low"], out["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    out = seed_difference(a, b)
+    assert out.n == 4 and out.kind == "t"
+    assert out.mean == pytest.approx(d.mean())
+    assert out.interval(0.05) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert out.p_value() == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
 def test_paired_difference_pairs_by_seed_not_by_group_means():
@@ -59,18 +61,19 @@ def test_paired_difference_pairs_by_seed_not_by_group_means():
     seed_effect = np.array([0.0, 0.05, -0.04, 0.08, -0.06])
     a = 0.71 + seed_effect + np.array([0.001, -0.001, 0.0005, 0.0, -0.0005])
     b = 0.70 + seed_effect
-    out = tables.paired_difference(a, b)
+    low, high = seed_difference(a, b).interval(0.05)
     d = a - b
-    assert out["high"] - out["low"] == pytest.approx(2 * stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5))
+    assert high - low == pytest.approx(2 * stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5))
     unpaired_se = math.sqrt(a.var(ddof=1) / 5 + b.var(ddof=1) / 5)
-    assert out["high"] - out["low"] < 0.05 * (2 * stats.t.ppf(0.975, 4) * unpaired_se)
-    assert out["low"] > 0  # the steady gain is detected
+    assert high - low < 0.05 * (2 * stats.t.ppf(0.975, 4) * unpaired_se)
+    assert low > 0  # the steady gain is detected
 
 
 def test_paired_difference_single_pair_has_no_interval():
-    assert tables.paired_difference([0.7], [0.69]) == {"mean": pytest.approx(0.01), "low": None, "high": None, "n": 1}
-    with pytest.raises(ValueError, match="equal length"):
-        tables.paired_difference([0.7, 0.71], [0.69])
+    one = seed_difference([0.7], [0.69])
+    assert one.kind == "none" and one.mean == pytest.approx(0.01) and one.interval() == (None, None)
+    with pytest.raises(ValueError, match="equal, non-zero length"):
+        seed_difference([0.7, 0.71], [0.69])
 
 
 # ----------------------------------------------------------------------------- plots

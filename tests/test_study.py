@@ -20,8 +20,10 @@ def test_outputs_keep_their_names(bench_dir):
     names = {p.name for p in bench_dir.iterdir()}
     assert {"results.json", "report.md"} <= names
     pngs = [n for n in names if n.endswith(".png")]
-    assert any(n.startswith("auc_") for n in pngs) and any(n.startswith("slices_") for n in pngs)
-    assert any(n.startswith("utilization_") for n in pngs) and any(n.startswith("em_history_") for n in pngs)
+    assert any(n.startswith("differences_") for n in pngs) and any(n.startswith("em_history_") for n in pngs)
+    records = json.loads((bench_dir / "results.json").read_text())["records"]
+    full = all(u >= 0.999 for r in records if r["kind"] == "tokenizer" for u in r["utilization"])
+    assert any(n.startswith("utilization_") for n in pngs) != full  # a flat plot at 1.0 is not drawn
 
 
 def test_both_regimes_every_variant_and_slice_in_results(bench_dir):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -22,7 +21,10 @@ from ..paths import Output, check_outputs
 from .config import EvaluateConfig, config_from_args, run_settings
 from .grid import MARKER, RecordStore, file_fingerprint
 from .inputs import check_inputs, read_table
+from .caveats import caveats
 from .report import write_into
+from .tables import ordered, select
+from .verdict import brief_lines, short_note
 from .run import SPLIT_RULE, Evaluation
 
 logger = logging.getLogger(__name__)
@@ -67,10 +69,24 @@ def run_evaluate(args: argparse.Namespace) -> None:
         records = evaluation.run()
         if not is_writer():
             return
-    meta = dict(command=shlex.join(["rqgmm", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else "rqgmm evaluate",
+    meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
                 dataset=evaluation.dataset, datasets=[evaluation.dataset], rows=len(data.interactions),
                 items=len(data.items), **describe(config, data.timed), seconds=evaluation.seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_into(Path(args.out), records, meta)
+    echo_verdict(records)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],
                 Path(args.out) / "report.md")
+
+
+def echo_verdict(records: list[dict]) -> None:
+    """Each dataset's verdict in a few log lines (INFO) and each warning in one (WARNING)."""
+    for dataset in ordered(r.get("dataset") for r in records):
+        in_data = select(records, dataset=dataset)
+        comps = select(in_data, kind="comparison")
+        if comps:
+            logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
+            for line in brief_lines(comps):
+                logger.info("  %s", line)
+        for line in caveats(in_data):
+            logger.warning("%s: %s", dataset, line)

@@ -101,6 +101,8 @@ def _coerce(key: str, value):
             raise InputError(f"{key} must be true or false, got {value!r}")
         return value
     if isinstance(default, int):
+        if isinstance(value, (bool, float)):  # TOML true or 2.7: never read as 1 or 2
+            raise InputError(f"{key} must be an integer, got {value!r}")
         try:
             return int(value)
         except (TypeError, ValueError):

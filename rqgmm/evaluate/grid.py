@@ -6,7 +6,8 @@
   of the three, so the same job under the same settings has the same key in
   every process and every re-run.
 - **Store.** Each finished run is written to ``OUT/runs/<key>.json`` (its
-  record) and, for a tokenizer, ``OUT/runs/<key>.npz`` (its codes), each
+  record) and ``OUT/runs/<key>.npz`` (a tokenizer's codes; a CTR run's test
+  predictions, float32, for the bootstrap intervals of the verdict), each
   atomically, as soon as it finishes. ``OUT/runs/grid.json`` holds the
   settings; a re-run with other settings is refused. A re-run with the same
   ``--out`` loads the finished runs and runs only the others, so a killed

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..ctr.encoding import as_arrow
 from ..ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
+from ..data.splits import cut_points, random_order, time_order
+from ..device import resolve_device
 from ..errors import InputError
 from .config import EvaluateConfig
 
@@ -45,12 +48,16 @@ class EvaluationData:
         Each embedding column, rows aligned with ``items``.
     timed : bool
         Whether the split is by time (else random).
+    order : ndarray (N,) int64, or None
+        The rows in split order (by time, user, item; or a seeded shuffle); the
+        split consumes it (None afterwards, with ``interactions`` the ordered log).
     """
 
     interactions: EncodedLog
     items: pd.DataFrame
     vectors: dict[str, np.ndarray]
     timed: bool
+    order: np.ndarray | None
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -77,6 +84,10 @@ class ParquetTable:
     @property
     def columns(self) -> list[str]:
         return list(self.file.schema_arrow.names)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.file.schema_arrow
 
     def __len__(self) -> int:
         return self.file.metadata.num_rows
@@ -113,6 +124,10 @@ class FrameTable:
     def columns(self) -> list[str]:
         return list(self.frame.columns)
 
+    @property
+    def schema(self) -> pa.Schema:
+        return next(self.batches(self.columns)).schema if len(self.frame) else pa.schema([])
+
     def __len__(self) -> int:
         return len(self.frame)
 
@@ -146,16 +161,73 @@ def _check_labels(labels: pa.Array, column: str) -> None:
         raise InputError(f"label column {column!r} must hold 0 or 1 only, got values {shown}; binarise it first")
 
 
-def _check_time(times: pa.Array, column: str) -> int:
-    """The missing values of one batch of the time column; an unorderable type is an InputError."""
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _time_values(times: pa.Array, column: str, parsed: list[str]) -> pa.Array:
+    """One batch of the time column as numbers or timestamps; strings are parsed as numbers, else as ISO 8601 dates.
+
+    ``parsed`` holds the reading chosen on the first batch of strings (``"numbers"`` or ``"dates"``) so every
+    batch is read the same way; strings that neither reading takes, and any other type, are InputErrors.
+    """
+    if pa.types.is_dictionary(times.type):
+        times = times.cast(times.type.value_type)
     kind = times.type
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    orderable = (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)
-                 or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind))
-    if not orderable:
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind) or pa.types.is_null(kind):
+        return times
+    if not _is_text(kind):
         raise InputError(f"time column {column!r} cannot be ordered (it holds {kind}); use numbers or timestamps")
-    return times.null_count
+    values = pd.Series(times.to_numpy(zero_copy_only=False))
+    for reading in ([parsed[0]] if parsed else ["numbers", "dates"]):
+        try:
+            out = (pd.to_numeric(values) if reading == "numbers" else pd.to_datetime(values, format="ISO8601", utc=True))
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if not parsed:
+            parsed.append(reading)
+        return pa.array(out, from_pandas=True)
+    example = next((v for v in values if v is not None), None)
+    raise InputError(f"time column {column!r} holds strings that are neither numbers nor ISO 8601 dates (e.g. "
+                     f"{example!r}); store numbers or timestamps")
+
+
+def _missing_times(times: pa.Array) -> int:
+    """Nulls, and NaN in a float time column."""
+    nan = pc.sum(pc.is_nan(times)).as_py() or 0 if pa.types.is_floating(times.type) else 0
+    return times.null_count + nan
+
+
+def _check_roles(config: EvaluateConfig, timed: bool) -> None:
+    """Each column plays one role: user, item, label, time, a declared field or an embedding."""
+    roles = [(config.user, "--user"), (config.item, "--item"), (config.label, "--label"),
+             *([(config.time, "--time")] if timed else []),
+             *((c, f"--{flag}") for flag in ("categorical", "bag", "numeric", "embedding") for c in getattr(config, flag))]
+    seen: dict[str, str] = {}
+    for column, flag in roles:
+        if column in seen:
+            twice = f"twice in {flag}" if seen[column] == flag else f"as {seen[column]} and as {flag}"
+            raise InputError(f"column {column!r} is given {twice}; give each column one role")
+        seen[column] = flag
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _check_field_types(schema: pa.Schema, items: pd.DataFrame, config: EvaluateConfig) -> None:
+    """Declared fields against their role: a categorical holds no lists, a bag lists, a numeric column numbers."""
+    for column in config.categorical:
+        held = (_is_list(schema.field(column).type) if column in schema.names
+                else items[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any())
+        if held:
+            raise InputError(f"column {column!r} (--categorical) holds lists; declare it --bag")
+    for column in config.numeric:
+        kind = schema.field(column).type if column in schema.names else pa.array(items[column], from_pandas=True).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
+            raise InputError(f"numeric column {column!r} holds {kind} values; pass numbers (or declare it "
+                             "--categorical)")
 
 
 def _check_bag(frame: pd.DataFrame, column: str) -> None:
@@ -173,6 +245,9 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
         raise InputError(f"{int(missing.sum())} item(s) have no {column!r} embedding (first: "
                          f"{items.index[missing.to_numpy()][0]!r}); give every item a vector")
     widths = values.map(len)
+    if (widths == 0).all():
+        raise InputError(f"embedding column {column!r} holds empty vectors only; embed the items first "
+                         "(`rqgmm embed`) or pass the column that holds the vectors")
     if widths.nunique() != 1:
         raise InputError(f"embedding column {column!r} has vectors of widths {sorted(widths.unique())[:5]}; "
                          "give every item a vector of one width")
@@ -183,6 +258,18 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise InputError(f"embedding column {column!r} has NaN or Inf values; drop or impute those items")
     return matrix
+
+
+def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
+    """Each part of the 80/10/10 split of the ordered labels (N,) holds clicks and non-clicks (AUC needs both)."""
+    first, second = cut_points(len(labels))
+    where = {"train": "first 80%", "valid": "next 10%", "test": "last 10%"}
+    order_word = "by time" if timed else "after a seeded shuffle"
+    for part, rows in zip(where, (slice(0, first), slice(first, second), slice(second, None))):
+        held = np.unique(labels[rows])
+        if len(held) < 2:
+            raise InputError(f"the {part} rows ({where[part]} {order_word}) hold only label {int(held[0])}; AUC "
+                             "needs clicks and non-clicks in each part: pass a log with both labels in that part")
 
 
 def _index_items(items: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -201,18 +288,21 @@ def _log_columns(rows: list[str], config: EvaluateConfig, timed: bool) -> LogCol
                       on_items(config.categorical), on_items(config.bag), on_items(config.numeric))
 
 
-def encode_log(table, columns: LogColumns, items: ItemTable) -> EncodedLog:
-    """Read the log batch by batch, checking labels and times, into an EncodedLog."""
-    encoder, missing_times = LogEncoder(columns, len(table)), 0
+def encode_log(table, columns: LogColumns, items: ItemTable) -> tuple[EncodedLog, str | None]:
+    """Read the log batch by batch, checking labels and times, into an EncodedLog; time strings are parsed
+    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings)."""
+    encoder, missing_times, parsed = LogEncoder(columns, len(table)), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
         if columns.time:
-            missing_times += _check_time(_chunk(batch, columns.time), columns.time)
+            times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
+            missing_times += _missing_times(times)
+            batch = batch.set_column(batch.schema.get_field_index(columns.time), columns.time, times)
         if not missing_times:
             encoder.add(batch)
     if missing_times:
         raise InputError(f"time column {columns.time!r} has {missing_times} missing values; fill or drop them")
-    return encoder.finish(items)
+    return encoder.finish(items), (parsed or [None])[0]
 
 
 def _chunk(batch, name: str) -> pa.Array:
@@ -250,20 +340,28 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     timed = config.time in rows
     if not timed and config.time_given:
         raise InputError(f"{rows_name} has no column {config.time!r} (--time); its columns are {rows}")
+    _check_roles(config, timed)
+    resolve_device(config.device, what="--device")
+    _check_field_types(log.schema, items, config)
     for column in config.bag:
         if column not in rows:
             _check_bag(items, column)
     items = _index_items(items, config.item)
     columns = _log_columns(rows, config, timed)
-    encoded = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
+    vectors = {column: _vectors(items, column) for column in config.embedding}
+    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
     if encoded.unknown_items:
         count, first = encoded.unknown_items
         raise InputError(f"{count} interaction row(s) have an item without an embedding in {items_name} "
                          f"(first: {first!r}); add those items")
-    vectors = {column: _vectors(items, column) for column in config.embedding}
     if len(encoded) < 10:
         raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
+    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
+    _check_split_labels(encoded[config.label][order], timed)
     if not timed:
         logger.info("no %r column: splitting at random (seed 0)", config.time)
+    if time_strings:  # logged once every check has passed: a refusal prints one line
+        logger.info("time column %r holds strings: read as %s, not sorted as text", config.time,
+                    "numbers" if time_strings == "numbers" else "ISO 8601 dates")
     logger.info("encoded %d rows (%.1f MB of ints)", len(encoded), encoded.nbytes / 1e6)
-    return EvaluationData(encoded, items, vectors, timed)
+    return EvaluationData(encoded, items, vectors, timed, order)

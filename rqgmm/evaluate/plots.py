@@ -1,5 +1,5 @@
-"""PNG plots of tokenizer records: codebook utilization and EM history (``rqgmm evaluate``'s report; its
-CTR plots are in ``report.py``).
+"""PNG plots of ``rqgmm evaluate``'s report: codebook utilization, EM history, and the CTR differences
+from each baseline (drawn from the verdict's comparison records by ``report.py``).
 
 Each ``plot_*`` function writes one PNG per group it finds in the records and
 returns the paths; a kind of record that is absent gives no plot and no error.
@@ -26,6 +26,8 @@ from .tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_key  # 
 logger = logging.getLogger(__name__)
 
 PREFERRED_HISTORY_SETTING = "2x128"
+#: Utilization at or above this counts as a full level.
+FULL = 0.999
 DPI = 120
 
 
@@ -59,7 +61,9 @@ def _grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, tuple[list,
     x = np.arange(len(groups))
     width = 0.8 / max(len(series), 1)
     for i, (label, (means, errs)) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=label)
+        spread = any(e > 0 for e in errs)  # one seed: no zero-width bars that look like exactness
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs if spread else None, capsize=3,
+               label=label)
     ax.set_xticks(x, groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
 
 
@@ -90,8 +94,11 @@ def _utilization_figure(recs: list[dict], title: str) -> plt.Figure:
 
 
 def plot_utilization(records: Sequence[dict], out_dir: Path) -> list[Path]:
-    """Per dataset × setting: grouped bars of utilization per level for each tokenizer (std over seeds)."""
+    """Per dataset × setting: grouped bars of utilization per level for each tokenizer (std over seeds);
+    none when every level is full."""
     recs = [r for r in select(records, kind="tokenizer") if r.get("utilization")]
+    if all(u >= FULL for r in recs for u in r["utilization"]):
+        return []  # every level of every tokenizer uses all its codes: a flat plot says nothing
     paths = []
     for dataset in _datasets(recs):
         in_data = select(recs, dataset=dataset)
@@ -142,18 +149,46 @@ def plot_em_history(records: Sequence[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
-# ----------------------------------------------------------------------------- CTR AUC
+# ----------------------------------------------------------------------------- CTR differences
+
+#: The y axis spans at least ± this much AUC: a gap of 0.002 must not fill the panel.
+MIN_HALF_SPAN = 0.01
 
 
-def _zoomed_ylim(ax: plt.Axes, series: dict[str, tuple[list, list]]) -> None:
-    """AUC gaps are small: start the axis just below the lowest bar rather than at 0."""
-    lows = [m - e for means, errs in series.values() for m, e in zip(means, errs) if np.isfinite(m)]
-    highs = [m + e for means, errs in series.values() for m, e in zip(means, errs) if np.isfinite(m)]
-    if lows:
-        span = max(max(highs) - min(lows), 0.01)
-        ax.set_ylim(max(0.0, min(lows) - 0.3 * span), min(1.0, max(highs) + 0.35 * span))
-
-
-# ----------------------------------------------------------------------------- sweep
-
-
+def difference_figure(comps: list[dict], columns: list[str], backbones: list[str], baselines: Sequence[str],
+                      title: str) -> plt.Figure:
+    """One panel per backbone × baseline: each variant's AUC difference per slice, its Holm-corrected interval
+    (a point without bars when there is none), a zero line; one y scale for all panels, symmetric about 0."""
+    panels = [(b, base) for b in backbones for base in baselines if select(comps, backbone=b, baseline=base)]
+    ncols = len({base for _, base in panels})
+    nrows = -(-len(panels) // max(ncols, 1))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 2.8 * nrows + 0.6), squeeze=False, sharey=True)
+    bounds = [abs(v) for c in comps for v in (c["mean"], c["low"], c["high"]) if v is not None]
+    half = max([MIN_HALF_SPAN, *bounds]) * 1.1
+    x = np.arange(len(columns))
+    colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(c["label"] for c in comps))}
+    for ax, (backbone, baseline) in zip(axes.flat, panels):
+        group = select(comps, backbone=backbone, baseline=baseline)
+        labels = list(dict.fromkeys(c["label"] for c in group))
+        for i, label in enumerate(labels):
+            found = {c["column"]: c for c in select(group, label=label)}
+            shift = (i - (len(labels) - 1) / 2) * 0.8 / max(len(labels), 1)
+            xs = [x[j] + shift for j, col in enumerate(columns) if col in found]
+            cs = [found[col] for col in columns if col in found]
+            means = np.array([c["mean"] for c in cs])
+            errs = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] if c["low"] is not None else [np.nan] * 2
+                             for c in cs]).T.reshape(2, -1)
+            ax.errorbar(xs, means, yerr=np.nan_to_num(errs), fmt="o", capsize=3, color=colors[label], label=label)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_ylim(-half, half)
+        ax.set_xticks(x, columns)
+        ax.set_title(f"{backbone}: variant − {baseline}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("AUC difference")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig

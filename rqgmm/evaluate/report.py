@@ -1,7 +1,12 @@
 """``report.md`` and PNG plots of ``rqgmm evaluate`` records.
 
-Cells are the mean over seeds (± the sample std with more than one seed);
-differences are paired by seed with a Student-t 95% interval (``tables.paired_difference``).
+The report opens with the verdict (:mod:`.verdict`: the comparisons a user acts
+on, Holm-corrected, in words, with the serving costs) and the warnings
+(:mod:`.caveats`), then the settings and the tables. AUC cells are the mean over
+seeds (± the sample std with more than one seed); the difference tables give
+each comparison's uncorrected 95% interval and its kind (bootstrap over test
+users, or Student-t across seeds). The plots show the differences against
+``none`` and ``embedding`` with their corrected intervals and a zero line.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from ..atomic import atomic_output
 from ..ctr.models import BACKBONES
 from . import plots
 from .grid import json_default
+from .caveats import caveats
 from .slices import SLICES
-from .tables import fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, paired_difference, select
+from .tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
+from .verdict import COLUMNS, OVERALL, interval_note, verdict_lines
 
 logger = logging.getLogger(__name__)
 
-OVERALL = "all"
-COLUMNS = (OVERALL, *SLICES)
 BASELINES = ("none", "embedding")
 FIRST_BACKBONES = tuple(BACKBONES)
 
@@ -32,17 +37,6 @@ FIRST_BACKBONES = tuple(BACKBONES)
 def metric(record: dict, column: str, key: str = "auc") -> float | None:
     """AUC (or LogLoss) of one CTR record over all test rows or one popularity slice."""
     return record.get(key) if column == OVERALL else record["slices"][column].get(key)
-
-
-def _by_seed(recs: Sequence[dict], column: str) -> dict[int, float]:
-    return {r["seed"]: metric(r, column) for r in recs if metric(r, column) is not None}
-
-
-def paired(a: Sequence[dict], b: Sequence[dict], column: str) -> dict | None:
-    """Mean of the per-seed differences a − b in AUC with its 95% interval; None without common seeds."""
-    left, right = _by_seed(a, column), _by_seed(b, column)
-    seeds = sorted(set(left) & set(right))
-    return paired_difference([left[s] for s in seeds], [right[s] for s in seeds]) if seeds else None
 
 
 def labels_in_order(recs: Sequence[dict]) -> list[str]:
@@ -77,14 +71,19 @@ def _auc_table(recs: list[dict]) -> str:
     return markdown_table(["variant", *(f"AUC {c}" for c in COLUMNS)], rows)
 
 
-def _difference_table(recs: list[dict]) -> str | None:
+def _uncorrected(comp: dict | None) -> str:
+    if comp is None:
+        return DASH
+    return fmt_difference(dict(mean=comp["mean"], low=comp["low95"], high=comp["high95"], n=comp["seeds"]))
+
+
+def _difference_table(comps: list[dict]) -> str | None:
+    """One row per comparison, one column per slice: the difference and its uncorrected 95% interval."""
     rows = []
-    for baseline in BASELINES:
-        base = select(recs, label=baseline)
-        for label in labels_in_order(recs):
-            if base and label not in BASELINES[: BASELINES.index(baseline) + 1]:
-                rows.append([f"{label} − {baseline}",
-                             *(fmt_difference(paired(select(recs, label=label), base, c)) for c in COLUMNS)])
+    for label, baseline in dict.fromkeys((c["label"], c["baseline"]) for c in comps):
+        pair = select(comps, label=label, baseline=baseline)
+        rows.append([f"{label} − {baseline}",
+                     *(_uncorrected(next(iter(select(pair, column=c)), None)) for c in COLUMNS)])
     return markdown_table(["comparison", *COLUMNS], rows) if rows else None
 
 
@@ -93,8 +92,11 @@ def _slice_sizes(recs: list[dict]) -> str:
     return ", ".join(f"{c} {first['slices'][c]['n']}" for c in SLICES) + f" of {first['n_test']} test rows"
 
 
+KIND_WORDS = {"bootstrap": "bootstrap over test users", "t": "Student-t across seeds", "none": "one value, no interval"}
+
+
 def ctr_section(records: list[dict]) -> list[str]:
-    recs = select(records, kind="ctr")
+    recs, comps = select(records, kind="ctr"), select(records, kind="comparison")
     lines = []
     for regime in ordered((r["regime"] for r in recs), ("side fields", "content only")):
         in_regime = select(recs, regime=regime)
@@ -102,9 +104,12 @@ def ctr_section(records: list[dict]) -> list[str]:
         for backbone in ordered((r["backbone"] for r in in_regime), FIRST_BACKBONES):
             group = select(in_regime, backbone=backbone)
             lines += [f"### {backbone}", "", _auc_table(group), ""]
-            diff = _difference_table(group)
+            pairs = select(comps, regime=regime, backbone=backbone)
+            diff = _difference_table(pairs)
             if diff:
-                lines += ["AUC differences, paired by seed, mean [95% Student-t interval]:", "", diff, ""]
+                kinds = ", ".join(KIND_WORDS[k] for k in ordered(c["interval"] for c in pairs))
+                lines += [f"AUC differences, mean [95% interval, not corrected for multiple comparisons; {kinds}]:",
+                          "", diff, ""]
     return lines
 
 
@@ -118,19 +123,48 @@ def cost_section(records: list[dict]) -> list[str]:
     return ["## Costs of the content part", "", markdown_table(header, rows), ""]
 
 
+def cost_line(records: list[dict]) -> str:
+    """The serving cost of each variant in one line: content bytes per item and model parameters."""
+    recs = select(records, kind="ctr")
+    costs = [f"{label} {first['bytes_per_item']:,} B/item, {first['content_parameters']:,} parameters"
+             for label in labels_in_order(recs) for first in select(recs, label=label)[:1]]
+    return "Serving cost of the content part: " + "; ".join(costs) + "."
+
+
+def verdict_section(records: list[dict], heading: str = "## Verdict") -> list[str]:
+    """The verdict in words (Holm-corrected intervals), the serving costs, and the warnings to read first."""
+    comps, lines = select(records, kind="comparison"), [heading, ""]
+    if comps:
+        lines += [interval_note(comps), ""]
+        for line in verdict_lines(comps):
+            lines += [f"- {line.strip()}"] if line.startswith("  ") else ["", f"### {line.rstrip(':')}", ""]
+        lines.append("")
+    if select(records, kind="ctr"):
+        lines += [cost_line(records), ""]
+    warned = caveats(records)
+    if warned:
+        lines += ["### Warnings (read before acting on the verdict)", "", *(f"- {w}" for w in warned), ""]
+    return lines
+
+
 def header_section(meta: dict) -> list[str]:
-    lines = [f"# rqgmm evaluate report: {meta.get('dataset', '')}".rstrip(": "), "",
-             f"- command: `{meta['command']}`"]
+    lines = ["## Settings", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items() if key not in ("command", "dataset")]
     return lines + [""]
 
 
 def render_report(records: list[dict], meta: dict) -> str:
-    """report.md of one or more datasets' records."""
-    lines = header_section(meta)
-    for dataset in ordered(r["dataset"] for r in records):
+    """report.md of one or more datasets' records: the verdicts first, then the settings and the tables."""
+    datasets = ordered(r["dataset"] for r in records)
+    several = len(meta.get("datasets", [])) > 1
+    lines = [f"# rqgmm evaluate report: {meta.get('dataset', '')}".rstrip(": "), "", f"- command: `{meta['command']}`",
+             ""]
+    for dataset in datasets:
+        lines += verdict_section(select(records, dataset=dataset), f"## Verdict: {dataset}" if several else "## Verdict")
+    lines += header_section(meta)
+    for dataset in datasets:
         in_data = select(records, dataset=dataset)
-        lines += [f"# {dataset}", ""] if len(meta.get("datasets", [])) > 1 else []
+        lines += [f"# {dataset}", ""] if several else []
         lines += tokenizer_section(in_data) + ctr_section(in_data) + cost_section(in_data)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
@@ -138,35 +172,16 @@ def render_report(records: list[dict], meta: dict) -> str:
 # ----------------------------------------------------------------------------- plots
 
 
-def _bar_figure(recs: list[dict], groups: list[str], key_of, title: str):
-    series = {}
-    for label in labels_in_order(recs):
-        stats = [plots._mean_err([v for v in key_of(select(recs, label=label), g) if v is not None]) for g in groups]
-        series[label] = ([s[0] for s in stats], [s[1] for s in stats])
-    fig, ax = plots.plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2.5), 4.0))
-    plots._grouped_bars(ax, groups, series)
-    plots._zoomed_ylim(ax, series)
-    ax.set_ylabel("test AUC (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
 def plot_ctr(records: list[dict], out_dir: Path) -> list[Path]:
-    """Per dataset × regime: AUC by backbone, and AUC by popularity slice (first backbone)."""
-    recs, paths = select(records, kind="ctr"), []
-    for dataset in ordered(r["dataset"] for r in recs):
-        for regime in ordered(r["regime"] for r in select(recs, dataset=dataset)):
-            group = select(recs, dataset=dataset, regime=regime)
-            backbones = ordered((r["backbone"] for r in group), FIRST_BACKBONES)
-            fig = _bar_figure(group, backbones, lambda rs, b: [r["auc"] for r in select(rs, backbone=b)],
-                              f"{dataset}, {regime}: AUC by backbone (y zoomed)")
-            paths.append(plots._save(fig, out_dir, f"auc_{plots._safe(dataset)}_{plots._safe(regime)}"))
-            first = select(group, backbone=backbones[0])
-            fig = _bar_figure(first, list(COLUMNS), lambda rs, c: [metric(r, c) for r in rs],
-                              f"{dataset}, {regime}, {backbones[0]}: AUC by popularity slice (y zoomed)")
-            paths.append(plots._save(fig, out_dir, f"slices_{plots._safe(dataset)}_{plots._safe(regime)}"))
+    """Per dataset × regime: each variant's AUC difference from ``none`` and from ``embedding`` per slice."""
+    comps, paths = select(records, kind="comparison"), []
+    for dataset in ordered(r["dataset"] for r in comps):
+        for regime in ordered(r["regime"] for r in select(comps, dataset=dataset)):
+            group = select(comps, dataset=dataset, regime=regime)
+            fig = plots.difference_figure(
+                group, list(COLUMNS), ordered((c["backbone"] for c in group), FIRST_BACKBONES), BASELINES,
+                f"{dataset}, {regime}: AUC difference from each baseline (Holm-corrected intervals)")
+            paths.append(plots._save(fig, out_dir, f"differences_{plots._safe(dataset)}_{plots._safe(regime)}"))
     return paths
 
 

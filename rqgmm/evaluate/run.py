@@ -18,23 +18,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from ..modalities import fused
 from ..codes import CodesTable
 from ..ctr import FeatureSpec, ItemContent, run_ctr, score
 from ..ctr.log import LogPart
-from ..data.splits import Split, cut_points, random_order, time_order
-from ..errors import InputError
+from ..data.splits import Split, cut_points
 from ..metrics import report
 from ..tokenizer import tokenizer_class
 from .config import EvaluateConfig
 from .grid import Grid, Job, RecordStore, Result
 from .inputs import EvaluationData
-from .slices import SLICES, popularity_slices
+from .slices import MIN_SLICE_ROWS, SLICES, popularity_slices
+from .verdict import TestRows, comparisons
 
 logger = logging.getLogger(__name__)
 
-MIN_SLICE_ROWS = 20
 SIDE_FIELDS, CONTENT_ONLY = "side fields", "content only"
 SPLIT_RULE = {
     True: "time: rows sorted by (time, user, item), stable; the first 80% train, the next 10% validation, the last "
@@ -55,29 +55,29 @@ def quiet_library_logs() -> Iterator[None]:
         root.setLevel(previous)
 
 
+def distinct_rows(X: np.ndarray) -> int:
+    """The number of distinct rows of X (M, D) (by a 64-bit hash of each row)."""
+    return len(np.unique(pd.util.hash_pandas_object(pd.DataFrame(X), index=False).to_numpy()))
+
+
 # ----------------------------------------------------------------------------- split
 
 
 def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
-    """80/10/10 by one global time cut (random when there is no time column); each part needs both labels.
+    """80/10/10 by one global time cut (random when there is no time column; both orders and the labels of
+    each part are checked by ``inputs.check_inputs``).
 
-    The encoded log is put in split order (an argsort of its int columns) and
+    The encoded log is put in split order (``data.order``, an argsort of its int columns) and
     given the training part's vocabularies once; the parts are views of it.
     """
     log = data.interactions
-    order = time_order(log.sort_keys()) if data.timed else random_order(len(log), seed=0)
     n = len(log)
     first, second = cut_points(n)
-    ordered = log.ordered(order, first, release=True)  # the unordered log is emptied as it is copied
-    data.interactions = ordered
-    del order
+    ordered = log.ordered(data.order, first, release=True)  # the unordered log is emptied as it is copied
+    data.interactions, data.order = ordered, None  # one int table from here on, and no order array
     split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, n),
                   kind="time" if data.timed else "random")
     logger.info("%r", split)
-    for part in ("train", "valid", "test"):
-        if len(np.unique(getattr(split, part)[config.label])) < 2:
-            raise InputError(f"the {part} rows of the 80/10/10 split hold one label value only; AUC needs clicks "
-                             "and non-clicks in every part: pass more rows")
     return split
 
 
@@ -188,13 +188,17 @@ class Evaluation:
     def run(self) -> list[dict]:
         self.split = split_rows(self.data, self.config)
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
+        self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
+        self.records.append(self._record("inputs", items=len(self.data.items), distinct_vectors={
+            column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
         tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
                     meta=dict(device=self.config.device))
         with grid.plan(tokenizers, ctr):
             codes = self._timed("tokenizers", lambda: self._tokenizers(grid, tokenizers))
             self._timed("ctr", lambda: self._ctr(grid, ctr, codes))
+        self.records += self._timed("intervals", lambda: comparisons(self.records, self.test))
         return self.records
 
     def _timed(self, stage: str, work):
@@ -263,25 +267,33 @@ class Evaluation:
                 for backbone in cfg.backbones]
 
     def _ctr(self, grid: Grid, jobs: list[Job], codes: dict) -> None:
-        self.records += [result.record for result in grid.run(jobs, lambda job: self._train(job, codes))]
+        for result in grid.run(jobs, lambda job: self._train(job, codes)):
+            self.records.append(result.record)
+            if "predictions" in result.arrays:  # runs stored before predictions were kept have none
+                r = result.record
+                self.test.predictions[(r["regime"], r["backbone"], r["seed"], r["label"])] = \
+                    result.arrays["predictions"]
 
     def _train(self, job: Job, codes: dict) -> Result:
         regime, seed = job.ident["regime"], job.ident["seed"]
         variant = self._variant(job.ident["variant"], job.ident["tokenizer"], seed, codes)
         with quiet_library_logs():
-            record = self._ctr_record(self.specs[regime], regime, seed, variant, job.ident["backbone"])
-        return Result(record, summary=f"test AUC {record['auc']:.4f}, {record['epochs']} epochs",
+            record, predictions = self._ctr_record(self.specs[regime], regime, seed, variant, job.ident["backbone"])
+        return Result(record, dict(predictions=predictions), summary=f"test AUC {record['auc']:.4f}, {record['epochs']} epochs",
                       rows=record["epochs"] * len(self.split.train))
 
-    def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant, backbone: str) -> dict:
+    def _ctr_record(self, spec: FeatureSpec, regime: str, seed: int, variant: Variant,
+                    backbone: str) -> tuple[dict, np.ndarray]:
+        """One CTR run's record and its test predictions (N_test,) float32 (kept for the bootstrap intervals)."""
         split, cfg = self.split, self.config
         result = run_ctr(split.train, split.valid, split.test, spec, content=variant.content, backbone=backbone,
                          train_config=replace(cfg.train, seed=seed))
         labels = split.test[cfg.label]
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
-        return self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
+        record = self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                             label=variant.label, backbone=backbone, seed=seed, **result.metrics,
                             slices=slice_metrics(labels, result.predictions, self.slices),
                             content_parameters=sum(c["parameters"] for c in costs),
                             bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                             epochs=len(result.training.valid_auc), n_test=len(labels))
+        return record, np.asarray(result.predictions, dtype=np.float32)

@@ -7,6 +7,8 @@ import pandas as pd
 
 SLICES = ("cold", "tail", "torso", "head")
 QUANTILES = (0.5, 0.9)
+#: A slice with fewer test rows (or one label value) gets no AUC.
+MIN_SLICE_ROWS = 20
 
 
 def popularity_slices(train_items, test_items) -> np.ndarray:

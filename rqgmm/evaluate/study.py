@@ -22,7 +22,7 @@ from ..data import DATASETS, get_embedder, load_dataset, subsample
 from ..data.embedders import embed_items
 from ..errors import InputError
 from .run import Evaluation
-from .command import describe
+from .command import describe, echo_verdict
 from .config import EvaluateConfig, config_from
 from .inputs import check_inputs
 from .report import write_outputs
@@ -74,9 +74,10 @@ def run_benchmark(args: argparse.Namespace) -> None:
         logger.info("%s: done in %.0f s", name, seconds[name])
     command = "rqgmm benchmark" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                           if k in ("dataset", "seeds", "embedder", "max_items") and v is not None)
-    meta = dict(command=command + (" --quick" if args.quick else ""), datasets=list(names), embedder=args.embedder,
+    meta = dict(command=getattr(args, "typed", None) or command + (" --quick" if args.quick else ""), datasets=list(names), embedder=args.embedder,
                 **describe(config, True), seconds_per_dataset=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_outputs(Path(args.out), records, meta)
+    echo_verdict(records)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],
                 Path(args.out) / "report.md")

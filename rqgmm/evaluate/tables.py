@@ -1,8 +1,8 @@
 """Statistics and formatting for the report of ``rqgmm evaluate`` (``report.py``).
 
 Cells show the mean over seeds, with the sample standard deviation (ddof=1)
-when more than one seed has a value. Paired differences subtract per seed
-first and put a Student-t interval on the mean of those differences.
+when more than one seed has a value. Holm's correction of the verdict's
+comparisons is here; their intervals are in ``intervals.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy import stats
 
 
 #: Tokenizers first in plots, in this order; the rest alphabetically.
@@ -22,34 +21,35 @@ MINUS = "−"
 # ----------------------------------------------------------------------------- statistics
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean of the per-seed differences a − b with a Student-t confidence interval.
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down correction of ``m`` p-values: adjusted p-values and each test's significance level.
+
+    The tests are taken by increasing p; the i-th (0-based) is tested at
+    ``alpha / (m - i)`` while every earlier one was rejected; from the first
+    that is not rejected on, every later test keeps that step's level. An
+    interval drawn at a test's level excludes 0 exactly when Holm rejects it
+    (for intervals dual to the p-values), so the intervals and the words agree.
 
     Parameters
     ----------
-    a, b : sequences of float, same length, aligned by seed
-    confidence : float in (0, 1), two-sided coverage of the interval
+    p_values : sequence of float (m,)
+    alpha : float, the family-wise error rate
 
     Returns
     -------
-    dict with ``mean`` (None when empty), ``low`` and ``high`` (None when
-    fewer than two pairs) and ``n`` (the number of pairs).
+    adjusted : ndarray (m,) ``max_{j <= i} min(1, (m - j) p_(j))`` in the original order
+    levels : ndarray (m,) the alpha each test is judged (and its interval drawn) at
     """
-    if len(a) != len(b):
-        raise ValueError(
-            f"paired_difference expects sequences of equal length (one value per seed), got {len(a)} and {len(b)}"
-        )
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n = len(diff)
-    if n == 0:
-        return dict(mean=None, low=None, high=None, n=0)
-    mean = float(diff.mean())
-    if n < 2:
-        return dict(mean=mean, low=None, high=None, n=n)
-    half = stats.t.ppf(0.5 + confidence / 2.0, n - 1) * diff.std(ddof=1) / math.sqrt(n)
-    return dict(mean=mean, low=float(mean - half), high=float(mean + half), n=n)
+    p = np.asarray(p_values, dtype=np.float64)
+    m, order = len(p), np.argsort(p, kind="stable")
+    adjusted, levels = np.empty(m), np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    stopped = None
+    for i, j in enumerate(order):
+        if stopped is None and p[j] > alpha / (m - i):
+            stopped = alpha / (m - i)
+        levels[j] = alpha / (m - i) if stopped is None else stopped
+    return adjusted, levels
 
 
 def _values(values: Iterable) -> list[float]:

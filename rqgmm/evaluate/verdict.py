@@ -1,0 +1,249 @@
+"""The verdict of ``rqgmm evaluate``: the comparisons a user acts on, corrected for their number, in words.
+
+Comparisons, per regime × backbone × tokenizer × column (all test rows and
+each popularity slice): IDs against ``none`` (what the IDs carry on their
+own), IDs+embedding against ``embedding`` (what IDs add to the embedding),
+and, per regime × backbone × column, ``embedding`` against ``none`` (the
+embedding's own gain, the reference of the cold-gain share). Each difference
+gets the interval of :mod:`.intervals` (a bootstrap over test users with
+fewer than 3 seeds, Student-t across seeds from 3 on); the whole family of a
+dataset is corrected by Holm's step-down method (``tables.holm``): each
+interval is drawn at its Holm level, so "beats" (interval above 0) is a Holm
+rejection at a 5% family-wise error rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .intervals import MIN_T_SEEDS, Difference, UserBootstrap, bootstrap_differences, seed_difference
+from .slices import SLICES
+from .tables import _signed, holm, ordered, select
+
+OVERALL = "all"
+COLUMNS = (OVERALL, *SLICES)
+ALPHA = 0.05
+#: (variant, baseline) pairs of the verdict; the IDs variants once per tokenizer.
+PAIRS = (("ids", "none"), ("ids+embedding", "embedding"), ("embedding", "none"))
+WHERE = {OVERALL: "all rows", "cold": "cold items", "tail": "tail items", "torso": "torso items",
+         "head": "head items"}
+NAMES = {"none": "no content", "embedding": "the embedding", "ids": "IDs", "ids+embedding": "IDs+embedding"}
+
+
+@dataclass
+class TestRows:
+    """The test rows every CTR run scored, and each run's predictions.
+
+    Attributes
+    ----------
+    labels : ndarray (N,) of 0/1
+    users : ndarray (N,) of int, each row's user code
+    slices : ndarray (N,) of str, each row's popularity slice
+    predictions : dict of (regime, backbone, seed, label) -> ndarray (N,) float32
+    """
+
+    labels: np.ndarray
+    users: np.ndarray
+    slices: np.ndarray
+    predictions: dict = field(default_factory=dict)
+
+    def mask(self, column: str) -> np.ndarray:
+        return np.ones(len(self.labels), bool) if column == OVERALL else self.slices == column
+
+
+def _value(record: dict, column: str) -> float | None:
+    return record.get("auc") if column == OVERALL else record["slices"][column].get("auc")
+
+
+def _plan(a: list[dict], b: list[dict], column: str, test: TestRows | None) -> Difference | tuple | None:
+    """a − b in AUC on ``column``: a Student-t Difference across >= 3 common seeds; else the bootstrap's
+    (keys_a, keys_b, column, rows) when every run's predictions are at hand; else a Difference without interval."""
+    left = {r["seed"]: r for r in a if _value(r, column) is not None}
+    right = {r["seed"]: r for r in b if _value(r, column) is not None}
+    seeds = sorted(set(left) & set(right))
+    if not seeds:
+        return None
+    keys = [[(r["regime"], r["backbone"], s, r["label"]) for r in (left[s], right[s])] for s in seeds]
+    if len(seeds) < MIN_T_SEEDS and test is not None and all(k in test.predictions for p in keys for k in p):
+        return [k for k, _ in keys], [k for _, k in keys], column, test.mask(column)
+    return seed_difference([_value(left[s], column) for s in seeds], [_value(right[s], column) for s in seeds])
+
+
+def _pairs(recs: list[dict]) -> list[tuple[str, str | None, str]]:
+    """(variant label, tokenizer, baseline label) of every comparison present."""
+    labels, out = {r["label"] for r in recs}, []
+    for variant, baseline in PAIRS:
+        if baseline not in labels:
+            continue
+        if variant.startswith("ids"):
+            out += [(f"{variant} ({t})", t, baseline) for t in ordered(r["tokenizer"] for r in recs)
+                    if f"{variant} ({t})" in labels]
+        elif variant in labels:
+            out.append((variant, None, baseline))
+    return out
+
+
+def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA) -> list[dict]:
+    """The verdict's comparison records (kind ``"comparison"``) of one dataset's CTR records, Holm-corrected."""
+    ctr, found = select(records, kind="ctr"), []
+    for regime in ordered(r["regime"] for r in ctr):
+        for backbone in ordered(r["backbone"] for r in select(ctr, regime=regime)):
+            group = select(ctr, regime=regime, backbone=backbone)
+            for label, tokenizer, baseline in _pairs(group):
+                for column in COLUMNS:
+                    plan = _plan(select(group, label=label), select(group, label=baseline), column, test)
+                    if plan is not None:
+                        found.append((dict(kind="comparison", dataset=group[0]["dataset"], regime=regime,
+                                           backbone=backbone, tokenizer=tokenizer,
+                                           variant=label.split(" ")[0], label=label, baseline=baseline,
+                                           column=column), plan))
+    booted = [i for i, (_, plan) in enumerate(found) if isinstance(plan, tuple)]
+    if booted:
+        boot = UserBootstrap(test.labels, test.users)
+        for i, diff in zip(booted, bootstrap_differences(boot, test.predictions, [found[i][1] for i in booted])):
+            found[i] = (found[i][0], diff)
+    tested = [i for i, (_, d) in enumerate(found) if d.p_value() is not None]
+    adjusted, levels = holm([found[i][1].p_value() for i in tested], alpha) if tested else ([], [])
+    out = []
+    for i, (record, diff) in enumerate(found):
+        low95, high95 = diff.interval(alpha)
+        record.update(mean=diff.mean, interval=diff.kind, seeds=diff.n, low95=low95, high95=high95,
+                      p=diff.p_value(), p_holm=None, level=None, low=None, high=None, family=len(tested))
+        out.append(record)
+    for i, p_adj, level in zip(tested, adjusted, levels):
+        low, high = found[i][1].interval(float(level))
+        out[i].update(p_holm=float(p_adj), level=float(level), low=low, high=high)
+    return out
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def fmt(c: dict, digits: int = 4) -> str:
+    """"+0.0012 [+0.0007, +0.0017]" at the Holm level; "+0.0012 (one seed, no interval)" without one."""
+    if c["low"] is None:
+        return f"{_signed(c['mean'], digits)} (no interval)"
+    return f"{_signed(c['mean'], digits)} [{_signed(c['low'], digits)}, {_signed(c['high'], digits)}]"
+
+
+def outcome(c: dict) -> str:
+    """"beats", "loses to" or "no difference shown" at the comparison's Holm level."""
+    if c["low"] is not None and c["low"] > 0:
+        return "beats"
+    if c["high"] is not None and c["high"] < 0:
+        return "loses to"
+    return "no difference shown"
+
+
+def _phrase(items: list[dict], several: bool) -> str:
+    return ", ".join((f"{c['backbone']} " if several else "") + fmt(c) for c in items)
+
+
+def pair_sentence(comps: list[dict]) -> str:
+    """One sentence for one (regime, tokenizer, pair) over its backbones and columns."""
+    first = comps[0]
+    who = NAMES[first["variant"]] + (f" ({first['tokenizer']})" if first["tokenizer"] else "")
+    several = len({c["backbone"] for c in comps}) > 1
+    parts = []
+    for verb in ("beats", "loses to"):
+        for column in COLUMNS:
+            hits = [c for c in comps if c["column"] == column and outcome(c) == verb]
+            if hits:
+                parts.append(f"{verb} {NAMES[first['baseline']]} by {_phrase(hits, several)} AUC on {WHERE[column]}")
+    quiet = [column for column in COLUMNS
+             if all(outcome(c) == "no difference shown" for c in comps if c["column"] == column)
+             and any(c["column"] == column for c in comps)]
+    if quiet:
+        parts.append(f"on {', '.join(WHERE[c] for c in quiet)} no difference from {NAMES[first['baseline']]} is shown")
+    return f"{who[0].upper()}{who[1:]}: " + "; ".join(parts) + "."
+
+
+def _summary(comps: list[dict]) -> str:
+    """One column of one pair over its backbones, briefly: "beats it with 3 of 4 backbones (+0.0043 to +0.0063)"."""
+    if len(comps) == 1:
+        return f"{outcome(comps[0])}{' it' if outcome(comps[0]) != 'no difference shown' else ''} {fmt(comps[0])}"
+    parts = []
+    for verb in ("beats", "loses to"):
+        hits = sorted(c["mean"] for c in comps if outcome(c) == verb)
+        if hits:
+            span = _signed(hits[0], 4) + ("" if len(hits) == 1 else f" to {_signed(hits[-1], 4)}")
+            parts.append(f"{verb} it with {len(hits)} of {len(comps)} backbones ({span})")
+    return "; ".join(parts) or f"no difference shown with any of {len(comps)} backbones"
+
+
+def brief_lines(comps: list[dict], columns: Sequence[str] = (OVERALL, "cold")) -> list[str]:
+    """The verdict for the terminal: one line per regime × pair, on all rows and on cold items only."""
+    lines = []
+    for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
+        in_regime = select(comps, regime=regime)
+        for *_, label, baseline in _pair_order(in_regime):
+            pair = select(in_regime, label=label, baseline=baseline)
+            first = pair[0]
+            who = NAMES[first["variant"]] + (f" ({first['tokenizer']})" if first["tokenizer"] else "")
+            said = [f"{WHERE[col]}: {_summary(select(pair, column=col))}" for col in columns
+                    if select(pair, column=col)]
+            lines.append(f"{regime}: {who} vs {NAMES[baseline]}: " + "; ".join(said))
+    return lines
+
+
+def _pair_order(comps: list[dict]) -> list[tuple]:
+    """(variant, tokenizer, label, baseline) of the pairs present, in the order of PAIRS, then tokenizer."""
+    return sorted(dict.fromkeys((c["variant"], c["tokenizer"] or "", c["label"], c["baseline"]) for c in comps),
+                  key=lambda p: (PAIRS.index((p[0], p[3])), p[1]))
+
+
+def cold_share(comps: list[dict], regime: str, tokenizer: str) -> str | None:
+    """The share of the embedding's cold-item gain over ``none`` that IDs alone recover, per backbone."""
+    cold = select(comps, regime=regime, column="cold")
+    shares, without = [], []
+    for emb in select(cold, label="embedding", baseline="none"):
+        ids = select(cold, backbone=emb["backbone"], variant="ids", tokenizer=tokenizer)
+        if not ids:
+            continue
+        if outcome(emb) != "beats":
+            without.append(emb["backbone"])
+        else:
+            shares.append(f"{emb['backbone']} {100 * ids[0]['mean'] / emb['mean']:.0f}% "
+                          f"({_signed(ids[0]['mean'], 4)} of {_signed(emb['mean'], 4)})")
+    if without:
+        shares.append(f"no share with {', '.join(without)}: the embedding shows no gain over no content on cold "
+                      "items there")
+    return f"Share of the embedding's cold-item gain that IDs alone ({tokenizer}) recover: {'; '.join(shares)}." \
+        if shares else None
+
+
+def verdict_lines(comps: list[dict]) -> list[str]:
+    """The verdict in words: one line per regime × (pair, tokenizer), and the cold-gain shares."""
+    lines = []
+    for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
+        in_regime = select(comps, regime=regime)
+        lines.append(f"Regime {regime}:")
+        for *_, label, baseline in _pair_order(in_regime):
+            lines.append("  " + pair_sentence(select(in_regime, label=label, baseline=baseline)))
+        for tokenizer in ordered(c["tokenizer"] for c in in_regime):
+            share = cold_share(in_regime, regime, tokenizer)
+            if share:
+                lines.append("  " + share)
+    return lines
+
+
+def short_note(comps: list[dict]) -> str:
+    """The interval note in a few words, for the terminal."""
+    kinds = "/".join(ordered(c["interval"] for c in comps))
+    return f"{kinds} intervals, Holm-corrected over {max(c['family'] for c in comps)} comparisons"
+
+
+def interval_note(comps: list[dict]) -> str:
+    """What the intervals are: their kinds, the correction, the family size."""
+    kinds = ordered(c["interval"] for c in comps)
+    said = {"bootstrap": "bootstrap: normal, with the standard error of a paired Poisson bootstrap over test users "
+                         "(1,000 resamples; fewer than 3 seeds)",
+            "t": "t: Student-t on the per-seed differences (3 or more seeds)",
+            "none": "no interval (one value)"}
+    family = max((c["family"] for c in comps), default=0)
+    return (f"Intervals: {'; '.join(said[k] for k in kinds)}; Holm-corrected over the {family} comparisons of this "
+            "verdict (each interval drawn at its Holm level, 5% family-wise error), so \"beats\" means the corrected "
+            "interval lies above 0.")

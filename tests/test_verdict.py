@@ -1,0 +1,201 @@
+"""The verdict of `rqgmm evaluate`: Holm's correction, the bootstrap over test users, the interval kinds,
+the words, and the warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from rqgmm.evaluate import caveats, plots, verdict
+from rqgmm.evaluate.intervals import UserBootstrap, auc_influence, bootstrap_differences
+from rqgmm.evaluate.slices import SLICES
+from rqgmm.evaluate.tables import holm
+
+
+# ----------------------------------------------------------------------------- Holm
+
+
+def test_holm_matches_a_hand_computation():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> max with 0.06)
+    adjusted, levels = holm(p, alpha=0.05)
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # steps: 0.005 <= 0.05/4 reject; 0.01 <= 0.05/3 reject; 0.03 > 0.05/2 stop: it and the rest at 0.025
+    assert levels.tolist() == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_level_intervals_agree_with_adjusted_p_values(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 0.05, 12) ** rng.uniform(0.5, 2, 12)
+    adjusted, levels = holm(p, alpha=0.05)
+    # a test dual to its interval excludes 0 at its Holm level exactly when Holm rejects it
+    assert ((p <= levels) == (adjusted <= 0.05)).all()
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def test_auc_influence_gives_sklearn_auc_with_ties():
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 300), rng.integers(0, 7, 300).astype(float)
+    auc, psi = auc_influence(labels, scores)
+    assert auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    # the first-order expansion predicts a reweighted AUC: weight 1 + eps on one row
+    i, eps = 5, 1e-4
+    weights = np.ones(300)
+    weights[i] += eps
+    reweighted = roc_auc_score(labels, scores, sample_weight=weights)
+    assert (reweighted - auc) == pytest.approx(eps * psi[i], rel=1e-2, abs=1e-9)
+
+
+def _paired_log(rng, rows: int, users: int, mu_a: float = 1.0, mu_b: float = 0.8):
+    """Scores a, b with known AUCs: Phi(mu / sqrt(2 var)), b's noise has variance 1 + 0.3^2."""
+    user = rng.integers(0, users, rows)
+    labels = (rng.random(rows) < 0.3).astype(np.int8)
+    noise = rng.normal(size=rows)
+    a = mu_a * labels + noise
+    b = mu_b * labels + noise + 0.3 * rng.normal(size=rows)
+    truth = stats.norm.cdf(mu_a / np.sqrt(2)) - stats.norm.cdf(mu_b / np.sqrt(2 * 1.09))
+    return labels, user, a, b, truth
+
+
+def test_bootstrap_interval_covers_the_true_difference():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(60):
+        labels, user, a, b, truth = _paired_log(rng, 3000, 300)
+        boot = UserBootstrap(labels, user, resamples=400, seed=int(rng.integers(1 << 30)))
+        (diff,) = bootstrap_differences(boot, {"a": a, "b": b}, [(["a"], ["b"], "all", np.ones(3000, bool))])
+        assert diff.kind == "bootstrap" and diff.mean == pytest.approx(roc_auc_score(labels, a)
+                                                                        - roc_auc_score(labels, b))
+        low, high = diff.interval(0.05)
+        covered += low <= truth <= high
+    assert 52 <= covered <= 60  # 95% nominal: 57 expected of 60
+
+
+def test_bootstrap_se_matches_a_brute_force_user_bootstrap():
+    rng = np.random.default_rng(2)
+    labels, user, a, b, _ = _paired_log(rng, 2000, 200)
+    boot = UserBootstrap(labels, user, resamples=1000, seed=0)
+    (diff,) = bootstrap_differences(boot, {"a": a, "b": b}, [(["a"], ["b"], "all", np.ones(2000, bool))])
+    brute = []
+    for _ in range(300):  # resample users with replacement, re-rank every time
+        weights = np.bincount(rng.integers(0, 200, 200), minlength=200)[user]
+        brute.append(roc_auc_score(labels, a, sample_weight=weights) - roc_auc_score(labels, b, sample_weight=weights))
+    assert diff.se == pytest.approx(np.std(brute, ddof=1), rel=0.2)
+
+
+# ----------------------------------------------------------------------------- comparisons and their kinds
+
+
+def _ctr(label: str, seed: int, auc: float, slice_auc: dict | None = None, backbone: str = "fnn") -> dict:
+    variant, _, tok = label.partition(" (")
+    return dict(kind="ctr", dataset="d", regime="side fields", backbone=backbone, seed=seed, label=label,
+                variant=variant, tokenizer=tok.rstrip(")") or None, auc=auc, content_parameters=0, bytes_per_item=0,
+                n_test=1000, slices={s: dict(auc=(slice_auc or {}).get(s), n=200) for s in SLICES})
+
+
+def _records(seeds: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for seed in range(seeds):
+        base = 0.70 + 0.01 * rng.normal()
+        out += [_ctr("none", seed, base), _ctr("embedding", seed, base + 0.02),
+                _ctr("ids (rqgmm)", seed, base + 0.01 + 0.001 * rng.normal()),
+                _ctr("ids+embedding (rqgmm)", seed, base + 0.02 + 0.001 * rng.normal())]
+    return out
+
+
+def test_three_seeds_give_student_t_intervals():
+    comps = verdict.comparisons(_records(3))
+    assert {c["interval"] for c in comps} == {"t"} and {c["column"] for c in comps} == {"all"}
+    ids = next(c for c in comps if c["label"] == "ids (rqgmm)")
+    assert ids["family"] == 3 and ids["seeds"] == 3 and ids["level"] <= 0.05
+
+
+def test_one_seed_gives_bootstrap_intervals_from_the_predictions():
+    rng = np.random.default_rng(3)
+    labels, user, a, b, _ = _paired_log(rng, 1000, 100)
+    slices = np.array(["all-rows-only"] * 1000)
+    predictions = {("side fields", "fnn", 0, label): p for label, p in
+                   (("none", b), ("embedding", a), ("ids (rqgmm)", b), ("ids+embedding (rqgmm)", a))}
+    test = verdict.TestRows(labels, user, slices, predictions)
+    comps = verdict.comparisons(_records(1), test)
+    assert {c["interval"] for c in comps} == {"bootstrap"}
+    without = verdict.comparisons(_records(1))  # no predictions kept (runs of an older store): no interval
+    assert {c["interval"] for c in without} == {"none"} and all(c["low"] is None for c in without)
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def _comp(label, baseline, column, mean, low, high, backbone="fnn"):
+    variant, _, tok = label.partition(" (")
+    return dict(kind="comparison", regime="side fields", backbone=backbone, tokenizer=tok.rstrip(")") or None,
+                variant=variant, label=label, baseline=baseline, column=column, mean=mean, low=low, high=high,
+                interval="bootstrap", family=6)
+
+
+def test_verdict_words_on_hand_made_comparisons():
+    comps = [_comp("ids+embedding (rqgmm)", "embedding", "all", 0.0012, 0.0007, 0.0017),
+             _comp("ids+embedding (rqgmm)", "embedding", "cold", 0.0003, -0.0010, 0.0016),
+             _comp("ids (rqgmm)", "none", "all", 0.004, 0.002, 0.006),
+             _comp("ids (rqgmm)", "none", "cold", 0.003, 0.001, 0.005),
+             _comp("embedding", "none", "all", 0.010, 0.008, 0.012),
+             _comp("embedding", "none", "cold", 0.012, 0.009, 0.015)]
+    lines = verdict.verdict_lines(comps)
+    assert lines == [
+        "Regime side fields:",
+        "  IDs (rqgmm): beats no content by +0.0040 [+0.0020, +0.0060] AUC on all rows; beats no content by "
+        "+0.0030 [+0.0010, +0.0050] AUC on cold items.",
+        "  IDs+embedding (rqgmm): beats the embedding by +0.0012 [+0.0007, +0.0017] AUC on all rows; on cold items "
+        "no difference from the embedding is shown.",
+        "  The embedding: beats no content by +0.0100 [+0.0080, +0.0120] AUC on all rows; beats no content by "
+        "+0.0120 [+0.0090, +0.0150] AUC on cold items.",
+        "  Share of the embedding's cold-item gain that IDs alone (rqgmm) recover: fnn 25% (+0.0030 of +0.0120).",
+    ]
+
+
+# ----------------------------------------------------------------------------- warnings and plots
+
+
+def test_warnings_name_the_problem_and_the_fix():
+    tok = dict(kind="tokenizer", tokenizer="rqgmm", shared_items=0.999, utilization=[1.0, 0.05],
+               warnings=["EM did not converge in 100 iterations"])
+    inputs = dict(kind="inputs", items=1206, distinct_vectors={"embedding": 33})
+    ctr = _ctr("none", 0, 0.7, dict(cold=0.7, tail=0.7, torso=0.7))
+    ctr["slices"]["head"] = dict(auc=None, n=4)
+    lines = caveats.caveats([tok, inputs, ctr])
+    assert lines == [
+        "tokenizer rqgmm: EM did not converge in 100 iterations; the IDs may be unstable: compare seeds, or pass "
+        "fewer --levels or a smaller --codebook-size",
+        "tokenizer rqgmm: 99.9% of the items share their full ID with another item; the IDs cannot tell those items "
+        "apart: check the embeddings (distinct vectors), or pass more --levels or a larger --codebook-size",
+        "tokenizer rqgmm: level 2 uses 5.0% of its codes; pass a smaller --codebook-size (or fewer --levels)",
+        "embedding 'embedding': only 33 distinct vectors for 1,206 items (near-duplicates); IDs cannot separate items "
+        "the embedding does not: embed richer item text (e.g. `rqgmm embed --text title,description`)",
+        "slice head: 4 test rows; no AUC and no verdict there: pass a longer log to judge head items",
+    ]
+
+
+def test_full_utilization_draws_no_plot(tmp_path):
+    full = [dict(kind="tokenizer", dataset="d", tokenizer="rqgmm", setting="2x4", utilization=[1.0, 1.0])]
+    assert plots.plot_utilization(full, tmp_path) == []
+    full[0]["utilization"] = [1.0, 0.5]
+    assert len(plots.plot_utilization(full, tmp_path)) == 1
+
+
+def test_terminal_lines_summarise_backbones_on_all_rows_and_cold_items():
+    comps = [_comp("ids+embedding (rqgmm)", "embedding", "all", 0.0012, 0.0007, 0.0017),
+             _comp("ids+embedding (rqgmm)", "embedding", "all", 0.0005, -0.0001, 0.0011, backbone="ipnn"),
+             _comp("ids+embedding (rqgmm)", "embedding", "cold", -0.004, -0.006, -0.002),
+             _comp("ids+embedding (rqgmm)", "embedding", "cold", 0.0003, -0.0010, 0.0016, backbone="ipnn"),
+             _comp("ids+embedding (rqgmm)", "embedding", "head", 0.01, 0.005, 0.015)]
+    assert verdict.brief_lines(comps) == [
+        "side fields: IDs+embedding (rqgmm) vs the embedding: all rows: beats it with 1 of 2 backbones (+0.0012); "
+        "cold items: loses to it with 1 of 2 backbones (−0.0040)"]
+    assert verdict.brief_lines(comps[:1]) == [
+        "side fields: IDs+embedding (rqgmm) vs the embedding: all rows: beats it +0.0012 [+0.0007, +0.0017]"]
