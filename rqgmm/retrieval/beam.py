@@ -55,13 +55,16 @@ def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, b
     scores : FloatTensor (B, beam), log-probabilities; -inf on the -1 rows
     """
     B, device = history.shape[0], history.device
-    context = model.flat(history)
+    states, cache = model.hidden(model.flat(history))  # the history once per user; beams read its keys and values
+    start = states.shape[1]
+    last = states[:, -1]
     prefix = torch.zeros(B, 1, 0, dtype=torch.int64, device=device)
     scores = torch.zeros(B, 1, device=device)
     for g in range(model.generated):
         width = prefix.shape[1]
-        tokens = torch.cat([context.repeat_interleave(width, 0), prefix.flatten(0, 1) + model.shift[:g]], 1)
-        logp = torch.log_softmax(model.logits(model.hidden(tokens)[:, -1], g).float(), -1)
+        if g:
+            last = model.hidden(prefix.flatten(0, 1) + model.shift[:g], cache, start)[0][:, -1]
+        logp = torch.log_softmax(model.logits(last, g).float(), -1)
         logp = logp.masked_fill(~masks.allowed(prefix.flatten(0, 1)), float("-inf"))
         total = (scores[:, :, None] + logp.view(B, width, -1)).flatten(1)
         scores, index = total.topk(min(beam, total.shape[1]), dim=1)

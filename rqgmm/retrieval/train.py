@@ -1,4 +1,5 @@
-"""Train a next-item model on leave-one-out sequences; early stopping on validation item-level Recall@10.
+"""Train a next-item model on leave-one-out sequences; early stopping on validation item-level Recall@10
+(NDCG@10 breaks ties).
 
 Training windows are cut once from each user's training sequence (the last
 S = H + 1 items, then the S before them, ...; left-padded) and held on the
@@ -29,6 +30,8 @@ from .vocab import ItemTokens
 
 logger = logging.getLogger(__name__)
 
+#: Automatic batches keep at least this many steps per epoch (small logs need the updates).
+MIN_STEPS_PER_EPOCH = 20
 #: Host/device bytes for one step's logits (B x S x V_generated floats, kept by autograd).
 LOGIT_BYTES = {"cuda": 4 << 30, "cpu": 256 << 20}
 EVAL_BATCH = {"cuda": 4096, "cpu": 256}
@@ -48,7 +51,8 @@ class RetrievalConfig:
         Epochs, and epochs without a better validation Recall@10 before stopping.
     lr : float
     batch_size : int or None
-        Windows per step; None: at most 256, fewer where the step's logits exceed LOGIT_BYTES.
+        Windows per step; None: at most 256, at most windows / MIN_STEPS_PER_EPOCH (at least 8), and fewer
+        where one step's logits would exceed LOGIT_BYTES.
     beam : int
         IDs generated per user (>= the largest K).
     valid_users : int
@@ -153,11 +157,11 @@ class Retriever:
         return ranks(ids, list(self.tokens.sizes[:self.tokens.generated]), targets, self.groups)
 
 
-def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, device: torch.device) -> int:
+def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int, device: torch.device) -> int:
     if config.batch_size is not None:
         return config.batch_size
     per_window = slots * sum(tokens.sizes[:tokens.generated]) * 4 * 3  # logits, softmax, gradient
-    return int(max(8, min(256, LOGIT_BYTES[device.type] // per_window)))
+    return int(max(8, min(256, windows // MIN_STEPS_PER_EPOCH, LOGIT_BYTES[device.type] // per_window)))
 
 
 def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) -> Retriever:
@@ -174,18 +178,19 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) 
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
     sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
     valid_history, valid_targets = histories(seqs, "valid", length)[sample], seqs.valid[sample]
-    batch = _batch(config, tokens, length + 1, device)
+    batch = _batch(config, tokens, length + 1, len(windows), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cuda", "cpu"))
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    best, best_state, stale = -1.0, None, 0
+    best, best_state, stale = (-1.0, -1.0), None, 0
     with _threads(config.num_threads):
         for epoch in range(config.max_epochs):
             loss = _epoch(model, optimizer, windows, batch, generator)
-            recall = recall_ndcg(retriever.ranks(valid_history, valid_targets)[0], (10,))["recall@10"]
-            retriever.valid_recall.append(recall)
-            logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f", epoch + 1, loss, recall)
-            if recall > best:
-                best, best_state, stale = recall, copy.deepcopy(model.state_dict()), 0
+            metrics = recall_ndcg(retriever.ranks(valid_history, valid_targets)[0], (10,))
+            score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
+            retriever.valid_recall.append(score[0])
+            logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f", epoch + 1, loss, *score)
+            if score > best:
+                best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
             else:
                 stale += 1
                 if stale >= config.patience:
