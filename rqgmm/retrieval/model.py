@@ -65,8 +65,7 @@ class Block(nn.Module):
         N, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(N, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if past is None:
-            att = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                             dropout_p=self.dropout if self.training else 0.0)
+            att = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # dropout: on the residuals
         else:
             att = _attend_after(q, k, v, *past)
         x = x + self.drop(self.out(att.transpose(1, 2).reshape(N, n, d)))
