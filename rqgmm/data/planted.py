@@ -88,8 +88,9 @@ class PlantedConfig:
         Each user's span is cut into ``sessions`` equal sessions, each with a
         topic drawn from the user's preferences (softmax), so a user's next
         items tend to share the topic of their last ones (the retrieval task's
-        planted structure). Within the topic, items follow popularity among
-        those released by then.
+        planted structure). Within the topic, a share ``fresh`` goes to its
+        items released in the last ``fresh_window``, the rest follow
+        popularity among those released by then.
     sessions : int
         Sessions per user over the log (with ``sequential``).
     row_group : int
@@ -252,17 +253,25 @@ class PlantedLog:
 
     def _session_items(self, rng: np.random.Generator, t: np.ndarray, users: np.ndarray,
                        items: np.ndarray) -> np.ndarray:
-        """Replace a share ``sequential`` of ``items`` (N,) by a popular released item of the user's session topic."""
+        """Replace a share ``sequential`` of ``items`` (N,) by an item of the user's session topic.
+
+        Within the topic, a share ``fresh`` goes to one of its items released in the last ``fresh_window``
+        (uniformly), the rest follow popularity among its items released by then.
+        """
         cfg, topics = self.config, self.topic_index
         session = np.minimum((t * cfg.sessions).astype(np.int64), cfg.sessions - 1)
         topic = self.session_topics[users, session]
         start = topics.starts[topic]
-        count = np.searchsorted(topics.keys, topic * cfg.items + self.released(t)) - start
+        stop = np.searchsorted(topics.keys, topic * cfg.items + self.released(t))  # released items of the topic
+        first_fresh = np.searchsorted(topics.keys, topic * cfg.items + self.released(t - cfg.fresh_window))
         base = np.where(start > 0, topics.cumulative[np.maximum(start - 1, 0)], 0.0)
-        top = topics.cumulative[np.maximum(start + count - 1, 0)]
+        top = topics.cumulative[np.maximum(stop - 1, 0)]
         draw = np.searchsorted(topics.cumulative, base + rng.random(len(t)) * (top - base), side="right")
-        chosen = topics.items[np.clip(draw, start, np.maximum(start + count - 1, start))]
-        use = (rng.random(len(t)) < cfg.sequential) & (count > 0)
+        popular = np.clip(draw, start, np.maximum(stop - 1, start))
+        recent = first_fresh + np.floor(rng.random(len(t)) * (stop - first_fresh)).astype(np.int64)
+        fresh = (rng.random(len(t)) < cfg.fresh) & (stop > first_fresh)
+        chosen = topics.items[np.minimum(np.where(fresh, recent, popular), cfg.items - 1)]
+        use = (rng.random(len(t)) < cfg.sequential) & (stop > start)
         return np.where(use, chosen, items)
 
     @functools.cached_property
