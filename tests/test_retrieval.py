@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rqgmm.data.planted import PlantedConfig, PlantedLog
 from rqgmm.errors import InputError
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
@@ -207,3 +208,49 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (out / "runs").glob("retrieval-*.json")) == stored
     assert json.loads((out / "results.json").read_text())["records"] == records
+
+
+# ----------------------------------------------------------------------------- planted sequential structure
+
+
+def _successive_same_topic(config) -> float:
+    """The share of a user's consecutive rows whose items share a topic; the rows only draw released items."""
+    log = PlantedLog(config)
+    chunk = log.chunk(0).to_pandas()
+    t = (np.arange(len(chunk)) + 0.5) / config.rows
+    assert (log.world.release[chunk["item_id"]] <= t).all()
+    topic = pd.Series(log.world.topic[chunk["item_id"]], index=chunk.index)
+    same = topic.groupby(chunk["user_id"]).apply(lambda s: (s.to_numpy()[1:] == s.to_numpy()[:-1]).mean())
+    return float(same.mean())
+
+
+def test_planted_sequential_structure_makes_next_items_share_the_topic():
+    base = PlantedConfig(rows=4_000, items=400, users=40, topics=8, widths=(4,), row_group=4_000, seed=2)
+    plain, sequential = _successive_same_topic(base), _successive_same_topic(replace(base, sequential=0.8,
+                                                                                     sessions=4))
+    assert plain < 0.3 < 0.6 < sequential  # chance is about 1/8 of consecutive rows
+    assert PlantedLog(replace(base, sequential=0.0)).chunk(0).equals(PlantedLog(base).chunk(0))
+
+
+def test_movielens_export_writes_what_evaluate_reads(tmp_path):
+    from rqgmm.bench.retrieval import main as export_main
+
+    assert export_main(["--dataset", "movielens-100k", "--embedder", "hashing-8", "--out", str(tmp_path)]) == 0
+    rows, items = pd.read_parquet(tmp_path / "interactions.parquet"), pd.read_parquet(tmp_path / "items.parquet")
+    assert list(rows.columns) == ["user_id", "item_id", "label", "timestamp"] and len(rows) == 100_000
+    assert set(rows["item_id"]) <= set(items["item_id"]) and len(items["embedding"].iloc[0]) == 8
+    assert export_main(["--dataset", "movielens-1m", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_both_tasks_from_a_toml_file_share_the_tokenizer(tmp_path):
+    rows, items = _tables(users=30)
+    config = tmp_path / "evaluate.toml"
+    config.write_text('task = "both"\nsequence = "all"\nmethods = "rqkmeans"\ncodebook-size = 4\nbackbones = "fnn"\n'
+                      'variants = "none,ids"\nquick = true\n')
+    result, out = _evaluate(tmp_path, rows, items, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert {r["kind"] for r in records} == {"tokenizer", "ctr", "retrieval"}
+    assert len([r for r in records if r["kind"] == "tokenizer"]) == 1
+    report = (out / "report.md").read_text()
+    assert "## CTR" in report and "## Generative retrieval" in report
