@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..atomic import atomic_output
 from ..data import DATASETS
-from ..errors import InputError
+from ..errors import InputError, exit_status
 from ..paths import Output, check_outputs
 
 logger = logging.getLogger("rqgmm.bench.retrieval")
@@ -53,14 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="movielens-small", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--embedder", default="minilm", help="minilm (default), mpnet or hashing-<dim>")
     parser.add_argument("--out", required=True, help="directory for interactions.parquet and items.parquet")
-    try:
-        args = parser.parse_args(argv)
-        _setup_logging(False)
-        export(args.dataset, args.embedder, Path(args.out))
-    except InputError as exc:
-        sys.stderr.write(f"rqgmm: error: {exc}\n")
-        return 2
-    return 0
+    args = parser.parse_args(argv)
+    _setup_logging(False)
+    return exit_status(lambda: export(args.dataset, args.embedder, Path(args.out)))
 
 
 if __name__ == "__main__":

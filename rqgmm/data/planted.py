@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import atomic_output
-from ..errors import InputError
+from ..errors import InputError, exit_status
 from ..paths import Output, check_outputs
 
 logger = logging.getLogger("rqgmm.data.planted")  # by name: under "rqgmm" also when run as __main__
@@ -376,14 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m rqgmm.data.planted``; the exit status: 0, or 2 with one line on bad arguments."""
     from ..cli import _Parser, _setup_logging  # the command line's one-line errors and "rqgmm: ..." messages
 
-    try:
+    def work() -> None:
         args = build_parser(_Parser).parse_args(argv)
         _setup_logging(args.quiet)
         write_planted(PlantedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "quiet")}), args.out)
-    except InputError as exc:
-        sys.stderr.write(f"rqgmm: error: {exc}\n")
-        return 2
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":
