@@ -30,8 +30,8 @@ from .vocab import ItemTokens
 
 logger = logging.getLogger(__name__)
 
-#: Automatic batches keep at least this many steps per epoch (small logs need the updates).
-MIN_STEPS_PER_EPOCH = 20
+#: Automatic batches keep at least this many steps per epoch (small logs need the updates; as the CTR trainer).
+MIN_STEPS_PER_EPOCH = 100
 #: Host/device bytes for one step's logits (B x S x V_generated floats, kept by autograd).
 LOGIT_BYTES = {"cuda": 4 << 30, "cpu": 256 << 20}
 EVAL_BATCH = {"cuda": 4096, "cpu": 256}
