@@ -202,6 +202,7 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path):
         assert sum(r["slices"][c]["n"] for c in ("cold", "tail", "torso", "head")) == 24
     report = (out / "report.md").read_text()
     assert "## Generative retrieval" in report and "rqkmeans − random" in report
+    assert "- task: retrieval" in report and "- backbones" not in report  # the header: this task's settings
     assert (out / "retrieval_rows.png").is_file()
     stored = sorted(p.name for p in (out / "runs").glob("retrieval-*.json"))
     again, _ = _evaluate(tmp_path, rows, items, *flags)  # resumes: every run found, nothing trained

@@ -68,7 +68,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             return
     meta = dict(command=shlex.join(["rqgmm", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] else "rqgmm evaluate",
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
-                items=len(data.items), **describe(config, data.timed), **describe_retrieval(config), seconds=seconds,
+                items=len(data.items), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_into(Path(args.out), records, meta)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],

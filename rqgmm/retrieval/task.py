@@ -61,7 +61,7 @@ class RetrievalEvaluation(Evaluation):
                     meta=dict(device=cfg.device))
         with grid.plan(tokenizers, runs):
             codes = self._timed("tokenizers", lambda: self._codes(grid, tokenizers))
-            self._timed("retrieval", lambda: self.records.extend(
+            self._timed("models", lambda: self.records.extend(
                 r.record for r in grid.run(runs, lambda job: self._retrieve(job, codes))))
         return self.records
 
@@ -135,12 +135,17 @@ class RetrievalEvaluation(Evaluation):
         return int((counts[inverse] > 1).sum())
 
 
-def describe_retrieval(config) -> dict:
-    """The retrieval settings as the report header shows them (none for the CTR task alone)."""
+#: The header lines that describe the CTR task only (left out when the task is retrieval alone).
+CTR_ONLY = ("split", "backbones", "variants", "max_epochs", "patience", "categorical", "bag", "numeric")
+
+
+def describe_retrieval(config, header: dict) -> dict:
+    """The report header's settings ``header`` with the retrieval task's (unchanged for the CTR task alone)."""
     if config.task == "ctr":
-        return {}
+        return header
+    header = {k: v for k, v in header.items() if config.task == "both" or k not in CTR_ONLY}
     training = retrieval_config(config)
-    return dict(task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
+    return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
                                  f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
                                  f"(patience {training.patience}), beam {training.beam}"))
