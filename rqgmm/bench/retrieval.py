@@ -10,7 +10,6 @@ as ``rqgmm benchmark`` does, cached under ~/.cache/rqgmm), each atomically.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path

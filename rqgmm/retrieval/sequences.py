@@ -64,7 +64,7 @@ class Sequences:
         return self.items[self.starts[user]:stop]
 
     def training_mask(self) -> np.ndarray:
-        """BoolTensor-like (N,): the items that belong to a training sequence (all but each user's last two)."""
+        """ndarray bool (N,): the items that belong to a training sequence (all but each user's last two)."""
         mask = np.ones(len(self.items), dtype=bool)
         mask[self.starts[1:] - 1] = False
         mask[self.starts[1:] - 2] = False
