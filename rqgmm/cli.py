@@ -258,7 +258,9 @@ def _add_evaluate(sub) -> None:
                        ("--methods", "tokenizers, A,B (default rqgmm,rqkmeans)"),
                        ("--backbones", f"{','.join(BACKBONES)} (default all)"),
                        ("--variants", "none,embedding,ids,ids+embedding (default all)"),
-                       ("--tokenize", "fused (default) or per-modality"), ("--device", "torch device (default cpu)")):
+                       ("--tokenize", "fused (default) or per-modality"), ("--device", "torch device (default cpu)"),
+                       ("--task", "ctr (default), retrieval (generative retrieval over the IDs) or both"),
+                       ("--sequence", "retrieval: each user's positive rows (default positives) or all rows")):
         ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--embedding", action="append", default=None,
                     help="embedding column of the items table; repeat for several modalities (default embedding)")

@@ -15,3 +15,15 @@ class ConvergenceWarning(UserWarning):
     The project's own class (importing scikit-learn's would add a second to every
     command's start-up); filter it as ``rqgmm.ConvergenceWarning``.
     """
+
+
+def exit_status(work) -> int:
+    """Run ``work()`` (a module's ``main``): 0, or 2 with the InputError's one line on stderr."""
+    import sys
+
+    try:
+        work()
+    except InputError as exc:
+        sys.stderr.write(f"rqgmm: error: {exc}\n")
+        return 2
+    return 0

@@ -30,6 +30,7 @@ files. From the shell::
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from dataclasses import dataclass, fields
@@ -40,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import atomic_output
-from ..errors import InputError
+from ..errors import InputError, exit_status
 from ..paths import Output, check_outputs
 
 logger = logging.getLogger("rqgmm.data.planted")  # by name: under "rqgmm" also when run as __main__
@@ -81,6 +82,17 @@ class PlantedConfig:
         Recency window of the fresh impressions, as a share of the log's span.
     base_logit : float
         Logit of the click rate at zero affinity (-1.5: about 18%).
+    sequential : float
+        Share of impressions drawn from the user's current session topic
+        (0, the default: none, and the log is the same as without the option).
+        Each user's span is cut into ``sessions`` equal sessions, each with a
+        topic drawn from the user's preferences (softmax), so a user's next
+        items tend to share the topic of their last ones (the retrieval task's
+        planted structure). Within the topic, a share ``fresh`` goes to its
+        items released in the last ``fresh_window``, the rest follow
+        popularity among those released by then.
+    sessions : int
+        Sessions per user over the log (with ``sequential``).
     row_group : int
         Rows per parquet row group (and per generated chunk).
     """
@@ -99,10 +111,12 @@ class PlantedConfig:
     fresh: float = 0.1
     fresh_window: float = 0.02
     base_logit: float = -1.5
+    sequential: float = 0.0
+    sessions: int = 8
     row_group: int = 1 << 20
 
     def __post_init__(self) -> None:
-        for name in ("rows", "items", "users", "topics", "row_group"):
+        for name in ("rows", "items", "users", "topics", "row_group", "sessions"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"planted log: {name} must be an integer >= 1, got {value!r}")
@@ -111,7 +125,7 @@ class PlantedConfig:
         for name in ("skew", "affinity", "appeal", "embedding_noise"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"planted log: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("catalogue", "fresh", "fresh_window"):
+        for name in ("catalogue", "fresh", "fresh_window", "sequential"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"planted log: {name} must lie in [0, 1], got {getattr(self, name)}")
         if round(self.catalogue * self.items) < 1:
@@ -178,14 +192,26 @@ def make_catalogue(config: PlantedConfig) -> Catalogue:
                      preference=preference, user_bias=(0.5 * rng.standard_normal(U)).astype(np.float32))
 
 
+@dataclass(frozen=True)
+class TopicIndex:
+    """Items sorted by (topic, item): ``items`` (M,), search ``keys`` topic * M + item, each topic's first
+    position ``starts`` (T,), and the running sum of popularity weights in that order ``cumulative`` (M,)."""
+
+    items: np.ndarray
+    keys: np.ndarray
+    starts: np.ndarray
+    cumulative: np.ndarray
+
+
 class PlantedLog:
     """A planted log, generated chunk by chunk (one chunk = one row group).
 
     Row ``j`` of ``N`` happens at time ``t = (j + 0.5) / N`` in [0, 1). Each chunk
     draws from its own stream (seed, chunk index), so chunks can be made in any
-    order. :meth:`draw_items` is the place for sequential structure (issue 22:
-    a user's next item near the topic of their last ones); today impressions
-    are independent given the time.
+    order. With ``sequential`` > 0, :meth:`draw_items` gives a share of the
+    impressions to the user's session topic (a user's next items share the
+    topic of their last ones); otherwise impressions are independent given the
+    time.
     """
 
     def __init__(self, config: PlantedConfig) -> None:
@@ -220,7 +246,52 @@ class PlantedLog:
         lo, hi = self.released(t - cfg.fresh_window), self.released(t)
         fresh = (rng.random(len(t)) < cfg.fresh) & (hi > lo)
         offset = np.floor(rng.random(len(t)) * (hi - lo)).astype(np.int64)
-        return np.where(fresh, lo + offset, items)
+        items = np.where(fresh, lo + offset, items)
+        if cfg.sequential > 0:
+            items = self._session_items(rng, t, users, items)
+        return items
+
+    def _session_items(self, rng: np.random.Generator, t: np.ndarray, users: np.ndarray,
+                       items: np.ndarray) -> np.ndarray:
+        """Replace a share ``sequential`` of ``items`` (N,) by an item of the user's session topic.
+
+        Within the topic, a share ``fresh`` goes to one of its items released in the last ``fresh_window``
+        (uniformly), the rest follow popularity among its items released by then.
+        """
+        cfg, topics = self.config, self.topic_index
+        session = np.minimum((t * cfg.sessions).astype(np.int64), cfg.sessions - 1)
+        topic = self.session_topics[users, session]
+        start = topics.starts[topic]
+        stop = np.searchsorted(topics.keys, topic * cfg.items + self.released(t))  # released items of the topic
+        first_fresh = np.searchsorted(topics.keys, topic * cfg.items + self.released(t - cfg.fresh_window))
+        base = np.where(start > 0, topics.cumulative[np.maximum(start - 1, 0)], 0.0)
+        top = topics.cumulative[np.maximum(stop - 1, 0)]
+        draw = np.searchsorted(topics.cumulative, base + rng.random(len(t)) * (top - base), side="right")
+        popular = np.clip(draw, start, np.maximum(stop - 1, start))
+        recent = first_fresh + np.floor(rng.random(len(t)) * (stop - first_fresh)).astype(np.int64)
+        fresh = (rng.random(len(t)) < cfg.fresh) & (stop > first_fresh)
+        chosen = topics.items[np.minimum(np.where(fresh, recent, popular), cfg.items - 1)]
+        use = (rng.random(len(t)) < cfg.sequential) & (stop > start)
+        return np.where(use, chosen, items)
+
+    @functools.cached_property
+    def session_topics(self) -> np.ndarray:
+        """The topic of each user's session (U, sessions), drawn from softmax(preference) (its own stream)."""
+        cfg = self.config
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3]))
+        weights = np.exp(self.world.preference - self.world.preference.max(1, keepdims=True))
+        cdf = np.cumsum(weights, 1)
+        draws = rng.random((cfg.users, cfg.sessions)) * cdf[:, -1:]
+        return np.minimum((cdf[:, None, :] <= draws[:, :, None]).sum(-1), cfg.topics - 1).astype(np.int64)
+
+    @functools.cached_property
+    def topic_index(self) -> "TopicIndex":
+        """The items grouped by topic, in release order, with cumulative popularity weights."""
+        world, M = self.world, self.config.items
+        items = np.lexsort((np.arange(M), world.topic))
+        weights = np.diff(np.r_[0.0, world.popularity_cdf])[items]
+        starts = np.searchsorted(world.topic[items], np.arange(self.config.topics))
+        return TopicIndex(items, world.topic[items] * M + items, starts, np.cumsum(weights))
 
     def labels(self, rng: np.random.Generator, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Bernoulli(sigmoid(base + preference[user, topic] + user bias + item quality)) (N,) -> (N,) int8."""
@@ -293,7 +364,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                             help=f"default {defaults[name]}")
     parser.add_argument("--widths", type=_int_list, default=defaults["widths"],
                         help="embedding widths, one column each (default 64,32)")
-    for name in ("skew", "affinity", "appeal", "embedding_noise", "catalogue", "fresh"):
+    parser.add_argument("--sessions", type=int, default=defaults["sessions"], help=f"default {defaults['sessions']}")
+    for name in ("skew", "affinity", "appeal", "embedding_noise", "catalogue", "fresh", "sequential"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name],
                             help=f"default {defaults[name]} (see PlantedConfig)")
     parser.add_argument("--quiet", action="store_true")
@@ -304,14 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m rqgmm.data.planted``; the exit status: 0, or 2 with one line on bad arguments."""
     from ..cli import _Parser, _setup_logging  # the command line's one-line errors and "rqgmm: ..." messages
 
-    try:
+    def work() -> None:
         args = build_parser(_Parser).parse_args(argv)
         _setup_logging(args.quiet)
         write_planted(PlantedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "quiet")}), args.out)
-    except InputError as exc:
-        sys.stderr.write(f"rqgmm: error: {exc}\n")
-        return 2
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..parallel import is_writer, process_group
 from ..paths import Output, check_outputs
+from ..retrieval.task import describe_retrieval, evaluate_tasks
 from .config import EvaluateConfig, config_from_args, run_settings
 from .grid import MARKER, RecordStore, file_fingerprint
 from .inputs import check_inputs, read_table
@@ -25,7 +26,7 @@ from .caveats import caveats
 from .report import write_into
 from .tables import ordered, select
 from .verdict import brief_lines, short_note
-from .run import SPLIT_RULE, Evaluation
+from .run import SPLIT_RULE
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     with process_group(config.device, timeout_s=GATHER_TIMEOUT_S) as device:
         config = replace(config, device=device, train=replace(config.train, device=device))
-        evaluation = Evaluation(data, config, dataset=dataset, store=store,
-                                progress=not args.quiet and sys.stderr.isatty())
-        records = evaluation.run()
+        records, seconds = evaluate_tasks(data, config, dataset, store, not args.quiet and sys.stderr.isatty())
         if not is_writer():
             return
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
-                dataset=evaluation.dataset, datasets=[evaluation.dataset], rows=len(data.interactions),
-                items=len(data.items), **describe(config, data.timed), seconds=evaluation.seconds,
+                dataset=dataset, datasets=[dataset], rows=len(data.interactions),
+                items=len(data.items), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_into(Path(args.out), records, meta)
     echo_verdict(records)

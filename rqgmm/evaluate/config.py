@@ -16,6 +16,10 @@ from ..tokenizer import methods, tokenizer_class
 
 VARIANTS = ("none", "embedding", "ids", "ids+embedding")
 TOKENIZE = ("fused", "per-modality")
+#: What ``evaluate`` measures: the CTR task, generative retrieval (rqgmm.retrieval), or both.
+TASKS = ("ctr", "retrieval", "both")
+#: The retrieval task's sequences: each user's positive rows (the label), or every row.
+SEQUENCES = ("positives", "all")
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
 QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
 
@@ -49,6 +53,8 @@ class EvaluateConfig:
     tokenize: str = "fused"
     embedding_dim: int = 16
     time_given: bool = False
+    task: str = "ctr"
+    sequence: str = "positives"
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -56,6 +62,8 @@ class EvaluateConfig:
         _choices(self.backbones, sorted(BACKBONES), "--backbones")
         _choices(self.variants, VARIANTS, "--variants")
         _choices((self.tokenize,), TOKENIZE, "--tokenize")
+        _choices((self.task,), TASKS, "--task")
+        _choices((self.sequence,), SEQUENCES, "--sequence")
         for name in ("levels", "codebook_size", "seeds"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -150,7 +158,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 #: Options that say which runs the grid holds and where they run, not what a run computes: finished runs
 #: stay valid when these change (a re-run with more seeds or another backbone reuses them).
-GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device")
+GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device", "task", "sequence")
 #: Training options that do not change a run's result (``seed`` is one of the grid's axes).
 TRAIN_PLACEMENT = ("device", "progress", "num_threads", "seed")
 

@@ -24,6 +24,7 @@ from ..ctr.models import BACKBONES
 from . import plots
 from .grid import json_default
 from .caveats import caveats
+from .retrieval_report import plot_retrieval, retrieval_section
 from .slices import SLICES
 from .tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
 from .verdict import COLUMNS, OVERALL, interval_note, verdict_lines
@@ -166,6 +167,7 @@ def render_report(records: list[dict], meta: dict) -> str:
         in_data = select(records, dataset=dataset)
         lines += [f"# {dataset}", ""] if several else []
         lines += tokenizer_section(in_data) + ctr_section(in_data) + cost_section(in_data)
+        lines += retrieval_section(in_data)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
 
@@ -191,6 +193,7 @@ def render_outputs(directory: Path, records: list[dict], meta: dict) -> list[Pat
                                                        default=json_default) + "\n")
     (directory / "report.md").write_text(render_report(records, meta))
     pngs = plots.plot_utilization(records, directory) + plots.plot_em_history(records, directory)
+    pngs += plot_retrieval(records, directory)
     return [directory / "results.json", directory / "report.md", *map(Path, pngs + plot_ctr(records, directory))]
 
 

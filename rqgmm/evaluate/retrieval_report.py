@@ -1,0 +1,117 @@
+"""The generative-retrieval section of ``report.md`` and its plot (records of kind ``retrieval``).
+
+Cells are the mean over seeds (± the sample std); differences are paired by
+seed with a Student-t 95% interval (``tables.paired_difference``), as the CTR
+section's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..retrieval.metrics import KS
+from ..retrieval.vocab import ITEM_ID, RANDOM
+from . import plots
+from .slices import SLICES
+from .tables import FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, paired_difference, select
+
+OVERALL = "all"
+HEADLINE = ("recall@10", "ndcg@10")
+
+
+def id_kinds(recs: list[dict]) -> list[str]:
+    """Tokenizers first (rqgmm, rqkmeans, then the rest), then random IDs and the item-ID model."""
+    names = ordered((r["ids"] for r in recs), FIRST_TOKENIZERS)
+    return [n for n in names if n not in (RANDOM, ITEM_ID)] + [n for n in (RANDOM, ITEM_ID) if n in names]
+
+
+def value(record: dict, column: str, key: str, level: str = "item") -> float | None:
+    """An item-level (or ID-level) metric over every test user or one popularity slice."""
+    return record[level][key] if column == OVERALL else record["slices"][column][key]
+
+
+def paired(a: list[dict], b: list[dict], column: str, key: str) -> dict | None:
+    """Mean per-seed difference a − b with its 95% Student-t interval; None without common seeds."""
+    left = {r["seed"]: value(r, column, key) for r in a if value(r, column, key) is not None}
+    right = {r["seed"]: value(r, column, key) for r in b if value(r, column, key) is not None}
+    seeds = sorted(set(left) & set(right))
+    return paired_difference([left[s] for s in seeds], [right[s] for s in seeds]) if seeds else None
+
+
+def _metric_table(recs: list[dict]) -> str:
+    keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
+    rows = [[ids, *(fmt_mean_std([value(r, OVERALL, k) for r in select(recs, ids=ids)]) for k in keys)]
+            for ids in id_kinds(recs)]
+    return markdown_table(["IDs", *(f"item {k}" for k in keys)], rows)
+
+
+def _inflation_table(recs: list[dict]) -> str:
+    rows = []
+    for ids in id_kinds(recs):
+        group = select(recs, ids=ids)
+        rows.append([ids, f"{group[0]['shared_items']:,}",
+                     *(fmt_mean_std([value(r, OVERALL, f"recall@{k}", "id") for r in group]) for k in KS),
+                     *(fmt_mean_std([r["inflation"][f"recall@{k}"] for r in group], 3) for k in KS)])
+    header = ["IDs", "items sharing their ID", *(f"ID-level recall@{k}" for k in KS),
+              *(f"inflation @{k}" for k in KS)]
+    return markdown_table(header, rows)
+
+
+def _slice_table(recs: list[dict]) -> str:
+    rows = [[ids, *(fmt_mean_std([value(r, c, "recall@10") for r in select(recs, ids=ids)]) for c in SLICES)]
+            for ids in id_kinds(recs)]
+    return markdown_table(["IDs", *(f"item recall@10 {c}" for c in SLICES)], rows)
+
+
+def _difference_table(recs: list[dict]) -> str | None:
+    rows = []
+    names = id_kinds(recs)
+    for base in (RANDOM, ITEM_ID):
+        for ids in names:
+            if ids in (RANDOM, ITEM_ID) or base not in names:
+                continue
+            a, b = select(recs, ids=ids), select(recs, ids=base)
+            rows.append([f"{ids} − {base}", *(fmt_difference(paired(a, b, c, k)) for k in HEADLINE
+                                               for c in (OVERALL, "cold"))])
+    header = ["comparison", *(f"{k} {c}" for k in HEADLINE for c in (OVERALL, "cold"))]
+    return markdown_table(header, rows) if rows else None
+
+
+def retrieval_section(records: list[dict]) -> list[str]:
+    """The section's markdown lines (none without retrieval records)."""
+    recs = select(records, kind="retrieval")
+    if not recs:
+        return []
+    first = recs[0]
+    sizes = ", ".join(f"{c} {first['slices'][c]['n']}" for c in SLICES)
+    lines = ["## Generative retrieval (next item over ID tokens, trie-constrained beam search)", "",
+             f"{first['users']:,} test users ({first['dropped_users']:,} dropped with fewer than 3 "
+             f"{'positive ' if first['sequence'] == 'positives' else ''}items); test items per slice: {sizes}. "
+             "Item level: a generated ID shared by m items ranks those m items by training popularity (the "
+             "collision correction); ID level counts a shared ID as a hit. Controls: random IDs (the first "
+             "tokenizer's ID rows dealt to the items at random) and the item-ID model (one token per item).", "",
+             _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
+             _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",
+             _slice_table(recs), ""]
+    diff = _difference_table(recs)
+    if diff:
+        lines += ["Item-level differences, paired by seed, mean [95% Student-t interval]:", "", diff, ""]
+    return lines
+
+
+def plot_retrieval(records: list[dict], out_dir: Path) -> list[Path]:
+    """Per dataset: item-level Recall@10 by popularity slice, one bar per kind of IDs."""
+    recs, paths = select(records, kind="retrieval"), []
+    for dataset in ordered(r["dataset"] for r in recs):
+        group, columns = select(recs, dataset=dataset), [OVERALL, *SLICES]
+        series = {ids: tuple(map(list, zip(*(plots._mean_err([value(r, c, "recall@10") for r in
+                                                               select(group, ids=ids)]) for c in columns))))
+                  for ids in id_kinds(group)}
+        fig, ax = plots.plt.subplots(figsize=(7.5, 4.0))
+        plots._grouped_bars(ax, columns, series)
+        ax.set_ylabel("item-level Recall@10 (mean ± std over seeds)")
+        ax.set_title(f"{dataset}: generative retrieval by popularity slice")
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        paths.append(plots._save(fig, out_dir, f"retrieval_{plots._safe(dataset)}"))
+    return paths

@@ -1,0 +1,124 @@
+"""Per-user item sequences and the leave-one-out split of generative retrieval (as TIGER).
+
+Each user's items (the rows their label marks positive, or every row) in time
+order: the last item is the test target, the one before it the validation
+target, the rest the training sequence. Users with fewer than
+:data:`MIN_ITEMS` items are dropped and counted. Items first seen in a test
+target stay in the catalogue: they are the cold slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: A user needs a training, a validation and a test item.
+MIN_ITEMS = 3
+SEQUENCE = ("positives", "all")
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Every kept user's items in time order, split leave-one-out.
+
+    Attributes
+    ----------
+    items : ndarray int64 (N,)
+        Item rows (indices into the item table), user after user, each user's in time order.
+    starts : ndarray int64 (U + 1,)
+        User u's items are ``items[starts[u]:starts[u + 1]]`` (at least MIN_ITEMS each).
+    n_items : int
+        M, the catalogue size (items never seen in any sequence included).
+    dropped_users : int
+        Users with fewer than MIN_ITEMS items.
+    """
+
+    items: np.ndarray
+    starts: np.ndarray
+    n_items: int
+    dropped_users: int
+
+    @property
+    def n_users(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def test(self) -> np.ndarray:
+        """The last item of each user (U,)."""
+        return self.items[self.starts[1:] - 1]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """The item before the last of each user (U,)."""
+        return self.items[self.starts[1:] - 2]
+
+    def history(self, user: int, part: str) -> np.ndarray:
+        """Items before user's ``part`` target: ``"train"`` (training sequence), ``"valid"`` or ``"test"``."""
+        stop = self.starts[user + 1] - {"train": 2, "valid": 2, "test": 1}[part]
+        return self.items[self.starts[user]:stop]
+
+    def training_mask(self) -> np.ndarray:
+        """ndarray bool (N,): the items that belong to a training sequence (all but each user's last two)."""
+        mask = np.ones(len(self.items), dtype=bool)
+        mask[self.starts[1:] - 1] = False
+        mask[self.starts[1:] - 2] = False
+        return mask
+
+    def popularity(self) -> np.ndarray:
+        """Training count of each item (M,) int64 (0 for items never in a training sequence: cold)."""
+        return np.bincount(self.items[self.training_mask()], minlength=self.n_items)
+
+
+def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, times: np.ndarray | None,
+                    n_items: int, sequence: str = "positives", label: str = "label") -> Sequences:
+    """The leave-one-out sequences of a log.
+
+    Parameters
+    ----------
+    users, items : ndarray int (N,)
+        User codes and item rows of every log row.
+    labels : ndarray (N,) 0/1
+    times : ndarray (N,) or None
+        A sort key; None: the rows' order is their time order.
+    n_items : int
+        M, the catalogue size (items rows lie in [0, M)).
+    sequence : "positives" (rows labelled 1) or "all" (every row).
+    label : the label column's name, for messages.
+
+    Raises
+    ------
+    InputError
+        When the label marks no positive row, or no user has MIN_ITEMS items.
+    """
+    if sequence not in SEQUENCE:
+        raise InputError(f"unknown --sequence {sequence!r}; choose from {', '.join(SEQUENCE)}")
+    keep = np.ones(len(users), dtype=bool)
+    if sequence == "positives":
+        keep = np.asarray(labels) == 1
+        if not keep.any():
+            raise InputError(f"label column {label!r} marks no row positive (no 1); the retrieval task takes each "
+                             "user's positive items: give positives the label 1, or pass --sequence all")
+    rows = np.flatnonzero(keep)
+    keys = [np.arange(len(rows))] + ([np.asarray(times)[rows]] if times is not None else []) + [users[rows]]
+    order = rows[np.lexsort(keys)]  # by user, then time, then row: stable
+    user_of, item_of = np.asarray(users)[order], np.asarray(items, dtype=np.int64)[order]
+    starts = np.r_[0, np.flatnonzero(user_of[1:] != user_of[:-1]) + 1, len(order)]
+    lengths = np.diff(starts)
+    kept = lengths >= MIN_ITEMS
+    if not kept.any():
+        raise InputError(f"no user has {MIN_ITEMS} or more {'positive ' if sequence == 'positives' else ''}items "
+                         f"(the most is {int(lengths.max(initial=0))}); leave-one-out needs a training, a validation "
+                         "and a test item per user: pass a longer log" +
+                         (" or --sequence all" if sequence == "positives" else ""))
+    take = np.repeat(kept, lengths)
+    result = Sequences(item_of[take], np.r_[0, np.cumsum(lengths[kept])].astype(np.int64), int(n_items),
+                       int((~kept).sum()))
+    logger.info("leave-one-out: %d users kept, %d dropped (< %d items), %d items in sequences",
+                result.n_users, result.dropped_users, MIN_ITEMS, len(result.items))
+    return result

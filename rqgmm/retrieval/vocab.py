@@ -1,0 +1,70 @@
+"""The tokens of each item for a generative retriever: a semantic ID, random IDs of its shape, or one item token.
+
+An item is T input tokens, token t in ``[0, V_t)``; the first G of them are
+the ID the model generates. A semantic ID is its L codes (generated, G = L)
+and the suffix that tells apart items sharing them (input only: a generated ID
+shared by m items stands for all m, see :mod:`.metrics`). The item-ID control
+is one token per item (T = G = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ids import unique_suffix
+from ..keys import row_keys
+
+ITEM_ID, RANDOM = "item-id", "random"
+
+
+@dataclass(frozen=True)
+class ItemTokens:
+    """Tokens of the M items.
+
+    Attributes
+    ----------
+    tokens : ndarray int64 (M, T)
+    sizes : tuple of int, length T
+        V_t per position.
+    generated : int
+        G: the first G positions are the generated ID.
+    """
+
+    tokens: np.ndarray
+    sizes: tuple[int, ...]
+    generated: int
+
+    @classmethod
+    def semantic(cls, codes: np.ndarray, codebook_sizes) -> "ItemTokens":
+        """L codes (generated) and the collision suffix (input only) of codes (M, L)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        suffix = unique_suffix(codes)
+        sizes = (*(int(k) for k in codebook_sizes), int(suffix.max(initial=0)) + 1)
+        return cls(np.column_stack([codes, suffix]), sizes, codes.shape[1])
+
+    @classmethod
+    def random_like(cls, codes: np.ndarray, codebook_sizes, seed: int) -> "ItemTokens":
+        """The same ID rows (shape, codebook sizes, collision sizes) dealt to the items at random."""
+        perm = np.random.default_rng(np.random.SeedSequence([seed, 22])).permutation(len(codes))
+        return cls.semantic(np.asarray(codes)[perm], codebook_sizes)
+
+    @classmethod
+    def item_ids(cls, n_items: int) -> "ItemTokens":
+        """One token per item (M, 1)."""
+        return cls(np.arange(n_items, dtype=np.int64)[:, None], (int(n_items),), 1)
+
+    @property
+    def length(self) -> int:
+        """T, input tokens per item."""
+        return len(self.sizes)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The generated IDs (M, G)."""
+        return self.tokens[:, :self.generated]
+
+    def id_keys(self) -> np.ndarray:
+        """One int64 key per item's generated ID (M,): equal keys, shared ID."""
+        return row_keys(self.ids, list(self.sizes[:self.generated]))

@@ -1,0 +1,256 @@
+"""Generative retrieval (issue 22): leave-one-out split, constrained beam search, item-level metrics, the task."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rqgmm.data.planted import PlantedConfig, PlantedLog
+from rqgmm.errors import InputError
+from rqgmm.retrieval.beam import TrieMasks, beam_search
+from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
+from rqgmm.retrieval.model import ModelConfig, NextItemModel
+from rqgmm.retrieval.sequences import build_sequences
+from rqgmm.retrieval.train import QUICK, fit_retriever, histories, training_windows
+from rqgmm.retrieval.vocab import ItemTokens
+from rqgmm.trie import PrefixTrie
+
+
+def _log(seed: int = 0, users: int = 30, items: int = 40):
+    rng = np.random.default_rng(seed)
+    n = users * 8
+    return (rng.integers(0, users, n), rng.integers(0, items, n), rng.integers(0, 2, n), rng.permutation(n))
+
+
+# ----------------------------------------------------------------------------- leave-one-out
+
+
+def test_leave_one_out_holds_out_exactly_the_last_item_per_user():
+    users, items, labels, times = _log()
+    seqs = build_sequences(users, items, labels, times, 40)
+    frame = pd.DataFrame(dict(u=users, i=items, y=labels, t=times))
+    positives = frame[frame.y == 1].sort_values("t")
+    per_user = positives.groupby("u")["i"].apply(list)
+    kept = per_user[per_user.map(len) >= 3]
+    assert seqs.n_users == len(kept) and seqs.dropped_users == int((per_user.map(len) < 3).sum())
+    for u, sequence in enumerate(kept):
+        assert seqs.test[u] == sequence[-1] and seqs.valid[u] == sequence[-2]
+        assert seqs.history(u, "train").tolist() == sequence[:-2]
+        assert seqs.history(u, "test").tolist() == sequence[:-1]
+    assert seqs.training_mask().sum() == sum(len(s) - 2 for s in kept)
+    assert seqs.popularity().sum() == seqs.training_mask().sum()
+
+
+def test_every_row_without_time_keeps_row_order():
+    users = np.array([0, 1, 0, 0, 1, 1, 0])
+    items = np.array([5, 6, 7, 8, 9, 1, 2])
+    seqs = build_sequences(users, items, np.zeros(7), None, 10, sequence="all")
+    assert seqs.test.tolist() == [2, 1] and seqs.valid.tolist() == [8, 9]
+
+
+def test_training_windows_cover_every_training_target_once():
+    users, items, labels, times = _log(1)
+    seqs = build_sequences(users, items, labels, times, 40)
+    windows = training_windows(seqs, 3)
+    targets = ((windows[:, 1:] >= 0) & (windows[:, :-1] >= 0)).sum()
+    assert targets == seqs.training_mask().sum() - seqs.n_users  # all but each user's first training item
+    hist = histories(seqs, "test", 4)
+    assert hist.shape == (seqs.n_users, 4)
+    assert (hist[:, -1] == seqs.valid).all()
+
+
+@pytest.mark.parametrize("labels, sequence, message", [
+    (np.zeros(8, dtype=int), "positives", "marks no row positive"),
+    (np.array([1, 1, 0, 1, 1, 0, 0, 0]), "positives", "no user has 3 or more positive items"),
+])
+def test_bad_sequences_are_input_errors(labels, sequence, message):
+    users = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    with pytest.raises(InputError, match=message):
+        build_sequences(users, np.arange(8), labels, None, 8, sequence)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_collision_correction_on_a_hand_made_case():
+    """The module docstring's case: IDs (1,0) x3 (counts 1, 5, 3), (2,1), (0,3); list (1,0), (2,1), (0,3)."""
+    tokens = ItemTokens.semantic(np.array([[1, 0], [1, 0], [1, 0], [2, 1], [0, 3]]), [3, 4])
+    groups = IdGroups.build(tokens.id_keys(), np.array([1, 5, 3, 2, 0]))
+    generated = np.array([[[1, 0], [2, 1], [0, 3]]] * 2)
+    item_rank, id_rank = ranks(generated, [3, 4], np.array([0, 3]), groups)
+    assert item_rank.tolist() == [3, 4] and id_rank.tolist() == [1, 2]
+    item, ids = recall_ndcg(item_rank, (1, 3, 5)), recall_ndcg(id_rank, (1, 3, 5))
+    assert item["recall@1"] == 0.0 and ids["recall@1"] == 0.5
+    assert item["recall@3"] == 0.5 and item["recall@5"] == 1.0
+    assert item["ndcg@3"] == pytest.approx(0.5 * 0.5)
+    assert item["ndcg@5"] == pytest.approx(0.5 * (0.5 + 1 / np.log2(5)))
+    assert inflation(item, ids, (3, 5)) == {"recall@3": pytest.approx(1.0), "recall@5": pytest.approx(0.0)}
+    assert tokens.tokens[:3, 2].tolist() == [0, 1, 2]  # the suffix tells the three apart in the input
+
+
+def test_missed_and_empty_generations_rank_nowhere():
+    tokens = ItemTokens.item_ids(3)
+    groups = IdGroups.build(tokens.id_keys(), np.zeros(3))
+    item_rank, id_rank = ranks(np.array([[[2], [-1]]]), [3], np.array([1]), groups)
+    assert recall_ndcg(item_rank, (20,))["recall@20"] == 0.0 == recall_ndcg(id_rank, (20,))["recall@20"]
+
+
+# ----------------------------------------------------------------------------- beam search
+
+
+@pytest.mark.parametrize("beam", [1, 7, 40])
+def test_constrained_beam_search_returns_only_existing_ids(beam):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 6, (25, 2))  # 25 items on 36 possible IDs: many absent, some shared
+    tokens = ItemTokens.semantic(codes, [6, 6])
+    torch.manual_seed(0)
+    model = NextItemModel(tokens, 4, ModelConfig(dim=16, layers=1, heads=2)).eval()
+    trie = PrefixTrie.build(tokens.ids, [6, 6])
+    history = torch.as_tensor(np.r_[rng.integers(-1, 25, (5, 3)), [[-1, -1, -1]]])
+    ids, scores = beam_search(model, TrieMasks(trie, torch.device("cpu")), history, beam)
+    existing = {tuple(r) for r in codes.tolist()}
+    n_ids = len(existing)
+    for row, score in zip(ids.numpy(), scores.numpy()):
+        found = [tuple(r) for r, s in zip(row.tolist(), score) if np.isfinite(s)]
+        assert set(found) <= existing and len(found) == len(set(found)) == min(beam, n_ids)
+        assert (row[len(found):] == -1).all() and (np.diff(score[:len(found)]) <= 1e-6).all()
+
+
+def test_cached_decoding_equals_the_full_forward_pass():
+    rng = np.random.default_rng(1)
+    tokens = ItemTokens.semantic(rng.integers(0, 5, (20, 3)), [5, 5, 5])
+    torch.manual_seed(0)
+    model = NextItemModel(tokens, 5, ModelConfig(dim=16, layers=2, heads=2)).eval()
+    context = model.flat(torch.as_tensor(rng.integers(-1, 20, (3, 4))))
+    prefix = torch.as_tensor(rng.integers(0, 5, (3, 2, 2))) + model.shift[:2]  # 2 beams per context
+    full, _ = model.hidden(torch.cat([context.repeat_interleave(2, 0), prefix.flatten(0, 1)], 1))
+    _, cache = model.hidden(context)
+    cached, _ = model.hidden(prefix.flatten(0, 1), cache, context.shape[1])
+    torch.testing.assert_close(cached, full[:, context.shape[1]:], rtol=1e-4, atol=1e-5)
+
+
+def test_training_learns_a_deterministic_successor():
+    """Item i is always followed by item i + 1: the trained model ranks it first, with any IDs."""
+    items = np.concatenate([np.arange(s, s + 6) % 12 for s in range(12)] * 3)
+    users = np.repeat(np.arange(36), 6)
+    seqs = build_sequences(users, items, np.ones(len(items)), None, 12)
+    codes = np.column_stack([np.arange(12) // 4, np.arange(12) % 4])
+    config = replace(QUICK, model=ModelConfig(dim=32, layers=1, heads=2), max_epochs=40, patience=40, lr=1e-2,
+                     num_threads=1)
+    for tokens in (ItemTokens.semantic(codes, [3, 4]), ItemTokens.item_ids(12)):
+        retriever = fit_retriever(seqs, tokens, config)
+        item_rank, _ = retriever.ranks(histories(seqs, "test", retriever.length), seqs.test)
+        assert recall_ndcg(item_rank, (1,))["recall@1"] >= 0.9
+        assert max(retriever.valid_recall) >= 0.9
+
+
+# ----------------------------------------------------------------------------- the task, end to end
+
+
+def _evaluate(tmp_path, rows, items, *flags):
+    rows_path, items_path = tmp_path / "rows.parquet", tmp_path / "items.parquet"
+    rows.to_parquet(rows_path)
+    items.to_parquet(items_path)
+    out = tmp_path / "out"
+    return subprocess.run([sys.executable, "-m", "rqgmm", "evaluate", str(rows_path), "--items", str(items_path),
+                           "--out", str(out), "--quiet", *flags], capture_output=True, text=True), out
+
+
+def _tables(users: int = 24, per_user: int = 6, n_items: int = 30, label=None):
+    rng = np.random.default_rng(0)
+    n = users * per_user
+    rows = pd.DataFrame(dict(user_id=np.repeat(np.arange(users), per_user), item_id=rng.integers(0, n_items, n),
+                             label=rng.integers(0, 2, n) if label is None else label(n), timestamp=np.arange(n)))
+    vectors = rng.standard_normal((n_items, 8)).astype(np.float32)
+    items = pd.DataFrame(dict(item_id=np.arange(n_items), embedding=list(vectors)))
+    return rows, items
+
+
+@pytest.mark.parametrize("label, message", [
+    (lambda n: np.zeros(n, dtype=int), "label column 'label' marks no row positive"),
+    (lambda n: (np.arange(n) % 6 < 2).astype(int), "no user has 3 or more positive items"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, label, message):
+    rows, items = _tables(label=label)
+    result, out = _evaluate(tmp_path, rows, items, "--task", "retrieval")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not out.exists()
+
+
+def test_retrieval_task_end_to_end_and_resume(tmp_path):
+    rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
+    flags = ("--task", "retrieval", "--quick", "--methods", "rqkmeans", "--codebook-size", "4", "--seeds", "2",
+             "--sequence", "all")
+    result, out = _evaluate(tmp_path, rows, items, *flags)
+    assert result.returncode == 0, result.stderr
+    records = json.loads((out / "results.json").read_text())["records"]
+    runs = [r for r in records if r["kind"] == "retrieval"]
+    assert sorted((r["ids"], r["seed"]) for r in runs) == sorted(
+        (ids, s) for ids in ("rqkmeans", "random", "item-id") for s in (0, 1))
+    for r in runs:
+        assert r["users"] == 24 and r["dropped_users"] == 0
+        assert 0 <= r["item"]["recall@10"] <= r["id"]["recall@10"] <= 1
+        assert sum(r["slices"][c]["n"] for c in ("cold", "tail", "torso", "head")) == 24
+    report = (out / "report.md").read_text()
+    assert "## Generative retrieval" in report and "rqkmeans − random" in report
+    assert "- task: retrieval" in report and "- backbones" not in report  # the header: this task's settings
+    assert (out / "retrieval_rows.png").is_file()
+    stored = sorted(p.name for p in (out / "runs").glob("retrieval-*.json"))
+    again, _ = _evaluate(tmp_path, rows, items, *flags)  # resumes: every run found, nothing trained
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "runs").glob("retrieval-*.json")) == stored
+    assert json.loads((out / "results.json").read_text())["records"] == records
+
+
+# ----------------------------------------------------------------------------- planted sequential structure
+
+
+def _successive_same_topic(config) -> float:
+    """The share of a user's consecutive rows whose items share a topic; the rows only draw released items."""
+    log = PlantedLog(config)
+    chunk = log.chunk(0).to_pandas()
+    t = (np.arange(len(chunk)) + 0.5) / config.rows
+    assert (log.world.release[chunk["item_id"]] <= t).all()
+    topic = pd.Series(log.world.topic[chunk["item_id"]], index=chunk.index)
+    same = topic.groupby(chunk["user_id"]).apply(lambda s: (s.to_numpy()[1:] == s.to_numpy()[:-1]).mean())
+    return float(same.mean())
+
+
+def test_planted_sequential_structure_makes_next_items_share_the_topic():
+    base = PlantedConfig(rows=4_000, items=400, users=40, topics=8, widths=(4,), row_group=4_000, seed=2)
+    plain, sequential = _successive_same_topic(base), _successive_same_topic(replace(base, sequential=0.8,
+                                                                                     sessions=4))
+    assert plain < 0.3 < 0.6 < sequential  # chance is about 1/8 of consecutive rows
+
+
+def test_movielens_export_writes_what_evaluate_reads(tmp_path):
+    from rqgmm.bench.retrieval import main as export_main
+
+    assert export_main(["--dataset", "movielens-100k", "--embedder", "hashing-8", "--out", str(tmp_path)]) == 0
+    rows, items = pd.read_parquet(tmp_path / "interactions.parquet"), pd.read_parquet(tmp_path / "items.parquet")
+    assert list(rows.columns) == ["user_id", "item_id", "label", "timestamp"] and len(rows) == 100_000
+    assert set(rows["item_id"]) <= set(items["item_id"]) and len(items["embedding"].iloc[0]) == 8
+    assert export_main(["--dataset", "movielens-1m", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_both_tasks_from_a_toml_file_share_the_tokenizer(tmp_path):
+    rows, items = _tables(users=30)
+    config = tmp_path / "evaluate.toml"
+    config.write_text('task = "both"\nsequence = "all"\nmethods = "rqkmeans"\ncodebook-size = 4\nbackbones = "fnn"\n'
+                      'variants = "none,ids"\nquick = true\n')
+    result, out = _evaluate(tmp_path, rows, items, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert {r["kind"] for r in records} == {"tokenizer", "ctr", "retrieval"}
+    assert len([r for r in records if r["kind"] == "tokenizer"]) == 1
+    report = (out / "report.md").read_text()
+    assert "## CTR" in report and "## Generative retrieval" in report
