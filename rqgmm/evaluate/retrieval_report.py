@@ -1,8 +1,8 @@
 """The generative-retrieval section of ``report.md`` and its plot (records of kind ``retrieval``).
 
 Cells are the mean over seeds (± the sample std); differences are paired by
-seed with a Student-t 95% interval (``tables.paired_difference``), as the CTR
-section's.
+seed with a Student-t 95% interval (``intervals.seed_difference``), as the CTR
+section's difference tables.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from ..retrieval.metrics import KS
 from ..retrieval.vocab import ITEM_ID, RANDOM
 from . import plots
 from .slices import SLICES
-from .tables import FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, paired_difference, select
+from .intervals import seed_difference
+from .tables import FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, select
 
 OVERALL = "all"
 HEADLINE = ("recall@10", "ndcg@10")
@@ -35,7 +36,11 @@ def paired(a: list[dict], b: list[dict], column: str, key: str) -> dict | None:
     left = {r["seed"]: value(r, column, key) for r in a if value(r, column, key) is not None}
     right = {r["seed"]: value(r, column, key) for r in b if value(r, column, key) is not None}
     seeds = sorted(set(left) & set(right))
-    return paired_difference([left[s] for s in seeds], [right[s] for s in seeds]) if seeds else None
+    if not seeds:
+        return None
+    diff = seed_difference([left[s] for s in seeds], [right[s] for s in seeds])
+    low, high = diff.interval(0.05)
+    return dict(mean=diff.mean, low=low, high=high, n=diff.n)
 
 
 def _metric_table(recs: list[dict]) -> str:
