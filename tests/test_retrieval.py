@@ -203,6 +203,7 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Generative retrieval" in report and "rqkmeans − random" in report
     assert "- task: retrieval" in report and "- backbones" not in report  # the header: this task's settings
+    assert "## Costs of the content part" not in report  # no CTR variants, no empty cost table
     assert (out / "retrieval_rows.png").is_file()
     stored = sorted(p.name for p in (out / "runs").glob("retrieval-*.json"))
     again, _ = _evaluate(tmp_path, rows, items, *flags)  # resumes: every run found, nothing trained

@@ -116,6 +116,8 @@ def ctr_section(records: list[dict]) -> list[str]:
 
 def cost_section(records: list[dict]) -> list[str]:
     recs = select(records, kind="ctr")
+    if not recs:  # a retrieval-only report has no CTR variants to cost
+        return []
     rows = []
     for label in labels_in_order(recs):
         first = select(recs, label=label)[0]
