@@ -48,6 +48,7 @@ def X():
     return (centres[rng.integers(0, 6, 300)] + rng.normal(size=(300, 8))).astype(np.float32)
 
 
+@pytest.mark.filterwarnings("ignore::rqgmm.ConvergenceWarning")  # the tiny fits of ESTIMATORS
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_clone_get_params_set_params(estimator, X):
     params = estimator.get_params()
@@ -84,6 +85,7 @@ def _public_outputs(estimator, X):
     return out
 
 
+@pytest.mark.filterwarnings("ignore::rqgmm.ConvergenceWarning")  # the tiny fits of ESTIMATORS
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_numpy_in_numpy_out_tensor_in_tensor_out(estimator, X):
     fitted = clone(estimator).fit(X)
@@ -97,6 +99,7 @@ def test_numpy_in_numpy_out_tensor_in_tensor_out(estimator, X):
                       else clone(estimator).fit_predict(X), np.ndarray)
 
 
+@pytest.mark.filterwarnings("ignore::rqgmm.ConvergenceWarning")  # the tiny fits of ESTIMATORS
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_fitting_leaves_the_global_random_streams_alone(estimator, X):
     """Draws come from the estimator's own CPU generator, never a device's global stream."""

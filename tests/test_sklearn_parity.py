@@ -131,6 +131,7 @@ def test_given_means_without_the_rest_start_uniform_at_the_data_variance():
 # ------------------------------------------------------------------------------------- non-finite
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # collapsed data, on purpose
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_fit_never_returns_non_finite_parameters(dtype):
     """Collapsed data with every floor off: a clear error (scikit-learn's wording) where a variance is 0,
