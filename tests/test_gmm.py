@@ -38,6 +38,7 @@ def test_float64_follows_sklearn_iteration_by_iteration():
     np.testing.assert_allclose(ours.history_, sk.lower_bounds_, rtol=1e-6)
     np.testing.assert_allclose(ours.means_.numpy(), sk.means_, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours.variances_.numpy(), sk.covariances_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.precisions_.numpy(), sk.precisions_, rtol=1e-5)  # scikit-learn's name too
     np.testing.assert_allclose(ours.weights_.numpy(), sk.weights_, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
     assert ours.score(X) == pytest.approx(sk.score(X), rel=1e-6)
