@@ -24,8 +24,7 @@ import numpy as np
 
 from ..align import align
 from ..churn import churn
-from ..data.embedders import embed_items, get_embedder
-from ..data.movielens import load_dataset
+from ..data.movielens import item_vectors, load_dataset
 from ..metrics import collision_rate
 from ..reassign import collision_free
 from ..residual import RQGMM, RQKMeans
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dataset = load_dataset(args.dataset)
-    X = embed_items(dataset.items["text"].tolist(), get_embedder(args.embedder)).astype(np.float32)
+    X = item_vectors(dataset, args.embedder)
     result = {"dataset": args.dataset, "n_items": len(X), "d": X.shape[1], "levels": args.levels,
               "k": args.codebook_size}
     for cls in (RQKMeans, RQGMM):

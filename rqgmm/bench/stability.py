@@ -34,8 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..allocation import prefix_keys
-from ..data.embedders import embed_items, get_embedder
-from ..data.movielens import load_dataset
+from ..data.movielens import item_vectors, load_dataset
 from ..generations import Store
 from ..lineage import fingerprint_of
 from ..publish import PublishConfig, publish
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dataset = load_dataset(args.dataset)
-    X = embed_items(dataset.items["text"].tolist(), get_embedder(args.embedder)).astype(np.float32)
+    X = item_vectors(dataset, args.embedder)
     item_ids = np.asarray(dataset.items["item_id"]) if "item_id" in dataset.items else np.arange(len(X))
     cls = METHODS[args.method]
     rows = catalogues(len(X), args.first, args.generations, 0.10, 0.02)

@@ -241,6 +241,13 @@ def load_dataset(name: str = "movielens-100k") -> Dataset:
     return dataset
 
 
+def item_vectors(ds: Dataset, embedder: str) -> np.ndarray:
+    """(M, D) float32 embeddings of the items' texts (``ds.items["text"]``) by the named embedder, cached on disk."""
+    from .embedders import embed_items, get_embedder  # sentence-transformers loads only when a model is used
+
+    return embed_items(ds.items["text"].tolist(), get_embedder(embedder))
+
+
 def subsample(ds: Dataset, n_items: int, seed: int = 0) -> Dataset:
     """A smaller dataset for fast pipeline runs: a uniform random subset of items.
 

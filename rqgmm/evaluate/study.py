@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..ctr.models import BACKBONES
-from ..data import DATASETS, get_embedder, load_dataset, subsample
-from ..data.embedders import embed_items
+from ..data import DATASETS, load_dataset, subsample
+from ..data.movielens import item_vectors
 from ..errors import InputError
 from .run import Evaluation
 from .command import describe, echo_verdict
@@ -39,7 +39,7 @@ def movielens_tables(name: str, embedder: str, max_items: int | None) -> tuple[p
     dataset = load_dataset(name)
     if max_items:
         dataset = subsample(dataset, max_items, seed=0)
-    vectors = embed_items(dataset.items["text"].tolist(), get_embedder(embedder))
+    vectors = item_vectors(dataset, embedder)
     fields = dataset.user_fields
     rows = dataset.interactions.merge(dataset.users[["user_id", *fields]], on="user_id", how="left")
     items = dataset.items[["item_id", "genres"]].assign(embedding=list(vectors))
