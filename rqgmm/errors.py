@@ -16,14 +16,3 @@ class ConvergenceWarning(UserWarning):
     command's start-up); filter it as ``rqgmm.ConvergenceWarning``.
     """
 
-
-def exit_status(work) -> int:
-    """Run ``work()`` (a module's ``main``): 0, or 2 with the InputError's one line on stderr."""
-    import sys
-
-    try:
-        work()
-    except InputError as exc:
-        sys.stderr.write(f"rqgmm: error: {exc}\n")
-        return 2
-    return 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rqgmm
-from rqgmm.balance import balanced_assign, capacity, greedy_assign
+from rqgmm.tokenizers.balance import balanced_assign, capacity, greedy_assign
 from rqgmm.errors import InputError
 
 

@@ -8,8 +8,8 @@ import torch
 
 from rqgmm import RQGMM, RQKMeans
 from rqgmm.bench import balance, gpu, memory, refit, speed
-from rqgmm.gmm import DiagonalGMM, accumulate, m_step
-from rqgmm.source import RowSource
+from rqgmm.tokenizers.gmm import DiagonalGMM, accumulate, m_step
+from rqgmm.runtime.source import RowSource
 
 
 def test_speed_and_balance_scripts_run(monkeypatch):

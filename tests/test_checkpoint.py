@@ -40,7 +40,7 @@ def test_resume_from_every_saved_state_gives_the_uninterrupted_model(cls, data, 
     reference = _fit(cls, data)
     saved = []  # every state the checkpoint held during the fit, as file copies
     ckpt = tmp_path / "ckpt"
-    from rqgmm import checkpoint as module
+    from rqgmm.tokenizers import checkpoint as module
 
     real_write = module.FitCheckpoint._write
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import make_mixture, write_embeddings
 
 import rqgmm
-from rqgmm.metrics import rmse
-from rqgmm.tokenizer import tokenizer_class
+from rqgmm.ids.metrics import rmse
+from rqgmm.tokenizers.base import tokenizer_class
 
 
 def run(*args, cwd):

@@ -10,12 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_mixture, write_embeddings
 
-from rqgmm import RQGMM, io
+from rqgmm import RQGMM
+
+from rqgmm.files import formats as io
 from rqgmm.cli import main
-from rqgmm.codes import (CodesTable, flatten_codes, format_tokens, level_name, level_offsets, parse_tokens,
+from rqgmm.ids.codes import (CodesTable, flatten_codes, format_tokens, level_name, level_offsets, parse_tokens,
                          read_codes, unflatten_codes, write_codes)
 from rqgmm.errors import InputError
-from rqgmm.ids import unique_suffix
+from rqgmm.ids.suffix import unique_suffix
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

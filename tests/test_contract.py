@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 import rqgmm
-from rqgmm.io import read_embeddings
+from rqgmm.files.formats import read_embeddings
 
 EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EXAMPLES", "60"))
 EMBED_EXAMPLES = int(os.environ.get("RQGMM_CONTRACT_EMBED_EXAMPLES", "40"))
@@ -223,7 +223,7 @@ def _child(argv: list[str], cwd: str, out: str, err: str, env: dict[str, str]) -
 def server(monkeypatch_module):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["rqgmm.cli", "rqgmm.residual", "rqgmm.prq", "rqgmm.vae", "torch",
+    ctx.set_forkserver_preload(["rqgmm.cli", "rqgmm.tokenizers.residual", "rqgmm.tokenizers.prq", "rqgmm.tokenizers.vae", "torch",
                                 "rqgmm.data.embed_table", "sklearn.feature_extraction.text", __name__])
     # Python 3.11's fork server drops the parent's sys.path, so it could not preload this module and every
     # case re-imported it (hypothesis, conftest: most of a short case's time). It starts with this path.

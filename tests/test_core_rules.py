@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from rqgmm import RQGMM, DiagonalGMM, InputError, KMeans
-from rqgmm.device import default_device
-from rqgmm.prq import SphericalKMeans
-from rqgmm.seeding import child_seed, child_seeds
-from rqgmm.vae import RQVAE
-from rqgmm.walk import codeword_sum, final_residual, residual_walk
+from rqgmm.runtime.device import default_device
+from rqgmm.tokenizers.prq import SphericalKMeans
+from rqgmm.runtime.seeding import child_seed, child_seeds
+from rqgmm.tokenizers.vae import RQVAE
+from rqgmm.tokenizers.walk import codeword_sum, final_residual, residual_walk
 
 
 def test_child_seeds_are_independent_per_name_and_reproducible():

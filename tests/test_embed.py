@@ -11,7 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rqgmm import cli, io
+from rqgmm import cli
+
+from rqgmm.files import formats as io
 from rqgmm.data.embedders import HashingEmbedder, SentenceTransformerEmbedder, embed_items
 from rqgmm.data.item_texts import join_parts
 from rqgmm.errors import InputError

@@ -9,9 +9,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from rqgmm import RQGMM, RQKMeans
-from rqgmm.gmm import DiagonalGMM
-from rqgmm.kmeans import KMeans, kmeans_plusplus
-from rqgmm.seeding import cpu_generator
+from rqgmm.tokenizers.gmm import DiagonalGMM
+from rqgmm.tokenizers.kmeans import KMeans, kmeans_plusplus
+from rqgmm.runtime.seeding import cpu_generator
 
 ESTIMATORS = [
     DiagonalGMM(n_components=3, max_iter=20, random_state=0),

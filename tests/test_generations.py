@@ -25,12 +25,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rqgmm
-from rqgmm import allocation as alloc
-from rqgmm import cli, generations
-from rqgmm.exports import read_lookup, read_vocabulary, vocabulary
-from rqgmm.generations import Store, export_dir, generation_file
-from rqgmm.nearest import nearest_codes
-from rqgmm.trie import PrefixTrie
+from rqgmm.store import allocation as alloc
+from rqgmm import cli
+from rqgmm.store import generations
+from rqgmm.store.exports import read_lookup, read_vocabulary, vocabulary
+from rqgmm.store.generations import Store, export_dir, generation_file
+from rqgmm.store.nearest import nearest_codes
+from rqgmm.ids.trie import PrefixTrie
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

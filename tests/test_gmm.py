@@ -9,9 +9,9 @@ from conftest import make_mixture
 from sklearn.mixture import GaussianMixture
 
 from rqgmm import DiagonalGMM, FewDistinctWarning
-from rqgmm import gmm as gmm_module
-from rqgmm.gmm import accumulate, flushed_posteriors, m_step, softmax_posteriors
-from rqgmm.source import as_source
+from rqgmm.tokenizers import gmm as gmm_module
+from rqgmm.tokenizers.gmm import accumulate, flushed_posteriors, m_step, softmax_posteriors
+from rqgmm.runtime.source import as_source
 
 
 def _init(X, k, seed=1):

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import rqgmm
-from rqgmm import io
-from rqgmm.codes import CodesTable, read_codes, write_codes
+from rqgmm.files import formats as io
+from rqgmm.ids.codes import CodesTable, read_codes, write_codes
 from rqgmm.errors import InputError
 
 

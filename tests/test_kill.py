@@ -27,8 +27,9 @@ import pytest
 import torch
 
 import rqgmm
-from rqgmm import RQGMM, io
-from rqgmm.codes import CodesTable, read_codes, write_codes
+from rqgmm import RQGMM
+from rqgmm.files import formats as io
+from rqgmm.ids.codes import CodesTable, read_codes, write_codes
 
 # Subprocesses: one OpenMP thread that does not spin (a shared 2-core machine).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}

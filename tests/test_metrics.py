@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from rqgmm import metrics
-from rqgmm.codes import flatten_codes, level_offsets
-from rqgmm.ids import unique_suffix
+from rqgmm.ids import metrics
+from rqgmm.ids.codes import flatten_codes, level_offsets
+from rqgmm.ids.suffix import unique_suffix
 
 # 6 items, 2 levels, K = (4, 3). Full IDs: (0,1) x3, (2,0) x2, (1,1) x1.
 CODES = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [1, 1]])

@@ -9,8 +9,8 @@ import pytest
 
 import rqgmm
 from rqgmm.cli import main
-from rqgmm.codes import read_codes
-from rqgmm.modalities import fused
+from rqgmm.ids.codes import read_codes
+from rqgmm.files.modalities import fused
 
 
 @pytest.fixture(scope="module")

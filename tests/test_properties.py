@@ -2,7 +2,7 @@
 
 For every drawn case: codes are int64 in [0, K_l) (and below the effective K'_l),
 a model cut to its first l levels gives the first l code columns, decoding gives
-finite (N, D), and the metrics of ``rqgmm.metrics.report`` lie in their ranges.
+finite (N, D), and the metrics of ``rqgmm.ids.metrics.report`` lie in their ranges.
 Examples are derandomised so ``make test`` is repeatable; ``EXAMPLES`` counts
 the examples that ran (printed with ``-s``).
 """
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rqgmm import RQGMM, RQKMeans
-from rqgmm.metrics import report
+from rqgmm.ids.metrics import report
 
 EXAMPLES: Counter = Counter()
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import rqgmm.tokenizer
+import rqgmm.tokenizers.base
 from rqgmm.errors import InputError
-from rqgmm.prq import PRQKMeans, soft_topk_pass
-from rqgmm.source import RowSource
+from rqgmm.tokenizers.prq import PRQKMeans, soft_topk_pass
+from rqgmm.runtime.source import RowSource
 
 
 def rows(R, chunk_size=32768):
@@ -152,7 +152,7 @@ def test_decode_is_flagged_as_no_reconstruction(fitted, X):
 
 def test_save_load_round_trip(fitted, X, tmp_path):
     fitted.save(tmp_path / "model")
-    loaded = rqgmm.tokenizer.load(tmp_path / "model")
+    loaded = rqgmm.tokenizers.base.load(tmp_path / "model")
     assert isinstance(loaded, PRQKMeans)
     np.testing.assert_array_equal(loaded.encode(X), fitted.encode(X))
     np.testing.assert_array_equal(loaded.decode(fitted.encode(X)), fitted.decode(fitted.encode(X)))

@@ -8,9 +8,9 @@ from conftest import make_mixture
 
 import rqgmm
 from rqgmm.cli import main
-from rqgmm.codes import read_codes
-from rqgmm.metrics import collided_items, largest_collision
-from rqgmm.reassign import colliding, collision_free, last_level_costs
+from rqgmm.ids.codes import read_codes
+from rqgmm.ids.metrics import collided_items, largest_collision
+from rqgmm.ids.reassign import colliding, collision_free, last_level_costs
 
 
 @pytest.fixture(scope="module")

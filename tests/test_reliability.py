@@ -29,7 +29,7 @@ import torch
 import rqgmm
 from rqgmm import RQGMM, FewDistinctWarning, InputError, RQKMeans
 from rqgmm.cli import main
-from rqgmm.tokenizer import tokenizer_class
+from rqgmm.tokenizers.base import tokenizer_class
 
 RESIDUAL = [RQGMM, RQKMeans]
 
@@ -556,7 +556,7 @@ def test_float32_and_float64_agree_on_movielens_minilm():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_nonfinite_rows_finds_every_bad_row_and_nothing_else(dtype):
     """The one-sum shortcut: NaN, +Inf, -Inf and +Inf/-Inf pairs are found; finite values whose sum overflows are not."""
-    from rqgmm.validation import nonfinite_rows
+    from rqgmm.runtime.validation import nonfinite_rows
 
     X = torch.randn(50, 4, dtype=dtype)
     assert nonfinite_rows(X).tolist() == []

@@ -10,7 +10,7 @@ from conftest import make_mixture
 
 import rqgmm
 from rqgmm import RQGMM, FewDistinctWarning, RQKMeans
-from rqgmm.metrics import rmse
+from rqgmm.ids.metrics import rmse
 
 METHODS = [RQGMM, RQKMeans]
 

@@ -20,7 +20,7 @@ from rqgmm.retrieval.model import ModelConfig, NextItemModel
 from rqgmm.retrieval.sequences import build_sequences
 from rqgmm.retrieval.train import QUICK, fit_retriever, histories, training_windows
 from rqgmm.retrieval.vocab import ItemTokens
-from rqgmm.trie import PrefixTrie
+from rqgmm.ids.trie import PrefixTrie
 
 
 def _log(seed: int = 0, users: int = 30, items: int = 40):

@@ -78,8 +78,8 @@ def test_torchrun_two_ranks_gloo_gives_single_process_codes(data, tmp_path):
 
 def test_a_gpu_group_has_a_cpu_backend_and_collectives_refuse_a_tensor_off_the_source_device():
     """The first NCCL collective crashed on a CPU tensor: both halves of that failure are closed."""
-    from rqgmm.parallel import backend_for
-    from rqgmm.source import RowSource
+    from rqgmm.runtime.parallel import backend_for
+    from rqgmm.runtime.source import RowSource
 
     assert backend_for("cuda:1") == "cpu:gloo,cuda:nccl" and backend_for("cpu") == "gloo"
     source = RowSource(np.zeros((4, 2), np.float32), dtype=torch.float32, device="cpu", chunk_size=None)
@@ -160,12 +160,12 @@ def test_a_rank_killed_mid_fit_ends_the_run_with_an_error_not_a_hang(tmp_path):
 
 def test_kept_residuals_give_the_codes_of_recomputed_ones(data, monkeypatch):
     """On a GPU the residuals of each level are computed once and kept; the codes must not change."""
-    from rqgmm import source
+    from rqgmm.tokenizers import walk
 
     X = data.astype(np.float32)
     fits = {}
     for keep in (False, True):
-        monkeypatch.setattr(source, "keeps_residuals", lambda base, keep=keep: keep)
+        monkeypatch.setattr(walk, "keeps_residuals", lambda base, keep=keep: keep)
         for cls in (RQGMM, rqgmm.RQKMeans, rqgmm.PRQKMeans):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

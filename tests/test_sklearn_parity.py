@@ -16,10 +16,10 @@ from sklearn.mixture import GaussianMixture
 
 from rqgmm import FewDistinctWarning, InputError, KMeans
 from rqgmm.bench.seeding import covers_every_cluster, planted_clusters
-from rqgmm.device import cuda_tf32
-from rqgmm.gmm import DiagonalGMM
-from rqgmm.kmeans import kmeans_plusplus, n_local_trials
-from rqgmm.seeding import cpu_generator
+from rqgmm.runtime.device import cuda_tf32
+from rqgmm.tokenizers.gmm import DiagonalGMM
+from rqgmm.tokenizers.kmeans import kmeans_plusplus, n_local_trials
+from rqgmm.runtime.seeding import cpu_generator
 
 
 def quiet_fit(estimator, X, **kwargs):
@@ -312,7 +312,7 @@ def test_a_failed_model_write_in_a_library_error_type_is_exit_2(tmp_path, monkey
         raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
                               'message: "No space left on device" })')
 
-    monkeypatch.setattr("rqgmm.io.save_file", full_disk)
+    monkeypatch.setattr("rqgmm.files.formats.save_file", full_disk)
     code, err = _cli("fit", str(tmp_path / "x.npy"), "--method", "rqkmeans", "--levels", "1", "--codebook-size", "2",
                      "--quiet", "--out", str(tmp_path / "model"))
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err

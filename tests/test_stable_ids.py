@@ -7,10 +7,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import rqgmm
-from rqgmm.align import align, contingency
-from rqgmm.churn import churn
+from rqgmm.refit.align import align, contingency
+from rqgmm.refit.churn import churn
 from rqgmm.errors import InputError
-from rqgmm.gmm import DiagonalGMM
+from rqgmm.tokenizers.gmm import DiagonalGMM
 
 METHODS = [rqgmm.RQGMM, rqgmm.RQKMeans]
 

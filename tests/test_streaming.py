@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import rqgmm
-from rqgmm import io, source
+from rqgmm.files import formats as io
+from rqgmm.runtime import source
 from rqgmm.cli import main
-from rqgmm.codes import read_codes
+from rqgmm.ids.codes import read_codes
 
 
 @pytest.fixture

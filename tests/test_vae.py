@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import rqgmm.tokenizer
+import rqgmm.tokenizers.base
 from rqgmm.errors import InputError
-from rqgmm.vae import RQVAE, VQVAE, Autoencoder, restart_dead_codes
+from rqgmm.tokenizers.vae import RQVAE, VQVAE, Autoencoder, restart_dead_codes
 
 SMALL = dict(latent_dim=8, hidden_sizes=(64, 32), epochs=40, batch_size=128, lr=3e-3, progress=False)
 
@@ -88,7 +88,7 @@ def test_codes_shape_range_and_types(rqvae, vqvae, X):
 def test_save_load_round_trip(name, request, X, tmp_path):
     model = request.getfixturevalue(name)
     model.save(tmp_path / "model")
-    loaded = rqgmm.tokenizer.load(tmp_path / "model")
+    loaded = rqgmm.tokenizers.base.load(tmp_path / "model")
     assert type(loaded) is type(model)
     assert loaded.codebook_sizes == model.codebook_sizes
     np.testing.assert_array_equal(loaded.encode(X), model.encode(X))

@@ -20,9 +20,9 @@ import warnings
 
 import numpy as np
 
-from ..balance import capacity
-from ..metrics import collided_items, report
-from ..residual import RQGMM, RQKMeans
+from rqgmm.tokenizers.balance import capacity
+from rqgmm.ids.metrics import collided_items, report
+from rqgmm.tokenizers.residual import RQGMM, RQKMeans
 
 logger = logging.getLogger(__name__)
 

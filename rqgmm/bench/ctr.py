@@ -123,8 +123,8 @@ def encoded(frame: pd.DataFrame, items: pd.DataFrame):
     """(log, seconds to encode, seconds to order): the frame's record batches through LogEncoder, then ordered."""
     import pyarrow as pa
 
-    from ..ctr.log import ItemTable, LogColumns, LogEncoder
-    from ..data.splits import cut_points, time_order
+    from rqgmm.ctr.log import ItemTable, LogColumns, LogEncoder
+    from rqgmm.data.splits import cut_points, time_order
 
     columns = LogColumns("user_id", "item_id", "label", "timestamp", categorical=CATEGORICAL,
                          item_categorical=("brand",))
@@ -142,8 +142,8 @@ def encoded(frame: pd.DataFrame, items: pd.DataFrame):
 
 def trainer_rows_per_second(log, items: pd.DataFrame, batch: int | None, device: str, compile_model: bool) -> tuple[float, int]:
     """(rows/s, batch) of one epoch of :func:`rqgmm.ctr.train` (FNN, embedding variant) on ``log``'s training rows."""
-    from ..ctr import FeatureSpec, ItemContent, TrainConfig, make_model, train
-    from ..ctr.log import LogPart
+    from rqgmm.ctr import FeatureSpec, ItemContent, TrainConfig, make_model, train
+    from rqgmm.ctr.log import LogPart
 
     spec = FeatureSpec("user_id", "item_id", "label", (*CATEGORICAL, "brand"))
     content = [ItemContent.embedding("embedding", items["item_id"].astype(str).to_numpy(),
@@ -175,7 +175,7 @@ def anchor_inputs(log, items: pd.DataFrame, device: str) -> tuple[torch.Tensor, 
 
 def evaluate_memory(frame: pd.DataFrame, items: pd.DataFrame, device: str, work: Path) -> tuple[int, float, float]:
     """(exit status, seconds, peak RssAnon MB) of ``rqgmm evaluate --quick`` (FNN, embedding variant) on the log."""
-    from .memory import run_polled
+    from rqgmm.bench.memory import run_polled
 
     work.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(work / "interactions.parquet")

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import PRECISIONS, matmul_precision
-from ..gmm import DiagonalGMM, GMMParams
-from ..kmeans import kmeans_plusplus
-from ..level import POINTS_PER_CENTRE
-from ..seeding import cpu_generator
-from ..residual import RQGMM, RQKMeans
-from ..source import RowSource
-from . import speed
+from rqgmm.runtime.device import PRECISIONS, matmul_precision
+from rqgmm.tokenizers.gmm import DiagonalGMM, GMMParams
+from rqgmm.tokenizers.kmeans import kmeans_plusplus
+from rqgmm.tokenizers.level import POINTS_PER_CENTRE
+from rqgmm.runtime.seeding import cpu_generator
+from rqgmm.tokenizers.residual import RQGMM, RQKMeans
+from rqgmm.runtime.source import RowSource
+from rqgmm.bench import speed
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def cli_fit(X: torch.Tensor, levels: int, k: int, iters: int) -> dict:
         subprocess.run([sys.executable, "-m", "rqgmm", "encode", str(Path(tmp) / "m"), str(path), "--device",
                         str(X.device), "--quiet", "--out", str(codes_path)], check=True)
         encode_s = time.perf_counter() - start
-        from .. import load
+        from rqgmm import load
 
         same = bool(np.array_equal(np.load(codes_path), load(Path(tmp) / "m", device=X.device).encode(X).cpu().numpy()))
         # What any fresh process pays before its first row: interpreter, imports, CUDA context.

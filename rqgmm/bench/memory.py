@@ -83,7 +83,7 @@ def data_file(work: Path, n: int, d: int, dtype: str, device: str) -> Path:
 
 def check_codes(model: Path, data: Path, codes_path: Path, rows: int, device: str) -> float:
     """Share of ``rows`` seeded random rows whose streamed codes equal the library's encoding of them."""
-    from .. import load
+    from rqgmm import load
 
     X, codes = np.load(data, mmap_mode="r"), np.load(codes_path, mmap_mode="r")
     if codes.shape[0] != X.shape[0]:

@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..generations import Store
-from ..trie import PrefixTrie
-from .memory import run_polled
+from rqgmm.store.generations import Store
+from rqgmm.ids.trie import PrefixTrie
+from rqgmm.bench.memory import run_polled
 
 logger = logging.getLogger(__name__)
 

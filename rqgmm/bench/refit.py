@@ -3,7 +3,7 @@
 For RQ-KMeans and RQ-GMM (L x K, MiniLM item-text embeddings), side by side in one run:
 
 - two independent fits (seeds 0 and 1): the churn between them, before and after
-  aligning the second to the first (:func:`rqgmm.align.align`);
+  aligning the second to the first (:func:`rqgmm.refit.align.align`);
 - a warm-started refit after 10% new items: the first fit on a seeded 90% of the
   items, the refit on all of them starting from it (``fit(X, init=old)``);
   the share of the old items keeping their level-1 code and their full ID;
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..align import align
-from ..churn import churn
-from ..data.movielens import item_vectors, load_dataset
-from ..metrics import collision_rate
-from ..reassign import collision_free
-from ..residual import RQGMM, RQKMeans
+from rqgmm.refit.align import align
+from rqgmm.refit.churn import churn
+from rqgmm.data.movielens import item_vectors, load_dataset
+from rqgmm.ids.metrics import collision_rate
+from rqgmm.ids.reassign import collision_free
+from rqgmm.tokenizers.residual import RQGMM, RQKMeans
 
 logger = logging.getLogger(__name__)
 

@@ -17,17 +17,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_output
-from ..data import DATASETS
-from ..errors import InputError, exit_status
-from ..paths import Output, check_outputs
+from rqgmm.files.atomic import atomic_output
+from rqgmm.data import DATASETS
+from rqgmm.console import Parser, exit_status, setup_logging
+from rqgmm.errors import InputError
+from rqgmm.files.paths import Output, check_outputs
 
 logger = logging.getLogger("rqgmm.bench.retrieval")
 
 
 def export(dataset: str, embedder: str, out: Path) -> tuple[Path, Path]:
     """Write ``out/interactions.parquet`` and ``out/items.parquet`` of one MovieLens dataset."""
-    from ..evaluate.study import movielens_tables  # heavy imports: only here
+    from rqgmm.evaluate.study import movielens_tables  # heavy imports: only here
 
     if dataset not in DATASETS:
         raise InputError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -46,14 +47,12 @@ def export(dataset: str, embedder: str, out: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """The exit status: 0, or 2 with one line on bad arguments."""
-    from ..cli import _Parser, _setup_logging
-
-    parser = _Parser(prog="python -m rqgmm.bench.retrieval", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m rqgmm.bench.retrieval", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="movielens-small", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--embedder", default="minilm", help="minilm (default), mpnet or hashing-<dim>")
     parser.add_argument("--out", required=True, help="directory for interactions.parquet and items.parquet")
     args = parser.parse_args(argv)
-    _setup_logging(False)
+    setup_logging(False)
     return exit_status(lambda: export(args.dataset, args.embedder, Path(args.out)))
 
 

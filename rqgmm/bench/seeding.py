@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import resolve_device
-from ..gmm import DiagonalGMM
-from ..kmeans import KMeans, kmeans_plusplus, n_local_trials
-from ..level import POINTS_PER_CENTRE
-from ..seeding import cpu_generator
-from .gpu import unit_vectors
+from rqgmm.runtime.device import resolve_device
+from rqgmm.tokenizers.gmm import DiagonalGMM
+from rqgmm.tokenizers.kmeans import KMeans, kmeans_plusplus, n_local_trials
+from rqgmm.tokenizers.level import POINTS_PER_CENTRE
+from rqgmm.runtime.seeding import cpu_generator
+from rqgmm.bench.gpu import unit_vectors
 
 logger = logging.getLogger(__name__)
 

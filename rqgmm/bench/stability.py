@@ -33,12 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..allocation import prefix_keys
-from ..data.movielens import item_vectors, load_dataset
-from ..generations import Store
-from ..lineage import fingerprint_of
-from ..publish import PublishConfig, publish
-from ..residual import RQGMM, RQKMeans
+from rqgmm.store.allocation import prefix_keys
+from rqgmm.data.movielens import item_vectors, load_dataset
+from rqgmm.store.generations import Store
+from rqgmm.refit.lineage import fingerprint_of
+from rqgmm.store.publish import PublishConfig, publish
+from rqgmm.tokenizers.residual import RQGMM, RQKMeans
 
 logger = logging.getLogger(__name__)
 METHODS = {"rqgmm": RQGMM, "rqkmeans": RQKMeans}
@@ -78,7 +78,7 @@ def _kept(parent, gen) -> float:
     return float((parent.full_ids() == gen.full_ids()[rows]).all(1).mean())
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rqgmm.bench.stability", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="movielens-small")
     parser.add_argument("--embedder", default="minilm")
@@ -89,7 +89,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generations", type=int, default=10)
     parser.add_argument("--cap-factor", type=float, default=1.5)
     parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _summary(generations: list[dict]) -> dict:
+    """The figures across generations: the least share of items keeping their full ID, fallbacks, new items' rmse."""
+    later = generations[1:]
+    return {
+        "kept_full_id_min": min(r[s]["kept_full_id"] for r in later for s in ("capped", "uncapped")),
+        "all_distinct": all(r[s]["distinct_full_ids"] for r in generations for s in ("capped", "uncapped")),
+        "fallback_share_first": generations[0]["capped"]["fallback_share"],
+        "fallback_share_later": sum(r["capped"]["fallbacks"] for r in later) / max(1, sum(r["capped"]["new"]
+                                                                                         for r in later)),
+        "rmse_new_capped": float(np.mean([r["capped"]["rmse_new"] for r in later])),
+        "rmse_new_uncapped": float(np.mean([r["uncapped"]["rmse_new"] for r in later])),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dataset = load_dataset(args.dataset)
     X = item_vectors(dataset, args.embedder)
@@ -126,16 +144,7 @@ def main(argv: list[str] | None = None) -> None:
                 parents[name] = gen
             logger.info("generation %d: %s", g, json.dumps(record))
             result["generations"].append(record)
-    later = result["generations"][1:]
-    result["summary"] = {
-        "kept_full_id_min": min(r[s]["kept_full_id"] for r in later for s in ("capped", "uncapped")),
-        "all_distinct": all(r[s]["distinct_full_ids"] for r in result["generations"] for s in ("capped", "uncapped")),
-        "fallback_share_first": result["generations"][0]["capped"]["fallback_share"],
-        "fallback_share_later": sum(r["capped"]["fallbacks"] for r in later) / max(1, sum(r["capped"]["new"]
-                                                                                         for r in later)),
-        "rmse_new_capped": float(np.mean([r["capped"]["rmse_new"] for r in later])),
-        "rmse_new_uncapped": float(np.mean([r["uncapped"]["rmse_new"] for r in later])),
-    }
+    result["summary"] = _summary(result["generations"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

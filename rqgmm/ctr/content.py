@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from .spec import FieldSpec
-from .tensors import FieldBlock
+from rqgmm.errors import InputError
+from rqgmm.ctr.spec import FieldSpec
+from rqgmm.ctr.tensors import FieldBlock
 
 
 def item_keys(ids) -> pd.Index:

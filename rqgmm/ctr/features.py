@@ -30,13 +30,13 @@ import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_output
-from ..errors import InputError
-from .content import ItemContent, content_block, item_keys
-from .encoding import as_arrow, padded
-from .spec import FeatureSpec, FieldSpec
-from .tensors import CTRTensors, FieldBlock
-from .vocabulary import Vocabulary, as_keys
+from rqgmm.files.atomic import atomic_output
+from rqgmm.errors import InputError
+from rqgmm.ctr.content import ItemContent, content_block, item_keys
+from rqgmm.ctr.encoding import as_arrow, padded
+from rqgmm.ctr.spec import FeatureSpec, FieldSpec
+from rqgmm.ctr.tensors import CTRTensors, FieldBlock
+from rqgmm.ctr.vocabulary import Vocabulary, as_keys
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .spec import FieldSpec
-from .tensors import Batch
+from rqgmm.errors import InputError
+from rqgmm.ctr.spec import FieldSpec
+from rqgmm.ctr.tensors import Batch
 
 # Small enough that the first MLP layer starts near-linear, large enough that
 # Adam moves the tables within the few epochs the study affords.

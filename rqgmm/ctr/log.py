@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from ..errors import InputError
-from ..device import resolve_device
-from .content import ItemContent, content_block
-from .encoding import ColumnEncoder, encode_column, moments, standardised, training_vocabulary
-from .spec import FeatureSpec, FieldSpec
-from .tensors import CTRTensors, FieldBlock
-from .vocabulary import as_keys
+from rqgmm.errors import InputError
+from rqgmm.runtime.device import resolve_device
+from rqgmm.ctr.content import ItemContent, content_block
+from rqgmm.ctr.encoding import ColumnEncoder, encode_column, moments, standardised, training_vocabulary
+from rqgmm.ctr.spec import FeatureSpec, FieldSpec
+from rqgmm.ctr.tensors import CTRTensors, FieldBlock
+from rqgmm.ctr.vocabulary import as_keys
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, InnerProduct, LinearTerm
-from .spec import FieldSpec
-from .tensors import Batch
+from rqgmm.errors import InputError
+from rqgmm.ctr.layers import MLP, CrossNetworkV2, FactorizationMachine, FeatureEmbedding, InnerProduct, LinearTerm
+from rqgmm.ctr.spec import FieldSpec
+from rqgmm.ctr.tensors import Batch
 
 
 

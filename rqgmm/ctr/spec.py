@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ..errors import InputError
+from rqgmm.errors import InputError
 
 FieldKind = Literal["categorical", "bag", "numeric", "dense"]
 

@@ -10,7 +10,6 @@ The best epoch's weights are restored.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -24,13 +23,13 @@ from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InputError
-from ..device import resolve_device
-from .content import ItemContent
-from .features import FeatureBuilder
-from .models import ModelConfig, make_model
-from .spec import FeatureSpec, FieldSpec
-from .tensors import Batch, CTRTensors
+from rqgmm.errors import InputError
+from rqgmm.runtime.device import resolve_device, torch_threads
+from rqgmm.ctr.content import ItemContent
+from rqgmm.ctr.features import FeatureBuilder
+from rqgmm.ctr.models import ModelConfig, make_model
+from rqgmm.ctr.spec import FeatureSpec, FieldSpec
+from rqgmm.ctr.tensors import Batch, CTRTensors
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +199,6 @@ class CTRResult:
     metrics: dict[str, float]
     training: TrainResult
     builder: FeatureBuilder | None = None
-
-
-@contextlib.contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
-    """Run the block with ``num_threads`` torch threads, then restore the setting."""
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -412,7 +399,7 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     # fork_rng: dropout draws from the global RNG, which the caller keeps untouched
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
-    with _threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         for epoch in tqdm(range(config.max_epochs), desc="ctr epochs", disable=not config.progress):
             began = time.perf_counter()
@@ -444,7 +431,7 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
     train_config = train_config or TrainConfig()
     model = make_model(backbone, fields, model_config, seed=train_config.seed)
     training = train(model, tensors[0], tensors[1], train_config)
-    with _threads(train_config.num_threads):
+    with torch_threads(train_config.num_threads):
         predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
     metrics = score(_require_labels(tensors[2], "test").cpu().numpy(), predictions)
     return CTRResult(predictions, metrics, training)
@@ -489,7 +476,7 @@ def run_ctr(
         Test probabilities (N_test,), test ``{"auc", "logloss"}``, the
         training record and, for frames, the fitted builder.
     """
-    from .log import LogPart
+    from rqgmm.ctr.log import LogPart
 
     parts = (train_frame, valid_frame, test_frame)
     if isinstance(train_frame, LogPart):

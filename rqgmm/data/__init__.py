@@ -1,6 +1,10 @@
-"""Real datasets (MovieLens, loaded from registry packages), splits and text embedders."""
+"""Real and planted datasets: MovieLens (loaded from registry packages), planted click logs, splits, text
+embedders and the ``embed`` verb's table writer.
 
-from .embedders import (
+May import ``files/``, ``runtime/`` and :mod:`rqgmm.console`; never a tokenizer, ``ctr/`` or ``evaluate/``.
+"""
+
+from rqgmm.data.embedders import (
     Embedder,
     HashingEmbedder,
     SentenceTransformerEmbedder,
@@ -9,8 +13,8 @@ from .embedders import (
     embed_items,
     get_embedder,
 )
-from .movielens import DATASETS, Dataset, item_text, load_dataset, subsample
-from .splits import Split, cold_items, cold_mask, random_split, time_split
+from rqgmm.data.movielens import DATASETS, Dataset, item_text, load_dataset, subsample
+from rqgmm.data.splits import Split, cold_items, cold_mask, random_split, time_split
 
 __all__ = [
     "DATASETS",

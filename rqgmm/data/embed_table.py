@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_output
-from ..errors import InputError
-from .embedders import embed_items, get_embedder
-from .item_texts import read_item_texts
+from rqgmm.files.atomic import atomic_output
+from rqgmm.errors import InputError
+from rqgmm.data.embedders import embed_items, get_embedder
+from rqgmm.data.item_texts import read_item_texts
 
 logger = logging.getLogger(__name__)
 

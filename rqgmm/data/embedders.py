@@ -25,9 +25,9 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import InputError
-from ..io import atomic_output
-from ..level import progress_disabled
+from rqgmm.errors import InputError
+from rqgmm.files.formats import atomic_output
+from rqgmm.tokenizers.level import progress_disabled
 
 logger = logging.getLogger(__name__)
 

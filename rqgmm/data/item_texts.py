@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import InputError
+from rqgmm.errors import InputError
 
 #: A part that already ends with one of these is followed by a space only, not by ". ".
 SENTENCE_ENDS = (".", "!", "?", ":", ";")

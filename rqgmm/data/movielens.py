@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from rqgmm.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def load_dataset(name: str = "movielens-100k") -> Dataset:
 
 def item_vectors(ds: Dataset, embedder: str) -> np.ndarray:
     """(M, D) float32 embeddings of the items' texts (``ds.items["text"]``) by the named embedder, cached on disk."""
-    from .embedders import embed_items, get_embedder  # sentence-transformers loads only when a model is used
+    from rqgmm.data.embedders import embed_items, get_embedder  # sentence-transformers loads only when a model is used
 
     return embed_items(ds.items["text"].tolist(), get_embedder(embedder))
 

@@ -40,9 +40,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_output
-from ..errors import InputError, exit_status
-from ..paths import Output, check_outputs
+from rqgmm.files.atomic import atomic_output
+from rqgmm.console import Parser, exit_status, setup_logging
+from rqgmm.errors import InputError
+from rqgmm.files.paths import Output, check_outputs
 
 logger = logging.getLogger("rqgmm.data.planted")  # by name: under "rqgmm" also when run as __main__
 
@@ -374,11 +375,10 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rqgmm.data.planted``; the exit status: 0, or 2 with one line on bad arguments."""
-    from ..cli import _Parser, _setup_logging  # the command line's one-line errors and "rqgmm: ..." messages
 
     def work() -> None:
-        args = build_parser(_Parser).parse_args(argv)
-        _setup_logging(args.quiet)
+        args = build_parser(Parser).parse_args(argv)
+        setup_logging(args.quiet)
         write_planted(PlantedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "quiet")}), args.out)
 
     return exit_status(work)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from rqgmm.errors import InputError
 
 logger = logging.getLogger(__name__)
 

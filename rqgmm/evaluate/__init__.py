@@ -3,5 +3,7 @@
 The product, apart from the measurement scripts of :mod:`rqgmm.bench`:
 config (``config``), the input checks (``inputs``), one evaluation (``run``),
 popularity slices (``slices``), tables, plots and the report (``report``), the
-command (``command``) and the MovieLens study behind ``rqgmm benchmark`` (``study``).
+command (``command``), the retrieval task (``retrieval_task``) and the MovieLens study behind
+``rqgmm benchmark`` (``study``). It orchestrates both tasks and may import every folder below it; only
+``cli/`` and ``bench/`` import it.
 """

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .slices import MIN_SLICE_ROWS, SLICES
-from .tables import ordered, select
+from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES
+from rqgmm.evaluate.tables import ordered, select
 
 SHARED_ID_SHARE = 0.5
 LOW_UTILIZATION = 0.1

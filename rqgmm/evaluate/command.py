@@ -16,17 +16,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..parallel import is_writer, process_group
-from ..paths import Output, check_outputs
-from ..retrieval.task import describe_retrieval, evaluate_tasks
-from .config import EvaluateConfig, config_from_args, run_settings
-from .grid import MARKER, RecordStore, file_fingerprint
-from .inputs import check_inputs, read_table
-from .caveats import caveats
-from .report import write_into
-from .tables import ordered, select
-from .verdict import brief_lines, short_note
-from .run import SPLIT_RULE
+from rqgmm.runtime.parallel import is_writer, process_group
+from rqgmm.files.paths import Output, check_outputs
+from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks
+from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
+from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
+from rqgmm.evaluate.inputs import check_inputs, read_table
+from rqgmm.evaluate.caveats import caveats
+from rqgmm.evaluate.report import write_into
+from rqgmm.evaluate.tables import ordered, select
+from rqgmm.evaluate.verdict import brief_lines, short_note
+from rqgmm.evaluate.run import SPLIT_RULE
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import argparse
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..ctr import BACKBONES, TrainConfig
-from ..errors import InputError
-from ..tokenizer import methods, tokenizer_class
+from rqgmm.ctr import BACKBONES, TrainConfig
+from rqgmm.errors import InputError
+from rqgmm.tokenizers.base import methods, tokenizer_class
 
 VARIANTS = ("none", "embedding", "ids", "ids+embedding")
 TOKENIZE = ("fused", "per-modality")

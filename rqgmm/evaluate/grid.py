@@ -37,9 +37,9 @@ import numpy as np
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..atomic import atomic_output
-from ..errors import InputError
-from ..parallel import alone, broadcast_from_writer, gather_everywhere, rank_and_size
+from rqgmm.files.atomic import atomic_output
+from rqgmm.errors import InputError
+from rqgmm.runtime.parallel import alone, broadcast_from_writer, gather_everywhere, rank_and_size
 
 logger = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..ctr.encoding import as_arrow
-from ..ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
-from ..data.splits import cut_points, random_order, time_order
-from ..device import resolve_device
-from ..errors import InputError
-from .config import EvaluateConfig
+from rqgmm.ctr.encoding import as_arrow
+from rqgmm.ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
+from rqgmm.data.splits import cut_points, random_order, time_order
+from rqgmm.runtime.device import resolve_device
+from rqgmm.errors import InputError
+from rqgmm.evaluate.config import EvaluateConfig
 
 logger = logging.getLogger(__name__)
 

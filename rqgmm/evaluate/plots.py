@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_key  # noqa: E402
+from rqgmm.evaluate.tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_key  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from ..atomic import atomic_output
-from ..ctr.models import BACKBONES
-from . import plots
-from .grid import json_default
-from .caveats import caveats
-from .retrieval_report import plot_retrieval, retrieval_section
-from .slices import SLICES
-from .tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
-from .verdict import COLUMNS, OVERALL, interval_note, verdict_lines
+from rqgmm.files.atomic import atomic_output
+from rqgmm.ctr.models import BACKBONES
+from rqgmm.evaluate import plots
+from rqgmm.evaluate.grid import json_default
+from rqgmm.evaluate.caveats import caveats
+from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section
+from rqgmm.evaluate.slices import SLICES
+from rqgmm.evaluate.tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
+from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, verdict_lines
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..retrieval.metrics import KS
-from ..retrieval.vocab import ITEM_ID, RANDOM
-from . import plots
-from .slices import SLICES
-from .intervals import seed_difference
-from .tables import FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, select
+from rqgmm.retrieval.metrics import KS
+from rqgmm.retrieval.vocab import ITEM_ID, RANDOM
+from rqgmm.evaluate import plots
+from rqgmm.evaluate.slices import SLICES
+from rqgmm.evaluate.intervals import seed_difference
+from rqgmm.evaluate.tables import FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, select
 
 OVERALL = "all"
 HEADLINE = ("recall@10", "ndcg@10")

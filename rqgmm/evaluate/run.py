@@ -20,18 +20,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..modalities import fused
-from ..codes import CodesTable
-from ..ctr import FeatureSpec, ItemContent, run_ctr, score
-from ..ctr.log import LogPart
-from ..data.splits import Split, cut_points
-from ..metrics import report
-from ..tokenizer import tokenizer_class
-from .config import EvaluateConfig
-from .grid import Grid, Job, RecordStore, Result
-from .inputs import EvaluationData
-from .slices import MIN_SLICE_ROWS, SLICES, popularity_slices
-from .verdict import TestRows, comparisons
+from rqgmm.files.modalities import fused
+from rqgmm.ids.codes import CodesTable
+from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
+from rqgmm.ctr.log import LogPart
+from rqgmm.data.splits import Split, cut_points
+from rqgmm.ids.metrics import report
+from rqgmm.tokenizers.base import tokenizer_class
+from rqgmm.evaluate.config import EvaluateConfig
+from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
+from rqgmm.evaluate.inputs import EvaluationData
+from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
+from rqgmm.evaluate.verdict import TestRows, comparisons
 
 logger = logging.getLogger(__name__)
 

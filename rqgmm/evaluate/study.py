@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ctr.models import BACKBONES
-from ..data import DATASETS, load_dataset, subsample
-from ..data.movielens import item_vectors
-from ..errors import InputError
-from .run import Evaluation
-from .command import describe, echo_verdict
-from .config import EvaluateConfig, config_from
-from .inputs import check_inputs
-from .report import write_outputs
+from rqgmm.ctr.models import BACKBONES
+from rqgmm.data import DATASETS, load_dataset, subsample
+from rqgmm.data.movielens import item_vectors
+from rqgmm.errors import InputError
+from rqgmm.evaluate.run import Evaluation
+from rqgmm.evaluate.command import describe, echo_verdict
+from rqgmm.evaluate.config import EvaluateConfig, config_from
+from rqgmm.evaluate.inputs import check_inputs
+from rqgmm.evaluate.report import write_outputs
 
 logger = logging.getLogger(__name__)
 

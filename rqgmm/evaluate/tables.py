@@ -85,7 +85,7 @@ def fmt_levels(lists: Iterable, digits: int) -> str:
     return " / ".join(fmt_mean_std([lst[i] for lst in lists if i < len(lst)], digits) for i in range(depth))
 
 
-def _signed(x: float, digits: int) -> str:
+def signed(x: float, digits: int) -> str:
     return f"{x:+.{digits}f}".replace("-", MINUS)
 
 
@@ -93,10 +93,10 @@ def fmt_difference(diff: dict | None, digits: int = 4) -> str:
     """"+0.0012 [−0.0003, +0.0027]" (mean [CI]); "+0.0012 (n=1)" without an interval."""
     if diff is None or diff["mean"] is None:
         return DASH
-    mean = _signed(diff["mean"], digits)
+    mean = signed(diff["mean"], digits)
     if diff["low"] is None:
         return f"{mean} (n={diff['n']})"
-    return f"{mean} [{_signed(diff['low'], digits)}, {_signed(diff['high'], digits)}]"
+    return f"{mean} [{signed(diff['low'], digits)}, {signed(diff['high'], digits)}]"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

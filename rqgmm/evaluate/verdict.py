@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .intervals import MIN_T_SEEDS, Difference, UserBootstrap, bootstrap_differences, seed_difference
-from .slices import SLICES
-from .tables import _signed, holm, ordered, select
+from rqgmm.evaluate.intervals import MIN_T_SEEDS, Difference, UserBootstrap, bootstrap_differences, seed_difference
+from rqgmm.evaluate.slices import SLICES
+from rqgmm.evaluate.tables import signed, holm, ordered, select
 
 OVERALL = "all"
 COLUMNS = (OVERALL, *SLICES)
@@ -125,8 +125,8 @@ def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: fl
 def fmt(c: dict, digits: int = 4) -> str:
     """"+0.0012 [+0.0007, +0.0017]" at the Holm level; "+0.0012 (one seed, no interval)" without one."""
     if c["low"] is None:
-        return f"{_signed(c['mean'], digits)} (no interval)"
-    return f"{_signed(c['mean'], digits)} [{_signed(c['low'], digits)}, {_signed(c['high'], digits)}]"
+        return f"{signed(c['mean'], digits)} (no interval)"
+    return f"{signed(c['mean'], digits)} [{signed(c['low'], digits)}, {signed(c['high'], digits)}]"
 
 
 def outcome(c: dict) -> str:
@@ -169,7 +169,7 @@ def _summary(comps: list[dict]) -> str:
     for verb in ("beats", "loses to"):
         hits = sorted(c["mean"] for c in comps if outcome(c) == verb)
         if hits:
-            span = _signed(hits[0], 4) + ("" if len(hits) == 1 else f" to {_signed(hits[-1], 4)}")
+            span = signed(hits[0], 4) + ("" if len(hits) == 1 else f" to {signed(hits[-1], 4)}")
             parts.append(f"{verb} it with {len(hits)} of {len(comps)} backbones ({span})")
     return "; ".join(parts) or f"no difference shown with any of {len(comps)} backbones"
 
@@ -207,7 +207,7 @@ def cold_share(comps: list[dict], regime: str, tokenizer: str) -> str | None:
             without.append(emb["backbone"])
         else:
             shares.append(f"{emb['backbone']} {100 * ids[0]['mean'] / emb['mean']:.0f}% "
-                          f"({_signed(ids[0]['mean'], 4)} of {_signed(emb['mean'], 4)})")
+                          f"({signed(ids[0]['mean'], 4)} of {signed(emb['mean'], 4)})")
     if without:
         shares.append(f"no share with {', '.join(without)}: the embedding shows no gain over no content on cold "
                       "items there")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..trie import PrefixTrie
-from .model import NextItemModel
+from rqgmm.ids.trie import PrefixTrie
+from rqgmm.retrieval.model import NextItemModel
 
 
 class TrieMasks:

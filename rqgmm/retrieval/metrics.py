@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..keys import row_keys
+from rqgmm.ids.keys import row_keys
 
 KS = (5, 10, 20)
 MISS = np.iinfo(np.int64).max

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .vocab import ItemTokens
+from rqgmm.retrieval.vocab import ItemTokens
 
 
 @dataclass(frozen=True)

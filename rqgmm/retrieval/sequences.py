@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from rqgmm.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..ctr.train import _threads
-from ..device import resolve_device
-from ..trie import PrefixTrie
-from .beam import TrieMasks, beam_search
-from .metrics import KS, IdGroups, ranks, recall_ndcg
-from .model import ModelConfig, NextItemModel
-from .sequences import Sequences
-from .vocab import ItemTokens
+from rqgmm.runtime.device import resolve_device, torch_threads
+from rqgmm.ids.trie import PrefixTrie
+from rqgmm.retrieval.beam import TrieMasks, beam_search
+from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
+from rqgmm.retrieval.model import ModelConfig, NextItemModel
+from rqgmm.retrieval.sequences import Sequences
+from rqgmm.retrieval.vocab import ItemTokens
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class Retriever:
     def ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Item-level and ID-level ranks (U,) of the targets after each history (U, H)."""
         device = resolve_device(self.config.device)
-        with _threads(self.config.num_threads):
+        with torch_threads(self.config.num_threads):
             ids = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
         return ranks(ids, list(self.tokens.sizes[:self.tokens.generated]), targets, self.groups)
 
@@ -185,7 +184,7 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cuda", "cpu"))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     best, best_state, stale = (-1.0, -1.0), None, 0
-    with _threads(config.num_threads):
+    with torch_threads(config.num_threads):
         for epoch in range(config.max_epochs):
             loss = _epoch(model, optimizer, windows, batch, generator)
             metrics = recall_ndcg(retriever.ranks(valid_history, valid_targets)[0], (10,))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ids import unique_suffix
-from ..keys import row_keys
+from rqgmm.ids.suffix import unique_suffix
+from rqgmm.ids.keys import row_keys
 
 ITEM_ID, RANDOM = "item-id", "random"
 

@@ -1,0 +1,79 @@
+"""The verbs of the generations store: ``publish``, and ``report STORE`` (the options ``report`` adds for it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rqgmm.console import int_in
+from rqgmm.errors import InputError
+from rqgmm.files import formats as io
+from rqgmm.files.paths import Output, check_outputs
+from rqgmm.tokenizers.base import load
+
+
+def register(sub) -> None:
+    """Add ``publish`` to the verbs."""
+    pub = sub.add_parser("publish", help="publish a catalogue's IDs as the next generation of an append-only store")
+    pub.add_argument("model", help="model directory written by `rqgmm fit` (it encodes the new items only)")
+    pub.add_argument("emb", help="the whole catalogue: .parquet with item_id and the model's embedding column(s)")
+    pub.add_argument("--store", required=True, help="store directory (created by the first publish)")
+    pub.add_argument("--max-per-prefix", type=int_in(1), default=None,
+                     help="at most this many items per prefix (the L codes); new items of a full prefix go to the "
+                          "nearest prefix with room, by the model's distance (counted as fallbacks)")
+    pub.add_argument("--reuse-retired", action="store_true",
+                     help="new items may take the full IDs of retired items (default: never reused)")
+    pub.add_argument("--no-suffix", action="store_true",
+                     help="full IDs are the L codes alone (several items may share one); only when creating a store")
+    pub.add_argument("--quiet", action="store_true")
+    pub.set_defaults(run=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from rqgmm.store.publish import PublishConfig, publish
+
+    check_outputs([args.model, args.emb], [Output(args.store, "--store", "workdir")])
+    tokenizer = load(args.model)
+    config = PublishConfig(args.max_per_prefix, args.reuse_retired, not args.no_suffix, ["rqgmm", *sys.argv[1:]])
+    entry = publish(args.store, tokenizer, io.model_fingerprint(args.model), args.emb, config)
+    if not args.quiet:
+        print(json.dumps({"generation": entry["generation"], **entry["counts"]}))
+
+
+def add_report_options(rep) -> None:
+    """The options ``report`` takes for a store."""
+    rep.add_argument("--generation", type=int_in(1), default=None,
+                     help="with a store: the generation to report (default the current one)")
+    rep.add_argument("--interactions", metavar="LOG", default=None,
+                     help="with a store: a parquet log (one row per interaction) for the head/tail allocation")
+    rep.add_argument("--item", default="item_id", help="with --interactions: the log's item column (default item_id)")
+
+
+def store_path(path: str) -> str | None:
+    """The store directory ``path`` is or holds the generation file of; None when it is neither."""
+    from rqgmm.store.generations import MANIFEST
+
+    p = Path(path)
+    for candidate in (p, p.parent.parent):
+        if candidate.is_dir() and (candidate / MANIFEST).is_file():
+            return str(candidate)
+    return None
+
+
+def _generation_of(path: str) -> int | None:
+    """The generation number of a generation file's name (``gen-000003.parquet``), else None."""
+    stem = Path(path).stem
+    return int(stem[4:]) if stem.startswith("gen-") and stem[4:].isdigit() else None
+
+
+def cmd_report_store(args: argparse.Namespace, store_dir: str) -> None:
+    from rqgmm.store.generations import Store
+    from rqgmm.store.report import store_report
+
+    if args.codes is not None or args.model is not None or args.against is not None:
+        raise InputError(f"{args.emb} is a store: report it alone (drop CODES, --model and --against)")
+    generation = args.generation if args.generation is not None else _generation_of(args.emb)
+    result = store_report(Store.open(store_dir), generation, args.interactions, args.item)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))

@@ -1,0 +1,166 @@
+"""``rqgmm evaluate --task retrieval``: what semantic IDs are worth for generative retrieval on the user's log.
+
+item embeddings -> tokenizers (the same jobs, keys and records as the CTR
+task's) -> per (IDs, seed): a next-item model trained on the leave-one-out
+training sequences, early-stopped on validation Recall@10, then one
+constrained beam search per test user -> Recall/NDCG@K at the item level
+(collision correction) and the ID level, overall and per popularity slice.
+
+Every run holds two controls: random IDs (the first tokenizer's ID rows dealt
+to the items at random: same shape, codebook sizes and collision sizes) and
+the item-ID model (the same transformer, one token per item). The runs are
+jobs of the evaluation grid, so they resume and spread over torchrun ranks as
+the CTR runs do.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from rqgmm.evaluate.grid import Grid, Job, Result
+from rqgmm.evaluate.run import Evaluation, quiet_library_logs, tokenizer_input_names
+from rqgmm.evaluate.slices import SLICES, popularity_slices
+from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
+from rqgmm.retrieval.sequences import Sequences, build_sequences
+from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
+from rqgmm.retrieval.vocab import ITEM_ID, RANDOM, ItemTokens
+
+logger = logging.getLogger(__name__)
+
+SPLIT = ("leave-one-out per user (as TIGER): each user's items in time order; the last one the test target, the one "
+         "before it the validation target, the rest training; users with fewer than 3 items dropped")
+
+
+def retrieval_config(config) -> RetrievalConfig:
+    """The training settings of an EvaluateConfig: QUICK or FULL, on its device."""
+    return replace(QUICK if config.quick else FULL, device=config.device)
+
+
+class RetrievalEvaluation(Evaluation):
+    """The retrieval runs of one ``evaluate`` over checked data; ``run()`` returns the records.
+
+    Takes the parameters of :class:`~rqgmm.evaluate.run.Evaluation`; reuses its tokenizer jobs.
+    """
+
+    def run(self) -> list[dict]:
+        cfg = self.config
+        self.training = retrieval_config(cfg)
+        name = tokenizer_input_names(self.data, cfg)
+        self.modality = name[0] if len(name) == 1 else "fused"
+        tokenizers = [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=self.modality),
+                          f"tokenizer {m} on {self.modality}, seed {seed}")
+                      for m in cfg.methods for seed in cfg.seed_list]
+        runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, model=asdict(self.training) | dict(
+                    device=None)), f"retrieval, {ids} IDs, seed {seed}")
+                for seed in cfg.seed_list for ids in self.id_names]
+        grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: retrieval",
+                    meta=dict(device=cfg.device))
+        with grid.plan(tokenizers, runs):
+            codes = self._timed("tokenizers", lambda: self._codes(grid, tokenizers))
+            self._timed("models", lambda: self.records.extend(
+                r.record for r in grid.run(runs, lambda job: self._retrieve(job, codes))))
+        return self.records
+
+    @property
+    def id_names(self) -> list[str]:
+        """The requested tokenizers, then the two controls."""
+        return [*self.config.methods, RANDOM, ITEM_ID]
+
+    @functools.cached_property
+    def sequences(self) -> Sequences:
+        """The leave-one-out sequences (built on first use; bad input raises before any training)."""
+        log, cfg = self.data.interactions, self.config
+        return build_sequences(log.codes[cfg.user], log.item_rows, log.labels, log.times, len(self.data.items),
+                               cfg.sequence, cfg.label)
+
+    def _codes(self, grid: Grid, jobs: list[Job]) -> dict:
+        """Fit (or find) every tokenizer; its (codes, codebook sizes) by (method, seed)."""
+        inputs = self._inputs() if grid.share(jobs) else {}
+        kept = {}
+        for job, result in zip(jobs, grid.run(jobs, lambda job: self._fit(job, inputs))):
+            self.records.append(result.record)
+            kept[(job.ident["tokenizer"], job.ident["seed"])] = (result.arrays["codes"],
+                                                                  result.arrays["codebook_sizes"].tolist())
+        return kept
+
+    def _inputs(self) -> dict[str, np.ndarray]:
+        from rqgmm.files.modalities import fused
+
+        vectors = self.data.vectors
+        return {self.modality: fused(vectors) if self.modality == "fused" else vectors[self.modality]}
+
+    def _tokens(self, ids: str, seed: int, codes: dict) -> ItemTokens:
+        if ids == ITEM_ID:
+            return ItemTokens.item_ids(len(self.data.items))
+        if ids == RANDOM:
+            return ItemTokens.random_like(*codes[(self.config.methods[0], seed)], seed=seed)
+        return ItemTokens.semantic(*codes[(ids, seed)])
+
+    @functools.cached_property
+    def slices(self) -> np.ndarray:
+        """The popularity slice of each user's test item (U,) by training-sequence counts."""
+        seqs = self.sequences
+        return popularity_slices(seqs.items[seqs.training_mask()], seqs.test)
+
+    def _retrieve(self, job: Job, codes: dict) -> Result:
+        ids, seed = job.ident["ids"], job.ident["seed"]
+        tokens = self._tokens(ids, seed, codes)
+        with quiet_library_logs():
+            retriever = fit_retriever(self.sequences, tokens, replace(self.training, seed=seed))
+            item_rank, id_rank = retriever.ranks(histories(self.sequences, "test", retriever.length),
+                                                 self.sequences.test)
+        record = self._record("retrieval", ids=ids, tokenizer=None if ids in (RANDOM, ITEM_ID) else ids, seed=seed,
+                              **self._metrics(item_rank, id_rank), epochs=len(retriever.valid_recall),
+                              valid_recall=retriever.valid_recall, history=retriever.length,
+                              id_tokens=tokens.generated, shared_items=self._shared(tokens),
+                              users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
+                              sequence=self.config.sequence)
+        return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
+                                      f"{record['epochs']} epochs")
+
+    def _metrics(self, item_rank: np.ndarray, id_rank: np.ndarray) -> dict:
+        item, ids = recall_ndcg(item_rank), recall_ndcg(id_rank)
+        slices = {name: dict(n=int((self.slices == name).sum()), **recall_ndcg(item_rank[self.slices == name]))
+                  for name in SLICES}
+        return dict(item=item, id=ids, inflation=inflation(item, ids), slices=slices, ks=list(KS))
+
+    @staticmethod
+    def _shared(tokens: ItemTokens) -> int:
+        """Items whose generated ID another item shares."""
+        _, inverse, counts = np.unique(tokens.id_keys(), return_inverse=True, return_counts=True)
+        return int((counts[inverse] > 1).sum())
+
+
+#: The header lines that describe the CTR task only (left out when the task is retrieval alone).
+CTR_ONLY = ("split", "backbones", "variants", "max_epochs", "patience", "categorical", "bag", "numeric")
+
+
+def describe_retrieval(config, header: dict) -> dict:
+    """The report header's settings ``header`` with the retrieval task's (unchanged for the CTR task alone)."""
+    if config.task == "ctr":
+        return header
+    header = {k: v for k, v in header.items() if config.task == "both" or k not in CTR_ONLY}
+    training = retrieval_config(config)
+    return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
+                retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
+                                 f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
+                                 f"(patience {training.patience}), beam {training.beam}"))
+
+
+def evaluate_tasks(data, config, dataset: str, store, progress: bool | None) -> tuple[list[dict], dict]:
+    """The records and stage seconds of the task(s) ``config.task`` names: ctr, retrieval or both."""
+    records, seconds = [], {}
+    kinds = {"ctr": (Evaluation,), "retrieval": (RetrievalEvaluation,), "both": (Evaluation, RetrievalEvaluation)}
+    evaluations = [kind(data, config, dataset=dataset, store=store, progress=progress) for kind in kinds[config.task]]
+    for evaluation in evaluations:
+        if isinstance(evaluation, RetrievalEvaluation):
+            evaluation.sequences  # noqa: B018 (checks the sequences before the CTR task trains)
+    for kind, evaluation in zip(kinds[config.task], evaluations):
+        records += [r for r in evaluation.run() if r not in records]  # a tokenizer both tasks share: once
+        seconds.update({f"{'retrieval ' if kind is RetrievalEvaluation else ''}{k}": v
+                        for k, v in evaluation.seconds.items()})
+    return records, seconds

@@ -1,0 +1,6 @@
+"""Where rows, devices, seeds, processes and checked parameters come from: row sources (``source``), the device
+rule and thread settings (``device``), named child seeds (``seeding``), the process group (``parallel``) and the
+declared-constraint validator (``validation``).
+
+May import only :mod:`rqgmm.errors`: every other folder builds on it.
+"""

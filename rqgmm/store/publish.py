@@ -1,0 +1,265 @@
+"""Publishing a catalogue into a generations store: the append-only rules, one generation at a time.
+
+:func:`publish` reads the store's current generation and the catalogue's item
+ids, then:
+
+- items already published keep their full ID, whatever the model (only the new
+  items are encoded, so published IDs never depend on it);
+- published items missing from the catalogue are retired (marked, never
+  deleted); a retired item that comes back is revived with its old full ID
+  (a new one only where ``reuse_retired`` gave its slot away meanwhile);
+- new items get the model's codes as their prefix and a suffix slot of it
+  (:mod:`rqgmm.store.allocation`): never a slot handed out before, unless
+  ``reuse_retired``; with a cap, those that do not fit fall back to the
+  nearest prefix with room (:mod:`rqgmm.store.nearest`);
+- the generation file, its delta and its exports are written, then the
+  manifest (:mod:`rqgmm.store.generations`), all under the store's lock.
+
+Nothing is written before every input has been checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rqgmm.store import allocation as alloc
+from rqgmm.errors import InputError
+from rqgmm.store.exports import write_exports
+from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
+                          write_generation)
+from rqgmm.files.formats import iter_parquet_embeddings, item_id_column
+from rqgmm.store.itemjoin import has_repeats, positions
+from rqgmm.ids.keys import key_strides, row_keys
+from rqgmm.files.modalities import fused
+from rqgmm.store.nearest import nearest_codes, reconstruction_cost
+from rqgmm.runtime.validation import check_dimension, nonfinite_message
+
+logger = logging.getLogger(__name__)
+
+BATCH_ROWS = 1 << 18  # catalogue rows per record batch
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """How to publish.
+
+    max_per_prefix : slots per prefix at most (None: no cap)
+    reuse_retired : new items may take the slots of retired items
+    suffix : full IDs carry a suffix (fixed when the store is created)
+    command : the command line, recorded in the manifest
+    """
+
+    max_per_prefix: int | None = None
+    reuse_retired: bool = False
+    suffix: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Path,
+            config: PublishConfig = PublishConfig()) -> dict:
+    """Publish the items of ``catalogue`` (a parquet of ``item_id`` and embeddings) as the next generation.
+
+    Returns the new generation's manifest entry.
+    """
+    catalogue = Path(catalogue)
+    if catalogue.suffix != ".parquet":
+        raise InputError(f"{catalogue}: publishing needs item ids; pass a .parquet with item_id and embedding columns")
+    item_ids = _catalogue_ids(catalogue)
+    with locked(store_path):
+        store = Store.open(store_path)
+        settings = _settings(store, model, config)
+        store_sizes = settings["codebook_sizes"]
+        parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
+        gen = 1 if store.is_new else store.current["generation"] + 1
+        old, revived, new_rows, counts = _carry_over(parent, item_ids, gen, store_sizes)
+        slots = alloc.store_slots(alloc.prefix_keys(old.codes, store_sizes), old.suffix, old.live,
+                                  config.reuse_retired, store_sizes)
+        alloc.check_cap(slots, config.max_per_prefix, store_sizes)
+        X = _embeddings(catalogue, new_rows, model)
+        new = _new_items(model, X, item_ids[new_rows], slots, config, store_sizes, gen)
+        del X, slots, item_ids
+        table = Generation.concat([old, new])
+        counts.update(items=len(table), live=int(table.live.sum()), new=len(new), fallbacks=int(new.fallback.sum()))
+        delta = Generation.concat([new, old.select(np.flatnonzero(old.retired == gen)),
+                                   old.select(np.flatnonzero(revived))])
+        del parent, old, new  # the peak comes with the exports: hold one copy of the rows by then
+        return _write(store, settings, table, delta, fingerprint, gen, counts, config)
+
+
+def _catalogue_ids(path: Path) -> np.ndarray:
+    """The catalogue's item ids (N,): present, of one type, no nulls, no repeats."""
+    try:
+        schema = pq.read_schema(path)
+        if "item_id" not in schema.names:
+            raise InputError(f"{path} lacks column 'item_id'; publishing keys items by it")
+        column = pq.read_table(path, columns=["item_id"]).column("item_id")
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
+    ids = item_id_column(column, path, unique=False)
+    if has_repeats(ids):
+        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    if not len(ids):
+        raise InputError(f"{path} holds no items; publish at least one")
+    return ids
+
+
+def _settings(store: Store, model, config: PublishConfig) -> dict:
+    """The store's fixed settings; refuse a model or a suffix choice that differs from an existing store's."""
+    ours = {"method": model.method, "levels": int(model.levels), "codebook_sizes": [int(k) for k in model.codebook_sizes],
+            "suffix": config.suffix}
+    key_strides(ours["codebook_sizes"])
+    if store.is_new:
+        return ours
+    theirs = {k: store.manifest[k] for k in ours}
+    if {k: theirs[k] for k in ("method", "levels", "codebook_sizes")} != \
+            {k: ours[k] for k in ("method", "levels", "codebook_sizes")}:
+        raise InputError(f"{store.path} holds IDs of a {theirs['method']} model with {theirs['levels']} levels of "
+                         f"sizes {theirs['codebook_sizes']}, the model is {ours['method']} with {ours['levels']} of "
+                         f"{ours['codebook_sizes']}; publish with a model of the store's method, levels and sizes")
+    if theirs["suffix"] != config.suffix:
+        raise InputError(f"{store.path} was created {'with' if theirs['suffix'] else 'without'} suffixes; "
+                         f"{'drop' if theirs['suffix'] else 'add'} --no-suffix")
+    return theirs
+
+
+def _carry_over(parent: Generation, item_ids: np.ndarray, gen: int,
+                sizes: list[int]) -> tuple[Generation, np.ndarray, np.ndarray, dict]:
+    """The parent's rows with this generation's retirements and revivals, the mask of the revived ones among
+    them, and the catalogue rows (M,) to publish.
+
+    A revived item whose slot a live item holds (possible only with reused slots) is published anew.
+    """
+    found, position = positions(item_ids, parent.item_ids)
+    known = position[found]
+    in_catalogue = np.zeros(len(parent), dtype=bool)
+    in_catalogue[known] = True
+    retired = parent.retired.copy()
+    retiring = (retired == 0) & ~in_catalogue
+    reviving = (retired > 0) & in_catalogue
+    retired[retiring] = gen
+    retired[reviving] = 0
+    old = Generation(parent.item_ids, parent.codes, parent.suffix, parent.born, retired, parent.fallback)
+    clash = _slot_taken(old, reviving, sizes)
+    new_rows = np.flatnonzero(~found)
+    if clash.any():
+        new_rows = np.sort(np.r_[new_rows, np.flatnonzero(found)[np.isin(known, np.flatnonzero(clash))]])
+        old, reviving = old.select(np.flatnonzero(~clash)), reviving[~clash]
+    counts = {"retired": int(retiring.sum()), "revived": int(reviving.sum()), "renumbered_revived": int(clash.sum())}
+    return old, reviving, new_rows, counts
+
+
+def _slot_taken(gen: Generation, reviving: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Mask (N,) of reviving rows whose full ID some other live row holds."""
+    if gen.suffix is None or not reviving.any():
+        return np.zeros(len(gen), dtype=bool)
+    keys = row_keys(gen.full_ids(), [*sizes, int(gen.suffix.max()) + 1])
+    return reviving & np.isin(keys, keys[(gen.retired == 0) & ~reviving])
+
+
+def _embeddings(path: Path, rows: np.ndarray, model) -> np.ndarray:
+    """Embeddings (M, D) of the catalogue rows ``rows`` (sorted); every row of the file is checked finite."""
+    columns = tuple(getattr(model, "embedding_columns_", None) or ("embedding",))
+    parts, bad, offset = [], [], 0
+    for X in _embedding_batches(path, columns):
+        n = len(X)
+        if n:
+            check_dimension(X, model.n_features_in_, what=str(path))
+            bad.append(np.flatnonzero(~np.isfinite(X).all(1)) + offset)
+            lo, hi = np.searchsorted(rows, [offset, offset + n])
+            parts.append(np.asarray(X[rows[lo:hi] - offset], dtype=np.float32))
+        offset += n
+    bad_rows = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+    if bad_rows.size:
+        raise InputError(nonfinite_message(bad_rows, offset, str(path)))
+    return np.concatenate(parts) if parts else np.zeros((0, model.n_features_in_), dtype=np.float32)
+
+
+def _embedding_batches(path: Path, columns: tuple[str, ...]) -> Iterator[np.ndarray]:
+    """Embedding matrices (n, D) of the file, batch by batch (several columns fused).
+
+    Fixed-size float lists without nulls (what a catalogue of 10^7 items is written as)
+    are read as they lie, without the item ids; any other layout goes through
+    :func:`rqgmm.files.formats.iter_parquet_embeddings`, which checks it row by row.
+    """
+    schema = pq.read_schema(path)
+    fixed = all(c in schema.names and pa.types.is_fixed_size_list(schema.field(c).type)
+                and pa.types.is_floating(schema.field(c).type.value_type) for c in columns)
+    if not fixed:
+        for _, X in iter_parquet_embeddings(path, columns):
+            yield fused(X) if isinstance(X, dict) else np.asarray(X)
+        return
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
+        blocks = {}
+        for c in columns:
+            col = batch.column(c)
+            if col.null_count:
+                raise InputError(f"{path}: '{c}' has {col.null_count} null rows; drop them")
+            blocks[c] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+        yield fused(blocks) if len(columns) > 1 else blocks[columns[0]]
+
+
+def _new_items(model, X: np.ndarray, item_ids: np.ndarray, slots: alloc.Slots, config: PublishConfig,
+               sizes: list[int], gen: int) -> Generation:
+    """Full IDs of the new items: the model's codes, the cap's fallbacks, the suffixes."""
+    codes = np.asarray(model.encode(X), dtype=np.int64) if len(X) else np.zeros((0, len(sizes)), dtype=np.int64)
+    keys = alloc.prefix_keys(codes, sizes)
+    own_cost = None
+    if config.max_per_prefix is not None:
+        own_cost = reconstruction_cost(model, X, codes)
+
+    def candidates(rows: np.ndarray, beam: int) -> tuple[np.ndarray, np.ndarray]:
+        cand, cost = nearest_codes(model, X[rows], beam)
+        return alloc.prefix_keys(cand.reshape(-1, len(sizes)), sizes).reshape(cost.shape), cost
+
+    full_beam = int(np.prod(sizes[:-1]))
+    keys, fallback = alloc.place(keys, slots, config.max_per_prefix, own_cost, candidates, full_beam)
+    suffix = alloc.assign_suffix(keys, slots) if config.suffix else None
+    n = len(keys)
+    return Generation(item_ids, alloc.codes_of_keys(keys, sizes), suffix, np.full(n, gen, dtype=np.int64),
+                      np.zeros(n, dtype=np.int64), fallback)
+
+
+def _write(store: Store, settings: dict, table: Generation, delta: Generation, fingerprint: str, gen: int,
+           counts: dict, config: PublishConfig) -> dict:
+    """Write the generation, its delta and exports, then commit the manifest; returns the entry."""
+    write_generation(store.path / generation_file(gen), table, codes_metadata(settings, table, fingerprint))
+    change = pa.DictionaryArray.from_arrays(
+        pa.array(np.repeat([0, 1, 2], [counts["new"], counts["retired"], counts["revived"]]).astype(np.int8)),
+        pa.array(["new", "retired", "revived"]))
+    write_generation(store.path / delta_file(gen), delta, codes_metadata(settings, delta, fingerprint),
+                     {"change": change})
+    live = table.live
+    suffix_size = _suffix_size(store, table, config)
+    vocab_sizes = [*settings["codebook_sizes"], *([suffix_size] if config.suffix else [])]
+    key_strides(vocab_sizes)  # full IDs fit one int64 key
+    keys = row_keys(table.codes, settings["codebook_sizes"])
+    if config.suffix:
+        keys = keys * suffix_size + table.suffix  # the key of (codes, suffix) under vocab_sizes
+    keys = keys[live]
+    exported = write_exports(store.path / export_dir(gen), keys, table.item_ids[live], vocab_sizes, config.suffix)
+    del keys
+    counts.update(suffix_size=suffix_size if config.suffix else None, **exported)
+    files = [generation_file(gen), delta_file(gen), *(f"{export_dir(gen)}/{name}" for name in
+                                                      ("lookup.parquet", "trie.parquet", "vocab.txt"))]
+    entry = {"generation": gen, "parent": gen - 1 or None, "fingerprint": fingerprint, "counts": counts,
+             "max_per_prefix": config.max_per_prefix, "reuse_retired": config.reuse_retired,
+             "command": list(config.command), "time": now(), "files": files}
+    store.commit(settings, entry)
+    logger.info("published generation %d to %s: %d new, %d retired, %d revived, %d fallbacks; %d live of %d items",
+                gen, store.path, counts["new"], counts["retired"], counts["revived"], counts["fallbacks"],
+                counts["live"], counts["items"])
+    return store.current
+
+
+def _suffix_size(store: Store, table: Generation, config: PublishConfig) -> int:
+    """The suffix vocabulary: never smaller than the parent's, the cap, or the largest suffix + 1."""
+    previous = (store.current["counts"].get("suffix_size") or 0) if store.current else 0
+    largest = int(table.suffix.max()) + 1 if table.suffix is not None and len(table) else 0
+    return max(previous, largest, config.max_per_prefix or 0)

@@ -1,0 +1,63 @@
+"""Files written by the previous release (before the package moved into folders) still load and resume.
+
+The fixtures under ``fixtures/previous_release`` were written by commit c50df11 with:
+``rqgmm fit emb.npy --method rqgmm --levels 2 --codebook-size 4 --seed 0``, ``rqgmm encode ... --unique``,
+``rqgmm publish`` of the same 120 items, and ``rqgmm evaluate`` of ``synthetic.write_synthetic`` with
+``EVALUATE`` below; ``emb`` is ``default_rng(0).normal(size=(120, 6))`` as float32.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rqgmm
+from rqgmm.cli import main
+from rqgmm.ids.codes import read_codes
+from synthetic import write_synthetic
+
+FIXTURES = Path(__file__).parent / "fixtures" / "previous_release"
+EVALUATE = ["--embedding", "text_emb", "--methods", "rqkmeans", "--levels", "2", "--codebook-size", "4",
+            "--variants", "none,ids", "--backbones", "fnn", "--seeds", "1", "--quick", "--quiet"]
+
+
+def embeddings() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32)
+
+
+def test_a_model_of_the_previous_release_loads_and_gives_its_codes():
+    model = rqgmm.load(FIXTURES / "model")
+    table = read_codes(str(FIXTURES / "codes.parquet"))
+    assert np.array_equal(np.asarray(model.encode(embeddings())), table.codes)
+
+
+def test_a_store_of_the_previous_release_reports_and_takes_a_new_generation(tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(FIXTURES / "store", store)
+    assert main(["report", str(store), "--json"]) == 0
+    first = pd.read_parquet(store / "generations" / "gen-000001.parquet")
+    x = np.concatenate([embeddings(), np.random.default_rng(1).normal(size=(10, 6)).astype(np.float32)])
+    catalogue = tmp_path / "catalogue.parquet"
+    pd.DataFrame({"item_id": np.arange(len(x)), "embedding": list(x)}).to_parquet(catalogue)
+    assert main(["publish", str(FIXTURES / "model"), str(catalogue), "--store", str(store), "--quiet"]) == 0
+    second = pd.read_parquet(store / "generations" / "gen-000002.parquet")
+    kept = second.set_index("item_id").loc[first["item_id"]].reset_index()
+    assert kept[first.columns].equals(first)  # every published item keeps its full ID
+    assert len(second) == 130
+
+
+def test_an_evaluate_output_of_the_previous_release_resumes_without_rerunning(tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(FIXTURES / "evaluate", out)
+    rows, items = write_synthetic(tmp_path)
+    before = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
+    assert main(["evaluate", str(rows), "--items", str(items), "--out", str(out), *EVALUATE]) == 0
+    after = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
+    assert after == before  # every run was found finished: nothing refitted, nothing retrained
+    old = json.loads((FIXTURES / "evaluate" / "results.json").read_text())["records"]
+    assert json.loads((out / "results.json").read_text())["records"] == old
