@@ -479,12 +479,10 @@ def run_ctr(
     from rqgmm.ctr.log import LogPart
 
     parts = (train_frame, valid_frame, test_frame)
-    if isinstance(train_frame, LogPart):
-        device = (train_config or TrainConfig()).device
-        fields, tensors = train_frame.log.tensors(spec, content, parts, device)
-        return fit_and_score(fields, tensors, backbone, model_config, train_config)
-    builder = FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
-    result = fit_and_score(builder.fields, [builder.transform(frame) for frame in parts], backbone,
-                           model_config, train_config)
+    builder = None if isinstance(train_frame, LogPart) else \
+        FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
+    encoded = train_frame.log if builder is None else builder  # frames: the adapter over a log
+    fields, tensors = encoded.tensors(spec, content, parts, (train_config or TrainConfig()).device)
+    result = fit_and_score(fields, tensors, backbone, model_config, train_config)
     result.builder = builder
     return result
