@@ -78,7 +78,8 @@ class TrainConfig:
     patience : int
         Epochs without a better validation AUC before stopping.
     seed : int
-        Seeds the batch order and dropout (and ``run_ctr``'s initialisation).
+        The parent of the named child seeds (:mod:`rqgmm.runtime.seeding`) of the batch order ("ctr batches")
+        and dropout ("ctr dropout"), and of ``fit_and_score``'s initialisation ("ctr init").
     device : str
     eval_batch_size : int
         Rows per forward pass when predicting.
@@ -393,14 +394,13 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     steps = math.ceil(len(data) / batch)
     lr = config.lr_for(batch)
     step = _Step(model, config, lr, config.warmup_for(batch, steps))
-    generator = torch.Generator().manual_seed(config.seed)
+    from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng  # here: importing ctr stays light
+
+    generator = cpu_generator(child_seed(config.seed, "ctr batches"))
     result = TrainResult(model, batch_size=batch, lr=lr)
     best_state, stale, training_seconds = None, 0, 0.0
-    # fork_rng: dropout draws from the global RNG, which the caller keeps untouched
-    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch_threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(config.seed)
+    # dropout draws from the global RNG: a forked one, so the caller's state is untouched
+    with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "ctr dropout")):
         for epoch in tqdm(range(config.max_epochs), desc="ctr epochs", disable=not config.progress):
             began = time.perf_counter()
             total = _train_epoch(model, data, step, batch, generator, device)
@@ -429,7 +429,9 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
                   model_config: ModelConfig | None = None, train_config: TrainConfig | None = None) -> CTRResult:
     """Train ``backbone`` on ``tensors`` (train, valid, test) and score the test rows."""
     train_config = train_config or TrainConfig()
-    model = make_model(backbone, fields, model_config, seed=train_config.seed)
+    from rqgmm.runtime.seeding import child_seed  # here: importing ctr stays light
+
+    model = make_model(backbone, fields, model_config, seed=child_seed(train_config.seed, "ctr init"))
     training = train(model, tensors[0], tensors[1], train_config)
     with torch_threads(train_config.num_threads):
         predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
