@@ -27,6 +27,7 @@ from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device, torch_threads
 from rqgmm.ctr.content import ItemContent
 from rqgmm.ctr.features import FeatureBuilder
+from rqgmm.ctr.log import LogPart
 from rqgmm.ctr.models import ModelConfig, make_model
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import Batch, CTRTensors
@@ -460,7 +461,8 @@ def run_ctr(
         Interaction rows with the spec's columns and its 0/1 label; or the
         train / valid / test parts of one :class:`~rqgmm.ctr.log.EncodedLog`
         (already encoded: ``users`` and ``items`` are then not used, the log
-        holds its item table).
+        holds its item table). Frames are encoded by a :class:`FeatureBuilder`
+        (an adapter over the log encoder); both then take one path.
     spec : FeatureSpec
     users, items : DataFrame, optional
         Tables the spec's columns may live in (see :meth:`FeatureBuilder.fit`).
@@ -470,7 +472,7 @@ def run_ctr(
         A name of :data:`~rqgmm.ctr.models.BACKBONES`.
     model_config : ModelConfig, optional
     train_config : TrainConfig, optional
-        Its ``seed`` also seeds the model's initialisation.
+        Its ``seed`` is also the parent of the initialisation's child seed ("ctr init").
 
     Returns
     -------
@@ -478,8 +480,6 @@ def run_ctr(
         Test probabilities (N_test,), test ``{"auc", "logloss"}``, the
         training record and, for frames, the fitted builder.
     """
-    from rqgmm.ctr.log import LogPart
-
     parts = (train_frame, valid_frame, test_frame)
     builder = None if isinstance(train_frame, LogPart) else \
         FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
