@@ -205,6 +205,20 @@ def test_training_leaves_thread_count_and_global_rng_alone(world):
     np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
 
 
+def test_training_leaves_numpy_global_state_alone_and_repeats_with_its_seed(world):
+    torch.manual_seed(7)
+    np.random.seed(7)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    config = TrainConfig(**{**FAST.__dict__, "max_epochs": 1})
+    first = _run(world, "dcnv2", "codes", config)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    again = _run(world, "dcnv2", "codes", config)
+    np.testing.assert_array_equal(first.predictions, again.predictions)
+    assert first.training.valid_auc == again.training.valid_auc
+
+
 def test_score_equals_sklearn():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 2, 500), rng.random(500)

@@ -151,6 +151,29 @@ def test_training_learns_a_deterministic_successor():
         assert max(retriever.valid_recall) >= 0.9
 
 
+def _tiny_retrieval(seed: int):
+    seqs = build_sequences(*_log(2), 40)
+    config = replace(QUICK, model=ModelConfig(dim=8, layers=1, heads=2), max_epochs=2, patience=2, seed=seed)
+    return fit_retriever(seqs, ItemTokens.random_like(np.arange(80).reshape(40, 2) % 5, [5, 5], seed), config)
+
+
+def test_retrieval_training_leaves_the_global_random_state_alone_and_repeats_with_its_seed():
+    torch.manual_seed(5)
+    np.random.seed(5)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    first = _tiny_retrieval(seed=3)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    again, other = _tiny_retrieval(seed=3), _tiny_retrieval(seed=4)
+    np.testing.assert_array_equal(first.tokens.ids, again.tokens.ids)
+    assert first.valid_recall == again.valid_recall
+    for name, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, again.model.state_dict()[name], rtol=0, atol=0)
+    theirs = other.model.state_dict()
+    assert any(not torch.equal(value, theirs[name]) for name, value in first.model.state_dict().items())
+
+
 # ----------------------------------------------------------------------------- the task, end to end
 
 

@@ -11,8 +11,11 @@ and gathered per row, so a saved builder (JSON plus safetensors, never pickle)
 scores new interaction rows without the original tables. Content is held once
 per distinct item of the rows (:class:`~rqgmm.ctr.tensors.CTRTensors`).
 
-This is the API for frames that fit in memory; ``rqgmm evaluate`` encodes its
-log once with :mod:`rqgmm.ctr.log` and gives the models the same tensors.
+This is the API for frames that fit in memory, a DataFrame adapter over
+:mod:`rqgmm.ctr.log`: fitting encodes the training rows (their user- and
+item-table fields joined on) as an :class:`~rqgmm.ctr.log.EncodedLog` and
+reads its training vocabularies and numeric moments, so both inputs get them
+from one place; ``rqgmm evaluate`` encodes its whole log the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from safetensors.torch import load_file, save_file
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
 from rqgmm.ctr.content import ItemContent, content_block, item_keys
-from rqgmm.ctr.encoding import as_arrow, padded
+from rqgmm.ctr.encoding import as_arrow, padded, standardised
+from rqgmm.ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import CTRTensors, FieldBlock
 from rqgmm.ctr.vocabulary import Vocabulary, as_keys
@@ -49,6 +53,12 @@ SOURCES = ("row", "user", "item")
 
 def _bag(values, column: str) -> tuple[pa.Array, np.ndarray]:
     """A bag column's flat values and its per-row lengths (N,); a missing list is empty."""
+    array = _bag_array(values, column)
+    return array.flatten(), pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _bag_array(values, column: str) -> pa.Array:
+    """A bag column as a pyarrow list array (N,); a column of missing values only is empty lists."""
     try:
         array = as_arrow(values, column)
     except InputError:
@@ -58,9 +68,7 @@ def _bag(values, column: str) -> tuple[pa.Array, np.ndarray]:
         shown = next((v for v in values if not _missing(v)), None)
         raise InputError(f"bag column {column!r} must hold a list per row, got {type(shown).__name__} {shown!r}; "
                          "split such strings into lists first")
-    if pa.types.is_null(array.type):
-        return pa.array([], pa.string()), np.zeros(len(array), np.int64)
-    return array.flatten(), pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)
+    return pa.nulls(len(array), pa.list_(pa.string())) if pa.types.is_null(array.type) else array
 
 
 def _missing(value) -> bool:
@@ -156,11 +164,10 @@ class FeatureBuilder:
         tables = {"row": train, "user": self._keyed(users, spec.user, "user"),
                   "item": self._keyed(items, spec.item, "item")}
         self.sources = {c: self._source(c, tables) for c in [*spec.categorical, *spec.bag, *spec.numeric]}
-        self.vocabs = {spec.user: Vocabulary(train[spec.user]), spec.item: Vocabulary(train[spec.item])}
-        raw = {c: self._raw(train, c, tables) for c in self.sources}
-        self.vocabs.update({c: Vocabulary(raw[c]) for c in spec.categorical})
-        self.vocabs.update({c: Vocabulary(_bag(raw[c], c)[0]) for c in spec.bag})
-        self.stats = {c: self._moments(_numeric(raw[c], c)) for c in spec.numeric}
+        log = self._training_log(train, {c: self._raw(train, c, tables) for c in self.sources})
+        self.vocabs = {c: Vocabulary(log.dictionaries[c]) for c in (spec.user, *spec.categorical, *spec.bag)}
+        self.vocabs[spec.item] = Vocabulary(log.items.keys[log.items.ids > 0].to_numpy())
+        self.stats = dict(log.moments)
         self.entities = {kind: self._encode_entity(kind, tables[kind]) for kind in ("user", "item")
                          if tables[kind] is not None}
         self.content = list(content)
@@ -204,19 +211,26 @@ class FeatureBuilder:
         values = table[column].to_numpy(dtype=object)
         return pd.Series(np.where(rows < 0, None, values[np.maximum(rows, 0)]) if len(values) else [None] * len(rows))
 
-    @staticmethod
-    def _moments(values: np.ndarray) -> tuple[float, float]:
-        finite = values[np.isfinite(values)]
-        if not len(finite):
-            return 0.0, 1.0
-        std = float(finite.std())
-        return float(finite.mean()), std if std > 0 else 1.0
+    def _training_log(self, train: pd.DataFrame, raw: dict[str, pd.Series]) -> EncodedLog:
+        """``train`` (N rows, table fields joined as ``raw``) as a log ordered with every row a training row."""
+        spec, n = self.spec, len(train)
+        columns = LogColumns(spec.user, spec.item, spec.label, categorical=tuple(spec.categorical),
+                             bag=tuple(spec.bag), numeric=tuple(spec.numeric))
+        arrays = {spec.user: as_arrow(train[spec.user], spec.user), spec.item: as_arrow(train[spec.item], spec.item),
+                  spec.label: pa.array(np.zeros(n, np.int8))}  # labels play no part in vocabularies
+        arrays.update({c: as_arrow(raw[c], c) for c in spec.categorical})
+        arrays.update({c: _bag_array(raw[c], c) for c in spec.bag})
+        arrays.update({c: pa.array(_numeric(raw[c], c)) for c in spec.numeric})
+        encoder = LogEncoder(columns, n)
+        encoder.add(pa.table(arrays))
+        keys = pc.unique(as_keys(arrays[spec.item]))
+        log = encoder.finish(ItemTable(pd.Index(keys.to_numpy(zero_copy_only=False)), np.arange(len(keys))))
+        return log.ordered(np.arange(n), n)
 
     def _encode(self, column: str, values) -> np.ndarray:
         """Encoded values: categorical (N,) int32, bag (N, G) int32, numeric (N,) float32."""
         if column in self.stats:
-            mean, std = self.stats[column]
-            return np.nan_to_num((_numeric(values, column) - mean) / std, nan=0.0).astype(np.float32)
+            return standardised(_numeric(values, column), *self.stats[column])
         if column in self.spec.bag:
             flat, lengths = _bag(values, column)
             return padded(self.vocabs[column].lookup(flat), lengths)
@@ -273,6 +287,17 @@ class FeatureBuilder:
         item_rows, distinct = pd.factorize(item_keys(interactions[spec.item]))
         return CTRTensors(block, content_block(self.content, pd.Index(distinct)),
                           torch.from_numpy(item_rows.astype(np.int64)), labels, [f.name for f in self.fields])
+
+    def tensors(self, spec: FeatureSpec, content: Sequence[ItemContent], parts: Sequence[pd.DataFrame],
+                device: str | torch.device = "cpu") -> tuple[list[FieldSpec], list[CTRTensors]]:
+        """The fields and the tensors of ``parts`` (frames), as :meth:`EncodedLog.tensors` gives them for log parts.
+
+        ``spec`` and ``content`` must be those the builder was fitted with; the
+        tensors stay on the host (training places them on ``device``).
+        """
+        if spec != self.spec or [c.name for c in content] != [c.name for c in self.content]:
+            raise InputError("the spec and content must be those the FeatureBuilder was fitted with; fit another")
+        return self.fields, [self.transform(part) for part in parts]
 
     # ---------------------------------------------------------- save / load
 

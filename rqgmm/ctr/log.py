@@ -135,6 +135,11 @@ class EncodedLog:
     n_train : int or None
         Set by :meth:`ordered`: the first ``n_train`` rows are the training part
         and every code is a training-vocabulary index.
+    dictionaries : dict of str → pyarrow.Array
+        Each code / bag column's distinct values (U,), sorted: code ``k`` is ``dictionaries[name][k - 1]``.
+        Once ordered, the training vocabulary: the values of indices ``1..n``.
+    moments : dict of str → (float, float)
+        Set by :meth:`ordered`: each numeric column's training mean and std (the standardisation).
     """
 
     columns: LogColumns
@@ -148,6 +153,8 @@ class EncodedLog:
     sizes: dict[str, int]
     n_train: int | None = None
     unknown_items: tuple[int, object] | None = None
+    dictionaries: dict[str, pa.Array] = field(default_factory=dict)
+    moments: dict[str, tuple[float, float]] = field(default_factory=dict)
     _device_rows: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -204,20 +211,24 @@ class EncodedLog:
 
         item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
-        codes, bags, sizes = {}, {}, dict(self.sizes)
+        codes, bags, sizes, dictionaries = {}, {}, dict(self.sizes), dict(self.dictionaries)
         for source, target in ((self.codes, codes), (self.bags, bags)):
             for name in list(source):
                 values = take(name, source)
                 remap = training_vocabulary(values[:n_train], self.sizes[name] - 1)
                 target[name], sizes[name] = np.take(remap, values), int(remap.max()) + 1
-        numeric = {}
+                if name in dictionaries:  # the values of indices 1..n, in index order
+                    dictionaries[name] = dictionaries[name].filter(pa.array(remap[1:] > 0))
+        numeric, stats = {}, {}
         for name in list(self.numeric):
             values = take(name, self.numeric)
-            numeric[name] = standardised(values, *moments(values[:n_train]))
+            stats[name] = moments(values[:n_train])
+            numeric[name] = standardised(values, *stats[name])
         items = _items_vocabulary(self.items, counts)
         sizes.update({name: size for name, size in items.sizes.items()})
         return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take("labels"), times=take("times"),
-                       item_rows=item_rows, items=items, sizes=sizes, n_train=n_train, _device_rows={})
+                       item_rows=item_rows, items=items, sizes=sizes, n_train=n_train, dictionaries=dictionaries,
+                       moments=stats, _device_rows={})
 
     # ------------------------------------------------------------------ model tensors
 
@@ -393,7 +404,7 @@ class LogEncoder:
         sizes = {n: len(encoded[n][1]) + 1 for n in (c.user, *c.categorical, *c.bag)}
         sizes.update(items.sizes)
         return EncodedLog(c, codes, bags, self.numeric, self.labels, times, item_rows, items, sizes,
-                          unknown_items=unknown)
+                          unknown_items=unknown, dictionaries={n: encoded[n][1] for n in sizes if n in encoded})
 
 
 def _array(column) -> pa.Array:

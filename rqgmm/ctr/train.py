@@ -27,6 +27,7 @@ from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device, torch_threads
 from rqgmm.ctr.content import ItemContent
 from rqgmm.ctr.features import FeatureBuilder
+from rqgmm.ctr.log import LogPart
 from rqgmm.ctr.models import ModelConfig, make_model
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import Batch, CTRTensors
@@ -78,7 +79,8 @@ class TrainConfig:
     patience : int
         Epochs without a better validation AUC before stopping.
     seed : int
-        Seeds the batch order and dropout (and ``run_ctr``'s initialisation).
+        The parent of the named child seeds (:mod:`rqgmm.runtime.seeding`) of the batch order ("ctr batches")
+        and dropout ("ctr dropout"), and of ``fit_and_score``'s initialisation ("ctr init").
     device : str
     eval_batch_size : int
         Rows per forward pass when predicting.
@@ -393,14 +395,13 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     steps = math.ceil(len(data) / batch)
     lr = config.lr_for(batch)
     step = _Step(model, config, lr, config.warmup_for(batch, steps))
-    generator = torch.Generator().manual_seed(config.seed)
+    from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng  # here: importing ctr stays light
+
+    generator = cpu_generator(child_seed(config.seed, "ctr batches"))
     result = TrainResult(model, batch_size=batch, lr=lr)
     best_state, stale, training_seconds = None, 0, 0.0
-    # fork_rng: dropout draws from the global RNG, which the caller keeps untouched
-    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch_threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(config.seed)
+    # dropout draws from the global RNG: a forked one, so the caller's state is untouched
+    with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "ctr dropout")):
         for epoch in tqdm(range(config.max_epochs), desc="ctr epochs", disable=not config.progress):
             began = time.perf_counter()
             total = _train_epoch(model, data, step, batch, generator, device)
@@ -429,7 +430,9 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
                   model_config: ModelConfig | None = None, train_config: TrainConfig | None = None) -> CTRResult:
     """Train ``backbone`` on ``tensors`` (train, valid, test) and score the test rows."""
     train_config = train_config or TrainConfig()
-    model = make_model(backbone, fields, model_config, seed=train_config.seed)
+    from rqgmm.runtime.seeding import child_seed  # here: importing ctr stays light
+
+    model = make_model(backbone, fields, model_config, seed=child_seed(train_config.seed, "ctr init"))
     training = train(model, tensors[0], tensors[1], train_config)
     with torch_threads(train_config.num_threads):
         predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
@@ -458,7 +461,8 @@ def run_ctr(
         Interaction rows with the spec's columns and its 0/1 label; or the
         train / valid / test parts of one :class:`~rqgmm.ctr.log.EncodedLog`
         (already encoded: ``users`` and ``items`` are then not used, the log
-        holds its item table).
+        holds its item table). Frames are encoded by a :class:`FeatureBuilder`
+        (an adapter over the log encoder); both then take one path.
     spec : FeatureSpec
     users, items : DataFrame, optional
         Tables the spec's columns may live in (see :meth:`FeatureBuilder.fit`).
@@ -468,7 +472,7 @@ def run_ctr(
         A name of :data:`~rqgmm.ctr.models.BACKBONES`.
     model_config : ModelConfig, optional
     train_config : TrainConfig, optional
-        Its ``seed`` also seeds the model's initialisation.
+        Its ``seed`` is also the parent of the initialisation's child seed ("ctr init").
 
     Returns
     -------
@@ -476,15 +480,11 @@ def run_ctr(
         Test probabilities (N_test,), test ``{"auc", "logloss"}``, the
         training record and, for frames, the fitted builder.
     """
-    from rqgmm.ctr.log import LogPart
-
     parts = (train_frame, valid_frame, test_frame)
-    if isinstance(train_frame, LogPart):
-        device = (train_config or TrainConfig()).device
-        fields, tensors = train_frame.log.tensors(spec, content, parts, device)
-        return fit_and_score(fields, tensors, backbone, model_config, train_config)
-    builder = FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
-    result = fit_and_score(builder.fields, [builder.transform(frame) for frame in parts], backbone,
-                           model_config, train_config)
+    builder = None if isinstance(train_frame, LogPart) else \
+        FeatureBuilder(spec).fit(train_frame, users=users, items=items, content=content)
+    encoded = train_frame.log if builder is None else builder  # frames: the adapter over a log
+    fields, tensors = encoded.tensors(spec, content, parts, (train_config or TrainConfig()).device)
+    result = fit_and_score(fields, tensors, backbone, model_config, train_config)
     result.builder = builder
     return result

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rqgmm.runtime.device import resolve_device, torch_threads
+from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.trie import PrefixTrie
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
@@ -57,6 +58,9 @@ class RetrievalConfig:
     valid_users : int
         Users whose validation recall decides early stopping (a seeded sample when there are more).
     seed : int
+        The parent of the named child seeds (:mod:`rqgmm.runtime.seeding`) of the initialisation
+        ("retrieval init"), the batch order ("retrieval batches"), dropout ("retrieval dropout") and the
+        validation users ("valid users"); training leaves the caller's global random state alone.
     device : str
     num_threads : int or None
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
@@ -167,45 +171,55 @@ def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int
 
 
 def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) -> Retriever:
-    """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights."""
+    """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights.
+
+    Every draw comes from a named child of ``config.seed``; torch's global RNG is forked, so the caller's
+    random state is the same afterwards.
+    """
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
     length = history_length(seqs, config.history)
-    model = NextItemModel(tokens, length + 1, config.model).to(device)
+    with forked_rng(torch.device("cpu"), child_seed(config.seed, "retrieval init")):  # built on the host
+        model = NextItemModel(tokens, length + 1, config.model).to(device)
     trie = PrefixTrie.build(tokens.ids, list(tokens.sizes[:tokens.generated]))
-    popularity = seqs.popularity()
-    retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), popularity),
+    retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), seqs.popularity()),
                           length, config)
     windows = torch.as_tensor(training_windows(seqs, length + 1), device=device)
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
+    rng = np.random.default_rng(child_seed(config.seed, "valid users"))
     sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
-    valid_history, valid_targets = histories(seqs, "valid", length)[sample], seqs.valid[sample]
-    batch = _batch(config, tokens, length + 1, len(windows), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cuda", "cpu"))
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    best, best_state, stale = (-1.0, -1.0), None, 0
-    with torch_threads(config.num_threads):
-        for epoch in range(config.max_epochs):
-            loss = _epoch(model, optimizer, windows, batch, generator)
-            metrics = recall_ndcg(retriever.ranks(valid_history, valid_targets)[0], (10,))
-            score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
-            retriever.valid_recall.append(score[0])
-            logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f", epoch + 1, loss, *score)
-            if score > best:
-                best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
+    valid = histories(seqs, "valid", length)[sample], seqs.valid[sample]
+    with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
+        best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
     model.load_state_dict(best_state)
     return retriever
 
 
+def _fit(retriever: Retriever, windows: torch.Tensor, valid: tuple[np.ndarray, np.ndarray],
+         generator: torch.Generator) -> dict:
+    """The epochs with early stopping; the best epoch's state dict."""
+    model, config = retriever.model, retriever.config
+    batch = _batch(config, retriever.tokens, retriever.length + 1, len(windows), windows.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=windows.device.type in ("cuda", "cpu"))
+    best, best_state, stale = (-1.0, -1.0), None, 0
+    for epoch in range(config.max_epochs):
+        loss = _epoch(model, optimizer, windows, batch, generator)
+        metrics = recall_ndcg(retriever.ranks(*valid)[0], (10,))
+        score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
+        retriever.valid_recall.append(score[0])
+        logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f", epoch + 1, loss, *score)
+        if score > best:
+            best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    return best_state
+
+
 def _epoch(model: NextItemModel, optimizer: torch.optim.Optimizer, windows: torch.Tensor, batch: int,
            generator: torch.Generator) -> float:
-    """One pass in a random order; the mean loss per target item (read once)."""
+    """One pass in a random order (drawn on the host by ``generator``); the mean loss per target item (read once)."""
     model.train()
-    order = torch.randperm(len(windows), generator=generator, device=windows.device)
+    order = torch.randperm(len(windows), generator=generator).to(windows.device)
     total = torch.zeros((), device=windows.device)
     count = torch.zeros((), device=windows.device, dtype=torch.int64)
     for i in range(0, len(order), batch):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rqgmm.runtime.seeding import child_seed
+
 from rqgmm.ids.suffix import unique_suffix
 from rqgmm.ids.keys import row_keys
 
@@ -46,8 +48,8 @@ class ItemTokens:
 
     @classmethod
     def random_like(cls, codes: np.ndarray, codebook_sizes, seed: int) -> "ItemTokens":
-        """The same ID rows (shape, codebook sizes, collision sizes) dealt to the items at random."""
-        perm = np.random.default_rng(np.random.SeedSequence([seed, 22])).permutation(len(codes))
+        """The same ID rows (shape, codebook sizes, collision sizes) dealt to the items at random (child seed "random ids")."""
+        perm = np.random.default_rng(child_seed(seed, "random ids")).permutation(len(codes))
         return cls.semantic(np.asarray(codes)[perm], codebook_sizes)
 
     @classmethod

@@ -11,6 +11,8 @@ every device.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -54,3 +56,17 @@ def int_seed(seed: int | None) -> int:
 def cpu_generator(seed: int | None) -> torch.Generator:
     """A CPU torch generator seeded by ``seed`` (fresh entropy if None): the same draws on every device."""
     return torch.Generator().manual_seed(int_seed(seed))
+
+
+@contextmanager
+def forked_rng(device: torch.device, seed: int | None) -> Iterator[None]:
+    """Run the block with torch's global RNG (CPU, and ``device`` if CUDA) seeded by ``seed``, then restored.
+
+    For draws that only the global RNG serves (dropout): the caller's random
+    state is the same after the block as before it.
+    """
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int_seed(seed))
+        yield
