@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device, torch_threads
+from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ctr.content import ItemContent
 from rqgmm.ctr.features import FeatureBuilder
 from rqgmm.ctr.log import LogPart
@@ -395,8 +396,6 @@ def train(model: nn.Module, train_tensors: CTRTensors, valid_tensors: CTRTensors
     steps = math.ceil(len(data) / batch)
     lr = config.lr_for(batch)
     step = _Step(model, config, lr, config.warmup_for(batch, steps))
-    from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng  # here: importing ctr stays light
-
     generator = cpu_generator(child_seed(config.seed, "ctr batches"))
     result = TrainResult(model, batch_size=batch, lr=lr)
     best_state, stale, training_seconds = None, 0, 0.0
@@ -430,8 +429,6 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
                   model_config: ModelConfig | None = None, train_config: TrainConfig | None = None) -> CTRResult:
     """Train ``backbone`` on ``tensors`` (train, valid, test) and score the test rows."""
     train_config = train_config or TrainConfig()
-    from rqgmm.runtime.seeding import child_seed  # here: importing ctr stays light
-
     model = make_model(backbone, fields, model_config, seed=child_seed(train_config.seed, "ctr init"))
     training = train(model, tensors[0], tensors[1], train_config)
     with torch_threads(train_config.num_threads):
