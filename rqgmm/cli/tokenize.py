@@ -22,7 +22,7 @@ from rqgmm.ids.codes import FORMATS, CodesTable, write_codes
 from rqgmm.ids.reassign import collision_free
 from rqgmm.ids.suffix import unique_suffix
 from rqgmm.refit.align import align
-from rqgmm.refit.lineage import check_compatible
+from rqgmm.refit.lineage import check_compatible, fingerprint_of
 from rqgmm.runtime.device import PRECISIONS, resolve_device
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.runtime.source import RowSource, sample_of
@@ -248,6 +248,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     device = resolve_device(args.device, what="--device")
     check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
     tokenizer = load(args.model, device=device)
+    model_fingerprint = fingerprint_of(tokenizer)  # before --precision changes the config
     if args.precision is not None:
         check_takes(type(tokenizer), "precision", "--precision")
         tokenizer.set_params(precision=args.precision)
@@ -266,7 +267,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     else:
         suffix = unique_suffix(codes) if args.unique else None
     table = CodesTable(codes, item_ids, tokenizer.effective_codebook_sizes, tokenizer.method, suffix,
-                       io.model_fingerprint(args.model))
+                       model_fingerprint)
     write_codes(args.out, table, args.format)
     if suffix is not None and args.unique == "suffix":
         logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
+from rqgmm.files.itemjoin import check_unique_ids
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -217,13 +218,6 @@ def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.n
     item_ids = check_unique_ids(np.concatenate(ids), path)
     vectors = {c: out[c][:offset] for c in columns}
     return item_ids, vectors if len(columns) > 1 else vectors[columns[0]]
-
-
-def check_unique_ids(ids: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """``ids`` (N,) if no value repeats; else InputError naming the file."""
-    if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
-    return ids
 
 
 def item_id_column(column: pa.ChunkedArray, path: Path, unique: bool = True) -> np.ndarray:

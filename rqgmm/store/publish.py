@@ -35,7 +35,7 @@ from rqgmm.store.exports import write_exports
 from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
                           write_generation)
 from rqgmm.files.formats import iter_parquet_embeddings, item_id_column
-from rqgmm.store.itemjoin import has_repeats, positions
+from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
 from rqgmm.files.modalities import fused
 from rqgmm.store.nearest import nearest_codes, reconstruction_cost
@@ -102,9 +102,7 @@ def _catalogue_ids(path: Path) -> np.ndarray:
         column = pq.read_table(path, columns=["item_id"]).column("item_id")
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
-    ids = item_id_column(column, path, unique=False)
-    if has_repeats(ids):
-        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    ids = item_id_column(column, path)
     if not len(ids):
         raise InputError(f"{path} holds no items; publish at least one")
     return ids
