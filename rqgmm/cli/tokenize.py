@@ -26,7 +26,7 @@ from rqgmm.refit.lineage import check_compatible, fingerprint_of
 from rqgmm.runtime.device import PRECISIONS, resolve_device
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.runtime.source import RowSource, sample_of
-from rqgmm.runtime.validation import as_matrix, check_dimension, check_shape, nonfinite_message
+from rqgmm.runtime.validation import as_matrix, check_dimension, checked_batches
 from rqgmm.tokenizers.balance import METHODS as BALANCE_METHODS
 from rqgmm.tokenizers.base import Tokenizer, load, methods, tokenizer_class
 
@@ -278,26 +278,17 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def _encode_parquet_batches(tokenizer: Tokenizer, path: str, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Item ids (N,) and codes (N, L) of a parquet file encoded record batch by record batch.
 
-    Only one batch of embeddings is in memory at a time. Every batch is checked
-    before its codes count: rows with NaN or Inf are collected over the whole
-    file (global row numbers) and refused at the end, before anything is written.
+    Only one batch of embeddings is in memory at a time; rows with NaN or Inf are
+    refused over the whole file (:func:`rqgmm.runtime.validation.checked_batches`)
+    before anything is written.
     """
-    ids, codes, bad, offset = [], [], [], 0
-    for batch_ids, X in io.iter_parquet_embeddings(path, tuple(_columns(columns))):
-        X = fused(X) if isinstance(X, dict) else X
-        check_shape(tuple(X.shape), path)
-        check_dimension(X, tokenizer.n_features_in_, what=path)
-        finite = np.isfinite(X).all(1)
-        bad.append(np.flatnonzero(~finite) + offset)
-        if not bad[-1].size:
-            codes.append(np.asarray(tokenizer.encode(X)))
+    ids, codes = [], []
+    batches = io.embedding_batches(path, tuple(_columns(columns)))
+    for batch_ids, X in checked_batches(batches, tokenizer.n_features_in_, path):
+        codes.append(np.asarray(tokenizer.encode(X)))
         ids.append(batch_ids)
-        offset += len(X)
     if not ids:
         raise InputError(f"{path} holds no rows; encode at least one item")
-    bad_rows = np.concatenate(bad)
-    if bad_rows.size:
-        raise InputError(nonfinite_message(bad_rows, offset, path))
     return io.check_unique_ids(np.concatenate(ids), path), np.concatenate(codes)
 
 
