@@ -11,10 +11,11 @@ import numpy as np
 from rqgmm.cli import store
 from rqgmm.cli.tokenize import model_columns, read_valid_embeddings
 from rqgmm.errors import InputError
-from rqgmm.files import formats as io
+from rqgmm.files.itemjoin import positions
 from rqgmm.ids.codes import CodesTable, as_codes, read_codes
 from rqgmm.ids.metrics import report
 from rqgmm.refit.churn import churn, common_items
+from rqgmm.refit.lineage import fingerprint_of
 from rqgmm.tokenizers.base import Tokenizer, load
 
 logger = logging.getLogger("rqgmm")
@@ -86,7 +87,7 @@ def _churn_against(table: CodesTable, path: str) -> dict:
 
 def _check_codes_against_model(table: CodesTable, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
     codes = table.codes
-    if table.fingerprint is not None and table.fingerprint != io.model_fingerprint(args.model):
+    if table.fingerprint is not None and table.fingerprint != fingerprint_of(tokenizer):
         logger.warning("%s was made by the model with fingerprint %s, not by %s; the metrics may mean little",
                        args.codes, table.fingerprint, args.model)
     if codes.shape[1] > tokenizer.levels:
@@ -101,15 +102,13 @@ def _check_codes_against_model(table: CodesTable, tokenizer: Tokenizer, args: ar
 
 def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int, args: argparse.Namespace) -> np.ndarray:
     """Rows of X in the order of the codes table (by item_id when both files have one)."""
-    if emb_ids is not None and code_ids is not None:
-        if len(np.unique(code_ids)) != len(code_ids):
-            raise InputError(f"{args.codes} has duplicate item_id values; each item must appear once")
-        pos = {item: i for i, item in enumerate(emb_ids.tolist())}
-        missing = [item for item in code_ids.tolist() if item not in pos]
-        if missing:
-            raise InputError(f"{len(missing)} item_ids of {args.codes} are not in {args.emb} (first: {missing[0]}); "
-                             "pass the embeddings the codes came from")
-        return np.asarray(X)[np.array([pos[item] for item in code_ids.tolist()], dtype=np.int64)]
+    if emb_ids is not None and code_ids is not None:  # code_ids are distinct: read_codes checked them
+        found, position = positions(code_ids, emb_ids)
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            raise InputError(f"{len(missing)} item_ids of {args.codes} are not in {args.emb} "
+                             f"(first: {code_ids[missing[0]]}); pass the embeddings the codes came from")
+        return np.asarray(X)[position]
     if len(X) != n_codes:
         raise InputError(f"{args.emb} has {len(X)} rows but {args.codes} has {n_codes}; "
                          "pass the embeddings the codes came from")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
-from rqgmm.files import formats as io
 from rqgmm.files.paths import Output, check_outputs
 from rqgmm.tokenizers.base import load
 
@@ -32,12 +31,13 @@ def register(sub) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
+    from rqgmm.refit.lineage import fingerprint_of
     from rqgmm.store.publish import PublishConfig, publish
 
     check_outputs([args.model, args.emb], [Output(args.store, "--store", "workdir")])
     tokenizer = load(args.model)
     config = PublishConfig(args.max_per_prefix, args.reuse_retired, not args.no_suffix, ["rqgmm", *sys.argv[1:]])
-    entry = publish(args.store, tokenizer, io.model_fingerprint(args.model), args.emb, config)
+    entry = publish(args.store, tokenizer, fingerprint_of(tokenizer), args.emb, config)
     if not args.quiet:
         print(json.dumps({"generation": entry["generation"], **entry["counts"]}))
 
@@ -62,18 +62,12 @@ def store_path(path: str) -> str | None:
     return None
 
 
-def _generation_of(path: str) -> int | None:
-    """The generation number of a generation file's name (``gen-000003.parquet``), else None."""
-    stem = Path(path).stem
-    return int(stem[4:]) if stem.startswith("gen-") and stem[4:].isdigit() else None
-
-
 def cmd_report_store(args: argparse.Namespace, store_dir: str) -> None:
-    from rqgmm.store.generations import Store
+    from rqgmm.store.generations import Store, generation_of
     from rqgmm.store.report import store_report
 
     if args.codes is not None or args.model is not None or args.against is not None:
         raise InputError(f"{args.emb} is a store: report it alone (drop CODES, --model and --against)")
-    generation = args.generation if args.generation is not None else _generation_of(args.emb)
+    generation = args.generation if args.generation is not None else generation_of(args.emb)
     result = store_report(Store.open(store_dir), generation, args.interactions, args.item)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))

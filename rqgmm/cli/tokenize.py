@@ -22,11 +22,11 @@ from rqgmm.ids.codes import FORMATS, CodesTable, write_codes
 from rqgmm.ids.reassign import collision_free
 from rqgmm.ids.suffix import unique_suffix
 from rqgmm.refit.align import align
-from rqgmm.refit.lineage import check_compatible
+from rqgmm.refit.lineage import check_compatible, fingerprint_of
 from rqgmm.runtime.device import PRECISIONS, resolve_device
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.runtime.source import RowSource, sample_of
-from rqgmm.runtime.validation import as_matrix, check_dimension, check_shape, nonfinite_message
+from rqgmm.runtime.validation import as_matrix, check_dimension, checked_batches
 from rqgmm.tokenizers.balance import METHODS as BALANCE_METHODS
 from rqgmm.tokenizers.base import Tokenizer, load, methods, tokenizer_class
 
@@ -248,6 +248,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     device = resolve_device(args.device, what="--device")
     check_outputs([args.model, args.emb], [Output(args.out, "--out", "file")])
     tokenizer = load(args.model, device=device)
+    model_fingerprint = fingerprint_of(tokenizer)  # before --precision changes the config
     if args.precision is not None:
         check_takes(type(tokenizer), "precision", "--precision")
         tokenizer.set_params(precision=args.precision)
@@ -266,7 +267,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     else:
         suffix = unique_suffix(codes) if args.unique else None
     table = CodesTable(codes, item_ids, tokenizer.effective_codebook_sizes, tokenizer.method, suffix,
-                       io.model_fingerprint(args.model))
+                       model_fingerprint)
     write_codes(args.out, table, args.format)
     if suffix is not None and args.unique == "suffix":
         logger.info("%d of %d items share their codes with an earlier item and got a suffix > 0",
@@ -277,26 +278,17 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def _encode_parquet_batches(tokenizer: Tokenizer, path: str, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Item ids (N,) and codes (N, L) of a parquet file encoded record batch by record batch.
 
-    Only one batch of embeddings is in memory at a time. Every batch is checked
-    before its codes count: rows with NaN or Inf are collected over the whole
-    file (global row numbers) and refused at the end, before anything is written.
+    Only one batch of embeddings is in memory at a time; rows with NaN or Inf are
+    refused over the whole file (:func:`rqgmm.runtime.validation.checked_batches`)
+    before anything is written.
     """
-    ids, codes, bad, offset = [], [], [], 0
-    for batch_ids, X in io.iter_parquet_embeddings(path, tuple(_columns(columns))):
-        X = fused(X) if isinstance(X, dict) else X
-        check_shape(tuple(X.shape), path)
-        check_dimension(X, tokenizer.n_features_in_, what=path)
-        finite = np.isfinite(X).all(1)
-        bad.append(np.flatnonzero(~finite) + offset)
-        if not bad[-1].size:
-            codes.append(np.asarray(tokenizer.encode(X)))
+    ids, codes = [], []
+    batches = io.embedding_batches(path, tuple(_columns(columns)))
+    for batch_ids, X in checked_batches(batches, tokenizer.n_features_in_, path):
+        codes.append(np.asarray(tokenizer.encode(X)))
         ids.append(batch_ids)
-        offset += len(X)
     if not ids:
         raise InputError(f"{path} holds no rows; encode at least one item")
-    bad_rows = np.concatenate(bad)
-    if bad_rows.size:
-        raise InputError(nonfinite_message(bad_rows, offset, path))
     return io.check_unique_ids(np.concatenate(ids), path), np.concatenate(codes)
 
 

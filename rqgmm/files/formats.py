@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
+from rqgmm.files.itemjoin import check_unique_ids
+from rqgmm.files.modalities import fused
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -176,11 +178,16 @@ PARQUET_BATCH_ROWS = 65_536
 
 
 def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = ("embedding",),
-                            batch_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | dict]]:
+                            batch_rows: int | None = None,
+                            with_ids: bool = True) -> Iterator[tuple[np.ndarray | None, np.ndarray | dict]]:
     """``(item_ids (n,), X (n, D))`` per record batch of a parquet file (X a dict of column -> (n, D_c)
     with several ``columns``), each batch checked as :func:`read_embeddings` checks the whole file,
-    except that item ids are unique only within the batch (see :func:`check_unique_ids`)."""
+    except that item ids are unique only within the batch (see :func:`check_unique_ids`).
+
+    ``with_ids=False`` leaves the ``item_id`` column unread (None in its place), for a caller that has them.
+    """
     path, columns = Path(path), columns or ("embedding",)
+    read = ["item_id", *columns] if with_ids else list(columns)
     try:
         file = pq.ParquetFile(path)
         missing = [c for c in ("item_id", *columns) if c not in file.schema_arrow.names]
@@ -188,12 +195,21 @@ def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = 
             fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
                    else f"name list columns of it with --embedding (it has {', '.join(file.schema_arrow.names)})")
             raise InputError(f"{path} lacks column(s) {missing}; {fix}")
-        for batch in file.iter_batches(batch_size=batch_rows or PARQUET_BATCH_ROWS, columns=["item_id", *columns]):
-            ids = item_id_column(pa.chunked_array([batch.column("item_id")]), path, unique=False)
+        for batch in file.iter_batches(batch_size=batch_rows or PARQUET_BATCH_ROWS, columns=read):
+            ids = item_id_column(pa.chunked_array([batch.column("item_id")]), path, unique=False) if with_ids else None
             vectors = {c: _embedding_column(pa.chunked_array([batch.column(c)]), path, c) for c in columns}
             yield ids, vectors if len(columns) > 1 else vectors[columns[0]]
     except (pa.ArrowException, OSError) as exc:
         raise _unreadable(path, "embeddings", exc) from None
+
+
+def embedding_batches(path: str | os.PathLike, columns: tuple[str, ...] = ("embedding",),
+                      batch_rows: int | None = None, with_ids: bool = True) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    """:func:`iter_parquet_embeddings` with several columns fused (:func:`rqgmm.files.modalities.fused`):
+    ``(item_ids (n,) or None, X (n, D))`` per record batch. Check the values with
+    :func:`rqgmm.runtime.validation.checked_batches`."""
+    for ids, X in iter_parquet_embeddings(path, columns, batch_rows, with_ids):
+        yield ids, fused(X) if isinstance(X, dict) else X
 
 
 def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | dict]:
@@ -217,13 +233,6 @@ def _read_parquet_embeddings(path: Path, columns: tuple[str, ...]) -> tuple[np.n
     item_ids = check_unique_ids(np.concatenate(ids), path)
     vectors = {c: out[c][:offset] for c in columns}
     return item_ids, vectors if len(columns) > 1 else vectors[columns[0]]
-
-
-def check_unique_ids(ids: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """``ids`` (N,) if no value repeats; else InputError naming the file."""
-    if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
-    return ids
 
 
 def item_id_column(column: pa.ChunkedArray, path: Path, unique: bool = True) -> np.ndarray:
@@ -264,6 +273,8 @@ def _embedding_column(column: pa.ChunkedArray, path: Path, name: str = "embeddin
         raise InputError(f"{path}: '{name}' has {col.null_count} null rows; drop them")
     if len(col) == 0:
         return np.zeros((0, 0), dtype=np.float32)
+    if pa.types.is_fixed_size_list(col.type):  # one length by type: a catalogue of 10^7 rows skips the count
+        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
     lengths = np.asarray(pc.list_value_length(col))
     if lengths.min() != lengths.max():
         raise InputError(

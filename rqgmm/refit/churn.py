@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from rqgmm.errors import InputError
+from rqgmm.files.itemjoin import positions
 
 
 def prefix_labels(codes: np.ndarray, length: int) -> np.ndarray:
@@ -61,7 +62,8 @@ def common_items(old_ids: np.ndarray | None, new_ids: np.ndarray | None, n_old: 
                  n_new: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (M,), (M,) of the items two tables share, in the new table's order.
 
-    By ``item_id`` when both tables have ids; otherwise row for row, which needs
+    By ``item_id`` when both tables have ids (each table's ids distinct, as
+    :func:`rqgmm.ids.codes.read_codes` checks); otherwise row for row, which needs
     equal lengths.
     """
     if old_ids is None or new_ids is None:
@@ -69,9 +71,7 @@ def common_items(old_ids: np.ndarray | None, new_ids: np.ndarray | None, n_old: 
             raise InputError(f"the code tables have {n_new} and {n_old} rows and no item ids to match them by; "
                              "write both with item ids (encode a .parquet) or encode the same items")
         return np.arange(n_new), np.arange(n_old)
-    position = {item: i for i, item in enumerate(np.asarray(old_ids).tolist())}
-    pairs = [(i, position[item]) for i, item in enumerate(np.asarray(new_ids).tolist()) if item in position]
-    if not pairs:
+    found, position = positions(np.asarray(new_ids), np.asarray(old_ids))
+    if not found.any():
         raise InputError("the two code tables share no item_id; compare codes of the same items")
-    new_rows, old_rows = map(np.asarray, zip(*pairs))
-    return new_rows.astype(np.int64), old_rows.astype(np.int64)
+    return np.flatnonzero(found).astype(np.int64), position[found]

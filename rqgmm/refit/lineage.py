@@ -20,8 +20,9 @@ from rqgmm.files.formats import fingerprint
 
 
 def fingerprint_of(model) -> str:
-    """:func:`rqgmm.files.formats.fingerprint` of a fitted tokenizer, the same as that of its saved directory."""
-    return fingerprint({"method": model.method, **model.get_config()}, model.state_tensors())
+    """:func:`rqgmm.files.formats.fingerprint` of a fitted tokenizer, the same as that of its saved directory
+    (:func:`rqgmm.files.formats.model_fingerprint`) without reading it: hashed from what ``save`` writes."""
+    return fingerprint(model.saved_config(), model.state_tensors())
 
 
 def check_compatible(new, old, *, same_method: bool, what: str = "the earlier model") -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -118,6 +118,28 @@ def check_dimension(X, n_features: int | None, what: str = "X", owner: str = "th
             f"{what} has {X.shape[1]} features, but {owner} is expecting {n_features} features as input; "
             "use embeddings of the dimension the model was fitted on"
         )
+
+
+def checked_batches(batches: Iterable[tuple[Any, np.ndarray]], n_features: int | None,
+                    what: str) -> Iterator[tuple[Any, np.ndarray]]:
+    """The batches ``(ids, X (n, D))`` of a stream, each checked for shape and the model's D, yielded while
+    every row so far is finite.
+
+    From the first batch with a NaN or Inf row on, the rest is read and checked but not
+    yielded; at the end the bad rows of the whole stream (global row numbers) are refused in
+    one InputError. Consume it to the end before writing anything.
+    """
+    bad, offset = [], 0
+    for ids, X in batches:
+        check_shape(tuple(X.shape), what)
+        check_dimension(X, n_features, what=what)
+        clean = not bad
+        bad.extend(np.flatnonzero(~np.isfinite(X).all(1)) + offset)
+        offset += len(X)
+        if clean and not bad:
+            yield ids, X
+    if bad:
+        raise InputError(nonfinite_message(np.asarray(bad, dtype=np.int64), offset, what))
 
 
 def like_input(values: torch.Tensor, like) -> np.ndarray | torch.Tensor:

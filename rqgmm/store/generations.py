@@ -54,16 +54,29 @@ VERSION = 1
 HASH_BLOCK = 1 << 24
 
 
+GEN_PREFIX = "gen-"  # a generation's files are named gen-000003(.parquet): the prefix, six digits
+
+
+def _name(generation: int) -> str:
+    return f"{GEN_PREFIX}{generation:06d}"
+
+
 def generation_file(generation: int) -> str:
-    return f"generations/gen-{generation:06d}.parquet"
+    return f"generations/{_name(generation)}.parquet"
 
 
 def delta_file(generation: int) -> str:
-    return f"deltas/gen-{generation:06d}.parquet"
+    return f"deltas/{_name(generation)}.parquet"
 
 
 def export_dir(generation: int) -> str:
-    return f"exports/gen-{generation:06d}"
+    return f"exports/{_name(generation)}"
+
+
+def generation_of(path: str | os.PathLike) -> int | None:
+    """The generation number in a generation file's name (``gen-000003.parquet`` -> 3), else None."""
+    digits = Path(path).stem.removeprefix(GEN_PREFIX)
+    return int(digits) if Path(path).stem.startswith(GEN_PREFIX) and digits.isdigit() else None
 
 
 # ---------------------------------------------------------------------- a generation

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -34,12 +33,11 @@ from rqgmm.errors import InputError
 from rqgmm.store.exports import write_exports
 from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
                           write_generation)
-from rqgmm.files.formats import iter_parquet_embeddings, item_id_column
-from rqgmm.store.itemjoin import has_repeats, positions
+from rqgmm.files.formats import embedding_batches, item_id_column
+from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
-from rqgmm.files.modalities import fused
 from rqgmm.store.nearest import nearest_codes, reconstruction_cost
-from rqgmm.runtime.validation import check_dimension, nonfinite_message
+from rqgmm.runtime.validation import checked_batches
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +100,7 @@ def _catalogue_ids(path: Path) -> np.ndarray:
         column = pq.read_table(path, columns=["item_id"]).column("item_id")
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
-    ids = item_id_column(column, path, unique=False)
-    if has_repeats(ids):
-        raise InputError(f"{path} has duplicate item_id values; each item must appear once")
+    ids = item_id_column(column, path)
     if not len(ids):
         raise InputError(f"{path} holds no items; publish at least one")
     return ids
@@ -164,45 +160,18 @@ def _slot_taken(gen: Generation, reviving: np.ndarray, sizes: list[int]) -> np.n
 
 
 def _embeddings(path: Path, rows: np.ndarray, model) -> np.ndarray:
-    """Embeddings (M, D) of the catalogue rows ``rows`` (sorted); every row of the file is checked finite."""
-    columns = tuple(getattr(model, "embedding_columns_", None) or ("embedding",))
-    parts, bad, offset = [], [], 0
-    for X in _embedding_batches(path, columns):
-        n = len(X)
-        if n:
-            check_dimension(X, model.n_features_in_, what=str(path))
-            bad.append(np.flatnonzero(~np.isfinite(X).all(1)) + offset)
-            lo, hi = np.searchsorted(rows, [offset, offset + n])
-            parts.append(np.asarray(X[rows[lo:hi] - offset], dtype=np.float32))
-        offset += n
-    bad_rows = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
-    if bad_rows.size:
-        raise InputError(nonfinite_message(bad_rows, offset, str(path)))
-    return np.concatenate(parts) if parts else np.zeros((0, model.n_features_in_), dtype=np.float32)
+    """Embeddings (M, D) of the catalogue rows ``rows`` (sorted); every row of the file is checked finite.
 
-
-def _embedding_batches(path: Path, columns: tuple[str, ...]) -> Iterator[np.ndarray]:
-    """Embedding matrices (n, D) of the file, batch by batch (several columns fused).
-
-    Fixed-size float lists without nulls (what a catalogue of 10^7 items is written as)
-    are read as they lie, without the item ids; any other layout goes through
-    :func:`rqgmm.files.formats.iter_parquet_embeddings`, which checks it row by row.
+    The item ids are not read again (:func:`_catalogue_ids` has them).
     """
-    schema = pq.read_schema(path)
-    fixed = all(c in schema.names and pa.types.is_fixed_size_list(schema.field(c).type)
-                and pa.types.is_floating(schema.field(c).type.value_type) for c in columns)
-    if not fixed:
-        for _, X in iter_parquet_embeddings(path, columns):
-            yield fused(X) if isinstance(X, dict) else np.asarray(X)
-        return
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
-        blocks = {}
-        for c in columns:
-            col = batch.column(c)
-            if col.null_count:
-                raise InputError(f"{path}: '{c}' has {col.null_count} null rows; drop them")
-            blocks[c] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-        yield fused(blocks) if len(columns) > 1 else blocks[columns[0]]
+    columns = tuple(getattr(model, "embedding_columns_", None) or ("embedding",))
+    batches = embedding_batches(path, columns, BATCH_ROWS, with_ids=False)
+    parts, offset = [], 0
+    for _, X in checked_batches(batches, model.n_features_in_, str(path)):
+        lo, hi = np.searchsorted(rows, [offset, offset + len(X)])
+        parts.append(np.asarray(X[rows[lo:hi] - offset], dtype=np.float32))
+        offset += len(X)
+    return np.concatenate(parts) if parts else np.zeros((0, model.n_features_in_), dtype=np.float32)
 
 
 def _new_items(model, X: np.ndarray, item_ids: np.ndarray, slots: alloc.Slots, config: PublishConfig,

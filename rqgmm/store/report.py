@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from rqgmm.store.allocation import codes_of_keys, prefix_keys
 from rqgmm.errors import InputError
 from rqgmm.store.generations import Generation, Store, export_dir
-from rqgmm.store.itemjoin import positions
+from rqgmm.files.itemjoin import positions
 from rqgmm.ids.trie import PrefixTrie
 
 HEAD_SHARE = 0.1

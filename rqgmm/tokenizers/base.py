@@ -187,5 +187,9 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
         What the command line recorded about the fit's input (:data:`RECORDED`, as ``NAME_``
         attributes) is kept in the config.
         """
+        save_model(path, self.saved_config(), self.state_tensors())
+
+    def saved_config(self) -> dict:
+        """The config :meth:`save` writes: ``method``, :meth:`get_config` and the :data:`RECORDED` attributes."""
         recorded = {key: getattr(self, f"{key}_") for key in RECORDED if hasattr(self, f"{key}_")}
-        save_model(path, {"method": self.method, **self.get_config(), **recorded}, self.state_tensors())
+        return {"method": self.method, **self.get_config(), **recorded}
