@@ -22,9 +22,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
-from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
@@ -47,15 +45,16 @@ def retrieval_config(config) -> RetrievalConfig:
 class RetrievalEvaluation:
     """The retrieval task of one ``evaluate`` over checked data; ``run()`` returns the records.
 
-    Takes the parameters of :class:`~rqgmm.evaluate.run.Evaluation`, the tokenizer ``stage`` included
-    (None: a stage of its own); the tokenizer jobs are the stage's, one ID stack per (method, seed).
+    Parameters
+    ----------
+    stage : the tokenizer fits this task reads (its data, config and dataset name are the task's); the CTR
+        task may share it. The task's tokenizer jobs are the stage's, one ID stack per (method, seed).
+    store, progress : as for :class:`~rqgmm.evaluate.run.Evaluation`.
     """
 
-    def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data",
-                 store: RecordStore | None = None, progress: bool | None = None,
-                 stage: TokenizerStage | None = None) -> None:
-        self.data, self.config, self.dataset, self.store = data, config, dataset, store
-        self.stage = stage if stage is not None else TokenizerStage(data, config, dataset)
+    def __init__(self, stage: TokenizerStage, store: RecordStore | None = None, progress: bool | None = None) -> None:
+        self.stage, self.store = stage, store
+        self.data, self.config, self.dataset = stage.data, stage.config, stage.dataset
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.records: list[dict] = []
         self.seconds: dict[str, float] = {}
@@ -154,12 +153,13 @@ def evaluate_tasks(data, config, dataset: str, store, progress: bool | None) -> 
     Both tasks receive one tokenizer stage: a tokenizer they share is fitted (or found) once, its record kept once.
     """
     stage = TokenizerStage(data, config, dataset)
-    kinds = {"ctr": (Evaluation,), "retrieval": (RetrievalEvaluation,), "both": (Evaluation, RetrievalEvaluation)}
-    evaluations = [kind(data, config, dataset=dataset, store=store, progress=progress, stage=stage)
-                   for kind in kinds[config.task]]
-    for evaluation in evaluations:
-        if isinstance(evaluation, RetrievalEvaluation):
-            evaluation.sequences  # noqa: B018 (checks the sequences before the CTR task trains)
+    evaluations: list[Evaluation | RetrievalEvaluation] = []
+    if config.task in ("ctr", "both"):
+        evaluations.append(Evaluation(data, config, dataset=dataset, store=store, progress=progress, stage=stage))
+    if config.task in ("retrieval", "both"):
+        retrieval = RetrievalEvaluation(stage, store=store, progress=progress)
+        retrieval.sequences  # noqa: B018 (checks the sequences before the CTR task trains)
+        evaluations.append(retrieval)
     records, seconds = [], {}
     for evaluation in evaluations:
         records += evaluation.run()
