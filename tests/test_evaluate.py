@@ -206,3 +206,17 @@ def test_time_strings_are_read_as_numbers_or_dates_not_sorted_as_text():
     assert (check_inputs(as_text, items, config).order == numbers).all()
     assert (check_inputs(iso, items, config).order == numbers).all()
     assert not (np.argsort(as_text["timestamp"].to_numpy(), kind="stable") == numbers).all()
+
+
+def test_evaluate_help_states_the_defaults_of_evaluate_config(capsys):
+    """The help states EvaluateConfig's defaults (read from it, not restated)."""
+    from rqgmm.evaluate.config import defaults
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = defaults()
+    for shown in (f"ID levels L (default {default['levels']})", f"K per level (default {default['codebook_size']})",
+                  f"number of seeds (default {default['seeds']};", f"(default {','.join(default['methods'])})",
+                  f"{default['tokenize']} (default)", f"{default['task']} (default)"):
+        assert shown in text, shown
