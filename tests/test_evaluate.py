@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rqgmm.evaluate import run as evaluate_module
+from rqgmm.evaluate import tokenizer_stage
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.config import config_from
 from rqgmm.evaluate.inputs import check_inputs
@@ -80,8 +81,8 @@ def test_no_test_row_reaches_tokenizer_fitting_or_ctr_training(monkeypatch):
                               methods="rqkmeans", backbones="fnn", variants="none,ids+embedding", levels=2,
                               codebook_size=4, seeds=1, quick=True))
     fitted, trained = [], []
-    real_fit, real_run = evaluate_module.fit_tokenizer, evaluate_module.run_ctr
-    monkeypatch.setattr(evaluate_module, "fit_tokenizer",
+    real_fit, real_run = tokenizer_stage.fit_tokenizer, evaluate_module.run_ctr
+    monkeypatch.setattr(tokenizer_stage, "fit_tokenizer",
                         lambda method, X, *a, **k: fitted.append(X.shape) or real_fit(method, X, *a, **k))
     monkeypatch.setattr(evaluate_module, "run_ctr",
                         lambda tr, va, te, *a, **k: trained.append((tr, va, te)) or real_run(tr, va, te, *a, **k))
@@ -184,7 +185,7 @@ def test_interactions_without_time_column_split_at_random():
 @pytest.mark.parametrize("method", ["rqkmeans+balanced", "rqgmm+balanced"])
 def test_balanced_tokenizers_are_variants_of_the_study(method):
     """METHOD+balanced fits METHOD with balanced codes: no code holds more than ceil(1.5 N / K) items."""
-    from rqgmm.evaluate.run import fit_tokenizer
+    from rqgmm.evaluate.tokenizer_stage import fit_tokenizer
 
     X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     X[:200] *= 0.05  # a dense blob that plain k-means would give few codes
@@ -205,3 +206,17 @@ def test_time_strings_are_read_as_numbers_or_dates_not_sorted_as_text():
     assert (check_inputs(as_text, items, config).order == numbers).all()
     assert (check_inputs(iso, items, config).order == numbers).all()
     assert not (np.argsort(as_text["timestamp"].to_numpy(), kind="stable") == numbers).all()
+
+
+def test_evaluate_help_states_the_defaults_of_evaluate_config(capsys):
+    """The help states EvaluateConfig's defaults (read from it, not restated)."""
+    from rqgmm.evaluate.config import defaults
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = defaults()
+    for shown in (f"ID levels L (default {default['levels']})", f"K per level (default {default['codebook_size']})",
+                  f"number of seeds (default {default['seeds']};", f"(default {','.join(default['methods'])})",
+                  f"{default['tokenize']} (default)", f"{default['task']} (default)"):
+        assert shown in text, shown

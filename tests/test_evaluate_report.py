@@ -92,3 +92,14 @@ def test_plots_skip_absent_kinds(tmp_path):
     assert plots.plot_utilization([], tmp_path) == [] and plots.plot_em_history([], tmp_path) == []
     kmeans_only = [r for r in _tokenizer_records(np.random.default_rng(0)) if r["tokenizer"] == "rqkmeans"]
     assert plots.plot_em_history(kmeans_only, tmp_path) == []
+
+
+def test_settings_are_ordered_by_the_records_fields_not_by_parsing_their_labels():
+    """The labels are for readers: "wide" (3 levels of 16) sorts before "narrow" (3 of 256) by the fields the
+    records hold, a label whose records hold no sizes after those, a record with no setting last."""
+    from rqgmm.evaluate.tables import setting_label, settings_in
+
+    records = [dict(setting="narrow", levels=3, codebook_size=[256] * 3), dict(setting=None),
+               dict(setting="wide", levels=3, codebook_size=[16] * 3), dict(setting="hand-written"),
+               dict(setting=setting_label(2, 128), levels=2, codebook_size=[128, 128])]
+    assert settings_in(records) == ["2x128", "wide", "narrow", "hand-written", None]

@@ -278,3 +278,23 @@ def test_both_tasks_from_a_toml_file_share_the_tokenizer(tmp_path):
     assert len([r for r in records if r["kind"] == "tokenizer"]) == 1
     report = (out / "report.md").read_text()
     assert "## CTR" in report and "## Generative retrieval" in report
+
+
+def test_both_tasks_fit_each_tokenizer_once_without_a_store(monkeypatch):
+    """--task both: the CTR and retrieval tasks read one tokenizer stage, so with nothing stored to find again
+    each (method, seed, modality) is fitted once and its record appears once."""
+    from rqgmm.evaluate import tokenizer_stage
+    from rqgmm.evaluate.config import config_from
+    from rqgmm.evaluate.inputs import check_inputs
+    from rqgmm.evaluate.retrieval_task import evaluate_tasks
+
+    rows, items = _tables(users=30)
+    config = config_from(dict(task="both", sequence="all", methods="rqkmeans", codebook_size=4, backbones="fnn",
+                              variants="none,ids", quick=True))
+    fitted, real_fit = [], tokenizer_stage.fit_tokenizer
+    monkeypatch.setattr(tokenizer_stage, "fit_tokenizer",
+                        lambda method, *args, seed: fitted.append((method, seed)) or real_fit(method, *args, seed=seed))
+    records, seconds = evaluate_tasks(check_inputs(rows, items, config), config, "d", None, False)
+    assert fitted == [("rqkmeans", 0)]
+    assert [(r["tokenizer"], r["seed"]) for r in records if r["kind"] == "tokenizer"] == fitted
+    assert {"tokenizers", "ctr", "retrieval tokenizers", "retrieval models"} <= set(seconds)

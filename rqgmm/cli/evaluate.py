@@ -9,6 +9,7 @@ import argparse
 
 from rqgmm.console import int_in
 from rqgmm.ctr.models import BACKBONES
+from rqgmm.evaluate.config import QUICK_SEEDS, QUICK_TRAIN, TASKS, TOKENIZE, VARIANTS, defaults
 from rqgmm.files.paths import Output, check_outputs
 
 
@@ -39,30 +40,59 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     run_benchmark(args)
 
 
+def _choices_help(options, default: str, notes: dict[str, str] | None = None) -> str:
+    """``"a (default), b (note) or c"``: each option, the default marked, with its note."""
+    notes = notes or {}
+    named = [option + (" (default)" if option == default else "") + (f" ({notes[option]})" if option in notes else "")
+             for option in options]
+    return " or ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+
+
+def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The help of evaluate's string options, then of its integer options; defaults read from EvaluateConfig."""
+    default = defaults()
+    return (
+        ("--user", f"user id column (default {default['user']})"),
+        ("--item", f"item id column (default {default['item']})"),
+        ("--label", f"0/1 label column (default {default['label']})"),
+        ("--time", f"time column (default {default['time']}; absent: random split)"),
+        ("--categorical", "categorical columns of either table, A,B"),
+        ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
+        ("--methods", f"tokenizers, A,B (default {','.join(default['methods'])})"),
+        ("--backbones", f"{','.join(BACKBONES)} (default {_all_or(default['backbones'], BACKBONES)})"),
+        ("--variants", f"{','.join(VARIANTS)} (default {_all_or(default['variants'], VARIANTS)})"),
+        ("--tokenize", _choices_help(TOKENIZE, default["tokenize"])),
+        ("--device", f"torch device (default {default['device']})"),
+        ("--task", _choices_help(TASKS, default["task"], {"retrieval": "generative retrieval over the IDs"})),
+        ("--sequence", f"retrieval: each user's positive rows (default {default['sequence']}) or all rows"),
+    ), (
+        ("--levels", f"ID levels L (default {default['levels']})"),
+        ("--codebook-size", f"K per level (default {default['codebook_size']})"),
+        ("--seeds", f"number of seeds (default {default['seeds']}; {QUICK_SEEDS} with --quick)"),
+    )
+
+
+def _all_or(chosen, every) -> str:
+    """``all`` when ``chosen`` is every option, else the chosen ones, A,B."""
+    return "all" if tuple(chosen) == tuple(every) else ",".join(chosen)
+
+
 def add_evaluate(sub) -> None:
     ev = sub.add_parser("evaluate", help="what semantic IDs are worth in CTR models on your data (report, plots)")
     ev.add_argument("interactions", help="parquet, one row per impression (user, item, 0/1 label, time, fields)")
     ev.add_argument("--items", required=True, help="parquet with the item id and one or more embedding columns")
     ev.add_argument("--out", required=True, help="output directory: results.json, report.md, PNG plots")
     ev.add_argument("--config", help="TOML file with the same keys as the options below (flags win)")
-    for flag, text in (("--user", "user id column (default user_id)"), ("--item", "item id column (default item_id)"),
-                       ("--label", "0/1 label column (default label)"),
-                       ("--time", "time column (default timestamp; absent: random split)"),
-                       ("--categorical", "categorical columns of either table, A,B"),
-                       ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
-                       ("--methods", "tokenizers, A,B (default rqgmm,rqkmeans)"),
-                       ("--backbones", f"{','.join(BACKBONES)} (default all)"),
-                       ("--variants", "none,embedding,ids,ids+embedding (default all)"),
-                       ("--tokenize", "fused (default) or per-modality"), ("--device", "torch device (default cpu)"),
-                       ("--task", "ctr (default), retrieval (generative retrieval over the IDs) or both"),
-                       ("--sequence", "retrieval: each user's positive rows (default positives) or all rows")):
+    strings, integers = _evaluate_help()
+    for flag, text in strings:
         ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--embedding", action="append", default=None,
-                    help="embedding column of the items table; repeat for several modalities (default embedding)")
-    for flag, text in (("--levels", "ID levels L (default 2)"), ("--codebook-size", "K per level (default 128)"),
-                       ("--seeds", "number of seeds (default 3; 1 with --quick)")):
+                    help="embedding column of the items table; repeat for several modalities "
+                         f"(default {','.join(defaults()['embedding'])})")
+    for flag, text in integers:
         ev.add_argument(flag, type=int_in(1), default=None, help=text)
-    ev.add_argument("--quick", action="store_true", help="one seed and at most 4 epochs")
+    ev.add_argument("--quick", action="store_true",
+                    help=f"one seed and at most {QUICK_TRAIN.max_epochs} epochs")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(run=cmd_evaluate)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
+from rqgmm.runtime.validation import ANY, Choices, Integer, Rule, validate_params
 from rqgmm.tokenizers.base import methods, tokenizer_class
 
 VARIANTS = ("none", "embedding", "ids", "ids+embedding")
@@ -22,6 +24,18 @@ TASKS = ("ctr", "retrieval", "both")
 SEQUENCES = ("positives", "all")
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
 QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
+#: Seeds under ``quick`` when none is given.
+QUICK_SEEDS = 1
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an option: ``codebook_size`` -> ``--codebook-size``."""
+    return f"--{name.replace('_', '-')}"
+
+
+def _need_embedding(value) -> None:
+    if not value:
+        raise InputError("--embedding needs at least one column of the items table")
 
 
 @dataclass(frozen=True)
@@ -57,38 +71,33 @@ class EvaluateConfig:
     sequence: str = "positives"
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    #: What each option must be (:func:`~rqgmm.runtime.validation.validate_params`), in the order checked.
+    _parameter_constraints: ClassVar[dict] = {
+        "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
+        "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
+        "sequence": Choices(SEQUENCES, single=True), "levels": Integer(1), "codebook_size": Integer(1),
+        "seeds": Integer(1), "embedding": Rule(_need_embedding),
+        **dict.fromkeys(("user", "item", "label", "time", "categorical", "bag", "numeric", "quick", "device",
+                         "embedding_dim", "time_given", "train"), ANY),
+    }
+
     def __post_init__(self) -> None:
-        _choices(self.methods, tokenizer_names(), "--methods")
-        _choices(self.backbones, sorted(BACKBONES), "--backbones")
-        _choices(self.variants, VARIANTS, "--variants")
-        _choices((self.tokenize,), TOKENIZE, "--tokenize")
-        _choices((self.task,), TASKS, "--task")
-        _choices((self.sequence,), SEQUENCES, "--sequence")
-        for name in ("levels", "codebook_size", "seeds"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not self.embedding:
-            raise InputError("--embedding needs at least one column of the items table")
-        if any(v.startswith("ids") for v in self.variants) and not self.methods:
-            raise InputError("the ids variants need at least one tokenizer; pass --methods")
+        validate_params(self, name=flag)
 
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
 
 
+def defaults() -> dict:
+    """Every option's default, read from the dataclass's fields (nothing is constructed or validated)."""
+    return {f.name: f.default for f in fields(EvaluateConfig)}
+
+
 def tokenizer_names() -> list[str]:
     """Every method, and ``METHOD+balanced`` for the methods with balanced codes (``balance`` parameter)."""
     balanced = [f"{m}+balanced" for m in methods() if "balance" in tokenizer_class(m)._get_param_names()]
     return [*methods(), *balanced]
-
-
-def _choices(given, allowed, flag: str) -> None:
-    unknown = [v for v in given if v not in allowed]
-    if unknown:
-        raise InputError(f"unknown {flag} value(s) {unknown}; choose from {', '.join(allowed)}")
-    if not given:
-        raise InputError(f"{flag} is empty; choose from {', '.join(allowed)}")
 
 
 def _as_list(value, key: str) -> tuple[str, ...]:
@@ -103,7 +112,7 @@ def _coerce(key: str, value):
     """A TOML or flag value in the type of its field."""
     if key in LIST_KEYS:
         return _as_list(value, key)
-    default = {f.name: f.default for f in fields(EvaluateConfig)}[key]
+    default = defaults()[key]
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
@@ -144,7 +153,7 @@ def config_from(options: dict) -> EvaluateConfig:
     values = {k: _coerce(k, v) for k, v in options.items() if v is not None}
     values["time_given"] = "time" in values
     if "seeds" not in values and values.get("quick"):
-        values["seeds"] = 1
+        values["seeds"] = QUICK_SEEDS
     config = EvaluateConfig(**values)
     return replace(config, train=replace(QUICK_TRAIN if config.quick else TrainConfig(), device=config.device))
 

@@ -21,11 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from rqgmm.evaluate.tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_key  # noqa: E402
+from rqgmm.evaluate.tables import FIRST_TOKENIZERS, mean_std, ordered, select, setting_label, settings_in  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-PREFERRED_HISTORY_SETTING = "2x128"
+PREFERRED_HISTORY_SETTING = setting_label(2, 128)
 #: Utilization at or above this counts as a full level.
 FULL = 0.999
 DPI = 120
@@ -102,7 +102,7 @@ def plot_utilization(records: Sequence[dict], out_dir: Path) -> list[Path]:
     paths = []
     for dataset in _datasets(recs):
         in_data = select(recs, dataset=dataset)
-        for setting in sorted({r.get("setting") for r in in_data}, key=setting_key):
+        for setting in settings_in(in_data):
             fig = _utilization_figure(select(in_data, setting=setting), f"{dataset}: codebook utilization, {setting}")
             paths.append(_save(fig, out_dir, f"utilization_{_safe(dataset)}_{_safe(setting)}"))
     return paths
@@ -116,7 +116,7 @@ def _history_record(recs: list[dict]) -> dict | None:
     recs = [r for r in recs if any(len(h) for h in (r.get("history") or []))]
     if not recs:
         return None
-    settings = sorted({r.get("setting") for r in recs}, key=setting_key)
+    settings = settings_in(recs)
     setting = PREFERRED_HISTORY_SETTING if PREFERRED_HISTORY_SETTING in settings else settings[0]
     return min(select(recs, setting=setting), key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
 

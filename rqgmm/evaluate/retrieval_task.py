@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from dataclasses import asdict, replace
 
 import numpy as np
 
-from rqgmm.evaluate.grid import Grid, Job, Result
-from rqgmm.evaluate.run import Evaluation, quiet_library_logs, tokenizer_input_names
+from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
+from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
+from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
@@ -40,29 +42,38 @@ def retrieval_config(config) -> RetrievalConfig:
     return replace(QUICK if config.quick else FULL, device=config.device)
 
 
-class RetrievalEvaluation(Evaluation):
-    """The retrieval runs of one ``evaluate`` over checked data; ``run()`` returns the records.
+class RetrievalEvaluation:
+    """The retrieval task of one ``evaluate`` over checked data; ``run()`` returns the records.
 
-    Takes the parameters of :class:`~rqgmm.evaluate.run.Evaluation`; reuses its tokenizer jobs.
+    Parameters
+    ----------
+    stage : the tokenizer fits this task reads (its data, config and dataset name are the task's); the CTR
+        task may share it. The task's tokenizer jobs are the stage's, one ID stack per (method, seed).
+    store, progress : as for :class:`~rqgmm.evaluate.run.Evaluation`.
     """
+
+    def __init__(self, stage: TokenizerStage, store: RecordStore | None = None, progress: bool | None = None) -> None:
+        self.stage, self.store = stage, store
+        self.data, self.config, self.dataset = stage.data, stage.config, stage.dataset
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.records: list[dict] = []
+        self.seconds: dict[str, float] = {}
 
     def run(self) -> list[dict]:
         cfg = self.config
         self.training = retrieval_config(cfg)
         name = tokenizer_input_names(self.data, cfg)
         self.modality = name[0] if len(name) == 1 else "fused"
-        tokenizers = [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=self.modality),
-                          f"tokenizer {m} on {self.modality}, seed {seed}")
-                      for m in cfg.methods for seed in cfg.seed_list]
+        tokenizers = self.stage.jobs(cfg.methods, [self.modality])
         runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, model=asdict(self.training) | dict(
                     device=None)), f"retrieval, {ids} IDs, seed {seed}")
                 for seed in cfg.seed_list for ids in self.id_names]
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: retrieval",
                     meta=dict(device=cfg.device))
-        with grid.plan(tokenizers, runs):
-            codes = self._timed("tokenizers", lambda: self._codes(grid, tokenizers))
-            self._timed("models", lambda: self.records.extend(
-                r.record for r in grid.run(runs, lambda job: self._retrieve(job, codes))))
+        with grid.plan(self.stage.pending(tokenizers), runs):
+            self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
+            models = timed(self.seconds, "models", lambda: grid.run(runs, self._retrieve))
+        self.records += [result.record for result in models]
         return self.records
 
     @property
@@ -77,28 +88,13 @@ class RetrievalEvaluation(Evaluation):
         return build_sequences(log.codes[cfg.user], log.item_rows, log.labels, log.times, len(self.data.items),
                                cfg.sequence, cfg.label)
 
-    def _codes(self, grid: Grid, jobs: list[Job]) -> dict:
-        """Fit (or find) every tokenizer; its (codes, codebook sizes) by (method, seed)."""
-        inputs = self._inputs() if grid.share(jobs) else {}
-        kept = {}
-        for job, result in zip(jobs, grid.run(jobs, lambda job: self._fit(job, inputs))):
-            self.records.append(result.record)
-            kept[(job.ident["tokenizer"], job.ident["seed"])] = (result.arrays["codes"],
-                                                                  result.arrays["codebook_sizes"].tolist())
-        return kept
-
-    def _inputs(self) -> dict[str, np.ndarray]:
-        from rqgmm.files.modalities import fused
-
-        vectors = self.data.vectors
-        return {self.modality: fused(vectors) if self.modality == "fused" else vectors[self.modality]}
-
-    def _tokens(self, ids: str, seed: int, codes: dict) -> ItemTokens:
+    def _tokens(self, ids: str, seed: int) -> ItemTokens:
         if ids == ITEM_ID:
             return ItemTokens.item_ids(len(self.data.items))
+        codes = self.stage.codes
         if ids == RANDOM:
-            return ItemTokens.random_like(*codes[(self.config.methods[0], seed)], seed=seed)
-        return ItemTokens.semantic(*codes[(ids, seed)])
+            return ItemTokens.random_like(*codes[(self.config.methods[0], seed, self.modality)], seed=seed)
+        return ItemTokens.semantic(*codes[(ids, seed, self.modality)])
 
     @functools.cached_property
     def slices(self) -> np.ndarray:
@@ -106,19 +102,19 @@ class RetrievalEvaluation(Evaluation):
         seqs = self.sequences
         return popularity_slices(seqs.items[seqs.training_mask()], seqs.test)
 
-    def _retrieve(self, job: Job, codes: dict) -> Result:
+    def _retrieve(self, job: Job) -> Result:
         ids, seed = job.ident["ids"], job.ident["seed"]
-        tokens = self._tokens(ids, seed, codes)
+        tokens = self._tokens(ids, seed)
         with quiet_library_logs():
             retriever = fit_retriever(self.sequences, tokens, replace(self.training, seed=seed))
             item_rank, id_rank = retriever.ranks(histories(self.sequences, "test", retriever.length),
                                                  self.sequences.test)
-        record = self._record("retrieval", ids=ids, tokenizer=None if ids in (RANDOM, ITEM_ID) else ids, seed=seed,
-                              **self._metrics(item_rank, id_rank), epochs=len(retriever.valid_recall),
-                              valid_recall=retriever.valid_recall, history=retriever.length,
-                              id_tokens=tokens.generated, shared_items=self._shared(tokens),
-                              users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
-                              sequence=self.config.sequence)
+        record = self.stage.record("retrieval", ids=ids, tokenizer=None if ids in (RANDOM, ITEM_ID) else ids,
+                                   seed=seed, **self._metrics(item_rank, id_rank), epochs=len(retriever.valid_recall),
+                                   valid_recall=retriever.valid_recall, history=retriever.length,
+                                   id_tokens=tokens.generated, shared_items=self._shared(tokens),
+                                   users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
+                                   sequence=self.config.sequence)
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
                                       f"{record['epochs']} epochs")
 
@@ -152,15 +148,21 @@ def describe_retrieval(config, header: dict) -> dict:
 
 
 def evaluate_tasks(data, config, dataset: str, store, progress: bool | None) -> tuple[list[dict], dict]:
-    """The records and stage seconds of the task(s) ``config.task`` names: ctr, retrieval or both."""
+    """The records and stage seconds of the task(s) ``config.task`` names: ctr, retrieval or both.
+
+    Both tasks receive one tokenizer stage: a tokenizer they share is fitted (or found) once, its record kept once.
+    """
+    stage = TokenizerStage(data, config, dataset)
+    evaluations: list[Evaluation | RetrievalEvaluation] = []
+    if config.task in ("ctr", "both"):
+        evaluations.append(Evaluation(data, config, dataset=dataset, store=store, progress=progress, stage=stage))
+    if config.task in ("retrieval", "both"):
+        retrieval = RetrievalEvaluation(stage, store=store, progress=progress)
+        retrieval.sequences  # noqa: B018 (checks the sequences before the CTR task trains)
+        evaluations.append(retrieval)
     records, seconds = [], {}
-    kinds = {"ctr": (Evaluation,), "retrieval": (RetrievalEvaluation,), "both": (Evaluation, RetrievalEvaluation)}
-    evaluations = [kind(data, config, dataset=dataset, store=store, progress=progress) for kind in kinds[config.task]]
     for evaluation in evaluations:
-        if isinstance(evaluation, RetrievalEvaluation):
-            evaluation.sequences  # noqa: B018 (checks the sequences before the CTR task trains)
-    for kind, evaluation in zip(kinds[config.task], evaluations):
-        records += [r for r in evaluation.run() if r not in records]  # a tokenizer both tasks share: once
-        seconds.update({f"{'retrieval ' if kind is RetrievalEvaluation else ''}{k}": v
-                        for k, v in evaluation.seconds.items()})
+        records += evaluation.run()
+        prefix = "retrieval " if isinstance(evaluation, RetrievalEvaluation) else ""
+        seconds.update({f"{prefix}{k}": v for k, v in evaluation.seconds.items()})
     return records, seconds

@@ -8,29 +8,22 @@ the next 10%, scored once on the last 10%, overall and per popularity slice.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import sys
-import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from rqgmm.files.modalities import fused
-from rqgmm.ids.codes import CodesTable
 from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
 from rqgmm.ctr.log import LogPart
 from rqgmm.data.splits import Split, cut_points
-from rqgmm.ids.metrics import report
-from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
 from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
+from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
 
 logger = logging.getLogger(__name__)
@@ -41,18 +34,6 @@ SPLIT_RULE = {
           "10% test (one global cut: every training row precedes every validation row, which precedes every test row)",
     False: "random (no time column): the same 80/10/10 cut after a seeded shuffle (seed 0)",
 }
-
-
-@contextlib.contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """Keep the library's per-level INFO lines out of the progress bars; warnings still show."""
-    root = logging.getLogger("rqgmm")
-    previous = root.level
-    root.setLevel(max(previous, logging.WARNING))
-    try:
-        yield
-    finally:
-        root.setLevel(previous)
 
 
 def distinct_rows(X: np.ndarray) -> int:
@@ -93,53 +74,6 @@ def regimes(data: EvaluationData, config: EvaluateConfig) -> dict[str, FeatureSp
     return {SIDE_FIELDS: spec, CONTENT_ONLY: spec.without(item_fields)}
 
 
-# ------------------------------------------------------------------------ tokenizers
-
-
-def tokenizer_input_names(data: EvaluationData, config: EvaluateConfig) -> list[str]:
-    """``["fused"]`` (several modalities fused into one ID stack) or the embedding columns (one stack each)."""
-    return ["fused"] if config.tokenize == "fused" and len(data.vectors) > 1 else list(data.vectors)
-
-
-def tokenizer_inputs(data: EvaluationData, config: EvaluateConfig) -> dict[str, np.ndarray]:
-    """The vectors each ID stack is fitted on: ``{"fused": (M, D)}`` or one entry per embedding column."""
-    if tokenizer_input_names(data, config) == ["fused"]:
-        return {"fused": fused(data.vectors)}
-    return dict(data.vectors)
-
-
-#: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
-BALANCE = "greedy"
-
-
-def split_method(name: str) -> tuple[str, bool]:
-    """``"rqkmeans+balanced"`` -> ``("rqkmeans", True)``; a plain method name -> ``(name, False)``."""
-    base, _, suffix = name.partition("+")
-    return base, suffix == "balanced"
-
-
-def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
-                  seed: int) -> tuple[dict, CodesTable]:
-    """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata)."""
-    base, balanced = split_method(method)
-    cls = tokenizer_class(base)
-    start = time.perf_counter()
-    model = cls(levels=cls.fixed_levels or config.levels, codebook_size=config.codebook_size, random_state=seed,
-                device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(X)
-        codes = np.asarray(model.encode(X))
-    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, base)
-    X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
-    metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
-    history = getattr(model, "history_", None)
-    per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
-    metrics.update(history=history if per_level else [], fit_seconds=time.perf_counter() - start,
-                   shared_items=metrics["collided_items"], warnings=sorted({str(w.message) for w in caught}))
-    return metrics, table
-
-
 # ----------------------------------------------------------------------------- CTR
 
 
@@ -168,7 +102,7 @@ def slice_metrics(labels: np.ndarray, predictions: np.ndarray, slices: np.ndarra
 
 
 class Evaluation:
-    """One ``evaluate`` run over checked data; ``run()`` returns the records.
+    """The CTR task of one ``evaluate`` over checked data; ``run()`` returns the records.
 
     Parameters
     ----------
@@ -176,11 +110,14 @@ class Evaluation:
     dataset : names the data in the records.
     store : where finished runs are kept and found again (None: nothing is kept).
     progress : one bar over the grid (None: when stderr is a terminal).
+    stage : the tokenizer fits this task reads (None: a stage of its own); the retrieval task may share it.
     """
 
     def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data",
-                 store: RecordStore | None = None, progress: bool | None = None) -> None:
+                 store: RecordStore | None = None, progress: bool | None = None,
+                 stage: TokenizerStage | None = None) -> None:
         self.data, self.config, self.dataset, self.store = data, config, dataset, store
+        self.stage = stage if stage is not None else TokenizerStage(data, config, dataset)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.records: list[dict] = []
         self.seconds: dict[str, float] = {}
@@ -190,25 +127,17 @@ class Evaluation:
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
         self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
-        self.records.append(self._record("inputs", items=len(self.data.items), distinct_vectors={
+        self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
             column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
         tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
                     meta=dict(device=self.config.device))
-        with grid.plan(tokenizers, ctr):
-            codes = self._timed("tokenizers", lambda: self._tokenizers(grid, tokenizers))
-            self._timed("ctr", lambda: self._ctr(grid, ctr, codes))
-        self.records += self._timed("intervals", lambda: comparisons(self.records, self.test))
+        with grid.plan(self.stage.pending(tokenizers), ctr):
+            self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
+            codes = self._codes(tokenizers)
+            timed(self.seconds, "ctr", lambda: self._ctr(grid, ctr, codes))
+        self.records += timed(self.seconds, "intervals", lambda: comparisons(self.records, self.test))
         return self.records
-
-    def _timed(self, stage: str, work):
-        start = time.perf_counter()
-        result = work()
-        self.seconds[stage] = round(time.perf_counter() - start, 1)
-        return result
-
-    def _record(self, kind: str, **values) -> dict:
-        return dict(kind=kind, dataset=self.dataset, split="time" if self.data.timed else "random", **values)
 
     # ------------------------------------------------------------------ tokenizers
 
@@ -216,30 +145,17 @@ class Evaluation:
         """Every method × seed × input (fused, or each modality); none without an ids variant."""
         cfg = self.config
         methods = cfg.methods if any(v.startswith("ids") for v in cfg.variants) else ()
-        names = tokenizer_input_names(self.data, cfg)
-        return [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=name), f"tokenizer {m} on {name}, seed {seed}")
-                for m in methods for seed in cfg.seed_list for name in names]
+        return self.stage.jobs(methods, tokenizer_input_names(self.data, cfg))
 
-    def _tokenizers(self, grid: Grid, jobs: list[Job]) -> dict:
-        """Fit (or find) every tokenizer; its codes as ItemContent, by (method, seed)."""
-        inputs = tokenizer_inputs(self.data, self.config) if grid.share(jobs) else {}
+    def _codes(self, jobs: list[Job]) -> dict:
+        """The stage's codes as ItemContent, by (method, seed): one table per modality."""
         kept = {}
-        for job, result in zip(jobs, grid.run(jobs, lambda job: self._fit(job, inputs))):
-            self.records.append(result.record)
-            method, name = job.ident["tokenizer"], job.ident["modality"]
-            kept.setdefault((method, job.ident["seed"]), []).append(ItemContent.codes(
-                f"{method}_{name}", self.data.item_ids, result.arrays["codes"],
-                result.arrays["codebook_sizes"].tolist()))
+        for job in jobs:
+            method, seed, name = job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
+            codes, sizes = self.stage.codes[(method, seed, name)]
+            kept.setdefault((method, seed), []).append(ItemContent.codes(f"{method}_{name}", self.data.item_ids,
+                                                                         codes, sizes))
         return kept
-
-    def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
-        cfg, method, seed, name = self.config, job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
-        with quiet_library_logs():
-            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed)
-        record = self._record("tokenizer", tokenizer=method, modality=name, seed=seed,
-                              setting=f"{cfg.levels}x{cfg.codebook_size}", **metrics)
-        return Result(record, dict(codes=table.codes, codebook_sizes=np.asarray(table.codebook_sizes)),
-                      summary=f"collision rate {metrics['collision_rate']:.4f}")
 
     # ------------------------------------------------------------------------- CTR
 
@@ -290,10 +206,10 @@ class Evaluation:
                          train_config=replace(cfg.train, seed=seed))
         labels = split.test[cfg.label]
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
-        record = self._record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
-                            label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                            slices=slice_metrics(labels, result.predictions, self.slices),
-                            content_parameters=sum(c["parameters"] for c in costs),
-                            bytes_per_item=sum(c["bytes_per_item"] for c in costs),
-                            epochs=len(result.training.valid_auc), n_test=len(labels))
+        record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
+                                  label=variant.label, backbone=backbone, seed=seed, **result.metrics,
+                                  slices=slice_metrics(labels, result.predictions, self.slices),
+                                  content_parameters=sum(c["parameters"] for c in costs),
+                                  bytes_per_item=sum(c["bytes_per_item"] for c in costs),
+                                  epochs=len(result.training.valid_auc), n_test=len(labels))
         return record, np.asarray(result.predictions, dtype=np.float32)

@@ -115,15 +115,35 @@ def ordered(names: Iterable, first: Sequence[str] = ()) -> list[str]:
     return [n for n in first if n in present] + sorted(present - set(first))
 
 
-def setting_key(setting: str | None) -> tuple:
-    """Sort key for settings like "2x128": by levels, then codebook size; None last."""
-    if setting is None:
-        return (2, 0, 0, "")
-    try:
-        levels, size = (int(p) for p in str(setting).split("x"))
-    except ValueError:
-        return (1, 0, 0, str(setting))
-    return (0, levels, size, "")
+def setting_label(levels: int, codebook_size: int) -> str:
+    """The human-readable name of an ID setting, ``"2x128"``: written from the numbers, never parsed back."""
+    return f"{levels}x{codebook_size}"
+
+
+def _size_key(record: dict) -> tuple[int, int] | None:
+    """(levels, largest codebook size) from a tokenizer record's own fields; None when it lacks them."""
+    levels, sizes = record.get("levels"), record.get("codebook_size")
+    if not isinstance(levels, int) or not sizes:
+        return None
+    return levels, max(sizes) if isinstance(sizes, list) else sizes
+
+
+def settings_in(records: Iterable[dict]) -> list:
+    """The distinct ``setting`` labels of ``records``, by the levels, then the codebook size, their records
+    hold; a label whose records hold neither after those (alphabetically), None last."""
+    keys: dict = {}
+    for record in records:
+        size = _size_key(record)
+        known = keys.setdefault(record.get("setting"), size)
+        if size is not None and (known is None or size < known):
+            keys[record.get("setting")] = size
+
+    def order(setting) -> tuple:
+        if setting is None:
+            return (2, ())
+        return (0, keys[setting]) if keys[setting] else (1, (str(setting),))
+
+    return sorted(keys, key=order)
 
 
 def select(records: Iterable[dict], **where) -> list[dict]:

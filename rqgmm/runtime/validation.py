@@ -8,7 +8,8 @@ as scikit-learn declares its own) and call :func:`validate_params` once, when
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -263,20 +264,45 @@ class Rule(Constraint):
         self.rule(value)
 
 
+@dataclass(frozen=True)
+class Choices(Constraint):
+    """A non-empty list of ``values``' members, or one member when ``single``; ``values`` may be a function
+    that returns them (a registry, read when the check runs)."""
+
+    values: tuple | Callable[[], Sequence]
+    single: bool = False
+
+    def check(self, name: str, value) -> None:
+        allowed = self.values() if callable(self.values) else self.values
+        given = (value,) if self.single else value
+        unknown = [v for v in given if v not in allowed]
+        if unknown:
+            raise InputError(f"unknown {name} value(s) {unknown}; choose from {', '.join(allowed)}")
+        if not given:
+            raise InputError(f"{name} is empty; choose from {', '.join(allowed)}")
+
+
 #: The rule of arguments that ``fit`` checks against the data (initial parameters), or that are free.
 ANY = Rule(lambda value: None)
 
 
-def validate_params(estimator) -> None:
+def validate_params(estimator, name: Callable[[str], str] = str) -> None:
     """Check every constructor argument of ``estimator`` against its class's ``_parameter_constraints``.
 
     The declaration maps each argument name to a :class:`Constraint`; one
-    argument missing from it is a bug in the class (raised as such).
+    argument missing from it is a bug in the class (raised as such). A
+    scikit-learn estimator's arguments are checked in ``get_params`` order, a
+    dataclass's (a config) in the declaration's order. ``name`` gives the name
+    a message shows for an argument (a command-line flag, say).
     """
     constraints = type(estimator)._parameter_constraints
-    params = estimator.get_params(deep=False)
+    if hasattr(estimator, "get_params"):
+        params = estimator.get_params(deep=False)
+    else:
+        given = {f.name: getattr(estimator, f.name) for f in fields(estimator)}
+        params = {key: given[key] for key in constraints if key in given} | given
     undeclared = set(params) - set(constraints)
     if undeclared:
         raise TypeError(f"{type(estimator).__name__} declares no constraint for {sorted(undeclared)}")
-    for name, value in params.items():
-        constraints[name].check(name, value)
+    for key, value in params.items():
+        constraints[key].check(name(key), value)

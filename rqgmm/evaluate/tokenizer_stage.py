@@ -1,0 +1,144 @@
+"""The tokenizer stage both ``evaluate`` tasks read: the tokenizer jobs, fitted (or found) through the grid,
+and their codes by (method, seed, modality).
+
+The CTR task and the retrieval task each receive one :class:`TokenizerStage`;
+under ``--task both`` they receive the same one, so each tokenizer is fitted
+once and its record written once. A job's identity (tokenizer, seed,
+modality) is its grid key, unchanged from the releases where each task built
+its own jobs, so earlier outputs resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from rqgmm.files.modalities import fused
+from rqgmm.ids.codes import CodesTable
+from rqgmm.ids.metrics import report
+from rqgmm.tokenizers.base import tokenizer_class
+from rqgmm.evaluate.config import EvaluateConfig
+from rqgmm.evaluate.grid import Grid, Job, Result
+from rqgmm.evaluate.inputs import EvaluationData
+from rqgmm.evaluate.tables import setting_label
+
+#: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
+BALANCE = "greedy"
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Keep the library's per-level INFO lines out of the progress bars; warnings still show."""
+    root = logging.getLogger("rqgmm")
+    previous = root.level
+    root.setLevel(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def timed(seconds: dict[str, float], stage: str, work: Callable):
+    """``work()``, its wall time (s, one decimal) kept in ``seconds[stage]``."""
+    start = time.perf_counter()
+    result = work()
+    seconds[stage] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def tokenizer_input_names(data: EvaluationData, config: EvaluateConfig) -> list[str]:
+    """``["fused"]`` (several modalities fused into one ID stack) or the embedding columns (one stack each)."""
+    return ["fused"] if config.tokenize == "fused" and len(data.vectors) > 1 else list(data.vectors)
+
+
+def split_method(name: str) -> tuple[str, bool]:
+    """``"rqkmeans+balanced"`` -> ``("rqkmeans", True)``; a plain method name -> ``(name, False)``."""
+    base, _, suffix = name.partition("+")
+    return base, suffix == "balanced"
+
+
+def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
+                  seed: int) -> tuple[dict, CodesTable]:
+    """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata)."""
+    base, balanced = split_method(method)
+    cls = tokenizer_class(base)
+    start = time.perf_counter()
+    model = cls(levels=cls.fixed_levels or config.levels, codebook_size=config.codebook_size, random_state=seed,
+                device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X)
+        codes = np.asarray(model.encode(X))
+    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, base)
+    X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
+    metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
+    history = getattr(model, "history_", None)
+    per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
+    metrics.update(history=history if per_level else [], fit_seconds=time.perf_counter() - start,
+                   shared_items=metrics["collided_items"], warnings=sorted({str(w.message) for w in caught}))
+    return metrics, table
+
+
+class TokenizerStage:
+    """The tokenizer fits of one ``evaluate`` over checked data, shared by its tasks.
+
+    Parameters
+    ----------
+    data, config : the checked inputs and options.
+    dataset : names the data in the records.
+
+    Attributes
+    ----------
+    codes : dict of (method, seed, modality) -> (codes (M, L) int array, codebook sizes list)
+        Every tokenizer fitted (or found) so far.
+    """
+
+    def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
+        self.data, self.config, self.dataset = data, config, dataset
+        self.codes: dict[tuple[str, int, str], tuple[np.ndarray, list[int]]] = {}
+
+    def record(self, kind: str, **values) -> dict:
+        """A record of this evaluation: its kind, the dataset and the split, then ``values``."""
+        return dict(kind=kind, dataset=self.dataset, split="time" if self.data.timed else "random", **values)
+
+    def jobs(self, methods, modalities) -> list[Job]:
+        """Every method × seed × modality (fused, or one embedding column), in that order."""
+        return [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=name), f"tokenizer {m} on {name}, seed {seed}")
+                for m in methods for seed in self.config.seed_list for name in modalities]
+
+    def pending(self, jobs: list[Job]) -> list[Job]:
+        """The jobs this stage has not fitted (or found) yet."""
+        return [job for job in jobs if self._held(job) not in self.codes]
+
+    def run(self, grid: Grid, jobs: list[Job]) -> list[dict]:
+        """Fit (or find) the pending ``jobs``; the records of those, in job order (none for jobs already held)."""
+        todo = self.pending(jobs)
+        inputs = self._inputs({job.ident["modality"] for job in todo}) if grid.share(todo) else {}
+        records = []
+        for job, result in zip(todo, grid.run(todo, lambda job: self._fit(job, inputs))):
+            records.append(result.record)
+            self.codes[self._held(job)] = (result.arrays["codes"], result.arrays["codebook_sizes"].tolist())
+        return records
+
+    @staticmethod
+    def _held(job: Job) -> tuple[str, int, str]:
+        return job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
+
+    def _inputs(self, modalities: set[str]) -> dict[str, np.ndarray]:
+        """The vectors each ID stack is fitted on: (M, D) by modality ("fused" or an embedding column)."""
+        vectors = self.data.vectors
+        return {name: fused(vectors) if name == "fused" else vectors[name] for name in modalities}
+
+    def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
+        cfg, (method, seed, name) = self.config, self._held(job)
+        with quiet_library_logs():
+            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed=seed)
+        record = self.record("tokenizer", tokenizer=method, modality=name, seed=seed,
+                             setting=setting_label(cfg.levels, cfg.codebook_size), **metrics)
+        return Result(record, dict(codes=table.codes, codebook_sizes=np.asarray(table.codebook_sizes)),
+                      summary=f"collision rate {metrics['collision_rate']:.4f}")
