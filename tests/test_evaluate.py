@@ -129,6 +129,8 @@ BAD = [
      "or pass the column that holds the vectors\n"),
     ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"], "rqgmm: error: levels must be an integer, got 2.7\n"),
     ("TOML bool seeds", lambda i, t: (i, t), ["--config", "BOOL"], "rqgmm: error: seeds must be an integer, got True\n"),
+    ("TOML not UTF-8", lambda i, t: (i, t), ["--config", "LATIN"],
+     "rqgmm: error: LATIN is not UTF-8 text (byte 24: invalid continuation byte); save the TOML file as UTF-8\n"),
     ("one label in the test rows", lambda i, t: (i.assign(label=np.where(
         i["timestamp"] >= np.sort(i["timestamp"])[int(0.9 * len(i))], 0, i["label"])), t), [],
      "rqgmm: error: the test rows (last 10% by time) hold only label 0; AUC needs clicks and non-clicks in each "
@@ -143,12 +145,13 @@ if not torch.cuda.is_available():
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, case, damage, extra, message):
     interactions, items = damage(*synthetic_log())
     paths = {"INTER": tmp_path / "inter.parquet", "ITEMS": tmp_path / "items.parquet", "CONFIG": tmp_path / "c.toml",
-             "FLOAT": tmp_path / "f.toml", "BOOL": tmp_path / "b.toml"}
+             "FLOAT": tmp_path / "f.toml", "BOOL": tmp_path / "b.toml", "LATIN": tmp_path / "l.toml"}
     interactions.to_parquet(paths["INTER"])
     items.to_parquet(paths["ITEMS"])
     paths["CONFIG"].write_text("levels = 2\nepochs = 3\n")
     paths["FLOAT"].write_text("levels = 2.7\n")
     paths["BOOL"].write_text("seeds = true\n")
+    paths["LATIN"].write_bytes('methods = "rqgmm"  # café\n'.encode("latin-1"))
     extra = [str(paths.get(a, a)) for a in extra]
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main(["evaluate", str(paths["INTER"]), "--items", str(paths["ITEMS"]), "--out", str(tmp_path / "out"),

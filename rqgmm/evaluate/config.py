@@ -139,6 +139,9 @@ def read_toml(path: str) -> dict:
             values = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path} is not valid TOML ({exc}); fix the file") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition; a Latin-1 or UTF-16 file lands here
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save the TOML file "
+                         "as UTF-8") from None
     options = {}
     for key, value in values.items():
         name = key.replace("-", "_")
