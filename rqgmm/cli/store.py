@@ -1,4 +1,4 @@
-"""The verbs of the generations store: ``publish``, and ``report STORE`` (the options ``report`` adds for it)."""
+"""The verbs of the generations store: ``publish``, ``check``, and ``report STORE`` (the options ``report`` adds for it)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,30 @@ def register(sub) -> None:
                      help="full IDs are the L codes alone (several items may share one); only when creating a store")
     pub.add_argument("--quiet", action="store_true")
     pub.set_defaults(run=cmd_publish)
+    chk = sub.add_parser("check", help="verify every file of a store against the checksums of its manifest")
+    chk.add_argument("store", help="store directory written by `rqgmm publish`")
+    chk.add_argument("--json", action="store_true", help="print one JSON object")
+    chk.add_argument("--quiet", action="store_true")
+    chk.set_defaults(run=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    """Exit 0 when every file of every generation matches the manifest, else 2 naming the first that differs."""
+    from rqgmm.store.generations import MANIFEST, Store
+
+    if not (Path(args.store) / MANIFEST).is_file():
+        raise InputError(f"{args.store} holds no {MANIFEST}: not an rqgmm store; pass a directory written by "
+                         "`rqgmm publish`")
+    store = Store.open(args.store)
+    result = {"store": str(store.path), "generations": len(store.generations), **store.verify()}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{store.path}: {result['generations']} generation(s), {len(result['verified'])} file(s) match "
+          f"the SHA-256 and size in {MANIFEST}")
+    if result["unrecorded"]:
+        print(f"{len(result['unrecorded'])} file(s) present but without a checksum (written by an older release; "
+              f"the next publish records them): {', '.join(result['unrecorded'])}")
 
 
 def cmd_publish(args: argparse.Namespace) -> None:

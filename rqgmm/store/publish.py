@@ -72,6 +72,8 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
     item_ids = _catalogue_ids(catalogue)
     with locked(store_path):
         store = Store.open(store_path)
+        if not store.is_new:
+            store.verify([store.current])  # every file serving loads, before anything builds on them
         settings = _settings(store, model, config)
         store_sizes = settings["codebook_sizes"]
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)

@@ -1,6 +1,7 @@
 """The report of one generation of a store: churn, fan-out, load, fallbacks, retirements, head and tail.
 
-Every figure is recomputed from the files (checked against the manifest), not
+Every figure is recomputed from the files (every file of the generation is
+checked against the manifest first), not
 copied from the manifest's counts:
 
 - ``churn``: of the items the parent generation had published (live or
@@ -38,6 +39,7 @@ def store_report(store: Store, generation: int | None = None, interactions: str 
                  item_column: str = "item_id") -> dict:
     """The report (a JSON-able dict, no NaN) of ``generation`` (default: the current one)."""
     entry = store.entry(generation)
+    store.verify([entry])
     gen = store.read(entry["generation"])
     trie = PrefixTrie.read(store.file(entry, f"{export_dir(entry['generation'])}/trie.parquet"))
     live = gen.live
