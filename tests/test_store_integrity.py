@@ -113,3 +113,21 @@ def test_a_previous_release_store_loads_and_its_next_publish_records_every_check
     assert run(capsys, "publish", inputs["model"], inputs["c2"], "--store", store, "--quiet")[0] == 0
     code, out, _ = run(capsys, "check", store, "--json")
     assert code == 0 and json.loads(out)["unrecorded"] == [] and len(json.loads(out)["verified"]) == 10
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_report_against_old_codes_applies_the_codes_validation(tmp_path, capsys, suffix):
+    """``--against OLD`` goes through the codes table's own checks: negative codes are refused, not compared."""
+    x = np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    old = tmp_path / f"old{suffix}"
+    bad = np.full((120, 2), -1, dtype=np.int64)
+    if suffix == ".npy":
+        np.save(old, bad)
+    else:
+        pq.write_table(pa.table({"item_id": np.arange(120), "c1": bad[:, 0], "c2": bad[:, 1]}), old)
+    new = FIXTURES / "codes.parquet"
+    before = snapshot(tmp_path)
+    code, out, err = run(capsys, "report", tmp_path / "x.npy", new, "--against", old, "--json")
+    assert code == 2 and err.count("\n") == 1 and "--against" in err and "negative codes" in err and out == ""
+    assert snapshot(tmp_path) == before

@@ -61,9 +61,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             X_hat = np.asarray(tokenizer.decode(codes))
     elif table.codebook_sizes is not None:
         sizes = table.codebook_sizes
-    else:
-        if int(codes.min()) < 0:
-            raise InputError(f"{args.codes} holds negative codes (min {int(codes.min())}); codes are >= 0")
+    else:  # read_codes refused negative codes
         sizes = [int(k) for k in codes.max(0) + 1]
         logger.warning("no --model and no codebook sizes in %s: taking K per level as the largest code + 1 (%s); "
                        "pass --model for exact K", args.codes, sizes)
@@ -77,7 +75,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def _churn_against(table: CodesTable, path: str) -> dict:
     """Churn and adjusted Rand index of ``table``'s codes against the codes file ``path``, on their common items."""
-    old = read_codes(path)
+    try:
+        old = read_codes(path)  # the codes table's one validation: schema, codes >= 0 and within the codebooks
+    except InputError as exc:
+        raise InputError(f"--against {exc}") from None
     if old.levels != table.levels:
         raise InputError(f"--against {path} has {old.levels} levels of codes, the codes {table.levels}; "
                          "compare codes of models with the same levels")

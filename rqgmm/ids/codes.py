@@ -168,6 +168,10 @@ class CodesTable:
 
     def __post_init__(self) -> None:
         codes = as_codes(self.codes)
+        if codes.numel() and int(codes.min()) < 0:
+            level = int((codes < 0).any(0).nonzero()[0, 0]) + 1
+            raise InputError(f"the table holds negative codes (min {int(codes.min())}, first at level {level}); "
+                             "codes are >= 0: pass a codes table written by `rqgmm encode`")
         if self.codebook_sizes is not None:
             self.codebook_sizes = _check_sizes(self.codebook_sizes, codes.shape[1])
             as_codes(codes, codebook_sizes=self.codebook_sizes)
@@ -379,11 +383,14 @@ def read_codes(path: str | os.PathLike) -> CodesTable:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"codes file {path} does not exist; write it with `rqgmm encode`")
-    if path.suffix == ".npy":
-        return _read_npy_codes(path)
-    if path.suffix != ".parquet":
+    if path.suffix not in (".npy", ".parquet"):
         raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
-    return _read_parquet_codes(path)
+    try:
+        return _read_npy_codes(path) if path.suffix == ".npy" else _read_parquet_codes(path)
+    except InputError as exc:  # the table's own validation does not know the file: name it
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _read_npy_codes(path: Path) -> CodesTable:
