@@ -131,3 +131,32 @@ def test_report_against_old_codes_applies_the_codes_validation(tmp_path, capsys,
     code, out, err = run(capsys, "report", tmp_path / "x.npy", new, "--against", old, "--json")
     assert code == 2 and err.count("\n") == 1 and "--against" in err and "negative codes" in err and out == ""
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("folder", ["not-a-store", "empty"])
+def test_a_refused_publish_leaves_no_lock_in_the_users_folder(tmp_path, capsys, inputs, folder):
+    target = tmp_path / folder
+    target.mkdir()
+    if folder == "not-a-store":
+        (target / "notes.txt").write_text("mine\n")
+        argv, expect = [inputs["model"], inputs["c1"]], "not an rqgmm store"
+    else:  # a valid folder, a refused catalogue: the first publish fails after taking the lock
+        pq.write_table(pa.table({"item_id": [1, 2], "embedding": [[0.0] * 6, [float("nan")] * 6]}),
+                       tmp_path / "nan.parquet")  # embeddings are read under the lock
+        argv, expect = [inputs["model"], tmp_path / "nan.parquet"], "NaN"
+    before = sorted(p.name for p in target.iterdir())
+    code, _, err = run(capsys, "publish", *argv, "--store", target)
+    assert code == 2 and expect in err
+    assert sorted(p.name for p in target.iterdir()) == before  # no .lock, nothing else
+
+
+def test_a_publish_removes_the_temporaries_a_killed_one_left(capsys, inputs, store):
+    leftovers = [store / "exports" / ".gen-000002.tmp-x1y2", store / "generations" / ".gen-000002.parquet.tmp-ab",
+                 store / ".manifest.json.tmp-cd"]
+    leftovers[0].mkdir()
+    (leftovers[0] / "lookup.parquet").write_bytes(b"partial")
+    for p in leftovers[1:]:
+        p.write_bytes(b"partial")
+    assert run(capsys, "publish", inputs["model"], inputs["c2"], "--store", store, "--quiet")[0] == 0
+    assert not any(p.exists() for p in leftovers)
+    assert run(capsys, "check", store)[0] == 0

@@ -356,22 +356,48 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold the store's lock (an exclusive flock on ``STORE/.lock``) or refuse: one publisher at a time.
 
     The kernel releases the lock when the process dies, even by SIGKILL. A store
-    directory this call created is removed again if the work fails.
+    directory this call created is removed again if the work fails (only by the
+    call whose ``mkdir`` made it: the loser of a race to create it removes
+    nothing), and a lock file it made in an existing folder without a manifest
+    is removed too, so a refused first publish leaves the folder as it was.
     """
     path = Path(path)
-    created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    lock_made = not (path / LOCK).exists()
     handle = open(path / LOCK, "a")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock_made = False  # another publisher's lock: never ours to remove
             raise InputError(f"another publish holds the lock {path / LOCK}; wait for it to finish, "
                              "then publish again") from None
         yield
     except BaseException:
         if created:
             shutil.rmtree(path, ignore_errors=True)
+        elif lock_made and not (path / MANIFEST).exists():
+            (path / LOCK).unlink(missing_ok=True)
         raise
     finally:
         handle.close()
+
+
+TEMPORARY_FOLDERS = (".", "generations", "deltas", "exports")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what a killed publish left (``.NAME.tmp-*``, ``.NAME.old-*``) in the store's folders; call under
+    the lock, when no other publisher can be writing. Returns the paths removed."""
+    stale = [p for folder in TEMPORARY_FOLDERS if (path / folder).is_dir() for p in (path / folder).iterdir()
+             if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale

@@ -32,7 +32,7 @@ from rqgmm.store import allocation as alloc
 from rqgmm.errors import InputError
 from rqgmm.store.exports import write_exports
 from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
-                          write_generation)
+                          remove_stale_temporaries, write_generation)
 from rqgmm.files.formats import embedding_batches, item_id_column
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
@@ -70,6 +70,7 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
     if catalogue.suffix != ".parquet":
         raise InputError(f"{catalogue}: publishing needs item ids; pass a .parquet with item_id and embedding columns")
     item_ids = _catalogue_ids(catalogue)
+    Store.open(store_path)  # a folder that is no store is refused before a lock file is made in it
     with locked(store_path):
         store = Store.open(store_path)
         if not store.is_new:
@@ -223,6 +224,9 @@ def _write(store: Store, settings: dict, table: Generation, delta: Generation, f
              "max_per_prefix": config.max_per_prefix, "reuse_retired": config.reuse_retired,
              "command": list(config.command), "time": now(), "files": files}
     store.commit(settings, entry)
+    stale = remove_stale_temporaries(store.path)  # a killed publish's leftovers: the lock says none is ours
+    if stale:
+        logger.info("removed %d temporary file(s) a killed publish left in %s", len(stale), store.path)
     logger.info("published generation %d to %s: %d new, %d retired, %d revived, %d fallbacks; %d live of %d items",
                 gen, store.path, counts["new"], counts["retired"], counts["revived"], counts["fallbacks"],
                 counts["live"], counts["items"])
