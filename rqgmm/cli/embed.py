@@ -8,7 +8,7 @@ from rqgmm.cli.tokenize import check_directory_exists
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
 from rqgmm.files.paths import Output, check_outputs
-from rqgmm.runtime.device import resolve_device
+from rqgmm.cli.verbs import VERBS
 
 
 EMBED_DESCRIPTION = (
@@ -23,7 +23,7 @@ EMBED_DESCRIPTION = (
 
 def register(sub) -> None:
     """Add ``embed`` to the verbs."""
-    emb = sub.add_parser("embed", help="embed item text into the item_id + embedding parquet fit and evaluate read",
+    emb = sub.add_parser("embed", help=VERBS["embed"].help,
                          description=EMBED_DESCRIPTION)
     emb.add_argument("items", help="parquet with an item id column and one or more string columns")
     emb.add_argument("--text", required=True, metavar="COL[,COL]",
@@ -43,6 +43,7 @@ def register(sub) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> None:
     from rqgmm.data.embed_table import EmbedConfig, embed_table  # sentence-transformers loads only when a text is new
+    from rqgmm.runtime.device import resolve_device
 
     if not args.out.endswith(".parquet"):
         raise InputError(f"--out {args.out}: embeddings are written as .parquet; use e.g. --out items_emb.parquet")

@@ -10,12 +10,12 @@ from pathlib import Path
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
 from rqgmm.files.paths import Output, check_outputs
-from rqgmm.tokenizers.base import load
+from rqgmm.cli.verbs import VERBS
 
 
 def register(sub) -> None:
     """Add ``publish`` to the verbs."""
-    pub = sub.add_parser("publish", help="publish a catalogue's IDs as the next generation of an append-only store")
+    pub = sub.add_parser("publish", help=VERBS["publish"].help)
     pub.add_argument("model", help="model directory written by `rqgmm fit` (it encodes the new items only)")
     pub.add_argument("emb", help="the whole catalogue: .parquet with item_id and the model's embedding column(s)")
     pub.add_argument("--store", required=True, help="store directory (created by the first publish)")
@@ -28,7 +28,7 @@ def register(sub) -> None:
                      help="full IDs are the L codes alone (several items may share one); only when creating a store")
     pub.add_argument("--quiet", action="store_true")
     pub.set_defaults(run=cmd_publish)
-    chk = sub.add_parser("check", help="verify every file of a store against the checksums of its manifest")
+    chk = sub.add_parser("check", help=VERBS["check"].help)
     chk.add_argument("store", help="store directory written by `rqgmm publish`")
     chk.add_argument("--json", action="store_true", help="print one JSON object")
     chk.add_argument("--quiet", action="store_true")
@@ -57,6 +57,7 @@ def cmd_check(args: argparse.Namespace) -> None:
 def cmd_publish(args: argparse.Namespace) -> None:
     from rqgmm.refit.lineage import fingerprint_of
     from rqgmm.store.publish import PublishConfig, publish
+    from rqgmm.tokenizers.base import load
 
     check_outputs([args.model, args.emb], [Output(args.store, "--store", "workdir")])
     tokenizer = load(args.model)

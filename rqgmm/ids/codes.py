@@ -43,8 +43,8 @@ import torch
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
 from rqgmm.files.formats import item_id_column, read_npy, read_parquet
+from rqgmm.ids.names import FORMATS
 
-FORMATS = ("codes", "flat", "tokens")
 METADATA_KEY = b"rqgmm"
 METADATA_VERSION = 1
 _TOKEN = re.compile(r"<([a-z]+)_(0|[1-9][0-9]{0,17})>")
