@@ -10,11 +10,7 @@ import pytest
 from rqgmm import cli
 from rqgmm.data import embedders
 from rqgmm.data.embedders import HashingEmbedder, embed_items
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("RQGMM_CACHE", str(tmp_path / "cache"))
+from test_embed import cache  # noqa: F401 - the autouse fixture: a cache per test
 
 
 @pytest.fixture
