@@ -362,5 +362,6 @@ def test_a_publish_killed_at_any_step_leaves_the_previous_generation_intact(tmp_
         assert by_item(s.read()) == want[current], f"step {step}"
         assert by_item(s.read(1)) == want[1]
         publish(capsys, data, store, "warm", "c2.parquet")  # the store works on: the next publish succeeds
+        assert not [p for p in store.rglob("*") if ".tmp-" in p.name], f"step {step}: the kill's temporaries remain"
         assert by_item(Store.open(store).read()) == want[2] if current == 1 else True
     assert steps >= 6  # generation, delta, exports, manifest: several writes and renames each

@@ -144,7 +144,7 @@ def test_an_earlier_model_is_replaced(capsys, monkeypatch, work):
 
 
 @pytest.mark.parametrize("codes, expect", [
-    (np.full((240, 2), -1), "must lie in [0, 6)"),
+    (np.full((240, 2), -1), "holds negative codes"),  # read_codes refuses them before the model is asked
     (np.full((240, 2), 6), "must lie in [0, 6)"),
     (np.zeros((240, 3), np.int64), "has 3 levels but the model has 2"),
     (np.zeros((7, 2), np.int64), "has 240 rows but"),

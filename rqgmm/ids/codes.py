@@ -43,8 +43,8 @@ import torch
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
 from rqgmm.files.formats import item_id_column, read_npy, read_parquet
+from rqgmm.ids.names import FORMATS
 
-FORMATS = ("codes", "flat", "tokens")
 METADATA_KEY = b"rqgmm"
 METADATA_VERSION = 1
 _TOKEN = re.compile(r"<([a-z]+)_(0|[1-9][0-9]{0,17})>")
@@ -168,6 +168,10 @@ class CodesTable:
 
     def __post_init__(self) -> None:
         codes = as_codes(self.codes)
+        if codes.numel() and int(codes.min()) < 0:
+            level = int((codes < 0).any(0).nonzero()[0, 0]) + 1
+            raise InputError(f"the table holds negative codes (min {int(codes.min())}, first at level {level}); "
+                             "codes are >= 0: pass a codes table written by `rqgmm encode`")
         if self.codebook_sizes is not None:
             self.codebook_sizes = _check_sizes(self.codebook_sizes, codes.shape[1])
             as_codes(codes, codebook_sizes=self.codebook_sizes)
@@ -379,11 +383,14 @@ def read_codes(path: str | os.PathLike) -> CodesTable:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"codes file {path} does not exist; write it with `rqgmm encode`")
-    if path.suffix == ".npy":
-        return _read_npy_codes(path)
-    if path.suffix != ".parquet":
+    if path.suffix not in (".npy", ".parquet"):
         raise InputError(f"{path} has extension {path.suffix!r}; codes must be .npy or .parquet")
-    return _read_parquet_codes(path)
+    try:
+        return _read_npy_codes(path) if path.suffix == ".npy" else _read_parquet_codes(path)
+    except InputError as exc:  # the table's own validation does not know the file: name it
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _read_npy_codes(path: Path) -> CodesTable:

@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.names import PRECISIONS
 
 
 def default_device(X, spec: str | torch.device | None = None, *, what: str = "device") -> torch.device:
@@ -67,8 +68,6 @@ def _check_cuda(device: torch.device, what: str) -> torch.device:
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
-#: Matrix-product precisions on a GPU. On a CPU every one computes in fp32.
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def check_precision(precision: str, *, what: str = "precision") -> str:

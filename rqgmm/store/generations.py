@@ -22,7 +22,9 @@ SHA-256 and size of each of its files. The manifest carries a checksum of its
 own content. Every file is written atomically before the manifest that names
 it, and the manifest is replaced last: a publish killed at any moment leaves
 the previous generation current, intact and readable. A file whose bytes do
-not match the manifest is refused (exit 2) naming the file.
+not match the manifest, or a missing one, is refused (exit 2) naming the file
+and what differs (:meth:`Store.verify`); a manifest of an older release that
+records no checksum of some file gets one at the next publish.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from rqgmm.files.atomic import atomic_output
 from rqgmm.ids.codes import CodesTable, code_columns
 from rqgmm.errors import InputError
 from rqgmm.files.formats import item_id_column, read_parquet
+from rqgmm.store.exports import FILES as EXPORT_FILES
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -238,18 +241,31 @@ class Store:
         raise InputError(f"{self.path} has generations 1..{self.current['generation']}, not {generation}")
 
     def file(self, entry: dict, name: str) -> Path:
-        """The path of one of ``entry``'s files, after checking it against the manifest's size and checksum."""
+        """The path of one of ``entry``'s files, after checking it against the manifest's size and checksum.
+
+        A file the generation always has (:func:`generation_files`) that an older
+        release's manifest records no checksum of is only checked to exist.
+        """
         path = self.path / name
         record = entry["files"].get(name)
-        if record is None:
+        if record is None and name not in generation_files(entry["generation"]):
             raise InputError(f"{self.path / MANIFEST} lists no file {name} for generation {entry['generation']}")
-        if not path.is_file():
-            raise InputError(f"{path} is missing from the store (generation {entry['generation']} names it); "
-                             "restore it from a backup")
-        if path.stat().st_size != record["bytes"] or sha256(path) != record["sha256"]:
-            raise InputError(f"{path} does not match its checksum in {MANIFEST}: it was edited or damaged; "
-                             "restore it from a backup")
+        problem = file_problem(path, record)
+        if problem is not None:
+            raise InputError(f"{path} {problem} (generation {entry['generation']} names it); restore it from a backup")
         return path
+
+    def verify(self, entries: list[dict] | None = None) -> dict:
+        """Check every file of ``entries`` (default: every generation) against the manifest; InputError naming the
+        first that differs. Returns ``{"verified": files whose checksum matched, "unrecorded": files an older
+        release recorded no checksum of (checked to exist; the next publish records them)}``."""
+        verified, unrecorded = [], []
+        for entry in self.generations if entries is None else entries:
+            names = dict.fromkeys([*generation_files(entry["generation"]), *entry["files"]])
+            for name in names:
+                self.file(entry, name)
+                (verified if name in entry["files"] else unrecorded).append(name)
+        return {"verified": verified, "unrecorded": unrecorded}
 
     def read(self, generation: int | None = None) -> Generation:
         """The generation's table, checked against the manifest."""
@@ -258,13 +274,48 @@ class Store:
 
     def commit(self, settings: dict, entry: dict) -> None:
         """Append ``entry`` (its files already written) and replace the manifest atomically: the commit point."""
-        entry = {**entry, "files": {name: {"sha256": sha256(self.path / name), "bytes": (self.path / name).stat().st_size}
-                                    for name in entry["files"]}}
-        manifest = {"format": FORMAT, "version": VERSION, **settings, "generations": [*self.generations, entry]}
+        entry = {**entry, "files": {name: _record(self.path / name) for name in entry["files"]}}
+        generations = [_recorded(self.path, old) for old in self.generations]
+        manifest = {"format": FORMAT, "version": VERSION, **settings, "generations": [*generations, entry]}
         manifest["checksum"] = _manifest_checksum(manifest)
         with atomic_output(self.path / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
         self.manifest = manifest
+
+
+def generation_files(generation: int) -> list[str]:
+    """The files every generation has: its table, its delta and its exports."""
+    return [generation_file(generation), delta_file(generation),
+            *(f"{export_dir(generation)}/{name}" for name in EXPORT_FILES)]
+
+
+def file_problem(path: Path, record: dict | None) -> str | None:
+    """What differs between the file at ``path`` and its manifest ``record`` (None: only its presence), or None."""
+    if not path.is_file():
+        return "is missing from the store"
+    if record is None:
+        return None
+    size = path.stat().st_size
+    if size != record["bytes"]:
+        return f"does not match its checksum in {MANIFEST}: it holds {size} bytes, the manifest records {record['bytes']}"
+    digest = sha256(path)
+    if digest != record["sha256"]:
+        return (f"does not match its checksum in {MANIFEST}: its SHA-256 is {digest[:12]}..., the manifest records "
+                f"{record['sha256'][:12]}... (same size: edited in place)")
+    return None
+
+
+def _record(path: Path) -> dict:
+    return {"sha256": sha256(path), "bytes": path.stat().st_size}
+
+
+def _recorded(root: Path, entry: dict) -> dict:
+    """``entry`` with a checksum for each of its generation's files an older release did not record (checked present
+    by the publish that adds them, so a store of the previous release reaches full coverage at its next publish)."""
+    missing = [n for n in generation_files(entry["generation"]) if n not in entry["files"] and (root / n).is_file()]
+    if not missing:
+        return entry
+    return {**entry, "files": {**entry["files"], **{name: _record(root / name) for name in missing}}}
 
 
 def _read_manifest(path: Path) -> dict:
@@ -305,22 +356,48 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold the store's lock (an exclusive flock on ``STORE/.lock``) or refuse: one publisher at a time.
 
     The kernel releases the lock when the process dies, even by SIGKILL. A store
-    directory this call created is removed again if the work fails.
+    directory this call created is removed again if the work fails (only by the
+    call whose ``mkdir`` made it: the loser of a race to create it removes
+    nothing), and a lock file it made in an existing folder without a manifest
+    is removed too, so a refused first publish leaves the folder as it was.
     """
     path = Path(path)
-    created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    lock_made = not (path / LOCK).exists()
     handle = open(path / LOCK, "a")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock_made = False  # another publisher's lock: never ours to remove
             raise InputError(f"another publish holds the lock {path / LOCK}; wait for it to finish, "
                              "then publish again") from None
         yield
     except BaseException:
         if created:
             shutil.rmtree(path, ignore_errors=True)
+        elif lock_made and not (path / MANIFEST).exists():
+            (path / LOCK).unlink(missing_ok=True)
         raise
     finally:
         handle.close()
+
+
+TEMPORARY_FOLDERS = (".", "generations", "deltas", "exports")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what a killed publish left (``.NAME.tmp-*``, ``.NAME.old-*``) in the store's folders; call under
+    the lock, when no other publisher can be writing. Returns the paths removed."""
+    stale = [p for folder in TEMPORARY_FOLDERS if (path / folder).is_dir() for p in (path / folder).iterdir()
+             if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale

@@ -32,7 +32,7 @@ from rqgmm.store import allocation as alloc
 from rqgmm.errors import InputError
 from rqgmm.store.exports import write_exports
 from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
-                          write_generation)
+                          remove_stale_temporaries, write_generation)
 from rqgmm.files.formats import embedding_batches, item_id_column
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
@@ -52,12 +52,16 @@ class PublishConfig:
     reuse_retired : new items may take the slots of retired items
     suffix : full IDs carry a suffix (fixed when the store is created)
     command : the command line, recorded in the manifest
+    item : the catalogue's item id column
+    embedding : the catalogue's embedding column(s) (None: the model's, else ``embedding``)
     """
 
     max_per_prefix: int | None = None
     reuse_retired: bool = False
     suffix: bool = True
     command: list[str] = field(default_factory=list)
+    item: str = "item_id"
+    embedding: tuple[str, ...] | None = None
 
 
 def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Path,
@@ -69,9 +73,12 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
     catalogue = Path(catalogue)
     if catalogue.suffix != ".parquet":
         raise InputError(f"{catalogue}: publishing needs item ids; pass a .parquet with item_id and embedding columns")
-    item_ids = _catalogue_ids(catalogue)
+    item_ids = _catalogue_ids(catalogue, config.item)
+    Store.open(store_path)  # a folder that is no store is refused before a lock file is made in it
     with locked(store_path):
         store = Store.open(store_path)
+        if not store.is_new:
+            store.verify([store.current])  # every file serving loads, before anything builds on them
         settings = _settings(store, model, config)
         store_sizes = settings["codebook_sizes"]
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
@@ -80,7 +87,7 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
         slots = alloc.store_slots(alloc.prefix_keys(old.codes, store_sizes), old.suffix, old.live,
                                   config.reuse_retired, store_sizes)
         alloc.check_cap(slots, config.max_per_prefix, store_sizes)
-        X = _embeddings(catalogue, new_rows, model)
+        X = _embeddings(catalogue, new_rows, model, config.embedding)
         new = _new_items(model, X, item_ids[new_rows], slots, config, store_sizes, gen)
         del X, slots, item_ids
         table = Generation.concat([old, new])
@@ -91,13 +98,13 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
         return _write(store, settings, table, delta, fingerprint, gen, counts, config)
 
 
-def _catalogue_ids(path: Path) -> np.ndarray:
-    """The catalogue's item ids (N,): present, of one type, no nulls, no repeats."""
+def _catalogue_ids(path: Path, item: str = "item_id") -> np.ndarray:
+    """The catalogue's item ids (N,) from column ``item``: present, of one type, no nulls, no repeats."""
     try:
         schema = pq.read_schema(path)
-        if "item_id" not in schema.names:
-            raise InputError(f"{path} lacks column 'item_id'; publishing keys items by it")
-        column = pq.read_table(path, columns=["item_id"]).column("item_id")
+        if item not in schema.names:
+            raise InputError(f"{path} lacks column {item!r}; publishing keys items by it (name it with --item)")
+        column = pq.read_table(path, columns=[item]).column(item)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None
     ids = item_id_column(column, path)
@@ -159,12 +166,12 @@ def _slot_taken(gen: Generation, reviving: np.ndarray, sizes: list[int]) -> np.n
     return reviving & np.isin(keys, keys[(gen.retired == 0) & ~reviving])
 
 
-def _embeddings(path: Path, rows: np.ndarray, model) -> np.ndarray:
+def _embeddings(path: Path, rows: np.ndarray, model, columns: tuple[str, ...] | None = None) -> np.ndarray:
     """Embeddings (M, D) of the catalogue rows ``rows`` (sorted); every row of the file is checked finite.
 
     The item ids are not read again (:func:`_catalogue_ids` has them).
     """
-    columns = tuple(getattr(model, "embedding_columns_", None) or ("embedding",))
+    columns = tuple(columns or getattr(model, "embedding_columns_", None) or ("embedding",))
     batches = embedding_batches(path, columns, BATCH_ROWS, with_ids=False)
     parts, offset = [], 0
     for _, X in checked_batches(batches, model.n_features_in_, str(path)):
@@ -221,6 +228,9 @@ def _write(store: Store, settings: dict, table: Generation, delta: Generation, f
              "max_per_prefix": config.max_per_prefix, "reuse_retired": config.reuse_retired,
              "command": list(config.command), "time": now(), "files": files}
     store.commit(settings, entry)
+    stale = remove_stale_temporaries(store.path)  # a killed publish's leftovers: the lock says none is ours
+    if stale:
+        logger.info("removed %d temporary file(s) a killed publish left in %s", len(stale), store.path)
     logger.info("published generation %d to %s: %d new, %d retired, %d revived, %d fallbacks; %d live of %d items",
                 gen, store.path, counts["new"], counts["retired"], counts["revived"], counts["fallbacks"],
                 counts["live"], counts["items"])

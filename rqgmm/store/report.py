@@ -1,6 +1,7 @@
 """The report of one generation of a store: churn, fan-out, load, fallbacks, retirements, head and tail.
 
-Every figure is recomputed from the files (checked against the manifest), not
+Every figure is recomputed from the files (every file of the generation is
+checked against the manifest first), not
 copied from the manifest's counts:
 
 - ``churn``: of the items the parent generation had published (live or
@@ -18,6 +19,7 @@ copied from the manifest's counts:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +33,17 @@ from rqgmm.store.generations import Generation, Store, export_dir
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.trie import PrefixTrie
 
+logger = logging.getLogger(__name__)
+
 HEAD_SHARE = 0.1
+FEW_MATCHED = 0.5  # below this share of the log's rows naming a live item, the head/tail split is flagged
 
 
 def store_report(store: Store, generation: int | None = None, interactions: str | None = None,
                  item_column: str = "item_id") -> dict:
     """The report (a JSON-able dict, no NaN) of ``generation`` (default: the current one)."""
     entry = store.entry(generation)
+    store.verify([entry])
     gen = store.read(entry["generation"])
     trie = PrefixTrie.read(store.file(entry, f"{export_dir(entry['generation'])}/trie.parquet"))
     live = gen.live
@@ -115,7 +121,19 @@ def popularity(path: str, column: str, item_ids: np.ndarray) -> np.ndarray:
     found = where.is_valid().to_numpy(zero_copy_only=False)
     out = np.zeros(len(item_ids), dtype=np.int64)
     out[found] = n[where.to_numpy(zero_copy_only=False)[found].astype(np.int64)]
+    _warn_unmatched(path, column, int(out.sum()), len(log))
     return out
+
+
+def _warn_unmatched(path: Path, column: str, matched: int, rows: int) -> None:
+    """Warn when few or none of the log's rows name a live item of the store: the head/tail split then says little."""
+    if matched == 0:
+        logger.warning("none of the %d rows of --interactions %s names a live item of the store (column %r); the "
+                       "head/tail split is arbitrary: check --item and that the log is of this catalogue",
+                       rows, path, column)
+    elif matched < FEW_MATCHED * rows:
+        logger.warning("only %d of the %d rows (%.1f%%) of --interactions %s name a live item of the store; the "
+                       "head/tail split counts those only", matched, rows, 100 * matched / rows, path)
 
 
 def head_tail(gen: Generation, counts: np.ndarray) -> dict:

@@ -32,8 +32,9 @@ import torch
 
 from rqgmm.errors import InputError
 from rqgmm.runtime.validation import Rule
+from rqgmm.tokenizers.names import BALANCE_METHODS
 
-METHODS = ("greedy", "sinkhorn")
+METHODS = BALANCE_METHODS
 SINKHORN_ITERATIONS = 30
 SINKHORN_TEMPERATURE = 0.05  # ε as a fraction of the mean per-row spread (std) of the costs
 

@@ -23,14 +23,8 @@ from rqgmm.runtime.device import resolve_device
 from rqgmm.errors import InputError
 from rqgmm.files.formats import TENSORS_NAME, read_model, save_model
 from rqgmm.runtime.validation import validate_params
+from rqgmm.tokenizers.names import BUILTIN_METHODS
 
-BUILTIN_METHODS = {
-    "rqgmm": "rqgmm.tokenizers.residual",
-    "rqkmeans": "rqgmm.tokenizers.residual",
-    "prqkmeans": "rqgmm.tokenizers.prq",
-    "rqvae": "rqgmm.tokenizers.vae",
-    "vqvae": "rqgmm.tokenizers.vae",
-}
 _REGISTRY: dict[str, type["Tokenizer"]] = {}
 
 

@@ -1,0 +1,67 @@
+"""Start-up study: how long ``rqgmm --help``, ``rqgmm fit --help`` and a refused argument take, side by side.
+
+    python -m rqgmm.bench.startup --baseline DIR [--repeats 7]
+
+``DIR`` is another source tree of rqgmm (e.g. ``git worktree add /tmp/base main``);
+each command runs in a fresh interpreter with this tree and with ``DIR`` on
+``PYTHONPATH``, the two interleaved so machine load falls on both alike. Prints
+the median seconds of each and the ratio baseline / this tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rqgmm.console import Parser, exit_status, int_in, setup_logging
+
+logger = logging.getLogger("rqgmm.bench.startup")  # also when run as __main__
+
+HERE = Path(__file__).resolve().parents[2]
+COMMANDS = {"rqgmm --help": ["--help"], "rqgmm fit --help": ["fit", "--help"],
+            "refused argument": ["fit", "x.npy", "--levels", "0", "--out", "m"]}
+
+
+def seconds(tree: Path, argv: list[str]) -> float:
+    """Wall seconds of ``python -m rqgmm ARGV`` with ``tree`` first on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rqgmm", *argv], env=env, cwd=tree, capture_output=True)
+    return time.perf_counter() - start
+
+
+def compare(baseline: Path, repeats: int) -> list[str]:
+    """One line per command: median seconds of the baseline and of this tree, and their ratio."""
+    lines = [f"{'command':<20} {'baseline s':>10} {'this s':>8} {'ratio':>7}  (median of {repeats}, interleaved)"]
+    for label, argv in COMMANDS.items():
+        runs = {"base": [], "this": []}
+        for _ in range(repeats):
+            runs["base"].append(seconds(baseline, argv))
+            runs["this"].append(seconds(HERE, argv))
+        base, this = statistics.median(runs["base"]), statistics.median(runs["this"])
+        lines.append(f"{label:<20} {base:>10.2f} {this:>8.2f} {base / this:>6.1f}x")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m rqgmm.bench.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="another rqgmm source tree to compare with")
+    parser.add_argument("--repeats", type=int_in(1), default=7)
+
+    def work() -> None:
+        args = parser.parse_args(argv)
+        setup_logging(False)
+        for line in compare(Path(args.baseline).resolve(), args.repeats):
+            logger.info(line)
+
+    return exit_status(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

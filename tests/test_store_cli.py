@@ -1,0 +1,55 @@
+"""The store verbs in a real pipeline: other column names, a report a person reads, a log that does not match."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rqgmm import cli
+from rqgmm.store.generations import Store
+
+MODEL = Path(__file__).parent / "fixtures" / "previous_release" / "model"
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def store(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(80, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": np.arange(100, 180), "vec": list(x)}), tmp_path / "cat.parquet")
+    path = tmp_path / "store"
+    code, out, err = run(capsys, "publish", MODEL, tmp_path / "cat.parquet", "--store", path, "--item", "sku",
+                         "--embedding", "vec", "--quiet")
+    assert code == 0, err
+    return path
+
+
+def test_publish_reads_the_catalogues_own_column_names(tmp_path, capsys, store):
+    assert sorted(Store.open(store).read().item_ids.tolist()) == list(range(100, 180))
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "cat.parquet", "--store", store)
+    assert code == 2 and err.count("\n") == 1 and "'item_id'" in err and "--item" in err
+
+
+def test_report_of_a_store_is_a_summary_by_default_and_json_with_the_flag(capsys, store):
+    code, out, _ = run(capsys, "report", store)
+    assert code == 0 and out.splitlines()[0].startswith(f"{store}: generation 1")
+    assert any(line.startswith("load ") for line in out.splitlines())
+    code, out, _ = run(capsys, "report", store, "--json")
+    assert code == 0 and json.loads(out)["live"] == 80
+
+
+@pytest.mark.parametrize("items, expect", [(np.arange(500, 600), "none of the 100 rows"),
+                                           (np.r_[np.arange(100, 110), np.arange(500, 590)], "only 10 of the 100")])
+def test_a_log_that_barely_matches_the_store_is_warned_about(tmp_path, capsys, store, items, expect):
+    pq.write_table(pa.table({"item_id": items}), tmp_path / "log.parquet")
+    code, _, err = run(capsys, "report", store, "--interactions", tmp_path / "log.parquet", "--json")
+    assert code == 0 and "warning" in err and expect in err
