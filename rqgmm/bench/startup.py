@@ -10,7 +10,6 @@ the median seconds of each and the ratio baseline / this tree.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
