@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows per record batch read from the interactions.
 BATCH_ROWS = 1 << 20
+#: Items per record batch read from an embedding column (65,536 x 768 float32: 200 MB at most).
+ITEM_BATCH_ROWS = 1 << 16
 
 
 @dataclass
@@ -92,15 +94,19 @@ class ParquetTable:
     def __len__(self) -> int:
         return self.file.metadata.num_rows
 
-    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """Record batches of ``rows`` rows, from a reader of their own: without pre-buffering, and closed at the
+        end (a reader kept open holds the column chunks it has read, growing with the file)."""
         try:
-            yield from self.file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            with pq.ParquetFile(self.path, pre_buffer=False) as reader:
+                yield from reader.iter_batches(batch_size=rows, columns=columns)
+            pa.default_memory_pool().release_unused()  # the reader's freed pages, back to the system
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(self.path, self.what, exc) from None
 
-    def to_pandas(self) -> pd.DataFrame:
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
         try:
-            return self.file.read().to_pandas()
+            return self.file.read(columns=columns).to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(self.path, self.what, exc) from None
 
@@ -131,13 +137,13 @@ class FrameTable:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        for start in range(0, len(self.frame), BATCH_ROWS):
-            part = self.frame.iloc[start:start + BATCH_ROWS]
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        for start in range(0, len(self.frame), rows):
+            part = self.frame.iloc[start:start + rows]
             yield pa.RecordBatch.from_arrays([_column(part[c], c) for c in columns], names=columns)
 
-    def to_pandas(self) -> pd.DataFrame:
-        return self.frame
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.frame if columns is None else self.frame[columns]
 
 
 def _column(values: pd.Series, name: str) -> pa.Array:
@@ -260,6 +266,46 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
     return matrix
 
 
+def _numeric_lists(kind: pa.DataType) -> bool:
+    return _is_list(kind) and (pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type))
+
+
+def item_vectors(table, column: str, keys: pd.Index) -> np.ndarray:
+    """One embedding column of the items ``table`` as (M, D) float32, read batch by batch (the lists never held
+    whole); the checks and messages of :func:`_vectors`, which reads any other type of column."""
+    if not isinstance(table, ParquetTable) or not _numeric_lists(table.schema.field(column).type):
+        return _vectors(table.to_pandas([column]).set_axis(keys), column)
+    matrix, widths, missing, start, finite = None, set(), [], 0, True
+    for batch in table.batches([column], rows=ITEM_BATCH_ROWS):
+        lists = _chunk(batch, column)
+        lengths = pc.list_value_length(lists).fill_null(-1).to_numpy(zero_copy_only=False)
+        missing += (np.flatnonzero(lengths < 0) + start).tolist()
+        widths.update(np.unique(lengths[lengths >= 0]).tolist())
+        if not missing and len(widths) == 1 and widths != {0}:
+            matrix = np.empty((len(keys), *widths), np.float32) if matrix is None else matrix
+            rows = matrix[start:start + len(lists)]
+            rows[:] = lists.flatten().to_numpy(zero_copy_only=False).reshape(rows.shape)
+            finite = finite and bool(np.isfinite(rows).all())
+        start += len(lists)
+    _check_vector_shape(column, keys, missing, widths)
+    if not finite:
+        raise InputError(f"embedding column {column!r} has NaN or Inf values; drop or impute those items")
+    return matrix
+
+
+def _check_vector_shape(column: str, keys: pd.Index, missing: list[int], widths: set[int]) -> None:
+    """The messages of :func:`_vectors` for missing vectors, empty vectors only, and several widths."""
+    if missing:
+        raise InputError(f"{len(missing)} item(s) have no {column!r} embedding (first: {keys[missing[0]]!r}); "
+                         "give every item a vector")
+    if widths <= {0}:
+        raise InputError(f"embedding column {column!r} holds empty vectors only; embed the items first "
+                         "(`rqgmm embed`) or pass the column that holds the vectors")
+    if len(widths) != 1:
+        raise InputError(f"embedding column {column!r} has vectors of widths {sorted(widths)[:5]}; "
+                         "give every item a vector of one width")
+
+
 def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
     """Each part of the 80/10/10 split of the ordered labels (N,) holds clicks and non-clicks (AUC needs both)."""
     first, second = cut_points(len(labels))
@@ -326,8 +372,8 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     """
     rows_name, items_name = names
     log = interactions if isinstance(interactions, ParquetTable) else FrameTable(interactions)
-    items = items.to_pandas() if isinstance(items, ParquetTable) else items
-    rows, item_columns = log.columns, list(items.columns)
+    item_table = items if isinstance(items, ParquetTable) else FrameTable(items)
+    rows, item_columns = log.columns, item_table.columns
     _require(rows, [config.user, config.item], "--user/--item", rows_name)
     _require(rows, [config.label], "--label", rows_name)
     _require(item_columns, [config.item], "--item", items_name)
@@ -342,13 +388,14 @@ def check_inputs(interactions, items, config: EvaluateConfig,
         raise InputError(f"{rows_name} has no column {config.time!r} (--time); its columns are {rows}")
     _check_roles(config, timed)
     resolve_device(config.device, what="--device")
+    items = item_table.to_pandas([c for c in item_columns if c not in config.embedding])  # vectors: read below
     _check_field_types(log.schema, items, config)
     for column in config.bag:
         if column not in rows:
             _check_bag(items, column)
     items = _index_items(items, config.item)
     columns = _log_columns(rows, config, timed)
-    vectors = {column: _vectors(items, column) for column in config.embedding}
+    vectors = {column: item_vectors(item_table, column, items.index) for column in config.embedding}
     encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
     if encoded.unknown_items:
         count, first = encoded.unknown_items
