@@ -53,6 +53,8 @@ class EvaluationData:
     order : ndarray (N,) int64, or None
         The rows in split order (by time, user, item; or a seeded shuffle); the
         split consumes it (None afterwards, with ``interactions`` the ordered log).
+    sample : str or None
+        The user sample and its size (``--sample-users``), None when every user is kept.
     """
 
     interactions: EncodedLog
@@ -60,6 +62,7 @@ class EvaluationData:
     vectors: dict[str, np.ndarray]
     timed: bool
     order: np.ndarray | None
+    sample: str | None = None
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -334,16 +337,38 @@ def _log_columns(rows: list[str], config: EvaluateConfig, timed: bool) -> LogCol
                       on_items(config.categorical), on_items(config.bag), on_items(config.numeric))
 
 
-def encode_log(table, columns: LogColumns, items: ItemTable) -> tuple[EncodedLog, str | None]:
+def sampled_users(users: pa.Array, fraction: float) -> np.ndarray:
+    """Which rows (N,) to keep: those whose user's id hashes (a fixed hash of the value) below ``fraction``.
+
+    Each distinct id of the batch is hashed once (``pandas.util.hash_array``, independent of the process),
+    so the same ids keep the same rows in every run and every batch.
+    """
+    users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
+    encoded = pc.dictionary_encode(users, null_encoding="encode")
+    hashes = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+    keep = (hashes >> np.uint64(11)).astype(np.float64) / 2.0 ** 53 < fraction
+    return keep[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _sampled_rows(table, user: str, fraction: float) -> int:
+    """Rows of the log that the user sample keeps (a pass over the user column only)."""
+    return sum(int(sampled_users(_chunk(batch, user), fraction).sum()) for batch in table.batches([user]))
+
+
+def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0) -> tuple[EncodedLog, str | None]:
     """Read the log batch by batch, checking labels and times, into an EncodedLog; time strings are parsed
-    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings)."""
-    encoder, missing_times, parsed = LogEncoder(columns, len(table)), 0, []
+    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings). With
+    ``sample`` < 1, only the rows of the users that :func:`sampled_users` keeps are encoded."""
+    rows = len(table) if sample >= 1 else _sampled_rows(table, columns.user, sample)
+    encoder, missing_times, parsed = LogEncoder(columns, rows), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
         if columns.time:
             times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
             missing_times += _missing_times(times)
             batch = batch.set_column(batch.schema.get_field_index(columns.time), columns.time, times)
+        if sample < 1:
+            batch = batch.filter(pa.array(sampled_users(_chunk(batch, columns.user), sample)))
         if not missing_times:
             encoder.add(batch)
     if missing_times:
@@ -396,20 +421,43 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     items = _index_items(items, config.item)
     columns = _log_columns(rows, config, timed)
     vectors = {column: item_vectors(item_table, column, items.index) for column in config.embedding}
-    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
+    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns),
+                                       config.sample_users)
     if encoded.unknown_items:
         count, first = encoded.unknown_items
         raise InputError(f"{count} interaction row(s) have an item without an embedding in {items_name} "
                          f"(first: {first!r}); add those items")
-    if len(encoded) < 10:
-        raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
-    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
-    if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
-        _check_split_labels(encoded[config.label][order], timed)
+    sample = _sample_line(encoded, config, len(log))
+    try:
+        order = _split_order(encoded, config, timed, rows_name)
+    except InputError as exc:
+        raise (InputError(f"--sample-users {config.sample_users:g} left {sample.split(': ', 1)[1]}: {exc}")
+               if sample else exc) from None
+    if sample:
+        logger.info("%s", sample)
     if not timed:
         logger.info("no %r column: splitting at random (seed 0)", config.time)
     if time_strings:  # logged once every check has passed: a refusal prints one line
         logger.info("time column %r holds strings: read as %s, not sorted as text", config.time,
                     "numbers" if time_strings == "numbers" else "ISO 8601 dates")
     logger.info("encoded %d rows (%.1f MB of ints)", len(encoded), encoded.nbytes / 1e6)
-    return EvaluationData(encoded, items, vectors, timed, order)
+    return EvaluationData(encoded, items, vectors, timed, order, sample)
+
+
+def _sample_line(encoded: EncodedLog, config: EvaluateConfig, read: int) -> str | None:
+    """The user sample and what it kept, in one line (None without ``--sample-users``)."""
+    if config.sample_users >= 1:
+        return None
+    users = encoded.sizes[config.user] - 1
+    return (f"users sampled by a hash of {config.user!r}, fraction {config.sample_users:g}: {users:,} users, "
+            f"{len(encoded):,} of {read:,} rows")
+
+
+def _split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_name: str) -> np.ndarray:
+    """The rows in split order, once the log has rows enough and (for CTR) both labels in every part."""
+    if len(encoded) < 10:
+        raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
+    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
+    if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
+        _check_split_labels(encoded[config.label][order], timed)
+    return order
