@@ -346,6 +346,7 @@ def sampled_users(users: pa.Array, fraction: float) -> np.ndarray:
     users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
     encoded = pc.dictionary_encode(users, null_encoding="encode")
     hashes = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+    hashes = pd.util.hash_array(hashes ^ np.uint64(0x9E3779B97F4A7C15))  # mixed again: an integer 0 hashes to 0
     keep = (hashes >> np.uint64(11)).astype(np.float64) / 2.0 ** 53 < fraction
     return keep[encoded.indices.to_numpy(zero_copy_only=False)]
 
