@@ -429,11 +429,7 @@ def check_inputs(interactions, items, config: EvaluateConfig,
         raise InputError(f"{count} interaction row(s) have an item without an embedding in {items_name} "
                          f"(first: {first!r}); add those items")
     sample = _sample_line(encoded, config, len(log))
-    try:
-        order = _split_order(encoded, config, timed, rows_name)
-    except InputError as exc:
-        raise (InputError(f"--sample-users {config.sample_users:g} left {sample.split(': ', 1)[1]}: {exc}")
-               if sample else exc) from None
+    order = _sampled_split_order(encoded, config, timed, rows_name, sample)
     if sample:
         logger.info("%s", sample)
     if not timed:
@@ -452,6 +448,16 @@ def _sample_line(encoded: EncodedLog, config: EvaluateConfig, read: int) -> str 
     users = encoded.sizes[config.user] - 1
     return (f"users sampled by a hash of {config.user!r}, fraction {config.sample_users:g}: {users:,} users, "
             f"{len(encoded):,} of {read:,} rows")
+
+
+def _sampled_split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_name: str,
+                         sample: str | None) -> np.ndarray:
+    """:func:`_split_order`; a refusal after a user sample names the fraction and what it left."""
+    try:
+        return _split_order(encoded, config, timed, rows_name)
+    except InputError as exc:
+        raise (InputError(f"--sample-users {config.sample_users:g} left {sample.split(': ', 1)[1]}: {exc}")
+               if sample else exc) from None
 
 
 def _split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_name: str) -> np.ndarray:
