@@ -58,3 +58,16 @@ def test_a_sample_that_leaves_too_little_exits_2_in_one_line(planted, tmp_path, 
                  "--sample-users", "1e-9", "--out", str(tmp_path / "out"), "--quick", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--sample-users 1e-09 left 0 users, 0 of 6,000 rows" in err[0], err
+
+
+def test_the_scale_benchmark_reports_every_stage(tmp_path, capsys):
+    from rqgmm.bench import scale_memory
+
+    result = scale_memory.main(["--rows", "3000", "--items", "200", "--users", "40", "--codebook-size", "4",
+                                "--out", str(tmp_path)])
+    assert set(result["seconds"]) == set(scale_memory.STAGES) == set(result["peak_mb"])
+    assert result["rows"] == 3000 and result["ratio"] > 0 and (tmp_path / "scale_memory.json").is_file()
+    assert "read+encode" in capsys.readouterr().out
+    again = scale_memory.main(["--rows", "3000", "--items", "200", "--users", "40", "--codebook-size", "4",
+                               "--out", str(tmp_path), "--sample-users", "0.5"])
+    assert again["rows"] < 3000  # the log is reused, the sample read from it

@@ -82,13 +82,13 @@ def planted_log(rows: int, items: int, users: int, out: Path) -> tuple[Path, Pat
     return write_planted(PlantedConfig(rows=rows, items=items, users=users), out / "log")
 
 
-def quick_config(device: str, sample_users: float):
+def quick_config(device: str, sample_users: float, codebook_size: int = 256):
     """The quick grid of BENCHMARKS.md on a planted log."""
     from rqgmm.evaluate.config import config_from
 
     return config_from(dict(embedding=("embedding", "embedding_1"), categorical=("category",),
-                            methods=("rqgmm", "rqkmeans"), codebook_size=256, backbones=("fnn",), quick=True,
-                            device=device, sample_users=sample_users))
+                            methods=("rqgmm", "rqkmeans"), codebook_size=codebook_size, backbones=("fnn",),
+                            quick=True, device=device, sample_users=sample_users))
 
 
 def measured_evaluate(paths: tuple[Path, Path], config, out: Path, meter: StageMeter) -> dict:
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--items", type=int, default=200_000, help="catalogue size (default 200000)")
     parser.add_argument("--users", type=int, default=100_000, help="users (default 100000)")
     parser.add_argument("--sample-users", type=float, default=1.0, help="evaluate's --sample-users (default 1)")
+    parser.add_argument("--codebook-size", type=int, default=256, help="K per level (default 256)")
     return parser
 
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     paths = planted_log(args.rows, args.items, args.users, out)
     generated_s = time.perf_counter() - start
-    config = quick_config(args.device, args.sample_users)
+    config = quick_config(args.device, args.sample_users, args.codebook_size)
     import torch  # noqa: F401 (the baseline counts the libraries every stage needs)
 
     baseline, meter = rss_anon_mb(), StageMeter()
