@@ -71,3 +71,10 @@ def test_the_scale_benchmark_reports_every_stage(tmp_path, capsys):
     again = scale_memory.main(["--rows", "3000", "--items", "200", "--users", "40", "--codebook-size", "4",
                                "--out", str(tmp_path), "--sample-users", "0.5"])
     assert again["rows"] < 3000  # the log is reused, the sample read from it
+
+
+def test_a_log_that_cannot_fit_is_refused_before_reading_naming_the_need_and_the_sample(planted, monkeypatch):
+    monkeypatch.setattr(inputs, "available_bytes", lambda: 100_000)
+    with pytest.raises(InputError, match=r"needs about 0\.3 MB of host memory \(6,000 rows at 17 bytes.*"
+                                         r"and 0\.1 MB is free; pass --sample-users 0\.3 or less"):
+        _check(planted, categorical=("category",))

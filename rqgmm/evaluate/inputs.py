@@ -356,11 +356,41 @@ def _sampled_rows(table, user: str, fraction: float) -> int:
     return sum(int(sampled_users(_chunk(batch, user), fraction).sum()) for batch in table.batches([user]))
 
 
+#: The evaluation's host-memory peak against its int table, with room to spare (about 2x was measured).
+PEAK_PER_TABLE = 3.0
+
+
+def available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes; None where there is none."""
+    try:
+        with open("/proc/meminfo") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def check_fits(rows: int, columns: LogColumns, sample: float) -> None:
+    """Refuse, before reading, a log whose int table (times :data:`PEAK_PER_TABLE`) exceeds the free memory."""
+    per_row = 9 + 4 * (len(columns.categorical) + len(columns.bag)) + 8 * (len(columns.numeric) + bool(columns.time))
+    need, free = PEAK_PER_TABLE * rows * per_row, available_bytes()
+    if free is None or need <= free:
+        return
+    fraction = float(f"{sample * free / need:.1g}")
+    raise InputError(f"the log needs about {_size(need)} of host memory ({rows:,} rows at {per_row} bytes "
+                     f"as ints, {PEAK_PER_TABLE:g}x at the peak) and {_size(free)} is free; pass "
+                     f"--sample-users {fraction:g} or less, or use a host with more memory")
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
 def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0) -> tuple[EncodedLog, str | None]:
     """Read the log batch by batch, checking labels and times, into an EncodedLog; time strings are parsed
     (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings). With
     ``sample`` < 1, only the rows of the users that :func:`sampled_users` keeps are encoded."""
     rows = len(table) if sample >= 1 else _sampled_rows(table, columns.user, sample)
+    check_fits(rows, columns, sample)
     encoder, missing_times, parsed = LogEncoder(columns, rows), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
