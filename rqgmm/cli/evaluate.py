@@ -91,6 +91,8 @@ def add_evaluate(sub) -> None:
                          f"(default {','.join(defaults()['embedding'])})")
     for flag, text in integers:
         ev.add_argument(flag, type=int_in(1), default=None, help=text)
+    ev.add_argument("--sample-users", type=float, default=None, metavar="F",
+                    help="keep a fraction F in (0, 1] of the users (a hash of the user id), read before encoding")
     ev.add_argument("--quick", action="store_true",
                     help=f"one seed and at most {QUICK_TRAIN.max_epochs} epochs")
     ev.add_argument("--quiet", action="store_true")

@@ -85,12 +85,24 @@ class ColumnEncoder:
         to_global = pc.index_in(every, value_set=uniques, skip_nulls=False).to_numpy(zero_copy_only=False)
         to_global = to_global.astype(np.int32) + np.int32(1)
         if not self.bag:
-            codes = np.take(to_global, self.local, out=self.local)
+            codes = remap_in_place(self.local, to_global)
         else:
             values = to_global[np.concatenate(self.bag_values)] if self.bag_values else np.zeros(0, np.int32)
             codes = padded(values, self.lengths)
         self.local, self.bag_values, self.dictionaries = np.empty(0, np.int32), [], []
         return codes, uniques
+
+
+#: Rows remapped per step by :func:`remap_in_place` (its only temporary: 4M int32, 16 MB).
+REMAP_ROWS = 1 << 22
+
+
+def remap_in_place(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``codes[:] = table[codes]`` (N,) in steps of :data:`REMAP_ROWS` (``np.take(out=codes)`` copies all N)."""
+    for start in range(0, len(codes), REMAP_ROWS):
+        part = codes[start:start + REMAP_ROWS]
+        part[:] = table[part]
+    return codes
 
 
 def padded(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:

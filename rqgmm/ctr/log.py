@@ -31,7 +31,8 @@ import torch
 from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device
 from rqgmm.ctr.content import ItemContent, content_block
-from rqgmm.ctr.encoding import ColumnEncoder, encode_column, moments, standardised, training_vocabulary
+from rqgmm.ctr.encoding import (ColumnEncoder, encode_column, moments, remap_in_place, standardised,
+                                training_vocabulary)
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import CTRTensors, FieldBlock
 from rqgmm.ctr.vocabulary import as_keys
@@ -80,7 +81,7 @@ class ItemTable:
     Attributes
     ----------
     keys : Index of str, shape (M,)
-    order : ndarray int64 (M,)
+    order : ndarray int32 (M,)
         Each item's rank by its id value (the time split's last tie-break).
     codes, bags, numeric : dict of str → ndarray
         (M,) int32, (M, G) int32, (M,) float.
@@ -101,7 +102,7 @@ class ItemTable:
     @classmethod
     def encode(cls, items: pd.DataFrame, key: str, columns: LogColumns) -> "ItemTable":
         """Encode ``items`` (indexed by the str item key, one row per item)."""
-        table = cls(pd.Index(items.index.astype(str)), pd.factorize(items[key], sort=True)[0].astype(np.int64))
+        table = cls(pd.Index(items.index.astype(str)), pd.factorize(items[key], sort=True)[0].astype(np.int32))
         for kind, names in (("codes", columns.item_categorical), ("bags", columns.item_bag)):
             for name in names:
                 codes, uniques = encode_column(name, items[name], bag=kind == "bags")
@@ -393,11 +394,12 @@ class LogEncoder:
         item_codes, item_values = encoded.pop(c.item)
         found = pc.index_in(as_keys(item_values), value_set=pa.array(items.keys.to_numpy(), pa.string()))
         to_row = np.concatenate([[-1], found.fill_null(-1).to_numpy(zero_copy_only=False)]).astype(np.int32)
-        item_rows = to_row[item_codes]
-        missing = item_rows < 0
-        unknown = (int(missing.sum()), item_values[int(item_codes[np.argmax(missing)]) - 1].as_py()) \
-            if missing.any() else None
-        del item_codes
+        unknown_codes = np.flatnonzero(to_row < 0)[1:]  # dictionary codes of items the table lacks
+        unknown = None
+        if len(unknown_codes):
+            missing = np.isin(item_codes, unknown_codes)
+            unknown = (int(missing.sum()), item_values[int(item_codes[np.argmax(missing)]) - 1].as_py())
+        item_rows = remap_in_place(item_codes, to_row)  # the codes become item rows, in place
         times = self.time_encoder.finish()[0] if self.time_encoder is not None else self.times
         codes = {n: encoded[n][0] for n in (c.user, *c.categorical)}
         bags = {n: encoded[n][0] for n in c.bag}

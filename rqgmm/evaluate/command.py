@@ -57,7 +57,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     inputs = [args.interactions, args.items, *([args.config] if args.config else [])]
     check_outputs(inputs, [Output(args.out, "--out", "directory", marker=out_marker(args.out))])
     dataset = Path(args.interactions).stem
-    store = RecordStore(args.out, dict(run_settings(config), dataset=dataset,
+    settings = {k: v for k, v in run_settings(config).items() if k != "sample_users" or v < 1}  # older outputs resume
+    store = RecordStore(args.out, dict(settings, dataset=dataset,
                                        inputs=[file_fingerprint(p) for p in (args.interactions, args.items)]))
     store.check()
     data = check_inputs(read_table(args.interactions, "interactions"), read_table(args.items, "items"), config,
@@ -70,7 +71,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             return
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
-                items=len(data.items), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
+                items=len(data.items), **({"sample": data.sample} if data.sample else {}), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_into(Path(args.out), records, meta)
     echo_verdict(records)

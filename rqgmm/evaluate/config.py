@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
-from rqgmm.runtime.validation import ANY, Choices, Integer, Rule, validate_params
+from rqgmm.runtime.validation import ANY, Choices, Integer, Real, Rule, validate_params
 from rqgmm.tokenizers.base import methods, tokenizer_class
 
 VARIANTS = ("none", "embedding", "ids", "ids+embedding")
@@ -69,6 +69,7 @@ class EvaluateConfig:
     time_given: bool = False
     task: str = "ctr"
     sequence: str = "positives"
+    sample_users: float = 1.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
     #: What each option must be (:func:`~rqgmm.runtime.validation.validate_params`), in the order checked.
@@ -76,7 +77,7 @@ class EvaluateConfig:
         "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
         "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
         "sequence": Choices(SEQUENCES, single=True), "levels": Integer(1), "codebook_size": Integer(1),
-        "seeds": Integer(1), "embedding": Rule(_need_embedding),
+        "seeds": Integer(1), "embedding": Rule(_need_embedding), "sample_users": Real(0.0, 1.0, open_low=True),
         **dict.fromkeys(("user", "item", "label", "time", "categorical", "bag", "numeric", "quick", "device",
                          "embedding_dim", "time_given", "train"), ANY),
     }
@@ -124,6 +125,8 @@ def _coerce(key: str, value):
             return int(value)
         except (TypeError, ValueError):
             raise InputError(f"{key} must be an integer, got {value!r}") from None
+    if isinstance(default, float):  # a number: checked by the declared constraint
+        return value
     if not isinstance(value, str):
         raise InputError(f"{key} must be a string, got {value!r}")
     return value

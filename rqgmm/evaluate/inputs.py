@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows per record batch read from the interactions.
 BATCH_ROWS = 1 << 20
+#: Items per record batch read from an embedding column (65,536 x 768 float32: 200 MB at most).
+ITEM_BATCH_ROWS = 1 << 16
 
 
 @dataclass
@@ -51,6 +53,8 @@ class EvaluationData:
     order : ndarray (N,) int64, or None
         The rows in split order (by time, user, item; or a seeded shuffle); the
         split consumes it (None afterwards, with ``interactions`` the ordered log).
+    sample : str or None
+        The user sample and its size (``--sample-users``), None when every user is kept.
     """
 
     interactions: EncodedLog
@@ -58,6 +62,7 @@ class EvaluationData:
     vectors: dict[str, np.ndarray]
     timed: bool
     order: np.ndarray | None
+    sample: str | None = None
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -92,15 +97,19 @@ class ParquetTable:
     def __len__(self) -> int:
         return self.file.metadata.num_rows
 
-    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """Record batches of ``rows`` rows, from a reader of their own: without pre-buffering, and closed at the
+        end (a reader kept open holds the column chunks it has read, growing with the file)."""
         try:
-            yield from self.file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            with pq.ParquetFile(self.path, pre_buffer=False) as reader:
+                yield from reader.iter_batches(batch_size=rows, columns=columns)
+            pa.default_memory_pool().release_unused()  # the reader's freed pages, back to the system
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(self.path, self.what, exc) from None
 
-    def to_pandas(self) -> pd.DataFrame:
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
         try:
-            return self.file.read().to_pandas()
+            return self.file.read(columns=columns).to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(self.path, self.what, exc) from None
 
@@ -131,13 +140,13 @@ class FrameTable:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        for start in range(0, len(self.frame), BATCH_ROWS):
-            part = self.frame.iloc[start:start + BATCH_ROWS]
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        for start in range(0, len(self.frame), rows):
+            part = self.frame.iloc[start:start + rows]
             yield pa.RecordBatch.from_arrays([_column(part[c], c) for c in columns], names=columns)
 
-    def to_pandas(self) -> pd.DataFrame:
-        return self.frame
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.frame if columns is None else self.frame[columns]
 
 
 def _column(values: pd.Series, name: str) -> pa.Array:
@@ -260,6 +269,46 @@ def _vectors(items: pd.DataFrame, column: str) -> np.ndarray:
     return matrix
 
 
+def _numeric_lists(kind: pa.DataType) -> bool:
+    return _is_list(kind) and (pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type))
+
+
+def item_vectors(table, column: str, keys: pd.Index) -> np.ndarray:
+    """One embedding column of the items ``table`` as (M, D) float32, read batch by batch (the lists never held
+    whole); the checks and messages of :func:`_vectors`, which reads any other type of column."""
+    if not isinstance(table, ParquetTable) or not _numeric_lists(table.schema.field(column).type):
+        return _vectors(table.to_pandas([column]).set_axis(keys), column)
+    matrix, widths, missing, start, finite = None, set(), [], 0, True
+    for batch in table.batches([column], rows=ITEM_BATCH_ROWS):
+        lists = _chunk(batch, column)
+        lengths = pc.list_value_length(lists).fill_null(-1).to_numpy(zero_copy_only=False)
+        missing += (np.flatnonzero(lengths < 0) + start).tolist()
+        widths.update(np.unique(lengths[lengths >= 0]).tolist())
+        if not missing and len(widths) == 1 and widths != {0}:
+            matrix = np.empty((len(keys), *widths), np.float32) if matrix is None else matrix
+            rows = matrix[start:start + len(lists)]
+            rows[:] = lists.flatten().to_numpy(zero_copy_only=False).reshape(rows.shape)
+            finite = finite and bool(np.isfinite(rows).all())
+        start += len(lists)
+    _check_vector_shape(column, keys, missing, widths)
+    if not finite:
+        raise InputError(f"embedding column {column!r} has NaN or Inf values; drop or impute those items")
+    return matrix
+
+
+def _check_vector_shape(column: str, keys: pd.Index, missing: list[int], widths: set[int]) -> None:
+    """The messages of :func:`_vectors` for missing vectors, empty vectors only, and several widths."""
+    if missing:
+        raise InputError(f"{len(missing)} item(s) have no {column!r} embedding (first: {keys[missing[0]]!r}); "
+                         "give every item a vector")
+    if widths <= {0}:
+        raise InputError(f"embedding column {column!r} holds empty vectors only; embed the items first "
+                         "(`rqgmm embed`) or pass the column that holds the vectors")
+    if len(widths) != 1:
+        raise InputError(f"embedding column {column!r} has vectors of widths {sorted(widths)[:5]}; "
+                         "give every item a vector of one width")
+
+
 def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
     """Each part of the 80/10/10 split of the ordered labels (N,) holds clicks and non-clicks (AUC needs both)."""
     first, second = cut_points(len(labels))
@@ -288,16 +337,69 @@ def _log_columns(rows: list[str], config: EvaluateConfig, timed: bool) -> LogCol
                       on_items(config.categorical), on_items(config.bag), on_items(config.numeric))
 
 
-def encode_log(table, columns: LogColumns, items: ItemTable) -> tuple[EncodedLog, str | None]:
+def sampled_users(users: pa.Array, fraction: float) -> np.ndarray:
+    """Which rows (N,) to keep: those whose user's id hashes (a fixed hash of the value) below ``fraction``.
+
+    Each distinct id of the batch is hashed once (``pandas.util.hash_array``, independent of the process),
+    so the same ids keep the same rows in every run and every batch.
+    """
+    users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
+    encoded = pc.dictionary_encode(users, null_encoding="encode")
+    hashes = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+    hashes = pd.util.hash_array(hashes ^ np.uint64(0x9E3779B97F4A7C15))  # mixed again: an integer 0 hashes to 0
+    keep = (hashes >> np.uint64(11)).astype(np.float64) / 2.0 ** 53 < fraction
+    return keep[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _sampled_rows(table, user: str, fraction: float) -> int:
+    """Rows of the log that the user sample keeps (a pass over the user column only)."""
+    return sum(int(sampled_users(_chunk(batch, user), fraction).sum()) for batch in table.batches([user]))
+
+
+#: The evaluation's host-memory peak against its int table, with room to spare (about 2x was measured).
+PEAK_PER_TABLE = 3.0
+
+
+def available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes; None where there is none."""
+    try:
+        with open("/proc/meminfo") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def check_fits(rows: int, columns: LogColumns, sample: float) -> None:
+    """Refuse, before reading, a log whose int table (times :data:`PEAK_PER_TABLE`) exceeds the free memory."""
+    per_row = 9 + 4 * (len(columns.categorical) + len(columns.bag)) + 8 * (len(columns.numeric) + bool(columns.time))
+    need, free = PEAK_PER_TABLE * rows * per_row, available_bytes()
+    if free is None or need <= free:
+        return
+    fraction = float(f"{sample * free / need:.1g}")
+    raise InputError(f"the log needs about {_size(need)} of host memory ({rows:,} rows at {per_row} bytes "
+                     f"as ints, {PEAK_PER_TABLE:g}x at the peak) and {_size(free)} is free; pass "
+                     f"--sample-users {fraction:g} or less, or use a host with more memory")
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0) -> tuple[EncodedLog, str | None]:
     """Read the log batch by batch, checking labels and times, into an EncodedLog; time strings are parsed
-    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings)."""
-    encoder, missing_times, parsed = LogEncoder(columns, len(table)), 0, []
+    (the reading chosen, "numbers" or "dates", is returned: None when the times are no strings). With
+    ``sample`` < 1, only the rows of the users that :func:`sampled_users` keeps are encoded."""
+    rows = len(table) if sample >= 1 else _sampled_rows(table, columns.user, sample)
+    check_fits(rows, columns, sample)
+    encoder, missing_times, parsed = LogEncoder(columns, rows), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
         if columns.time:
             times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
             missing_times += _missing_times(times)
             batch = batch.set_column(batch.schema.get_field_index(columns.time), columns.time, times)
+        if sample < 1:
+            batch = batch.filter(pa.array(sampled_users(_chunk(batch, columns.user), sample)))
         if not missing_times:
             encoder.add(batch)
     if missing_times:
@@ -326,8 +428,8 @@ def check_inputs(interactions, items, config: EvaluateConfig,
     """
     rows_name, items_name = names
     log = interactions if isinstance(interactions, ParquetTable) else FrameTable(interactions)
-    items = items.to_pandas() if isinstance(items, ParquetTable) else items
-    rows, item_columns = log.columns, list(items.columns)
+    item_table = items if isinstance(items, ParquetTable) else FrameTable(items)
+    rows, item_columns = log.columns, item_table.columns
     _require(rows, [config.user, config.item], "--user/--item", rows_name)
     _require(rows, [config.label], "--label", rows_name)
     _require(item_columns, [config.item], "--item", items_name)
@@ -342,27 +444,57 @@ def check_inputs(interactions, items, config: EvaluateConfig,
         raise InputError(f"{rows_name} has no column {config.time!r} (--time); its columns are {rows}")
     _check_roles(config, timed)
     resolve_device(config.device, what="--device")
+    items = item_table.to_pandas([c for c in item_columns if c not in config.embedding])  # vectors: read below
     _check_field_types(log.schema, items, config)
     for column in config.bag:
         if column not in rows:
             _check_bag(items, column)
     items = _index_items(items, config.item)
     columns = _log_columns(rows, config, timed)
-    vectors = {column: _vectors(items, column) for column in config.embedding}
-    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns))
+    vectors = {column: item_vectors(item_table, column, items.index) for column in config.embedding}
+    encoded, time_strings = encode_log(log, columns, ItemTable.encode(items, config.item, columns),
+                                       config.sample_users)
     if encoded.unknown_items:
         count, first = encoded.unknown_items
         raise InputError(f"{count} interaction row(s) have an item without an embedding in {items_name} "
                          f"(first: {first!r}); add those items")
-    if len(encoded) < 10:
-        raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
-    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
-    if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
-        _check_split_labels(encoded[config.label][order], timed)
+    sample = _sample_line(encoded, config, len(log))
+    order = _sampled_split_order(encoded, config, timed, rows_name, sample)
+    if sample:
+        logger.info("%s", sample)
     if not timed:
         logger.info("no %r column: splitting at random (seed 0)", config.time)
     if time_strings:  # logged once every check has passed: a refusal prints one line
         logger.info("time column %r holds strings: read as %s, not sorted as text", config.time,
                     "numbers" if time_strings == "numbers" else "ISO 8601 dates")
     logger.info("encoded %d rows (%.1f MB of ints)", len(encoded), encoded.nbytes / 1e6)
-    return EvaluationData(encoded, items, vectors, timed, order)
+    return EvaluationData(encoded, items, vectors, timed, order, sample)
+
+
+def _sample_line(encoded: EncodedLog, config: EvaluateConfig, read: int) -> str | None:
+    """The user sample and what it kept, in one line (None without ``--sample-users``)."""
+    if config.sample_users >= 1:
+        return None
+    users = encoded.sizes[config.user] - 1
+    return (f"users sampled by a hash of {config.user!r}, fraction {config.sample_users:g}: {users:,} users, "
+            f"{len(encoded):,} of {read:,} rows")
+
+
+def _sampled_split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_name: str,
+                         sample: str | None) -> np.ndarray:
+    """:func:`_split_order`; a refusal after a user sample names the fraction and what it left."""
+    try:
+        return _split_order(encoded, config, timed, rows_name)
+    except InputError as exc:
+        raise (InputError(f"--sample-users {config.sample_users:g} left {sample.split(': ', 1)[1]}: {exc}")
+               if sample else exc) from None
+
+
+def _split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_name: str) -> np.ndarray:
+    """The rows in split order, once the log has rows enough and (for CTR) both labels in every part."""
+    if len(encoded) < 10:
+        raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
+    order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
+    if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
+        _check_split_labels(encoded[config.label][order], timed)
+    return order

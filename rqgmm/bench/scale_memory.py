@@ -1,0 +1,170 @@
+"""`rqgmm evaluate --quick` at scale: seconds and peak host memory (RssAnon) per stage on a planted log.
+
+    python -m rqgmm.bench.scale_memory --rows 5000000 --out /tmp/scale
+    python -m rqgmm.bench.scale_memory --rows 100000000 --device cuda --out /tmp/scale   # a GPU host
+
+Writes ``OUT/log/{interactions,items}.parquet`` (``rqgmm.data.planted``: 200,000 items, 100,000 users by
+default; kept and reused when a log of that size is already there), then runs in this process the quick
+grid of BENCHMARKS.md (two embedding columns fused, ``--categorical category``, rqgmm and rqkmeans, K=256,
+FNN) and times each stage: read and encode, split, tokenizers, CTR runs, intervals, report. A thread polls
+``/proc/self/status`` every 20 ms; each stage's peak RssAnon is the largest seen while it ran. The table
+printed at the end (and ``OUT/scale_memory.json``) gives each stage's seconds and peak, and the ratio of
+the peak to the int table plus the item vectors (the issue-28 target is 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+STAGES = ("read+encode", "split", "tokenizers", "ctr", "intervals", "report")
+
+
+def rss_anon_mb() -> float:
+    """This process's RssAnon in MB (MiB), 0 where /proc is absent."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class StageMeter:
+    """Seconds and peak RssAnon (MB) per named stage, the peak polled by a daemon thread."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self.stage, self.peaks, self.seconds, self.every_s = None, {}, {}, every_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        if self.stage is not None:
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), rss_anon_mb())
+
+    def run(self, stage: str, work):
+        """``work()`` measured as ``stage`` (a stage run twice adds its seconds; its peak is the larger)."""
+        previous, self.stage = self.stage, stage
+        self.sample()
+        start = time.perf_counter()
+        try:
+            return work()
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 2)
+            self.sample()
+            self.stage = previous
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def planted_log(rows: int, items: int, users: int, out: Path) -> tuple[Path, Path]:
+    """The planted log of ``rows`` rows under ``out/log``, written unless one of that size is there."""
+    from rqgmm.data.planted import PlantedConfig, write_planted
+
+    paths = out / "log" / "interactions.parquet", out / "log" / "items.parquet"
+    if all(p.is_file() for p in paths) and pq.ParquetFile(paths[0]).metadata.num_rows == rows:
+        return paths
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return write_planted(PlantedConfig(rows=rows, items=items, users=users), out / "log")
+
+
+def quick_config(device: str, sample_users: float, codebook_size: int = 256):
+    """The quick grid of BENCHMARKS.md on a planted log."""
+    from rqgmm.evaluate.config import config_from
+
+    return config_from(dict(embedding=("embedding", "embedding_1"), categorical=("category",),
+                            methods=("rqgmm", "rqkmeans"), codebook_size=codebook_size, backbones=("fnn",),
+                            quick=True, device=device, sample_users=sample_users))
+
+
+def measured_evaluate(paths: tuple[Path, Path], config, out: Path, meter: StageMeter) -> dict:
+    """The quick grid, each stage under ``meter``; returns the data's sizes."""
+    from rqgmm.evaluate import run as run_module
+    from rqgmm.evaluate.inputs import check_inputs, read_table
+    from rqgmm.evaluate.report import write_into
+    from rqgmm.evaluate.retrieval_task import evaluate_tasks
+
+    data = meter.run("read+encode", lambda: check_inputs(read_table(str(paths[0]), "interactions"),
+                                                         read_table(str(paths[1]), "items"), config))
+    sizes = dict(rows=len(data.interactions), items=len(data.items), int_table_mb=data.interactions.nbytes / 2**20,
+                 vectors_mb=sum(v.nbytes for v in data.vectors.values()) / 2**20)
+    split_rows, timed = run_module.split_rows, run_module.timed
+    run_module.split_rows = lambda *a: meter.run("split", lambda: split_rows(*a))
+    run_module.timed = lambda seconds, stage, work: timed(seconds, stage, lambda: meter.run(stage, work))
+    try:
+        records, seconds = evaluate_tasks(data, config, "planted", None, False)
+    finally:
+        run_module.split_rows, run_module.timed = split_rows, timed
+    meta = dict(command="python -m rqgmm.bench.scale_memory", dataset="planted", rows=sizes["rows"],
+                items=sizes["items"], seconds=seconds)
+    meter.run("report", lambda: write_into(out / "evaluate", records, meta))
+    return sizes
+
+
+def table_lines(result: dict) -> list[str]:
+    """The compact table: one line per stage, then the peak against the data."""
+    lines = [f"{'stage':<12} {'seconds':>9} {'peak RssAnon MB':>16}"]
+    for stage in STAGES:
+        if stage in result["seconds"]:
+            lines.append(f"{stage:<12} {result['seconds'][stage]:>9.1f} {result['peak_mb'][stage]:>16,.0f}")
+    data = result["int_table_mb"] + result["vectors_mb"]
+    lines.append(f"{result['rows']:,} rows, {result['items']:,} items, device {result['device']}: int table "
+                 f"{result['int_table_mb']:,.0f} MB + item vectors {result['vectors_mb']:,.0f} MB; peak "
+                 f"{result['peak']:,.0f} MB = {result['ratio']:.2f} x (baseline after imports "
+                 f"{result['baseline_mb']:,.0f} MB; {(result['peak'] - result['baseline_mb']) / data:.2f} x above it)")
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rqgmm.bench.scale_memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, required=True, help="rows of the planted log")
+    parser.add_argument("--out", required=True, help="directory: log/, evaluate/, scale_memory.json")
+    parser.add_argument("--device", default="cpu", help="torch device of the grid (default cpu)")
+    parser.add_argument("--items", type=int, default=200_000, help="catalogue size (default 200000)")
+    parser.add_argument("--users", type=int, default=100_000, help="users (default 100000)")
+    parser.add_argument("--sample-users", type=float, default=1.0, help="evaluate's --sample-users (default 1)")
+    parser.add_argument("--codebook-size", type=int, default=256, help="K per level (default 256)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    paths = planted_log(args.rows, args.items, args.users, out)
+    generated_s = time.perf_counter() - start
+    config = quick_config(args.device, args.sample_users, args.codebook_size)
+    import torch  # noqa: F401 (the baseline counts the libraries every stage needs)
+
+    baseline, meter = rss_anon_mb(), StageMeter()
+    try:
+        sizes = measured_evaluate(paths, config, out, meter)
+    finally:
+        meter.close()
+    peak = max(meter.peaks.values())
+    result = dict(sizes, device=args.device, sample_users=args.sample_users, generate_s=round(generated_s, 1),
+                  seconds=meter.seconds, peak_mb=meter.peaks, peak=peak, baseline_mb=baseline,
+                  ratio=peak / (sizes["int_table_mb"] + sizes["vectors_mb"]))
+    (out / "scale_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    for line in table_lines(result):
+        print(line)  # a measurement script's table
+    return result
+
+
+if __name__ == "__main__":
+    main()
