@@ -24,6 +24,7 @@ from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.report import write_into
+from rqgmm.evaluate.retrieval_report import retrieval_verdict
 from rqgmm.evaluate.tables import ordered, select
 from rqgmm.evaluate.verdict import brief_lines, short_note
 from rqgmm.evaluate.run import SPLIT_RULE
@@ -86,6 +87,11 @@ def echo_verdict(records: list[dict]) -> None:
         if comps:
             logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
             for line in brief_lines(comps):
+                logger.info("  %s", line)
+        retrieval = retrieval_verdict(in_data)
+        if retrieval:
+            logger.info("%s: retrieval verdict (%s):", dataset, retrieval[0].rstrip("."))
+            for line in retrieval[1:]:
                 logger.info("  %s", line)
         for line in caveats(in_data):
             logger.warning("%s: %s", dataset, line)
