@@ -1,0 +1,78 @@
+"""Issue 27: generated dedup tokens, TIGER's prefix rule for cold items, the baselines, tie order, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rqgmm.errors import InputError
+from rqgmm.retrieval.baselines import content_knn_ranks, most_popular_ranks
+from rqgmm.retrieval.cold import cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.metrics import MISS
+from rqgmm.retrieval.sequences import build_sequences
+from rqgmm.retrieval.vocab import ItemTokens
+from test_retrieval import _evaluate, _tables
+
+
+def test_generated_dedup_token_makes_every_generated_id_one_item():
+    codes = np.array([[1, 0], [1, 0], [1, 0], [2, 1], [0, 3]])
+    unique, shared = ItemTokens.semantic(codes, [3, 4]), ItemTokens.semantic(codes, [3, 4], dedup="none")
+    assert unique.generated == 3 and shared.generated == 2 and unique.prefix_length == 2
+    assert len(np.unique(unique.id_keys())) == 5 and len(np.unique(shared.id_keys())) == 3
+    assert (unique.ids[:, :2] == codes).all() and unique.tokens.tolist() == shared.tokens.tolist()
+    with pytest.raises(InputError, match="unknown dedup mode 'tiger'"):
+        ItemTokens.semantic(codes, [3, 4], dedup="tiger")
+    with pytest.raises(InputError, match="more than 2\\*\\*62 distinct IDs"):
+        ItemTokens.semantic(codes, [2**40, 2**40])
+
+
+def test_prefix_rule_on_the_module_docstring_case():
+    """Warm a, b, c (prefixes p, q, p); cold x, y (p), z (q); cap 2: the list a, x, y, b, c."""
+    prefix, cold = np.array([7, 9, 7, 7, 7, 9]), np.array([0, 0, 0, 1, 1, 1], dtype=bool)
+    items = np.array([[0, 1, 2]] * 5)
+    ranks = prefix_rule_ranks(items, prefix, cold, np.array([4, 2, 5, 3, 0]), cap=2)
+    assert ranks.tolist() == [3, 5, MISS, 2, 1]
+    assert prefix_rule_ranks(items[:2], prefix, cold, np.array([4, 5]), cap=0).tolist() == [MISS, MISS]
+    assert prefix_rule_ranks(items[:2], prefix, cold, np.array([5, 1]), cap=3).tolist() == [5, 4]
+    assert cold_cap(0.1, 20) == 2 and cold_cap(1.0, 20) == 20 and cold_cap(0.0, 20) == 0
+
+
+def test_baselines_rank_by_popularity_and_by_content():
+    assert most_popular_ranks(np.array([3, 9, 3, 0]), np.array([1, 0, 2, 3])).tolist() == [1, 2, 3, 4]
+    embeddings = np.eye(4) + 0.01
+    history = np.array([[-1, 2], [0, 1]])  # user 1: item 1 is the latest, weighted most
+    assert content_knn_ranks(embeddings, history, np.array([2, 1])).tolist() == [1, 1]
+    assert content_knn_ranks(embeddings, history, np.array([3, 3])).tolist() == [4, 4]
+
+
+def test_same_timestamp_ties_follow_a_seeded_hash_not_item_id_or_file_order():
+    users, items = np.repeat(np.arange(200), 4), np.tile(np.arange(4), 200)  # every user: 4 items, one timestamp
+    seqs = build_sequences(users, items, np.ones(800), np.zeros(800), 4)
+    flipped = build_sequences(users[::-1], items[::-1], np.ones(800), np.zeros(800), 4)
+    assert seqs.items.tolist() == flipped.items.tolist()  # file order does not matter
+    assert len(set(seqs.test.tolist())) == 4  # the largest item id is not always held out
+
+
+def test_bad_retrieval_settings_exit_2_with_one_line_and_write_nothing(tmp_path):
+    rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
+    for flags, message in ((("--epsilon", "1.5"), "--epsilon must be a number in [0, 1], got 1.5"),
+                           (("--dedup", "tiger"), "--dedup")):
+        result, out = _evaluate(tmp_path, rows, items, "--task", "retrieval", *flags)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+        assert not out.exists()
+
+
+def test_the_same_command_twice_gives_the_same_numbers(tmp_path):
+    rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
+    flags = ("--task", "retrieval", "--quick", "--methods", "rqkmeans", "--codebook-size", "4", "--sequence", "all")
+    found = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        result, out = _evaluate(tmp_path / name, rows, items, *flags)
+        assert result.returncode == 0, result.stderr
+        records = json.loads((out / "results.json").read_text())["records"]
+        found.append([{k: v for k, v in r.items() if not k.endswith("seconds") and k != "fit_s"} for r in records])
+    assert found[0] == found[1]
