@@ -76,3 +76,16 @@ def test_the_same_command_twice_gives_the_same_numbers(tmp_path):
         records = json.loads((out / "results.json").read_text())["records"]
         found.append([{k: v for k, v in r.items() if not k.endswith("seconds") and k != "fit_s"} for r in records])
     assert found[0] == found[1]
+
+
+def test_one_task_into_the_other_tasks_out_keeps_its_sections(tmp_path):
+    rows, items = _tables(users=30)
+    common = ("--sequence", "all", "--methods", "rqkmeans", "--codebook-size", "4", "--backbones", "fnn",
+              "--variants", "none,ids", "--quick")
+    for step, task in enumerate(("ctr", "retrieval", "ctr")):  # the last resumes its runs, keeps the retrieval's
+        result, out = _evaluate(tmp_path, rows, items, "--task", task, *common)
+        assert result.returncode == 0, result.stderr
+        report = (out / "report.md").read_text()
+        assert "## CTR" in report and ("## Generative retrieval" in report) == (step > 0)
+    kinds = [r["kind"] for r in json.loads((out / "results.json").read_text())["records"]]
+    assert {"ctr", "comparison", "retrieval"} <= set(kinds) and kinds.count("tokenizer") == 1

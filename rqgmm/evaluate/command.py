@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.files.paths import Output, check_outputs
-from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks
+from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks, with_other_task
 from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
 from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
@@ -73,6 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
                 items=len(data.items), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
+    records = with_other_task(Path(args.out), records, config.task)
     written = write_into(Path(args.out), records, meta)
     echo_verdict(records)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],

@@ -21,8 +21,10 @@ the cold targets' users, so the report's verdict can bootstrap over test users.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
+from pathlib import Path
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -183,6 +185,30 @@ def describe_retrieval(config, header: dict) -> dict:
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
                                  f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
                                  f"(patience {training.patience}), beam {training.beam}"))
+
+
+#: The record kinds each task writes (tokenizer records are shared).
+TASK_KINDS = {"ctr": ("ctr", "comparison"), "retrieval": ("retrieval",)}
+
+
+def with_other_task(out: Path, records: list[dict], task: str) -> list[dict]:
+    """``records`` and the other task's records that an earlier run left in ``out/results.json``.
+
+    ``--task retrieval`` into an ``--out`` holding a CTR run keeps the CTR records (and the reverse); the
+    run store's check has already refused an ``--out`` of other inputs or settings. A tokenizer record
+    the earlier run holds and this one does not is kept too.
+    """
+    path = Path(out) / "results.json"
+    if task == "both" or not path.is_file():
+        return records
+    earlier = json.loads(path.read_text()).get("records", [])
+    other = TASK_KINDS["retrieval" if task == "ctr" else "ctr"]
+    fitted = {(r.get("tokenizer"), r.get("seed"), r.get("modality")) for r in records if r["kind"] == "tokenizer"}
+    kept = [r for r in earlier if r.get("kind") in other or (
+        r.get("kind") == "tokenizer" and (r.get("tokenizer"), r.get("seed"), r.get("modality")) not in fitted)]
+    if kept:
+        logger.info("kept %d records of the earlier %s run in %s", len(kept), "/".join(other), out)
+    return records + kept
 
 
 def evaluate_tasks(data, config, dataset: str, store, progress: bool | None) -> tuple[list[dict], dict]:
