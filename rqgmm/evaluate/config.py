@@ -182,7 +182,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 #: Options that say which runs the grid holds and where they run, not what a run computes: finished runs
 #: stay valid when these change (a re-run with more seeds or another backbone reuses them).
-GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device", "task", "sequence")
+GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device", "task", "sequence", "dedup", "epsilon")
 #: Training options that do not change a run's result (``seed`` is one of the grid's axes).
 TRAIN_PLACEMENT = ("device", "progress", "num_threads", "seed")
 

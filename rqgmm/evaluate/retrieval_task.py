@@ -77,8 +77,9 @@ class RetrievalEvaluation:
         name = tokenizer_input_names(self.data, cfg)
         self.modality = name[0] if len(name) == 1 else "fused"
         tokenizers = self.stage.jobs(cfg.methods, [self.modality])
-        runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, model=asdict(self.training) | dict(
-                    device=None)), f"retrieval, {ids} IDs, seed {seed}")
+        runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, dedup=cfg.dedup,
+                                      model=asdict(self.training) | dict(device=None)),
+                    f"retrieval, {ids} IDs, seed {seed}")
                 for seed in cfg.seed_list for ids in self.id_names]
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: retrieval",
                     meta=dict(device=cfg.device))
