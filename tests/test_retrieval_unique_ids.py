@@ -89,3 +89,28 @@ def test_one_task_into_the_other_tasks_out_keeps_its_sections(tmp_path):
         assert "## CTR" in report and ("## Generative retrieval" in report) == (step > 0)
     kinds = [r["kind"] for r in json.loads((out / "results.json").read_text())["records"]]
     assert {"ctr", "comparison", "retrieval"} <= set(kinds) and kinds.count("tokenizer") == 1
+
+
+def _record(ids: str, seed: int, hits: np.ndarray, cold: np.ndarray) -> dict:
+    """A retrieval record of per-user hits (U,) bool, cold users (U,) bool."""
+    targets = {name: dict(n=int(mask.sum()), **{"recall@10": float(hits[mask].mean()) if mask.any() else None})
+               for name, mask in (("all", np.ones_like(cold)), ("warm", ~cold), ("cold", cold))}
+    return {"kind": "retrieval", "ids": ids, "seed": seed, "users": len(hits), "targets": targets,
+            "hits@10": np.flatnonzero(hits).tolist(), "cold_users": np.flatnonzero(cold).tolist()}
+
+
+def test_verdict_beats_only_with_the_user_sampling_in_its_interval():
+    from rqgmm.evaluate.retrieval_verdict import retrieval_comparisons, verdict_words
+
+    rng = np.random.default_rng(0)
+    cold = np.arange(2000) < 14
+    strong = [_record("strong", s, (rng.random(2000) < 0.3) & ~cold, cold) for s in range(3)]
+    weak = [_record("weak", s, (rng.random(2000) < 0.1) & ~cold, cold) for s in range(3)]
+    one_hit = np.zeros(2000, dtype=bool)
+    one_hit[0] = True  # one cold user hit by a seedless baseline, no cold hit by the models
+    knn = [_record("knn", s, one_hit, cold) for s in range(3)]
+    comps = retrieval_comparisons(strong + weak + knn, ["strong", "weak", "knn"])
+    words = verdict_words(comps)
+    assert words[0].startswith("all targets (2,000 users): strong retrieves best") and "it beats weak" in words[0]
+    assert words[2].startswith("cold targets (14 users): knn retrieves best") and "no difference shown" in words[2]
+    assert all(c["low"] < c["high"] for c in comps)  # never a zero-width interval
