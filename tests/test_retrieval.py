@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,6 +15,7 @@ import torch
 
 from rqgmm.data.planted import PlantedConfig, PlantedLog
 from rqgmm.errors import InputError
+from rqgmm.evaluate.command import echo_verdict
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
@@ -81,7 +83,7 @@ def test_bad_sequences_are_input_errors(labels, sequence, message):
 
 def test_collision_correction_on_a_hand_made_case():
     """The module docstring's case: IDs (1,0) x3 (counts 1, 5, 3), (2,1), (0,3); list (1,0), (2,1), (0,3)."""
-    tokens = ItemTokens.semantic(np.array([[1, 0], [1, 0], [1, 0], [2, 1], [0, 3]]), [3, 4])
+    tokens = ItemTokens.semantic(np.array([[1, 0], [1, 0], [1, 0], [2, 1], [0, 3]]), [3, 4], dedup="none")
     groups = IdGroups.build(tokens.id_keys(), np.array([1, 5, 3, 2, 0]))
     generated = np.array([[[1, 0], [2, 1], [0, 3]]] * 2)
     item_rank, id_rank = ranks(generated, [3, 4], np.array([0, 3]), groups)
@@ -109,7 +111,7 @@ def test_missed_and_empty_generations_rank_nowhere():
 def test_constrained_beam_search_returns_only_existing_ids(beam):
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 6, (25, 2))  # 25 items on 36 possible IDs: many absent, some shared
-    tokens = ItemTokens.semantic(codes, [6, 6])
+    tokens = ItemTokens.semantic(codes, [6, 6], dedup="none")
     torch.manual_seed(0)
     model = NextItemModel(tokens, 4, ModelConfig(dim=16, layers=1, heads=2)).eval()
     trie = PrefixTrie.build(tokens.ids, [6, 6])
@@ -209,7 +211,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, label, mes
     assert not out.exists()
 
 
-def test_retrieval_task_end_to_end_and_resume(tmp_path):
+def test_retrieval_task_end_to_end_and_resume(tmp_path, caplog):
     rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
     flags = ("--task", "retrieval", "--quick", "--methods", "rqkmeans", "--codebook-size", "4", "--seeds", "2",
              "--sequence", "all")
@@ -218,13 +220,19 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path):
     records = json.loads((out / "results.json").read_text())["records"]
     runs = [r for r in records if r["kind"] == "retrieval"]
     assert sorted((r["ids"], r["seed"]) for r in runs) == sorted(
-        (ids, s) for ids in ("rqkmeans", "random", "item-id") for s in (0, 1))
+        (ids, s) for ids in ("rqkmeans", "random", "item-id", "most-popular", "content-knn") for s in (0, 1))
     for r in runs:
         assert r["users"] == 24 and r["dropped_users"] == 0
-        assert 0 <= r["item"]["recall@10"] <= r["id"]["recall@10"] <= 1
+        assert 0 <= r["item"]["recall@10"] <= 1 and 0 <= r["id"]["recall@10"] <= 1
         assert sum(r["slices"][c]["n"] for c in ("cold", "tail", "torso", "head")) == 24
     report = (out / "report.md").read_text()
     assert "## Generative retrieval" in report and "rqkmeans − random" in report
+    assert "### Retrieval verdict" in report and "bootstrap over test users" in report  # 2 seeds: no "(n=1)"
+    for target in ("all targets", "warm targets", "cold targets"):
+        assert target in report.split("## Settings")[0]  # the verdict opens the report, in words
+    with caplog.at_level(logging.INFO, logger="rqgmm.evaluate.command"):
+        echo_verdict(records)  # the terminal's lines
+    assert "retrieval verdict" in caplog.text and "cold targets" in caplog.text
     assert "- task: retrieval" in report and "- backbones" not in report  # the header: this task's settings
     assert "## Costs of the content part" not in report  # no CTR variants, no empty cost table
     assert (out / "retrieval_rows.png").is_file()

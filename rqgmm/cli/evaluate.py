@@ -65,6 +65,10 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str]
         ("--device", f"torch device (default {default['device']})"),
         ("--task", _choices_help(TASKS, default["task"], {"retrieval": "generative retrieval over the IDs"})),
         ("--sequence", f"retrieval: each user's positive rows (default {default['sequence']}) or all rows"),
+        ("--dedup", f"retrieval: generated (the model generates the dedup token, TIGER's; default "
+                    f"{default['dedup']}) or none (L codes only, shared IDs ranked by popularity)"),
+        ("--epsilon", f"retrieval: the share of the generated list cold items may take by the prefix rule "
+                      f"(default {default['epsilon']}; 0 to 1)"),
     ), (
         ("--levels", f"ID levels L (default {default['levels']})"),
         ("--codebook-size", f"K per level (default {default['codebook_size']})"),

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.files.paths import Output, check_outputs
-from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks
+from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks, with_other_task
 from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
 from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.report import write_into
+from rqgmm.evaluate.retrieval_report import retrieval_verdict
 from rqgmm.evaluate.tables import ordered, select
 from rqgmm.evaluate.verdict import brief_lines, short_note
 from rqgmm.evaluate.run import SPLIT_RULE
@@ -73,6 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
                 items=len(data.items), **({"sample": data.sample} if data.sample else {}), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
+    records = with_other_task(Path(args.out), records, config.task)
     written = write_into(Path(args.out), records, meta)
     echo_verdict(records)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],
@@ -87,6 +89,11 @@ def echo_verdict(records: list[dict]) -> None:
         if comps:
             logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
             for line in brief_lines(comps):
+                logger.info("  %s", line)
+        retrieval = retrieval_verdict(in_data)
+        if retrieval:
+            logger.info("%s: retrieval verdict (%s):", dataset, retrieval[0].rstrip("."))
+            for line in retrieval[1:]:
                 logger.info("  %s", line)
         for line in caveats(in_data):
             logger.warning("%s: %s", dataset, line)

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
+from rqgmm.retrieval.cold import EPSILON
+from rqgmm.retrieval.vocab import DEDUP
 from rqgmm.runtime.validation import ANY, Choices, Integer, Real, Rule, validate_params
 from rqgmm.tokenizers.base import methods, tokenizer_class
 
@@ -70,13 +72,16 @@ class EvaluateConfig:
     task: str = "ctr"
     sequence: str = "positives"
     sample_users: float = 1.0
+    dedup: str = "generated"
+    epsilon: float = EPSILON
     train: TrainConfig = field(default_factory=TrainConfig)
 
     #: What each option must be (:func:`~rqgmm.runtime.validation.validate_params`), in the order checked.
     _parameter_constraints: ClassVar[dict] = {
         "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
         "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
-        "sequence": Choices(SEQUENCES, single=True), "levels": Integer(1), "codebook_size": Integer(1),
+        "sequence": Choices(SEQUENCES, single=True), "dedup": Choices(DEDUP, single=True),
+        "epsilon": Real(0.0, 1.0), "levels": Integer(1), "codebook_size": Integer(1),
         "seeds": Integer(1), "embedding": Rule(_need_embedding), "sample_users": Real(0.0, 1.0, open_low=True),
         **dict.fromkeys(("user", "item", "label", "time", "categorical", "bag", "numeric", "quick", "device",
                          "embedding_dim", "time_given", "train"), ANY),
@@ -118,6 +123,13 @@ def _coerce(key: str, value):
         if not isinstance(value, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
         return value
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise InputError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{key} must be a number, got {value!r}") from None
     if isinstance(default, int):
         if isinstance(value, (bool, float)):  # TOML true or 2.7: never read as 1 or 2
             raise InputError(f"{key} must be an integer, got {value!r}")
@@ -173,7 +185,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 #: Options that say which runs the grid holds and where they run, not what a run computes: finished runs
 #: stay valid when these change (a re-run with more seeds or another backbone reuses them).
-GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device", "task", "sequence")
+GRID_AXES = ("methods", "backbones", "variants", "seeds", "quick", "device", "task", "sequence", "dedup", "epsilon")
 #: Training options that do not change a run's result (``seed`` is one of the grid's axes).
 TRAIN_PLACEMENT = ("device", "progress", "num_threads", "seed")
 

@@ -24,7 +24,7 @@ from rqgmm.ctr.models import BACKBONES
 from rqgmm.evaluate import plots
 from rqgmm.evaluate.grid import json_default
 from rqgmm.evaluate.caveats import caveats
-from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section
+from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section, retrieval_verdict
 from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
 from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, verdict_lines
@@ -144,6 +144,9 @@ def verdict_section(records: list[dict], heading: str = "## Verdict") -> list[st
         lines.append("")
     if select(records, kind="ctr"):
         lines += [cost_line(records), ""]
+    retrieval = retrieval_verdict(records)
+    if retrieval:
+        lines += ["### Generative retrieval", "", retrieval[0], "", *(f"- {line}" for line in retrieval[1:]), ""]
     warned = caveats(records)
     if warned:
         lines += ["### Warnings (read before acting on the verdict)", "", *(f"- {w}" for w in warned), ""]

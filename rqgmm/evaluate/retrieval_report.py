@@ -1,16 +1,20 @@
 """The generative-retrieval section of ``report.md`` and its plot (records of kind ``retrieval``).
 
-Cells are the mean over seeds (± the sample std); differences are paired by
-seed with a Student-t 95% interval (``intervals.seed_difference``), as the CTR
-section's difference tables.
+The section opens with the verdict in words (:mod:`.retrieval_verdict`: the
+best method on all, warm and cold targets, Holm-corrected intervals). Cells
+are the mean over seeds (± the sample std); the differences from the controls
+are paired by seed with a Student-t 95% interval (``intervals.seed_difference``),
+as the CTR section's difference tables.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR
 from rqgmm.retrieval.metrics import KS
 from rqgmm.retrieval.vocab import ITEM_ID, RANDOM
+from rqgmm.evaluate.retrieval_verdict import TARGETS, interval_words, retrieval_comparisons, verdict_words
 from rqgmm.evaluate import plots
 from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.intervals import seed_difference
@@ -20,10 +24,29 @@ OVERALL = "all"
 HEADLINE = ("recall@10", "ndcg@10")
 
 
+CONTROLS = (RANDOM, ITEM_ID, MOST_POPULAR, CONTENT_KNN)
+
+
 def id_kinds(recs: list[dict]) -> list[str]:
-    """Tokenizers first (rqgmm, rqkmeans, then the rest), then random IDs and the item-ID model."""
+    """Tokenizers first (rqgmm, rqkmeans, then the rest), then random IDs, the item-ID model and the baselines."""
     names = ordered((r["ids"] for r in recs), FIRST_TOKENIZERS)
-    return [n for n in names if n not in (RANDOM, ITEM_ID)] + [n for n in (RANDOM, ITEM_ID) if n in names]
+    return [n for n in names if n not in CONTROLS] + [n for n in CONTROLS if n in names]
+
+
+def retrieval_verdict(records: list[dict]) -> list[str]:
+    """The retrieval verdict's sentences of one dataset's records (none without retrieval records)."""
+    recs = [r for r in select(records, kind="retrieval") if "targets" in r]
+    if not recs:
+        return []
+    comps = retrieval_comparisons(recs, id_kinds(recs))
+    return [interval_words(comps), *verdict_words(comps)] if comps else []
+
+
+def _target_table(recs: list[dict]) -> str:
+    rows = [[ids, *(fmt_mean_std([r["targets"][t]["recall@10"] for r in select(recs, ids=ids)
+                                  if "targets" in r]) for t in TARGETS)] for ids in id_kinds(recs)]
+    n = {t: recs[0].get("targets", {}).get(t, {}).get("n", 0) for t in TARGETS}
+    return markdown_table(["method", *(f"item recall@10 {t} ({n[t]:,} users)" for t in TARGETS)], rows)
 
 
 def value(record: dict, column: str, key: str, level: str = "item") -> float | None:
@@ -73,7 +96,7 @@ def _difference_table(recs: list[dict]) -> str | None:
     names = id_kinds(recs)
     for base in (RANDOM, ITEM_ID):
         for ids in names:
-            if ids in (RANDOM, ITEM_ID) or base not in names:
+            if ids in CONTROLS or base not in names:
                 continue
             a, b = select(recs, ids=ids), select(recs, ids=base)
             rows.append([f"{ids} − {base}", *(fmt_difference(paired(a, b, c, k)) for k in HEADLINE
@@ -89,12 +112,20 @@ def retrieval_section(records: list[dict]) -> list[str]:
         return []
     first = recs[0]
     sizes = ", ".join(f"{c} {first['slices'][c]['n']}" for c in SLICES)
-    lines = ["## Generative retrieval (next item over ID tokens, trie-constrained beam search)", "",
-             f"{first['users']:,} test users ({first['dropped_users']:,} dropped with fewer than 3 "
+    verdict = retrieval_verdict(recs)
+    lines = ["## Generative retrieval (next item over ID tokens, trie-constrained beam search)", ""]
+    if verdict:
+        lines += ["### Retrieval verdict", "", verdict[0], "", *(f"- {line}" for line in verdict[1:]), "",
+                  "Item-level Recall@10 on all, warm and cold test targets (mean ± std over seeds):", "",
+                  _target_table(recs), ""]
+    lines += [f"{first['users']:,} test users ({first['dropped_users']:,} dropped with fewer than 3 "
              f"{'positive ' if first['sequence'] == 'positives' else ''}items); test items per slice: {sizes}. "
              "Item level: a generated ID shared by m items ranks those m items by training popularity (the "
              "collision correction); ID level counts a shared ID as a hit. Controls: random IDs (the first "
-             "tokenizer's ID rows dealt to the items at random) and the item-ID model (one token per item).", "",
+             "tokenizer's ID rows dealt to the items at random) and the item-ID model (one token per item); baselines: "
+             "most-popular (training counts) and content KNN (cosine to the recency-weighted mean embedding of the "
+             "user's last 5 items). No method removes the user's earlier items from its list. With generated dedup "
+             "tokens every ID is one item (item level = ID level before cold items join by the prefix rule).", "",
              _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
              _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",
              _slice_table(recs), ""]

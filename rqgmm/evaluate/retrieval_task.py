@@ -8,24 +8,33 @@ constrained beam search per test user -> Recall/NDCG@K at the item level
 
 Every run holds two controls: random IDs (the first tokenizer's ID rows dealt
 to the items at random: same shape, codebook sizes and collision sizes) and
-the item-ID model (the same transformer, one token per item). The runs are
-jobs of the evaluation grid, so they resume and spread over torchrun ranks as
-the CTR runs do.
+the item-ID model (the same transformer, one token per item), and two
+untrained baselines on the same split (:mod:`rqgmm.retrieval.baselines`):
+most-popular and content KNN. The model runs are jobs of the evaluation grid,
+so they resume and spread over torchrun ranks as the CTR runs do; the
+baselines take seconds and are recomputed.
+
+Each record keeps the test users its list hit at rank <= 10 (``hits@10``) and
+the cold targets' users, so the report's verdict can bootstrap over test users.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
+from pathlib import Path
 from dataclasses import asdict, replace
 
 import numpy as np
 
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
+from rqgmm.files.modalities import fused
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
+from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR, content_knn_ranks, most_popular_ranks
 from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
@@ -33,13 +42,16 @@ from rqgmm.retrieval.vocab import ITEM_ID, RANDOM, ItemTokens
 
 logger = logging.getLogger(__name__)
 
-SPLIT = ("leave-one-out per user (as TIGER): each user's items in time order; the last one the test target, the one "
+SPLIT = ("leave-one-out per user (as TIGER): each user's items in time order (same-timestamp items ordered by a "
+         "seeded hash of (user, item), never by item id or file order); the last one the test target, the one "
          "before it the validation target, the rest training; users with fewer than 3 items dropped")
+#: Target sets of the verdict: every test user, those whose test item is in a training sequence, and the rest.
+TARGETS = ("all", "warm", "cold")
 
 
 def retrieval_config(config) -> RetrievalConfig:
     """The training settings of an EvaluateConfig: QUICK or FULL, on its device."""
-    return replace(QUICK if config.quick else FULL, device=config.device)
+    return replace(QUICK if config.quick else FULL, device=config.device, epsilon=config.epsilon)
 
 
 class RetrievalEvaluation:
@@ -65,8 +77,9 @@ class RetrievalEvaluation:
         name = tokenizer_input_names(self.data, cfg)
         self.modality = name[0] if len(name) == 1 else "fused"
         tokenizers = self.stage.jobs(cfg.methods, [self.modality])
-        runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, model=asdict(self.training) | dict(
-                    device=None)), f"retrieval, {ids} IDs, seed {seed}")
+        runs = [Job("retrieval", dict(ids=ids, seed=seed, sequence=cfg.sequence, dedup=cfg.dedup,
+                                      model=asdict(self.training) | dict(device=None)),
+                    f"retrieval, {ids} IDs, seed {seed}")
                 for seed in cfg.seed_list for ids in self.id_names]
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: retrieval",
                     meta=dict(device=cfg.device))
@@ -74,12 +87,30 @@ class RetrievalEvaluation:
             self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
             models = timed(self.seconds, "models", lambda: grid.run(runs, self._retrieve))
         self.records += [result.record for result in models]
+        self.records += timed(self.seconds, "baselines", self._baselines)
         return self.records
+
+    def _baselines(self) -> list[dict]:
+        """Most-popular and content-KNN records, one per seed (the same ranks: they pair with every model's)."""
+        seqs = self.sequences
+        vectors = self.data.vectors
+        embeddings = fused(vectors) if self.modality == "fused" else vectors[self.modality]
+        length = self.training.history
+        found = {MOST_POPULAR: most_popular_ranks(seqs.popularity(), seqs.test),
+                 CONTENT_KNN: content_knn_ranks(embeddings, histories(seqs, "test", length), seqs.test)}
+        return [self.stage.record("retrieval", ids=ids, tokenizer=None, seed=seed, **self._metrics(rank, rank),
+                                  epochs=0, valid_recall=[], history=length, id_tokens=0, shared_items=0,
+                                  users=seqs.n_users, dropped_users=seqs.dropped_users, sequence=self.config.sequence)
+                for seed in self.config.seed_list for ids, rank in found.items()]
 
     @property
     def id_names(self) -> list[str]:
         """The requested tokenizers, then the two controls."""
         return [*self.config.methods, RANDOM, ITEM_ID]
+
+    @property
+    def dedup(self) -> str:
+        return self.config.dedup
 
     @functools.cached_property
     def sequences(self) -> Sequences:
@@ -93,8 +124,9 @@ class RetrievalEvaluation:
             return ItemTokens.item_ids(len(self.data.items))
         codes = self.stage.codes
         if ids == RANDOM:
-            return ItemTokens.random_like(*codes[(self.config.methods[0], seed, self.modality)], seed=seed)
-        return ItemTokens.semantic(*codes[(ids, seed, self.modality)])
+            return ItemTokens.random_like(*codes[(self.config.methods[0], seed, self.modality)], seed=seed,
+                                          dedup=self.dedup)
+        return ItemTokens.semantic(*codes[(ids, seed, self.modality)], dedup=self.dedup)
 
     @functools.cached_property
     def slices(self) -> np.ndarray:
@@ -114,7 +146,7 @@ class RetrievalEvaluation:
                                    valid_recall=retriever.valid_recall, history=retriever.length,
                                    id_tokens=tokens.generated, shared_items=self._shared(tokens),
                                    users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
-                                   sequence=self.config.sequence)
+                                   sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None)
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
                                       f"{record['epochs']} epochs")
 
@@ -122,7 +154,12 @@ class RetrievalEvaluation:
         item, ids = recall_ndcg(item_rank), recall_ndcg(id_rank)
         slices = {name: dict(n=int((self.slices == name).sum()), **recall_ndcg(item_rank[self.slices == name]))
                   for name in SLICES}
-        return dict(item=item, id=ids, inflation=inflation(item, ids), slices=slices, ks=list(KS))
+        cold = self.slices == "cold"
+        targets = {name: dict(n=int(mask.sum()), **recall_ndcg(item_rank[mask]))
+                   for name, mask in zip(TARGETS, (np.ones_like(cold), ~cold, cold))}
+        return dict(item=item, id=ids, inflation=inflation(item, ids), slices=slices, targets=targets, ks=list(KS),
+                    **{"hits@10": np.flatnonzero(item_rank <= 10).tolist(),
+                       "cold_users": np.flatnonzero(cold).tolist()})
 
     @staticmethod
     def _shared(tokens: ItemTokens) -> int:
@@ -142,9 +179,37 @@ def describe_retrieval(config, header: dict) -> dict:
     header = {k: v for k, v in header.items() if config.task == "both" or k not in CTR_ONLY}
     training = retrieval_config(config)
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
+                retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
+                               f"(unique IDs); cold items join by TIGER's prefix rule, epsilon {config.epsilon}"
+                               if config.dedup == "generated" else "the model generates the L codes; a shared ID "
+                               "stands for its items, ranked by training popularity")),
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
                                  f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
                                  f"(patience {training.patience}), beam {training.beam}"))
+
+
+#: The record kinds each task writes (tokenizer records are shared).
+TASK_KINDS = {"ctr": ("ctr", "comparison"), "retrieval": ("retrieval",)}
+
+
+def with_other_task(out: Path, records: list[dict], task: str) -> list[dict]:
+    """``records`` and the other task's records that an earlier run left in ``out/results.json``.
+
+    ``--task retrieval`` into an ``--out`` holding a CTR run keeps the CTR records (and the reverse); the
+    run store's check has already refused an ``--out`` of other inputs or settings. A tokenizer record
+    the earlier run holds and this one does not is kept too.
+    """
+    path = Path(out) / "results.json"
+    if task == "both" or not path.is_file():
+        return records
+    earlier = json.loads(path.read_text()).get("records", [])
+    other = TASK_KINDS["retrieval" if task == "ctr" else "ctr"]
+    fitted = {(r.get("tokenizer"), r.get("seed"), r.get("modality")) for r in records if r["kind"] == "tokenizer"}
+    kept = [r for r in earlier if r.get("kind") in other or (
+        r.get("kind") == "tokenizer" and (r.get("tokenizer"), r.get("seed"), r.get("modality")) not in fitted)]
+    if kept:
+        logger.info("kept %d records of the earlier %s run in %s", len(kept), "/".join(other), out)
+    return records + kept
 
 
 def evaluate_tasks(data, config, dataset: str, store, progress: bool | None) -> tuple[list[dict], dict]:

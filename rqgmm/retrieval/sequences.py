@@ -5,6 +5,11 @@ order: the last item is the test target, the one before it the validation
 target, the rest the training sequence. Users with fewer than
 :data:`MIN_ITEMS` items are dropped and counted. Items first seen in a test
 target stay in the catalogue: they are the cold slice.
+
+**Ties.** Rows of one user with the same timestamp are ordered by a seeded
+hash of (user, item) (:func:`tie_order`), never by item id or file order: a
+log sorted by item id would otherwise always hold out its largest ids.
+Without a time column the rows' order is their time order.
 """
 
 from __future__ import annotations
@@ -75,6 +80,21 @@ class Sequences:
         return np.bincount(self.items[self.training_mask()], minlength=self.n_items)
 
 
+#: The seed of the same-timestamp tie order (one split for every seed of a run, so runs pair by user).
+TIE_SEED = 0
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def tie_order(users: np.ndarray, items: np.ndarray, seed: int = TIE_SEED) -> np.ndarray:
+    """A seeded hash (N,) uint64 of each (user, item) pair (splitmix64): the order of same-timestamp rows."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(users).astype(np.uint64) * _GOLDEN + np.asarray(items).astype(np.uint64)
+             + np.uint64(seed) * _MIX2)
+        for shift, mix in ((30, _MIX1), (27, _MIX2)):
+            x = (x ^ (x >> np.uint64(shift))) * mix
+        return x ^ (x >> np.uint64(31))
+
+
 def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, times: np.ndarray | None,
                     n_items: int, sequence: str = "positives", label: str = "label") -> Sequences:
     """The leave-one-out sequences of a log.
@@ -85,7 +105,7 @@ def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, ti
         User codes and item rows of every log row.
     labels : ndarray (N,) 0/1
     times : ndarray (N,) or None
-        A sort key; None: the rows' order is their time order.
+        A sort key (ties: :func:`tie_order` of (user, item)); None: the rows' order is their time order.
     n_items : int
         M, the catalogue size (items rows lie in [0, M)).
     sequence : "positives" (rows labelled 1) or "all" (every row).
@@ -105,8 +125,10 @@ def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, ti
             raise InputError(f"label column {label!r} marks no row positive (no 1); the retrieval task takes each "
                              "user's positive items: give positives the label 1, or pass --sequence all")
     rows = np.flatnonzero(keep)
-    keys = [np.arange(len(rows))] + ([np.asarray(times)[rows]] if times is not None else []) + [users[rows]]
-    order = rows[np.lexsort(keys)]  # by user, then time, then row: stable
+    users = np.asarray(users)
+    ties = (tie_order(users[rows], np.asarray(items)[rows]) if times is not None else np.arange(len(rows)))
+    keys = [np.arange(len(rows)), ties] + ([np.asarray(times)[rows]] if times is not None else []) + [users[rows]]
+    order = rows[np.lexsort(keys)]  # by user, then time, then the tie hash (row order without times)
     user_of, item_of = np.asarray(users)[order], np.asarray(items, dtype=np.int64)[order]
     starts = np.r_[0, np.flatnonzero(user_of[1:] != user_of[:-1]) + 1, len(order)]
     lengths = np.diff(starts)

@@ -7,6 +7,12 @@ device; each epoch shuffles them on the device and takes Adam steps (fused)
 with no host sync; the summed loss is read once per epoch. Validation runs
 the constrained beam search on the device for (a sample of) the users and
 reads its IDs back once. The best epoch's weights are restored.
+
+With generated dedup tokens (``ItemTokens.prefix_length < generated``) the
+beam runs over the warm items' full IDs and cold items join by TIGER's prefix
+rule (:mod:`.cold`, share of the list capped by ``epsilon``); otherwise the
+beam runs over every item's ID and the collision correction ranks the items
+behind a shared ID (:mod:`.metrics`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import torch
 
 from rqgmm.runtime.device import resolve_device, torch_threads
 from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
+from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
+from rqgmm.retrieval.cold import EPSILON, cold_cap, prefix_rule_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
@@ -62,6 +70,9 @@ class RetrievalConfig:
         ("retrieval init"), the batch order ("retrieval batches"), dropout ("retrieval dropout") and the
         validation users ("valid users"); training leaves the caller's global random state alone.
     device : str
+    epsilon : float in [0, 1]
+        With generated dedup tokens: the share of the generated list that cold items may take (TIGER's
+        prefix rule, :mod:`.cold`); 0 leaves cold items unreachable.
     num_threads : int or None
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
         the CTR trainer's: on a shared 2-core machine a step of the quick model took 0.25 s on one thread
@@ -78,6 +89,7 @@ class RetrievalConfig:
     valid_users: int = 20000
     seed: int = 0
     device: str = "cpu"
+    epsilon: float = EPSILON
     num_threads: int | None = 1
 
 
@@ -143,6 +155,8 @@ class Retriever:
     groups : IdGroups
     length : int
         H, history items read.
+    cold : ndarray bool (M,)
+        The items no training sequence holds.
     valid_recall : list of float
         Validation item-level Recall@10 per epoch.
     """
@@ -153,14 +167,37 @@ class Retriever:
     groups: IdGroups
     length: int
     config: RetrievalConfig
+    cold: np.ndarray
     valid_recall: list[float] = field(default_factory=list)
 
+    @property
+    def prefix_rule(self) -> bool:
+        """Whether cold items join by the prefix rule (generated dedup tokens), not through the beam."""
+        return self.tokens.prefix_length < self.tokens.generated
+
     def ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Item-level and ID-level ranks (U,) of the targets after each history (U, H)."""
+        """Item-level and ID-level ranks (U,) of the targets after each history (U, H).
+
+        With the prefix rule the ID level is the beam's list before cold items join.
+        """
         device = resolve_device(self.config.device)
         with torch_threads(self.config.num_threads):
             ids = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
-        return ranks(ids, list(self.tokens.sizes[:self.tokens.generated]), targets, self.groups)
+        sizes = list(self.tokens.sizes[:self.tokens.generated])
+        item_rank, id_rank = ranks(ids, sizes, targets, self.groups)
+        if self.prefix_rule:
+            prefix = row_keys(self.tokens.tokens[:, :self.tokens.prefix_length], sizes[:self.tokens.prefix_length])
+            cap = cold_cap(self.config.epsilon, self.config.beam)
+            item_rank = prefix_rule_ranks(self._items_of(ids), prefix, self.cold, targets, cap)
+        return item_rank, id_rank
+
+    def _items_of(self, ids: np.ndarray) -> np.ndarray:
+        """The item (U, W) of each generated full ID (U, W, G) (unique with dedup tokens); -1 for empty rows."""
+        U, W, G = ids.shape
+        order = np.argsort(self.groups.item_key, kind="stable")
+        keys = row_keys(np.maximum(ids, 0).reshape(-1, G), list(self.tokens.sizes[:G])).reshape(U, W)
+        at = np.clip(np.searchsorted(self.groups.item_key[order], keys), 0, len(order) - 1)
+        return np.where((ids < 0).any(2), -1, order[at])
 
 
 def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int, device: torch.device) -> int:
@@ -180,9 +217,11 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) 
     length = history_length(seqs, config.history)
     with forked_rng(torch.device("cpu"), child_seed(config.seed, "retrieval init")):  # built on the host
         model = NextItemModel(tokens, length + 1, config.model).to(device)
-    trie = PrefixTrie.build(tokens.ids, list(tokens.sizes[:tokens.generated]))
-    retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), seqs.popularity()),
-                          length, config)
+    popularity = seqs.popularity()
+    beamed = popularity > 0 if tokens.prefix_length < tokens.generated else np.ones(len(popularity), bool)
+    trie = PrefixTrie.build(tokens.ids[beamed], list(tokens.sizes[:tokens.generated]))
+    retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), popularity),
+                          length, config, popularity == 0)
     windows = torch.as_tensor(training_windows(seqs, length + 1), device=device)
     rng = np.random.default_rng(child_seed(config.seed, "valid users"))
     sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])

@@ -1,0 +1,129 @@
+"""The retrieval verdict: which method retrieves best on all, warm and cold test targets, in words.
+
+For each target set (every test user; those whose test item is in a training
+sequence, warm; the rest, cold) the method with the highest mean item-level
+Recall@10 is compared with every other method: the paired difference, its
+standard error from a Poisson bootstrap over test users
+(:class:`~rqgmm.evaluate.intervals.UserBootstrap`, each user's hit averaged
+over the seeds) plus, from 2 seeds, the between-seed variance
+(:func:`~rqgmm.evaluate.intervals.seed_difference`); a normal interval. The p-values of every comparison of
+the dataset form one family corrected by Holm (:func:`~rqgmm.evaluate.tables.holm`);
+each interval is drawn at its Holm level, so "beats" means the corrected
+interval lies above 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rqgmm.evaluate.intervals import Difference, UserBootstrap, seed_difference
+from rqgmm.evaluate.tables import holm, select, signed
+
+TARGETS = ("all", "warm", "cold")
+KEY = "recall@10"
+ALPHA = 0.05
+
+
+def _recall(recs: list[dict], target: str) -> dict[int, float]:
+    return {r["seed"]: r["targets"][target][KEY] for r in recs if r["targets"][target][KEY] is not None}
+
+
+def _hits(recs: list[dict], users: np.ndarray) -> np.ndarray:
+    """Each of ``users``' hit at rank <= 10, averaged over the runs' seeds: (n,) float."""
+    hit = np.zeros(recs[0]["users"])
+    for r in recs:
+        hit[r["hits@10"]] += 1.0 / len(recs)
+    return hit[users]
+
+
+def _difference(a: list[dict], b: list[dict], target: str) -> Difference | None:
+    """Recall@10 of a − b on the target set, averaged over the common seeds, with its standard error.
+
+    The error always holds the user sampling (a Poisson bootstrap over the set's users, each user's hit
+    averaged over the seeds); from 2 seeds the between-seed variance of the per-seed differences (its
+    Student-t standard error, :func:`seed_difference`) is added. Across seeds alone, a baseline without
+    seed variance against a model with none on a few cold users gives an interval of width 0.
+    """
+    left, right = _recall(a, target), _recall(b, target)
+    seeds = sorted(set(left) & set(right))
+    if not seeds:
+        return None
+    a, b = [r for r in a if r["seed"] in seeds], [r for r in b if r["seed"] in seeds]
+    users = _users(a[0], target)
+    d = _hits(a, users) - _hits(b, users)
+    mean = float(d.mean())
+    boot = UserBootstrap(np.zeros(len(users)), np.arange(len(users)))
+    shifts = boot.shifts(((d - mean) / len(users))[:, None].astype(np.float32))[:, 0]
+    across = seed_difference([left[s] for s in seeds], [right[s] for s in seeds])
+    se = float(np.hypot(shifts.std(ddof=1), across.se or 0.0))
+    return Difference(mean, "bootstrap", len(seeds), samples=mean + shifts, se=se)
+
+
+def _users(record: dict, target: str) -> np.ndarray:
+    """The test users (rows) of a target set."""
+    cold = np.zeros(record["users"], dtype=bool)
+    cold[record["cold_users"]] = True
+    return np.flatnonzero({"all": np.ones_like(cold), "warm": ~cold, "cold": cold}[target])
+
+
+def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = ALPHA) -> list[dict]:
+    """The best method of each target set against every other, Holm-corrected over the whole family.
+
+    Returns one dict per comparison: target, best, other, means, mean (difference), low, high (at its
+    Holm level; None without an interval), kind, p_holm, n_users.
+    """
+    out = []
+    for target in TARGETS:
+        means = {m: np.mean(list(_recall(select(recs, ids=m), target).values()) or [np.nan]) for m in methods}
+        means = {m: v for m, v in means.items() if np.isfinite(v)}
+        if not means or not recs[0]["targets"][target]["n"]:
+            continue
+        best = max(means, key=lambda m: (means[m], -methods.index(m)))
+        for other in means:
+            if other != best:
+                diff = _difference(select(recs, ids=best), select(recs, ids=other), target)
+                out.append(dict(target=target, best=best, other=other, best_mean=float(means[best]),
+                                other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"]))
+    tested = [c for c in out if c["diff"] is not None and c["diff"].kind != "none"]
+    adjusted, levels = holm([c["diff"].p_value() for c in tested], alpha) if tested else ([], [])
+    for c in out:
+        c.update(mean=c["diff"].mean if c["diff"] else None, kind=c["diff"].kind if c["diff"] else "none",
+                 low=None, high=None, p_holm=None, family=len(tested))
+    for c, p, level in zip(tested, adjusted, levels):
+        c["low"], c["high"] = c["diff"].interval(level)
+        c["p_holm"] = float(p)
+    return out
+
+
+def _said(c: dict) -> str:
+    interval = "no interval" if c["low"] is None else f"[{signed(c['low'], 4)}, {signed(c['high'], 4)}]"
+    return f"{c['other']} ({signed(c['mean'], 4)} {interval})"
+
+
+def verdict_words(comps: list[dict]) -> list[str]:
+    """One sentence per target set: the best method, whom it beats and where no difference is shown."""
+    lines = []
+    for target in TARGETS:
+        group = [c for c in comps if c["target"] == target]
+        if not group:
+            continue
+        best = group[0]
+        beats = [_said(c) for c in group if c["low"] is not None and c["low"] > 0]
+        level = [_said(c) for c in group if not (c["low"] is not None and c["low"] > 0)]
+        text = (f"{target} targets ({best['n_users']:,} users): {best['best']} retrieves best, item Recall@10 "
+                f"{best['best_mean']:.4f}")
+        text += f"; it beats {', '.join(beats)}" if beats else ""
+        text += f"; no difference shown from {', '.join(level)}" if level else ""
+        lines.append(text + ".")
+    return lines
+
+
+def interval_words(comps: list[dict]) -> str:
+    """How the intervals were drawn, in one sentence."""
+    seeds = max((c["diff"].n for c in comps if c["diff"]), default=1)
+    how = "normal, bootstrap over test users (Poisson, 1,000 resamples)" + (
+        f" plus the between-seed variance of {seeds} seeds" if seeds > 1 else "")
+    family = max((c["family"] for c in comps), default=0)
+    return (f"Differences in item Recall@10 (best − other), intervals: {how}; Holm-corrected over the {family} "
+            "comparisons of this verdict (5% family-wise error), so \"beats\" means the corrected interval lies "
+            "above 0.")

@@ -1,0 +1,116 @@
+"""Issue 27: generated dedup tokens, TIGER's prefix rule for cold items, the baselines, tie order, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rqgmm.errors import InputError
+from rqgmm.retrieval.baselines import content_knn_ranks, most_popular_ranks
+from rqgmm.retrieval.cold import cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.metrics import MISS
+from rqgmm.retrieval.sequences import build_sequences
+from rqgmm.retrieval.vocab import ItemTokens
+from test_retrieval import _evaluate, _tables
+
+
+def test_generated_dedup_token_makes_every_generated_id_one_item():
+    codes = np.array([[1, 0], [1, 0], [1, 0], [2, 1], [0, 3]])
+    unique, shared = ItemTokens.semantic(codes, [3, 4]), ItemTokens.semantic(codes, [3, 4], dedup="none")
+    assert unique.generated == 3 and shared.generated == 2 and unique.prefix_length == 2
+    assert len(np.unique(unique.id_keys())) == 5 and len(np.unique(shared.id_keys())) == 3
+    assert (unique.ids[:, :2] == codes).all() and unique.tokens.tolist() == shared.tokens.tolist()
+    with pytest.raises(InputError, match="unknown dedup mode 'tiger'"):
+        ItemTokens.semantic(codes, [3, 4], dedup="tiger")
+    with pytest.raises(InputError, match="more than 2\\*\\*62 distinct IDs"):
+        ItemTokens.semantic(codes, [2**40, 2**40])
+
+
+def test_prefix_rule_on_the_module_docstring_case():
+    """Warm a, b, c (prefixes p, q, p); cold x, y (p), z (q); cap 2: the list a, x, y, b, c."""
+    prefix, cold = np.array([7, 9, 7, 7, 7, 9]), np.array([0, 0, 0, 1, 1, 1], dtype=bool)
+    items = np.array([[0, 1, 2]] * 5)
+    ranks = prefix_rule_ranks(items, prefix, cold, np.array([4, 2, 5, 3, 0]), cap=2)
+    assert ranks.tolist() == [3, 5, MISS, 2, 1]
+    assert prefix_rule_ranks(items[:2], prefix, cold, np.array([4, 5]), cap=0).tolist() == [MISS, MISS]
+    assert prefix_rule_ranks(items[:2], prefix, cold, np.array([5, 1]), cap=3).tolist() == [5, 4]
+    assert cold_cap(0.1, 20) == 2 and cold_cap(1.0, 20) == 20 and cold_cap(0.0, 20) == 0
+
+
+def test_baselines_rank_by_popularity_and_by_content():
+    assert most_popular_ranks(np.array([3, 9, 3, 0]), np.array([1, 0, 2, 3])).tolist() == [1, 2, 3, 4]
+    embeddings = np.eye(4) + 0.01
+    history = np.array([[-1, 2], [0, 1]])  # user 1: item 1 is the latest, weighted most
+    assert content_knn_ranks(embeddings, history, np.array([2, 1])).tolist() == [1, 1]
+    assert content_knn_ranks(embeddings, history, np.array([3, 3])).tolist() == [4, 4]
+
+
+def test_same_timestamp_ties_follow_a_seeded_hash_not_item_id_or_file_order():
+    users, items = np.repeat(np.arange(200), 4), np.tile(np.arange(4), 200)  # every user: 4 items, one timestamp
+    seqs = build_sequences(users, items, np.ones(800), np.zeros(800), 4)
+    flipped = build_sequences(users[::-1], items[::-1], np.ones(800), np.zeros(800), 4)
+    assert seqs.items.tolist() == flipped.items.tolist()  # file order does not matter
+    assert len(set(seqs.test.tolist())) == 4  # the largest item id is not always held out
+
+
+def test_bad_retrieval_settings_exit_2_with_one_line_and_write_nothing(tmp_path):
+    rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
+    for flags, message in ((("--epsilon", "1.5"), "--epsilon must be a number in [0, 1], got 1.5"),
+                           (("--dedup", "tiger"), "--dedup")):
+        result, out = _evaluate(tmp_path, rows, items, "--task", "retrieval", *flags)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+        assert not out.exists()
+
+
+def test_the_same_command_twice_gives_the_same_numbers(tmp_path):
+    rows, items = _tables(label=lambda n: np.ones(n, dtype=int))
+    flags = ("--task", "retrieval", "--quick", "--methods", "rqkmeans", "--codebook-size", "4", "--sequence", "all")
+    found = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        result, out = _evaluate(tmp_path / name, rows, items, *flags)
+        assert result.returncode == 0, result.stderr
+        records = json.loads((out / "results.json").read_text())["records"]
+        found.append([{k: v for k, v in r.items() if not k.endswith("seconds") and k != "fit_s"} for r in records])
+    assert found[0] == found[1]
+
+
+def test_one_task_into_the_other_tasks_out_keeps_its_sections(tmp_path):
+    rows, items = _tables(users=30)
+    common = ("--sequence", "all", "--methods", "rqkmeans", "--codebook-size", "4", "--backbones", "fnn",
+              "--variants", "none,ids", "--quick")
+    for step, task in enumerate(("ctr", "retrieval", "ctr")):  # the last resumes its runs, keeps the retrieval's
+        result, out = _evaluate(tmp_path, rows, items, "--task", task, *common)
+        assert result.returncode == 0, result.stderr
+        report = (out / "report.md").read_text()
+        assert "## CTR" in report and ("## Generative retrieval" in report) == (step > 0)
+    kinds = [r["kind"] for r in json.loads((out / "results.json").read_text())["records"]]
+    assert {"ctr", "comparison", "retrieval"} <= set(kinds) and kinds.count("tokenizer") == 1
+
+
+def _record(ids: str, seed: int, hits: np.ndarray, cold: np.ndarray) -> dict:
+    """A retrieval record of per-user hits (U,) bool, cold users (U,) bool."""
+    targets = {name: dict(n=int(mask.sum()), **{"recall@10": float(hits[mask].mean()) if mask.any() else None})
+               for name, mask in (("all", np.ones_like(cold)), ("warm", ~cold), ("cold", cold))}
+    return {"kind": "retrieval", "ids": ids, "seed": seed, "users": len(hits), "targets": targets,
+            "hits@10": np.flatnonzero(hits).tolist(), "cold_users": np.flatnonzero(cold).tolist()}
+
+
+def test_verdict_beats_only_with_the_user_sampling_in_its_interval():
+    from rqgmm.evaluate.retrieval_verdict import retrieval_comparisons, verdict_words
+
+    rng = np.random.default_rng(0)
+    cold = np.arange(2000) < 14
+    strong = [_record("strong", s, (rng.random(2000) < 0.3) & ~cold, cold) for s in range(3)]
+    weak = [_record("weak", s, (rng.random(2000) < 0.1) & ~cold, cold) for s in range(3)]
+    one_hit = np.zeros(2000, dtype=bool)
+    one_hit[0] = True  # one cold user hit by a seedless baseline, no cold hit by the models
+    knn = [_record("knn", s, one_hit, cold) for s in range(3)]
+    comps = retrieval_comparisons(strong + weak + knn, ["strong", "weak", "knn"])
+    words = verdict_words(comps)
+    assert words[0].startswith("all targets (2,000 users): strong retrieves best") and "it beats weak" in words[0]
+    assert words[2].startswith("cold targets (14 users): knn retrieves best") and "no difference shown" in words[2]
+    assert all(c["low"] < c["high"] for c in comps)  # never a zero-width interval
