@@ -93,7 +93,8 @@ def _slice_sizes(recs: list[dict]) -> str:
     return ", ".join(f"{c} {first['slices'][c]['n']}" for c in SLICES) + f" of {first['n_test']} test rows"
 
 
-KIND_WORDS = {"bootstrap": "bootstrap over test users", "t": "Student-t across seeds", "none": "one value, no interval"}
+KIND_WORDS = {"bootstrap": "bootstrap over test users", "seeds+users": "bootstrap over test users plus the spread "
+              "across seeds", "t": "Student-t across seeds", "none": "one value, no interval"}
 
 
 def ctr_section(records: list[dict]) -> list[str]:
