@@ -132,7 +132,7 @@ def trained_case(log_seed: int, seeds: int, rows: int) -> list[dict]:
     planted = PlantedConfig(rows=rows, items=max(200, rows // 50), users=max(100, rows // 40), topics=8,
                             widths=(16,), seed=log_seed)
     config = config_from(dict(methods="rqkmeans", backbones="fnn", variants="ids", seeds=2 * seeds, quick=True,
-                              levels=2, codebook_size=8, embedding=["embedding_0"]))
+                              levels=2, codebook_size=8))
     with tempfile.TemporaryDirectory() as out:
         interactions, items = write_planted(planted, out)
         data = check_inputs(read_table(str(interactions), "interactions"), read_table(str(items), "items"), config)
