@@ -38,10 +38,18 @@ def log_files(tmp_path_factory) -> tuple[Path, Path]:
 def evaluated(log_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "out"
     command = [sys.executable, "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
-               "--out", str(out), *FIELDS, *SMALL]
+               "--out", str(out), *FIELDS, *SMALL, "--quiet"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out
+
+
+def test_quiet_prints_the_verdict_and_nothing_else(evaluated):
+    said = (evaluated.parent / "stderr.txt").read_text().splitlines()
+    assert said and "Recommendation (side fields):" in said[0]
+    assert any("verdict (" in line for line in said) and any("Test rows behind each interval" in line for line in said)
+    assert not any("wrote" in line or "resuming" in line for line in said)  # INFO lines stay out under --quiet
 
 
 def test_writes_results_report_and_plots(evaluated):
@@ -55,7 +63,7 @@ def test_writes_results_report_and_plots(evaluated):
 
 def test_report_shows_the_command_as_typed(evaluated, log_files):
     typed = ["python", "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
-             "--out", str(evaluated), *FIELDS, *SMALL]
+             "--out", str(evaluated), *FIELDS, *SMALL, "--quiet"]
     assert f"- command: `{shlex.join(typed)}`" in (evaluated / "report.md").read_text()
 
 

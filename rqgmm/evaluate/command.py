@@ -23,12 +23,14 @@ from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
 from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
-from rqgmm.evaluate.report import write_into
+from rqgmm.evaluate.report import variant_costs, write_into
 from rqgmm.evaluate.tables import ordered, select
-from rqgmm.evaluate.verdict import brief_lines, short_note
+from rqgmm.evaluate.verdict import brief_lines, recommendation, short_note, sizes_note
 from rqgmm.evaluate.run import SPLIT_RULE
 
 logger = logging.getLogger(__name__)
+#: The logger of the verdict's lines: shown under ``--quiet`` too.
+VERDICT_LOGGER = "rqgmm.evaluate.verdict_lines"
 
 #: How long a rank may wait for the slowest at the grid's gathers: a rank's share can outlast
 #: another's by a few runs of hours each; a rank that dies ends the group sooner (torchrun stops the rest).
@@ -79,13 +81,20 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def echo_verdict(records: list[dict]) -> None:
-    """Each dataset's verdict in a few log lines (INFO) and each warning in one (WARNING)."""
+    """Each dataset's verdict in a few log lines and each warning in one, shown under ``--quiet`` too (the
+    verdict is the command's answer: its logger keeps its own level, INFO, whatever the root's)."""
+    said = logging.getLogger(VERDICT_LOGGER)
+    said.setLevel(logging.INFO)
     for dataset in ordered(r.get("dataset") for r in records):
         in_data = select(records, dataset=dataset)
         comps = select(in_data, kind="comparison")
         if comps:
-            logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
+            said.info("%s: %s", dataset, recommendation(comps, variant_costs(in_data)))
+            said.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
             for line in brief_lines(comps):
-                logger.info("  %s", line)
+                said.info("  %s", line)
+            sizes = sizes_note(comps)
+            if sizes:
+                said.info("  %s", sizes)
         for line in caveats(in_data):
-            logger.warning("%s: %s", dataset, line)
+            said.warning("%s: %s", dataset, line)

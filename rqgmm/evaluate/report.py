@@ -27,7 +27,7 @@ from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section
 from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
-from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, verdict_lines
+from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, recommendation, verdict_lines
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,12 @@ def cost_section(records: list[dict]) -> list[str]:
     return ["## Costs of the content part", "", markdown_table(header, rows), ""]
 
 
+def variant_costs(records: list[dict]) -> dict[str, dict]:
+    """Each CTR variant label's serving cost: ``bytes_per_item`` and ``content_parameters`` (first record)."""
+    return {r["label"]: dict(bytes_per_item=r["bytes_per_item"], content_parameters=r["content_parameters"])
+            for r in reversed(select(records, kind="ctr"))}
+
+
 def cost_line(records: list[dict]) -> str:
     """The serving cost of each variant in one line: content bytes per item and model parameters."""
     recs = select(records, kind="ctr")
@@ -139,7 +145,7 @@ def verdict_section(records: list[dict], heading: str = "## Verdict") -> list[st
     """The verdict in words (Holm-corrected intervals), the serving costs, and the warnings to read first."""
     comps, lines = select(records, kind="comparison"), [heading, ""]
     if comps:
-        lines += [interval_note(comps), ""]
+        lines += [f"**{recommendation(comps, variant_costs(records))}**", "", interval_note(comps), ""]
         for line in verdict_lines(comps):
             lines += [f"- {line.strip()}"] if line.startswith("  ") else ["", f"### {line.rstrip(':')}", ""]
         lines.append("")

@@ -346,3 +346,71 @@ def interval_note(comps: list[dict]) -> str:
     return (f"Intervals: {'; '.join(INTERVAL_WORDS[k] for k in kinds)}; Holm-corrected over the {family} comparisons "
             "of this verdict (each interval drawn at its Holm level, 5% family-wise error), so \"beats\" means the "
             "corrected interval lies above 0." + (f" {sizes}" if sizes else ""))
+
+
+# ----------------------------------------------------------------------------- the recommendation
+
+
+def _mean_over_backbones(comps: list[dict], column: str) -> float | None:
+    values = [c["mean"] for c in comps if c["column"] == column]
+    return float(np.mean(values)) if values else None
+
+
+def _gains(comps: list[dict]) -> dict[str, dict]:
+    """The IDs configurations that beat their baseline on all rows with some backbone and lose with none."""
+    gains = {}
+    for *_, label, baseline in _pair_order(comps):
+        pair = select(comps, label=label, baseline=baseline)
+        if pair[0]["variant"] not in ID_VARIANTS:
+            continue
+        said = {outcome(c) for c in select(pair, column=OVERALL)}
+        if "beats" in said and "loses to" not in said:
+            gains[label] = dict(first=pair[0], all=_mean_over_backbones(pair, OVERALL),
+                                cold=_mean_over_backbones(pair, "cold"), backbones=len({c["backbone"] for c in pair}),
+                                beats=sum(outcome(c) == "beats" for c in select(pair, column=OVERALL)))
+    return gains
+
+
+def _beaten(label: str, comps: list[dict]) -> bool:
+    """Whether another configuration of the same variant beats ``label`` head to head on all rows (2+ seeds)."""
+    for c in select(comps, column=OVERALL):
+        if c.get("rival") and c.get("covers_training"):
+            if (c["label"] == label and outcome(c) == "loses to") or (c["baseline"] == label and outcome(c) == "beats"):
+                return True
+    return False
+
+
+def recommendation(comps: list[dict], costs: dict[str, dict]) -> str:
+    """The verdict's first line: the cheapest IDs configuration that beats its baseline on all rows and that no
+    other configuration beats, with its gain and serving cost; or, plainly, that none beats its baseline.
+
+    ``costs`` maps a variant label to its CTR record's ``bytes_per_item`` and ``content_parameters``. The first
+    regime present (side fields before content only) decides.
+    """
+    if not comps:
+        return "No comparison to recommend from."
+    regime = ordered((c["regime"] for c in comps), ("side fields", "content only"))[0]
+    in_regime = select(comps, regime=regime)
+    gains = {k: v for k, v in _gains(in_regime).items() if not _beaten(k, in_regime)}
+    if not gains:
+        return f"Recommendation ({regime}): {_none_beats(in_regime)}"
+    label = min(gains, key=lambda k: (costs.get(k, {}).get("bytes_per_item", 0), -gains[k]["all"]))
+    first, cost = gains[label]["first"], costs.get(label, {})
+    gain = gains[label]
+    cold = "" if gain["cold"] is None else f", {signed(gain['cold'], 4)} on cold items"
+    mean = "" if gain["backbones"] == 1 else (f" (means over {gain['backbones']} backbones; it beats the baseline "
+                                              f"with {gain['beats']})")
+    return (f"Recommendation ({regime}): use {NAMES[first['variant']]} ({first.get('name') or first['tokenizer']}): "
+            f"{signed(gain['all'], 4)} AUC over {NAMES[first['baseline']]} on all rows{cold}{mean}; serving cost "
+            f"{cost.get('bytes_per_item', 0):,} B/item, {cost.get('content_parameters', 0):,} parameters (the "
+            "cheapest configuration that beats its baseline and that no other beats).")
+
+
+def _none_beats(comps: list[dict]) -> str:
+    """The plain word when no IDs configuration beats its baseline on all rows."""
+    said = []
+    if select(comps, variant="ids+embedding", rival=None):
+        said.append("no IDs configuration adds to the embedding on all rows: keep the embedding")
+    if select(comps, variant="ids", rival=None):
+        said.append("the IDs add nothing over item id and the side fields")
+    return ("; ".join(said) or "no IDs configuration beats its baseline on all rows") + "."
