@@ -227,7 +227,22 @@ def test_evaluate_help_states_the_defaults_of_evaluate_config(capsys):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     default = defaults()
-    for shown in (f"ID levels L (default {default['levels']})", f"K per level (default {default['codebook_size']})",
+    from rqgmm.cli.evaluate import SHAPE_DEFAULT
+
+    for shown in (f"ID levels L (default {SHAPE_DEFAULT})", f"K per level (default {SHAPE_DEFAULT})",
                   f"number of seeds (default {default['seeds']};", f"(default {','.join(default['methods'])})",
                   f"{default['tokenize']} (default)", f"{default['task']} (default)"):
         assert shown in text, shown
+
+
+def test_without_a_shape_the_catalogue_default_applies_and_the_header_says_so():
+    from rqgmm.evaluate.command import describe
+    from rqgmm.ids.shape import default_shape
+    from rqgmm.ids.shape import describe as rule
+
+    config = config_from({})
+    assert config.levels is None and config.codebook_size is None
+    assert (config.with_shape(10**6).levels, config.with_shape(10**6).codebook_size) == default_shape(10**6)
+    assert config_from({"levels": 4}).with_shape(10**6).levels == 4  # a given option stays
+    assert describe(config, True, 9066)["ids"] == f"3 levels x K=256 ({rule(9066)})"
+    assert describe(config_from({"levels": 2, "codebook_size": 4}), True, 9066)["ids"] == "2 levels x K=4"

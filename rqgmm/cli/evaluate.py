@@ -13,6 +13,10 @@ from rqgmm.evaluate.config import QUICK_SEEDS, QUICK_TRAIN, TASKS, TOKENIZE, VAR
 from rqgmm.files.paths import Output, check_outputs
 
 
+#: The help's word for the default ID shape (rqgmm.ids.shape.default_shape).
+SHAPE_DEFAULT = "from the number of items: K=256 from 4,096 items, the fewest levels giving 16 IDs per item"
+
+
 def register(sub) -> None:
     """Add ``benchmark`` and ``evaluate`` to the verbs."""
     add_benchmark(sub)
@@ -66,8 +70,8 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str]
         ("--task", _choices_help(TASKS, default["task"], {"retrieval": "generative retrieval over the IDs"})),
         ("--sequence", f"retrieval: each user's positive rows (default {default['sequence']}) or all rows"),
     ), (
-        ("--levels", f"ID levels L (default {default['levels']})"),
-        ("--codebook-size", f"K per level (default {default['codebook_size']})"),
+        ("--levels", f"ID levels L (default {SHAPE_DEFAULT})"),
+        ("--codebook-size", f"K per level (default {SHAPE_DEFAULT})"),
         ("--seeds", f"number of seeds (default {default['seeds']}; {QUICK_SEEDS} with --quick)"),
     )
 

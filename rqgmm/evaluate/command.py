@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.files.paths import Output, check_outputs
 from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks
@@ -37,12 +38,14 @@ VERDICT_LOGGER = "rqgmm.evaluate.verdict_lines"
 GATHER_TIMEOUT_S = 7 * 24 * 3600.0
 
 
-def describe(config: EvaluateConfig, timed: bool) -> dict:
-    """The run's settings as the report header shows them."""
+def describe(config: EvaluateConfig, timed: bool, n_items: int) -> dict:
+    """The run's settings as the report header shows them (the ID shape completed for ``n_items`` items)."""
+    shape = "" if config.shape_given else f" ({describe_shape(n_items)})"
+    config = config.with_shape(n_items)
     return dict(split=SPLIT_RULE[timed], tokenize=config.tokenize + (" (each modality L2-normalised, then "
                 "concatenated)" if config.tokenize == "fused" else " (one ID stack per embedding column)"),
                 embedding=list(config.embedding), methods=list(config.methods),
-                ids=f"{config.levels} levels x K={config.codebook_size}", backbones=list(config.backbones),
+                ids=f"{config.levels} levels x K={config.codebook_size}{shape}", backbones=list(config.backbones),
                 variants=list(config.variants), seeds=config.seed_list, quick=config.quick,
                 max_epochs=config.train.max_epochs, patience=config.train.patience,
                 categorical=list(config.categorical), bag=list(config.bag), numeric=list(config.numeric))
@@ -72,7 +75,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
             return
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
-                items=len(data.items), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
+                items=len(data.items), seconds=seconds,
+                **describe_retrieval(config, describe(config, data.timed, len(data.item_ids))),
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_into(Path(args.out), records, meta)
     echo_verdict(records)

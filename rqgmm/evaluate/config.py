@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
+from rqgmm.ids.shape import default_shape
 from rqgmm.runtime.validation import ANY, Choices, Integer, Rule, validate_params
 from rqgmm.tokenizers.base import methods, tokenizer_class
 
@@ -23,6 +24,8 @@ TASKS = ("ctr", "retrieval", "both")
 #: The retrieval task's sequences: each user's positive rows (the label), or every row.
 SEQUENCES = ("positives", "all")
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
+#: The ID shape's options: integers, None by default (the catalogue's default shape).
+SHAPE_KEYS = ("levels", "codebook_size")
 QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
 #: Seeds under ``quick`` when none is given.
 QUICK_SEEDS = 1
@@ -57,8 +60,8 @@ class EvaluateConfig:
     numeric: tuple[str, ...] = ()
     embedding: tuple[str, ...] = ("embedding",)
     methods: tuple[str, ...] = ("rqgmm", "rqkmeans")
-    levels: int = 2
-    codebook_size: int = 128
+    levels: int | None = None
+    codebook_size: int | None = None
     backbones: tuple[str, ...] = tuple(BACKBONES)
     variants: tuple[str, ...] = VARIANTS
     seeds: int = 3
@@ -75,7 +78,8 @@ class EvaluateConfig:
     _parameter_constraints: ClassVar[dict] = {
         "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
         "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
-        "sequence": Choices(SEQUENCES, single=True), "levels": Integer(1), "codebook_size": Integer(1),
+        "sequence": Choices(SEQUENCES, single=True), "levels": Integer(1, optional=True),
+        "codebook_size": Integer(1, optional=True),
         "seeds": Integer(1), "embedding": Rule(_need_embedding),
         **dict.fromkeys(("user", "item", "label", "time", "categorical", "bag", "numeric", "quick", "device",
                          "embedding_dim", "time_given", "train"), ANY),
@@ -87,6 +91,19 @@ class EvaluateConfig:
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
+
+    @property
+    def shape_given(self) -> bool:
+        """Whether both ``levels`` and ``codebook_size`` were given (else the catalogue's default fills them)."""
+        return self.levels is not None and self.codebook_size is not None
+
+    def with_shape(self, n_items: int) -> "EvaluateConfig":
+        """This config with the ID shape complete: what is not given comes from
+        :func:`rqgmm.ids.shape.default_shape` of the ``n_items`` items."""
+        if self.shape_given:
+            return self
+        levels, codebook_size = default_shape(n_items)
+        return replace(self, levels=self.levels or levels, codebook_size=self.codebook_size or codebook_size)
 
 
 def defaults() -> dict:
@@ -117,7 +134,7 @@ def _coerce(key: str, value):
         if not isinstance(value, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
         return value
-    if isinstance(default, int):
+    if isinstance(default, int) or key in SHAPE_KEYS:
         if isinstance(value, (bool, float)):  # TOML true or 2.7: never read as 1 or 2
             raise InputError(f"{key} must be an integer, got {value!r}")
         try:

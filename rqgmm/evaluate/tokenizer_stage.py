@@ -21,11 +21,14 @@ import numpy as np
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
 from rqgmm.ids.metrics import report
+from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, Result
 from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.tables import setting_label
+
+logger = logging.getLogger(__name__)
 
 #: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
 BALANCE = "greedy"
@@ -99,7 +102,9 @@ class TokenizerStage:
     """
 
     def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
-        self.data, self.config, self.dataset = data, config, dataset
+        if not config.shape_given:
+            logger.info("%s: %s", dataset, describe_shape(len(data.item_ids)))
+        self.data, self.config, self.dataset = data, config.with_shape(len(data.item_ids)), dataset
         self.codes: dict[tuple[str, int, str], tuple[np.ndarray, list[int]]] = {}
 
     def record(self, kind: str, **values) -> dict:
