@@ -135,7 +135,14 @@ BAD = [
     ("all-empty embeddings", lambda i, t: (i, t.assign(image_emb=[[] for _ in range(len(t))])), [],
      "rqgmm: error: embedding column 'image_emb' holds empty vectors only; embed the items first (`rqgmm embed`) "
      "or pass the column that holds the vectors\n"),
-    ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"], "rqgmm: error: levels must be an integer, got 2.7\n"),
+    ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"],
+     "rqgmm: error: levels must be an integer or a list of integers, got 2.7\n"),
+    ("shape list below 2", lambda i, t: (i, t), ["--levels", "1,2"],
+     "rqgmm: error: --levels lists 1,2; a sweep takes whole numbers >= 2, e.g. 2,3\n"),
+    ("shape list not integers", lambda i, t: (i, t), ["--codebook-size", "64,x"],
+     "rqgmm: error: codebook_size must be an integer or a list of integers, got '64,x'\n"),
+    ("same shape twice", lambda i, t: (i, t), ["--codebook-size", "64,64"],
+     "rqgmm: error: --codebook-size lists 64 twice; name each shape once\n"),
     ("TOML bool seeds", lambda i, t: (i, t), ["--config", "BOOL"], "rqgmm: error: seeds must be an integer, got True\n"),
     ("TOML not UTF-8", lambda i, t: (i, t), ["--config", "LATIN"],
      "rqgmm: error: LATIN is not UTF-8 text (byte 24: invalid continuation byte); save the TOML file as UTF-8\n"),
@@ -229,7 +236,8 @@ def test_evaluate_help_states_the_defaults_of_evaluate_config(capsys):
     default = defaults()
     from rqgmm.cli.evaluate import SHAPE_DEFAULT
 
-    for shown in (f"ID levels L (default {SHAPE_DEFAULT})", f"K per level (default {SHAPE_DEFAULT})",
+    for shown in (f"ID levels L, or a list to sweep, 2,3 (default {SHAPE_DEFAULT})",
+                  f"K per level, or a list to sweep, 64,256 (default {SHAPE_DEFAULT})",
                   f"number of seeds (default {default['seeds']};", f"(default {','.join(default['methods'])})",
                   f"{default['tokenize']} (default)", f"{default['task']} (default)"):
         assert shown in text, shown
@@ -246,3 +254,17 @@ def test_without_a_shape_the_catalogue_default_applies_and_the_header_says_so():
     assert config_from({"levels": 4}).with_shape(10**6).levels == 4  # a given option stays
     assert describe(config, True, 9066)["ids"] == f"3 levels x K=256 ({rule(9066)})"
     assert describe(config_from({"levels": 2, "codebook_size": 4}), True, 9066)["ids"] == "2 levels x K=4"
+
+
+def test_a_shape_sweep_fits_one_tokenizer_per_shape_and_compares_them_head_to_head(log_files):
+    interactions, items = (pd.read_parquet(p) for p in log_files)
+    config = config_from(dict(embedding=["text_emb"], methods="rqkmeans", levels="2,3", codebook_size=4,
+                              variants="none,ids", backbones="fnn", seeds=2, quick=True))
+    records = Evaluation(check_inputs(interactions, items, config), config, progress=False).run()
+    tokenizers = [r for r in records if r["kind"] == "tokenizer"]
+    assert sorted({(r["tokenizer"], r["setting"], r["levels"]) for r in tokenizers}) == [
+        ("rqkmeans 2x4", "2x4", 2), ("rqkmeans 3x4", "3x4", 3)]
+    assert {r["label"] for r in records if r["kind"] == "ctr"} == {"none", "ids (rqkmeans 2x4)", "ids (rqkmeans 3x4)"}
+    heads = [r for r in records if r["kind"] == "comparison" and r["rival"]]
+    assert heads and {(c["name"], c["rival_name"], c["interval"]) for c in heads} == {
+        ("rqkmeans 2x4", "rqkmeans 3x4", "seeds+users")}

@@ -52,8 +52,9 @@ def _choices_help(options, default: str, notes: dict[str, str] | None = None) ->
     return " or ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
 
 
-def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """The help of evaluate's string options, then of its integer options; defaults read from EvaluateConfig."""
+def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The help of evaluate's string options, its integer options and its shape options (an integer or a list);
+    defaults read from EvaluateConfig."""
     default = defaults()
     return (
         ("--user", f"user id column (default {default['user']})"),
@@ -70,9 +71,10 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str]
         ("--task", _choices_help(TASKS, default["task"], {"retrieval": "generative retrieval over the IDs"})),
         ("--sequence", f"retrieval: each user's positive rows (default {default['sequence']}) or all rows"),
     ), (
-        ("--levels", f"ID levels L (default {SHAPE_DEFAULT})"),
-        ("--codebook-size", f"K per level (default {SHAPE_DEFAULT})"),
         ("--seeds", f"number of seeds (default {default['seeds']}; {QUICK_SEEDS} with --quick)"),
+    ), (
+        ("--levels", f"ID levels L, or a list to sweep, 2,3 (default {SHAPE_DEFAULT})"),
+        ("--codebook-size", f"K per level, or a list to sweep, 64,256 (default {SHAPE_DEFAULT})"),
     )
 
 
@@ -87,7 +89,7 @@ def add_evaluate(sub) -> None:
     ev.add_argument("--items", required=True, help="parquet with the item id and one or more embedding columns")
     ev.add_argument("--out", required=True, help="output directory: results.json, report.md, PNG plots")
     ev.add_argument("--config", help="TOML file with the same keys as the options below (flags win)")
-    strings, integers = _evaluate_help()
+    strings, integers, shapes = _evaluate_help()
     for flag, text in strings:
         ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--embedding", action="append", default=None,
@@ -95,6 +97,8 @@ def add_evaluate(sub) -> None:
                          f"(default {','.join(defaults()['embedding'])})")
     for flag, text in integers:
         ev.add_argument(flag, type=int_in(1), default=None, help=text)
+    for flag, text in shapes:
+        ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--quick", action="store_true",
                     help=f"one seed and at most {QUICK_TRAIN.max_epochs} epochs")
     ev.add_argument("--quiet", action="store_true")

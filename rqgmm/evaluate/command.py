@@ -25,7 +25,7 @@ from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.report import variant_costs, write_into
-from rqgmm.evaluate.tables import ordered, select
+from rqgmm.evaluate.tables import ordered, select, setting_label
 from rqgmm.evaluate.verdict import brief_lines, recommendation, short_note, sizes_note
 from rqgmm.evaluate.run import SPLIT_RULE
 
@@ -45,10 +45,17 @@ def describe(config: EvaluateConfig, timed: bool, n_items: int) -> dict:
     return dict(split=SPLIT_RULE[timed], tokenize=config.tokenize + (" (each modality L2-normalised, then "
                 "concatenated)" if config.tokenize == "fused" else " (one ID stack per embedding column)"),
                 embedding=list(config.embedding), methods=list(config.methods),
-                ids=f"{config.levels} levels x K={config.codebook_size}{shape}", backbones=list(config.backbones),
+                ids=_ids_words(config) + shape, backbones=list(config.backbones),
                 variants=list(config.variants), seeds=config.seed_list, quick=config.quick,
                 max_epochs=config.train.max_epochs, patience=config.train.patience,
                 categorical=list(config.categorical), bag=list(config.bag), numeric=list(config.numeric))
+
+
+def _ids_words(config: EvaluateConfig) -> str:
+    """"2 levels x K=128"; a sweep: "shapes 2x64, 2x256"."""
+    if config.sweep:
+        return "shapes " + ", ".join(setting_label(*shape) for shape in config.shapes)
+    return f"{config.levels} levels x K={config.codebook_size}"
 
 
 def out_marker(out: str) -> str:

@@ -126,7 +126,8 @@ def config_name(tokenizer: str | None, shapes: dict[str, str]) -> str | None:
     """A tokenizer configuration in words, method then shape: "rqgmm 2x256" (the method alone without a shape)."""
     if tokenizer is None:
         return None
-    return f"{tokenizer} {shapes[tokenizer]}" if tokenizer in shapes else tokenizer
+    shape = shapes.get(tokenizer)
+    return tokenizer if shape is None or tokenizer.endswith(f" {shape}") else f"{tokenizer} {shape}"
 
 
 def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA) -> list[dict]:
