@@ -15,6 +15,7 @@ import torch
 
 from rqgmm.evaluate import run as evaluate_module
 from rqgmm.evaluate import tokenizer_stage
+from rqgmm.evaluate.report import render_report
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.config import config_from
 from rqgmm.evaluate.inputs import check_inputs
@@ -268,3 +269,5 @@ def test_a_shape_sweep_fits_one_tokenizer_per_shape_and_compares_them_head_to_he
     heads = [r for r in records if r["kind"] == "comparison" and r["rival"]]
     assert heads and {(c["name"], c["rival_name"], c["interval"]) for c in heads} == {
         ("rqkmeans 2x4", "rqkmeans 3x4", "seeds+users")}
+    report = render_report(records, dict(command="rqgmm evaluate"))
+    assert "### Shape 2x4" in report and "### Shape 3x4" in report and "| AUC ids cold |" in report

@@ -26,7 +26,8 @@ from rqgmm.evaluate.grid import json_default
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section
 from rqgmm.evaluate.slices import SLICES
-from rqgmm.evaluate.tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
+from rqgmm.evaluate.tables import (DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select,
+                                   settings_in)
 from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, recommendation, verdict_lines
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,36 @@ def tokenizer_section(records: list[dict]) -> list[str]:
     header = ["tokenizer", "fitted on", "RMSE", "utilization per level", "collision rate",
               "items sharing their full ID", "fit s"]
     return ["## Tokenizers (fitted on the item embeddings only)", "", markdown_table(header, rows), ""]
+
+
+def shape_section(records: list[dict]) -> list[str]:
+    """In a sweep (several shapes), one table per shape: each tokenizer's fit, its serving cost, and the AUC of
+    its IDs variants on all rows and cold items (first regime, mean ± std over backbones and seeds)."""
+    tokens = select(records, kind="tokenizer")
+    settings = [s for s in settings_in(tokens) if s is not None]
+    if len(settings) < 2:
+        return []
+    ctr = select(records, kind="ctr")
+    regime = ordered((r["regime"] for r in ctr), ("side fields", "content only"))[:1]
+    ctr = select(ctr, regime=regime[0]) if regime else []
+    variants = [v for v in ("ids", "ids+embedding") if select(ctr, variant=v)]
+    lines = [f"## ID shapes ({regime[0] if regime else 'no CTR runs'}; AUC mean ± std over backbones and seeds)", ""]
+    header = ["tokenizer", "RMSE", "utilization per level", "collision rate", "items sharing their full ID",
+              "bytes per item", *(f"AUC {v} {c}" for v in variants for c in (OVERALL, "cold"))]
+    for setting in settings:
+        rows = []
+        for name in ordered(r["tokenizer"] for r in select(tokens, setting=setting)):
+            group, runs = select(tokens, tokenizer=name), select(ctr, tokenizer=name)
+            cost = select(runs, variant="ids")[:1]
+            rows.append([name, fmt_mean_std([r["rmse"] for r in group]),
+                         fmt_levels([r["utilization"] for r in group], 3),
+                         fmt_mean_std([r["collision_rate"] for r in group]),
+                         fmt_mean_std([r["shared_items"] for r in group], 3),
+                         f"{cost[0]['bytes_per_item']:,}" if cost else DASH,
+                         *(fmt_mean_std([metric(r, c) for r in select(runs, variant=v)])
+                           for v in variants for c in (OVERALL, "cold"))])
+        lines += [f"### Shape {setting}", "", markdown_table(header, rows), ""]
+    return lines
 
 
 def _auc_table(recs: list[dict]) -> str:
@@ -175,7 +206,8 @@ def render_report(records: list[dict], meta: dict) -> str:
     for dataset in datasets:
         in_data = select(records, dataset=dataset)
         lines += [f"# {dataset}", ""] if several else []
-        lines += tokenizer_section(in_data) + ctr_section(in_data) + cost_section(in_data)
+        lines += tokenizer_section(in_data) + shape_section(in_data)
+        lines += ctr_section(in_data) + cost_section(in_data)
         lines += retrieval_section(in_data)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
