@@ -16,6 +16,7 @@ import torch
 from rqgmm.evaluate import run as evaluate_module
 from rqgmm.evaluate import tokenizer_stage
 from rqgmm.evaluate.report import render_report
+from rqgmm.tokenizers.base import methods
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.config import config_from
 from rqgmm.evaluate.inputs import check_inputs
@@ -253,6 +254,7 @@ def test_without_a_shape_the_catalogue_default_applies_and_the_header_says_so():
     assert config.levels is None and config.codebook_size is None
     assert (config.with_shape(10**6).levels, config.with_shape(10**6).codebook_size) == default_shape(10**6)
     assert config_from({"levels": 4}).with_shape(10**6).levels == 4  # a given option stays
+    assert config_from({"methods": "all"}).methods == tuple(methods())
     assert describe(config, True, 9066)["ids"] == f"3 levels x K=256 ({rule(9066)})"
     assert describe(config_from({"levels": 2, "codebook_size": 4}), True, 9066)["ids"] == "2 levels x K=4"
 

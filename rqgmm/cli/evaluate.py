@@ -63,7 +63,7 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
         ("--time", f"time column (default {default['time']}; absent: random split)"),
         ("--categorical", "categorical columns of either table, A,B"),
         ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
-        ("--methods", f"tokenizers, A,B (default {','.join(default['methods'])})"),
+        ("--methods", f"tokenizers, A,B, or all (every method) (default {','.join(default['methods'])})"),
         ("--backbones", f"{','.join(BACKBONES)} (default {_all_or(default['backbones'], BACKBONES)})"),
         ("--variants", f"{','.join(VARIANTS)} (default {_all_or(default['variants'], VARIANTS)})"),
         ("--tokenize", _choices_help(TOKENIZE, default["tokenize"])),

@@ -166,7 +166,8 @@ class TokenizerStage:
         with quiet_library_logs():
             metrics, table = fit_tokenizer(job.ident["tokenizer"], inputs[name], self.data.item_ids, self.config,
                                            seed=seed, shape=shape)
-        record = self.record("tokenizer", tokenizer=label, modality=name, seed=seed, setting=setting_label(*shape),
-                             **metrics)
+        # the levels the codes have: a method with fixed levels (VQ-VAE) keeps its own
+        record = self.record("tokenizer", tokenizer=label, modality=name, seed=seed,
+                             setting=setting_label(metrics["levels"], shape[1]), **metrics)
         return Result(record, dict(codes=table.codes, codebook_sizes=np.asarray(table.codebook_sizes)),
                       summary=f"collision rate {metrics['collision_rate']:.4f}")
