@@ -15,6 +15,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -66,13 +67,12 @@ def split_method(name: str) -> tuple[str, bool]:
 
 
 def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
-                  seed: int, shape: tuple[int, int] | None = None) -> tuple[dict, CodesTable]:
-    """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata).
-
-    ``shape`` is (levels, codebook size); None: the config's one shape."""
+                  seed: int) -> tuple[dict, CodesTable]:
+    """Fit one tokenizer on the item vectors X (M, D) at the config's (first) shape; its metrics and its codes
+    table (sizes in its metadata)."""
     base, balanced = split_method(method)
     cls = tokenizer_class(base)
-    levels, codebook_size = shape or config.shapes[0]
+    levels, codebook_size = config.shapes[0]
     start = time.perf_counter()
     model = cls(levels=cls.fixed_levels or levels, codebook_size=codebook_size, random_state=seed,
                 device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
@@ -164,8 +164,9 @@ class TokenizerStage:
     def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
         (label, seed, name), shape = self.held(job), self._shape(job)
         with quiet_library_logs():
-            metrics, table = fit_tokenizer(job.ident["tokenizer"], inputs[name], self.data.item_ids, self.config,
-                                           seed=seed, shape=shape)
+            one_shape = replace(self.config, levels=shape[0], codebook_size=shape[1])
+            metrics, table = fit_tokenizer(job.ident["tokenizer"], inputs[name], self.data.item_ids, one_shape,
+                                           seed=seed)
         # the levels the codes have: a method with fixed levels (VQ-VAE) keeps its own
         record = self.record("tokenizer", tokenizer=label, modality=name, seed=seed,
                              setting=setting_label(metrics["levels"], shape[1]), **metrics)
