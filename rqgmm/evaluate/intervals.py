@@ -34,7 +34,7 @@ users only; the verdict labels such tokenizer-against-tokenizer comparisons
 "one seed: training noise not covered" and never calls them a win.
 
 **Across seeds (kind ``"t"``).** The per-seed AUC differences, a Student-t
-interval on their mean (:func:`seed_difference`), used from 3 seeds on when the
+interval on their mean (:func:`seed_difference`), used from 2 seeds on when the
 runs' predictions are not at hand (outputs of older releases).
 """
 
@@ -47,8 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-#: Seeds from which the across-seed Student-t interval is used instead of the bootstrap.
-MIN_T_SEEDS = 3
 RESAMPLES = 1000
 #: Users whose Poisson weights are drawn at once (bounds the (B, chunk) weight block).
 USER_CHUNK = 1 << 14

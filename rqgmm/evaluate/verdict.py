@@ -4,12 +4,16 @@ Comparisons, per regime × backbone × tokenizer × column (all test rows and
 each popularity slice): IDs against ``none`` (what the IDs carry on their
 own), IDs+embedding against ``embedding`` (what IDs add to the embedding),
 and, per regime × backbone × column, ``embedding`` against ``none`` (the
-embedding's own gain, the reference of the cold-gain share). Each difference
-gets the interval of :mod:`.intervals` (a bootstrap over test users with
-fewer than 3 seeds, Student-t across seeds from 3 on); the whole family of a
-dataset is corrected by Holm's step-down method (``tables.holm``): each
-interval is drawn at its Holm level, so "beats" (interval above 0) is a Holm
-rejection at a 5% family-wise error rate.
+embedding's own gain, the reference of the cold-gain share); and, head to
+head, each IDs variant of one tokenizer configuration (method x shape) against
+the same variant of every other. Each difference gets the interval of
+:mod:`.intervals` (a bootstrap over test users with one seed; from 2 seeds the
+user bootstrap plus the spread across seeds); the whole family of a dataset is
+corrected by Holm's step-down method (``tables.holm``): each interval is drawn
+at its Holm level, so "beats" (interval above 0) is a Holm rejection at a 5%
+family-wise error rate. A head-to-head comparison with one seed stays out of
+the family (its interval does not cover training noise). The verdict opens
+with :func:`recommendation`.
 """
 
 from __future__ import annotations
@@ -334,7 +338,7 @@ INTERVAL_WORDS = {
                  f"with its 95% interval, labelled \"{ONE_SEED}\", outside the correction and never called a win)",
     "seeds+users": "seeds+users: the test-user bootstrap's variance plus the variance of the per-seed differences "
                    "over the seeds (training noise), Student-t with Welch-Satterthwaite degrees of freedom",
-    "t": "t: Student-t on the per-seed differences (3 or more seeds; the runs' predictions not at hand)",
+    "t": "t: Student-t on the per-seed differences (2 or more seeds; the runs' predictions not at hand)",
     "none": "no interval (one value)",
 }
 
