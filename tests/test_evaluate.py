@@ -15,6 +15,8 @@ import torch
 
 from rqgmm.evaluate import run as evaluate_module
 from rqgmm.evaluate import tokenizer_stage
+from rqgmm.evaluate.report import render_report
+from rqgmm.tokenizers.base import methods
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.config import config_from
 from rqgmm.evaluate.inputs import check_inputs
@@ -38,10 +40,18 @@ def log_files(tmp_path_factory) -> tuple[Path, Path]:
 def evaluated(log_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "out"
     command = [sys.executable, "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
-               "--out", str(out), *FIELDS, *SMALL]
+               "--out", str(out), *FIELDS, *SMALL, "--quiet"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out
+
+
+def test_quiet_prints_the_verdict_and_nothing_else(evaluated):
+    said = (evaluated.parent / "stderr.txt").read_text().splitlines()
+    assert said and "Recommendation (side fields):" in said[0]
+    assert any("verdict (" in line for line in said) and any("Test rows behind each interval" in line for line in said)
+    assert not any("wrote" in line or "resuming" in line for line in said)  # INFO lines stay out under --quiet
 
 
 def test_writes_results_report_and_plots(evaluated):
@@ -55,7 +65,7 @@ def test_writes_results_report_and_plots(evaluated):
 
 def test_report_shows_the_command_as_typed(evaluated, log_files):
     typed = ["python", "-m", "rqgmm", "evaluate", str(log_files[0]), "--items", str(log_files[1]),
-             "--out", str(evaluated), *FIELDS, *SMALL]
+             "--out", str(evaluated), *FIELDS, *SMALL, "--quiet"]
     assert f"- command: `{shlex.join(typed)}`" in (evaluated / "report.md").read_text()
 
 
@@ -127,7 +137,14 @@ BAD = [
     ("all-empty embeddings", lambda i, t: (i, t.assign(image_emb=[[] for _ in range(len(t))])), [],
      "rqgmm: error: embedding column 'image_emb' holds empty vectors only; embed the items first (`rqgmm embed`) "
      "or pass the column that holds the vectors\n"),
-    ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"], "rqgmm: error: levels must be an integer, got 2.7\n"),
+    ("TOML float level", lambda i, t: (i, t), ["--config", "FLOAT"],
+     "rqgmm: error: levels must be an integer or a list of integers, got 2.7\n"),
+    ("shape list below 2", lambda i, t: (i, t), ["--levels", "1,2"],
+     "rqgmm: error: --levels lists 1,2; a sweep takes whole numbers >= 2, e.g. 2,3\n"),
+    ("shape list not integers", lambda i, t: (i, t), ["--codebook-size", "64,x"],
+     "rqgmm: error: codebook_size must be an integer or a list of integers, got '64,x'\n"),
+    ("same shape twice", lambda i, t: (i, t), ["--codebook-size", "64,64"],
+     "rqgmm: error: --codebook-size lists 64 twice; name each shape once\n"),
     ("TOML bool seeds", lambda i, t: (i, t), ["--config", "BOOL"], "rqgmm: error: seeds must be an integer, got True\n"),
     ("TOML not UTF-8", lambda i, t: (i, t), ["--config", "LATIN"],
      "rqgmm: error: LATIN is not UTF-8 text (byte 24: invalid continuation byte); save the TOML file as UTF-8\n"),
@@ -219,7 +236,40 @@ def test_evaluate_help_states_the_defaults_of_evaluate_config(capsys):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     default = defaults()
-    for shown in (f"ID levels L (default {default['levels']})", f"K per level (default {default['codebook_size']})",
+    from rqgmm.cli.evaluate import SHAPE_DEFAULT
+
+    for shown in (f"ID levels L, or a list to sweep, 2,3 (default {SHAPE_DEFAULT})",
+                  f"K per level, or a list to sweep, 64,256 (default {SHAPE_DEFAULT})",
                   f"number of seeds (default {default['seeds']};", f"(default {','.join(default['methods'])})",
                   f"{default['tokenize']} (default)", f"{default['task']} (default)"):
         assert shown in text, shown
+
+
+def test_without_a_shape_the_catalogue_default_applies_and_the_header_says_so():
+    from rqgmm.evaluate.command import describe
+    from rqgmm.ids.shape import default_shape
+    from rqgmm.ids.shape import describe as rule
+
+    config = config_from({})
+    assert config.levels is None and config.codebook_size is None
+    assert (config.with_shape(10**6).levels, config.with_shape(10**6).codebook_size) == default_shape(10**6)
+    assert config_from({"levels": 4}).with_shape(10**6).levels == 4  # a given option stays
+    assert config_from({"methods": "all"}).methods == tuple(methods())
+    assert describe(config, True, 9066)["ids"] == f"3 levels x K=256 ({rule(9066)})"
+    assert describe(config_from({"levels": 2, "codebook_size": 4}), True, 9066)["ids"] == "2 levels x K=4"
+
+
+def test_a_shape_sweep_fits_one_tokenizer_per_shape_and_compares_them_head_to_head(log_files):
+    interactions, items = (pd.read_parquet(p) for p in log_files)
+    config = config_from(dict(embedding=["text_emb"], methods="rqkmeans", levels="2,3", codebook_size=4,
+                              variants="none,ids", backbones="fnn", seeds=2, quick=True))
+    records = Evaluation(check_inputs(interactions, items, config), config, progress=False).run()
+    tokenizers = [r for r in records if r["kind"] == "tokenizer"]
+    assert sorted({(r["tokenizer"], r["setting"], r["levels"]) for r in tokenizers}) == [
+        ("rqkmeans 2x4", "2x4", 2), ("rqkmeans 3x4", "3x4", 3)]
+    assert {r["label"] for r in records if r["kind"] == "ctr"} == {"none", "ids (rqkmeans 2x4)", "ids (rqkmeans 3x4)"}
+    heads = [r for r in records if r["kind"] == "comparison" and r["rival"]]
+    assert heads and {(c["name"], c["rival_name"], c["interval"]) for c in heads} == {
+        ("rqkmeans 2x4", "rqkmeans 3x4", "seeds+users")}
+    report = render_report(records, dict(command="rqgmm evaluate"))
+    assert "### Shape 2x4" in report and "### Shape 3x4" in report and "| AUC ids cold |" in report

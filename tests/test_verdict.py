@@ -199,3 +199,40 @@ def test_terminal_lines_summarise_backbones_on_all_rows_and_cold_items():
         "cold items: loses to it with 1 of 2 backbones (−0.0040)"]
     assert verdict.brief_lines(comps[:1]) == [
         "side fields: IDs+embedding (rqgmm) vs the embedding: all rows: beats it +0.0012 [+0.0007, +0.0017]"]
+
+
+# ----------------------------------------------------------------------------- head to head, the recommendation
+
+
+def _head(a, b, column, mean, low, high, variant="ids", covers=True):
+    return dict(kind="comparison", regime="side fields", backbone="fnn", tokenizer=a, rival=b, variant=variant,
+                label=f"{variant} ({a})", baseline=f"{variant} ({b})", column=column, mean=mean, low=low, high=high,
+                low95=low, high95=high, interval="seeds+users", family=6, covers_training=covers,
+                name=f"{a} 2x256", rival_name=f"{b} 2x256")
+
+
+def test_head_to_head_words_name_the_winner_or_say_cannot_be_told_apart():
+    assert verdict.head_to_head(_head("rqgmm", "rqkmeans", "all", 0.01, 0.004, 0.016)) == \
+        "rqgmm 2x256 beats rqkmeans 2x256 by +0.0100 [+0.0040, +0.0160]"
+    assert verdict.head_to_head(_head("rqgmm", "rqkmeans", "all", -0.01, -0.016, -0.004)) == \
+        "rqkmeans 2x256 beats rqgmm 2x256 by +0.0100 [+0.0040, +0.0160]"
+    assert verdict.head_to_head(_head("rqgmm", "rqkmeans", "all", 0.001, -0.002, 0.004)).startswith(
+        "rqgmm 2x256 and rqkmeans 2x256 cannot be told apart")
+
+
+def test_recommendation_is_the_cheapest_unbeaten_configuration_or_says_none_beats():
+    comps = [_comp("ids (rqgmm)", "none", "all", 0.004, 0.002, 0.006),
+             _comp("ids (rqkmeans)", "none", "all", 0.002, 0.001, 0.003),
+             _comp("ids+embedding (rqgmm)", "embedding", "all", 0.0005, -0.001, 0.002)]
+    costs = {"ids (rqgmm)": dict(bytes_per_item=2, content_parameters=100),
+             "ids (rqkmeans)": dict(bytes_per_item=1, content_parameters=50)}
+    line = verdict.recommendation(comps + [_head("rqgmm", "rqkmeans", "all", 0.002, 0.001, 0.003)], costs)
+    assert line.startswith("Recommendation (side fields): use IDs (rqgmm): +0.0040 AUC over no content")
+    assert "2 B/item" in line
+    # rqkmeans is cheaper but beaten head to head; without that comparison the cheaper one is the choice
+    assert "use IDs (rqkmeans): +0.0020" in verdict.recommendation(comps, costs)
+    flat = [_comp("ids (rqgmm)", "none", "all", 0.001, -0.001, 0.003),
+            _comp("ids+embedding (rqgmm)", "embedding", "all", 0.0005, -0.001, 0.002)]
+    assert verdict.recommendation(flat, costs) == (
+        "Recommendation (side fields): no IDs configuration adds to the embedding on all rows: keep the embedding; "
+        "the IDs add nothing over item id and the side fields.")

@@ -13,6 +13,10 @@ from rqgmm.evaluate.config import QUICK_SEEDS, QUICK_TRAIN, TASKS, TOKENIZE, VAR
 from rqgmm.files.paths import Output, check_outputs
 
 
+#: The help's word for the default ID shape (rqgmm.ids.shape.default_shape).
+SHAPE_DEFAULT = "from the number of items: K=256 from 4,096 items, the fewest levels giving 16 IDs per item"
+
+
 def register(sub) -> None:
     """Add ``benchmark`` and ``evaluate`` to the verbs."""
     add_benchmark(sub)
@@ -48,8 +52,9 @@ def _choices_help(options, default: str, notes: dict[str, str] | None = None) ->
     return " or ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
 
 
-def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """The help of evaluate's string options, then of its integer options; defaults read from EvaluateConfig."""
+def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The help of evaluate's string options, its integer options and its shape options (an integer or a list);
+    defaults read from EvaluateConfig."""
     default = defaults()
     return (
         ("--user", f"user id column (default {default['user']})"),
@@ -58,7 +63,7 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str]
         ("--time", f"time column (default {default['time']}; absent: random split)"),
         ("--categorical", "categorical columns of either table, A,B"),
         ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
-        ("--methods", f"tokenizers, A,B (default {','.join(default['methods'])})"),
+        ("--methods", f"tokenizers, A,B, or all (every method) (default {','.join(default['methods'])})"),
         ("--backbones", f"{','.join(BACKBONES)} (default {_all_or(default['backbones'], BACKBONES)})"),
         ("--variants", f"{','.join(VARIANTS)} (default {_all_or(default['variants'], VARIANTS)})"),
         ("--tokenize", _choices_help(TOKENIZE, default["tokenize"])),
@@ -70,9 +75,10 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str]
         ("--epsilon", f"retrieval: the share of the generated list cold items may take by the prefix rule "
                       f"(default {default['epsilon']}; 0 to 1)"),
     ), (
-        ("--levels", f"ID levels L (default {default['levels']})"),
-        ("--codebook-size", f"K per level (default {default['codebook_size']})"),
         ("--seeds", f"number of seeds (default {default['seeds']}; {QUICK_SEEDS} with --quick)"),
+    ), (
+        ("--levels", f"ID levels L, or a list to sweep, 2,3 (default {SHAPE_DEFAULT})"),
+        ("--codebook-size", f"K per level, or a list to sweep, 64,256 (default {SHAPE_DEFAULT})"),
     )
 
 
@@ -87,7 +93,7 @@ def add_evaluate(sub) -> None:
     ev.add_argument("--items", required=True, help="parquet with the item id and one or more embedding columns")
     ev.add_argument("--out", required=True, help="output directory: results.json, report.md, PNG plots")
     ev.add_argument("--config", help="TOML file with the same keys as the options below (flags win)")
-    strings, integers = _evaluate_help()
+    strings, integers, shapes = _evaluate_help()
     for flag, text in strings:
         ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--embedding", action="append", default=None,
@@ -95,6 +101,8 @@ def add_evaluate(sub) -> None:
                          f"(default {','.join(defaults()['embedding'])})")
     for flag, text in integers:
         ev.add_argument(flag, type=int_in(1), default=None, help=text)
+    for flag, text in shapes:
+        ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--sample-users", type=float, default=None, metavar="F",
                     help="keep a fraction F in (0, 1] of the users (a hash of the user id), read before encoding")
     ev.add_argument("--quick", action="store_true",

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.files.paths import Output, check_outputs
 from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks, with_other_task
@@ -23,28 +24,39 @@ from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
 from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
-from rqgmm.evaluate.report import write_into
+from rqgmm.evaluate.report import variant_costs, write_into
 from rqgmm.evaluate.retrieval_report import retrieval_verdict
-from rqgmm.evaluate.tables import ordered, select
-from rqgmm.evaluate.verdict import brief_lines, short_note
+from rqgmm.evaluate.tables import ordered, select, setting_label
+from rqgmm.evaluate.verdict import brief_lines, recommendation, short_note, sizes_note
 from rqgmm.evaluate.run import SPLIT_RULE
 
 logger = logging.getLogger(__name__)
+#: The logger of the verdict's lines: shown under ``--quiet`` too.
+VERDICT_LOGGER = "rqgmm.evaluate.verdict_lines"
 
 #: How long a rank may wait for the slowest at the grid's gathers: a rank's share can outlast
 #: another's by a few runs of hours each; a rank that dies ends the group sooner (torchrun stops the rest).
 GATHER_TIMEOUT_S = 7 * 24 * 3600.0
 
 
-def describe(config: EvaluateConfig, timed: bool) -> dict:
-    """The run's settings as the report header shows them."""
+def describe(config: EvaluateConfig, timed: bool, n_items: int) -> dict:
+    """The run's settings as the report header shows them (the ID shape completed for ``n_items`` items)."""
+    shape = "" if config.shape_given else f" ({describe_shape(n_items)})"
+    config = config.with_shape(n_items)
     return dict(split=SPLIT_RULE[timed], tokenize=config.tokenize + (" (each modality L2-normalised, then "
                 "concatenated)" if config.tokenize == "fused" else " (one ID stack per embedding column)"),
                 embedding=list(config.embedding), methods=list(config.methods),
-                ids=f"{config.levels} levels x K={config.codebook_size}", backbones=list(config.backbones),
+                ids=_ids_words(config) + shape, backbones=list(config.backbones),
                 variants=list(config.variants), seeds=config.seed_list, quick=config.quick,
                 max_epochs=config.train.max_epochs, patience=config.train.patience,
                 categorical=list(config.categorical), bag=list(config.bag), numeric=list(config.numeric))
+
+
+def _ids_words(config: EvaluateConfig) -> str:
+    """"2 levels x K=128"; a sweep: "shapes 2x64, 2x256"."""
+    if config.sweep:
+        return "shapes " + ", ".join(setting_label(*shape) for shape in config.shapes)
+    return f"{config.levels} levels x K={config.codebook_size}"
 
 
 def out_marker(out: str) -> str:
@@ -72,7 +84,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
             return
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
-                items=len(data.items), **({"sample": data.sample} if data.sample else {}), **describe_retrieval(config, describe(config, data.timed)), seconds=seconds,
+                items=len(data.items), **({"sample": data.sample} if data.sample else {}), seconds=seconds,
+                **describe_retrieval(config, describe(config, data.timed, len(data.item_ids))),
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     records = with_other_task(Path(args.out), records, config.task)
     written = write_into(Path(args.out), records, meta)
@@ -82,18 +95,25 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def echo_verdict(records: list[dict]) -> None:
-    """Each dataset's verdict in a few log lines (INFO) and each warning in one (WARNING)."""
+    """Each dataset's verdict in a few log lines and each warning in one, shown under ``--quiet`` too (the
+    verdict is the command's answer: its logger keeps its own level, INFO, whatever the root's)."""
+    said = logging.getLogger(VERDICT_LOGGER)
+    said.setLevel(logging.INFO)
     for dataset in ordered(r.get("dataset") for r in records):
         in_data = select(records, dataset=dataset)
         comps = select(in_data, kind="comparison")
         if comps:
-            logger.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
+            said.info("%s: %s", dataset, recommendation(comps, variant_costs(in_data)))
+            said.info("%s: verdict (%s; every slice in report.md):", dataset, short_note(comps))
             for line in brief_lines(comps):
-                logger.info("  %s", line)
+                said.info("  %s", line)
+            sizes = sizes_note(comps)
+            if sizes:
+                said.info("  %s", sizes)
         retrieval = retrieval_verdict(in_data)
-        if retrieval:
-            logger.info("%s: retrieval verdict (%s):", dataset, retrieval[0].rstrip("."))
+        if retrieval:  # the retrieval task's answer, shown under --quiet too
+            said.info("%s: retrieval verdict (%s):", dataset, retrieval[0].rstrip("."))
             for line in retrieval[1:]:
-                logger.info("  %s", line)
+                said.info("  %s", line)
         for line in caveats(in_data):
-            logger.warning("%s: %s", dataset, line)
+            said.warning("%s: %s", dataset, line)

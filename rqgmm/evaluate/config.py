@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
+from rqgmm.ids.shape import default_shape
 from rqgmm.retrieval.cold import EPSILON
 from rqgmm.retrieval.vocab import DEDUP
 from rqgmm.runtime.validation import ANY, Choices, Integer, Real, Rule, validate_params
@@ -25,6 +26,8 @@ TASKS = ("ctr", "retrieval", "both")
 #: The retrieval task's sequences: each user's positive rows (the label), or every row.
 SEQUENCES = ("positives", "all")
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
+#: The ID shape's options: integers, None by default (the catalogue's default shape).
+SHAPE_KEYS = ("levels", "codebook_size")
 QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
 #: Seeds under ``quick`` when none is given.
 QUICK_SEEDS = 1
@@ -59,8 +62,8 @@ class EvaluateConfig:
     numeric: tuple[str, ...] = ()
     embedding: tuple[str, ...] = ("embedding",)
     methods: tuple[str, ...] = ("rqgmm", "rqkmeans")
-    levels: int = 2
-    codebook_size: int = 128
+    levels: int | tuple[int, ...] | None = None
+    codebook_size: int | tuple[int, ...] | None = None
     backbones: tuple[str, ...] = tuple(BACKBONES)
     variants: tuple[str, ...] = VARIANTS
     seeds: int = 3
@@ -81,7 +84,8 @@ class EvaluateConfig:
         "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
         "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
         "sequence": Choices(SEQUENCES, single=True), "dedup": Choices(DEDUP, single=True),
-        "epsilon": Real(0.0, 1.0), "levels": Integer(1), "codebook_size": Integer(1),
+        "epsilon": Real(0.0, 1.0), "levels": Rule(lambda v: _check_shape("levels", v)),
+        "codebook_size": Rule(lambda v: _check_shape("codebook_size", v)),
         "seeds": Integer(1), "embedding": Rule(_need_embedding), "sample_users": Real(0.0, 1.0, open_low=True),
         **dict.fromkeys(("user", "item", "label", "time", "categorical", "bag", "numeric", "quick", "device",
                          "embedding_dim", "time_given", "train"), ANY),
@@ -89,10 +93,67 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         validate_params(self, name=flag)
+        if self.sweep and self.task != "ctr":
+            raise InputError(f"a shape sweep (a list in --levels or --codebook-size) runs with --task ctr, got "
+                             f"--task {self.task}; pass one shape for retrieval")
 
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
+
+    @property
+    def shape_given(self) -> bool:
+        """Whether both ``levels`` and ``codebook_size`` were given (else the catalogue's default fills them)."""
+        return self.levels is not None and self.codebook_size is not None
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Every (levels, codebook size) of the sweep, levels first (the shape complete: see :meth:`with_shape`)."""
+        return [(L, K) for L in _tuple(self.levels) for K in _tuple(self.codebook_size)]
+
+    @property
+    def sweep(self) -> bool:
+        """Whether several ID shapes are compared (a list in ``levels`` or ``codebook_size``)."""
+        return isinstance(self.levels, tuple) or isinstance(self.codebook_size, tuple)
+
+    def with_shape(self, n_items: int) -> "EvaluateConfig":
+        """This config with the ID shape complete: what is not given comes from
+        :func:`rqgmm.ids.shape.default_shape` of the ``n_items`` items."""
+        if self.shape_given:
+            return self
+        levels, codebook_size = default_shape(n_items)
+        return replace(self, levels=self.levels or levels, codebook_size=self.codebook_size or codebook_size)
+
+
+def _tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _check_shape(name: str, value) -> None:
+    """One integer >= 1 (or None: the default), or a list of distinct integers >= 2 (a sweep)."""
+    if value is None or not isinstance(value, tuple):
+        Integer(1, optional=True).check(flag(name), value)
+        return
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in value):
+        raise InputError(f"{flag(name)} lists {','.join(map(str, value))}; a sweep takes whole numbers >= 2, "
+                         "e.g. 2,3")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise InputError(f"{flag(name)} lists {twice[0]} twice; name each shape once")
+
+
+def _shape_value(value, key: str):
+    """A levels/codebook-size value: one int, or a tuple of ints from "2,3" or a TOML list (a sweep)."""
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    numbers = []
+    for part in parts:
+        if isinstance(part, (bool, float)):  # TOML true or 2.7: never read as 1 or 2
+            raise InputError(f"{key} must be an integer or a list of integers, got {value!r}")
+        try:
+            numbers.append(int(part.strip()) if isinstance(part, str) else int(part))
+        except (TypeError, ValueError):
+            raise InputError(f"{key} must be an integer or a list of integers, got {value!r}") from None
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
 
 
 def defaults() -> dict:
@@ -123,6 +184,8 @@ def _coerce(key: str, value):
         if not isinstance(value, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
         return value
+    if key in SHAPE_KEYS:
+        return _shape_value(value, key)
     if isinstance(default, float):
         if isinstance(value, bool):
             raise InputError(f"{key} must be a number, got {value!r}")
@@ -137,8 +200,6 @@ def _coerce(key: str, value):
             return int(value)
         except (TypeError, ValueError):
             raise InputError(f"{key} must be an integer, got {value!r}") from None
-    if isinstance(default, float):  # a number: checked by the declared constraint
-        return value
     if not isinstance(value, str):
         raise InputError(f"{key} must be a string, got {value!r}")
     return value
@@ -170,6 +231,8 @@ def config_from(options: dict) -> EvaluateConfig:
     """An EvaluateConfig from option values (TOML and flags merged), validated."""
     values = {k: _coerce(k, v) for k, v in options.items() if v is not None}
     values["time_given"] = "time" in values
+    if values.get("methods") == ("all",):  # every tokenizer of the registry: the paper's table on the user's log
+        values["methods"] = tuple(methods())
     if "seeds" not in values and values.get("quick"):
         values["seeds"] = QUICK_SEEDS
     config = EvaluateConfig(**values)

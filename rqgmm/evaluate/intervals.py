@@ -1,4 +1,4 @@
-"""Intervals for paired AUC differences: a bootstrap over test users (fewer than 3 seeds), Student-t across seeds.
+"""Intervals for paired AUC differences: a bootstrap over test users, widened by the spread across seeds.
 
 **Bootstrap (kind ``"bootstrap"``).** Both variants scored the same test rows,
 so their AUC difference is paired row by row. The resampling unit is the
@@ -18,8 +18,24 @@ with the resamples' standard deviation as standard error, and the p-value is
 its dual: percentile quantiles of 1,000 resamples cannot reach the small
 levels of a multiple-comparison correction (0.05 / 80 = 0.0006).
 
+**Seeds and users (kind ``"seeds+users"``, 2 or more seeds).** A difference
+between two trained configurations varies with the test users *and* with
+training (tokenizer fit, CTR initialisation). By the law of total variance,
+``Var(mean_s d_s) = Var_users(E_train) + E(Var_train | users)``: the first term
+is the user bootstrap's variance of the seed-averaged difference (above), the
+second the sample variance of the per-seed differences ``d_s`` (all scored on
+the same test rows, so they differ by training noise only) over ``S``. The
+interval is Student-t with the Welch-Satterthwaite degrees of freedom
+``se^4 / ((s^2 / S)^2 / (S - 1))`` (the user term has ample degrees of freedom):
+near the normal when users dominate, near t(S - 1) when training noise does.
+This is the closed-form equivalent of a two-level bootstrap (resample seeds,
+then users with Poisson weights). With one seed the bootstrap covers test
+users only; the verdict labels such tokenizer-against-tokenizer comparisons
+"one seed: training noise not covered" and never calls them a win.
+
 **Across seeds (kind ``"t"``).** The per-seed AUC differences, a Student-t
-interval on their mean (:func:`seed_difference`), used from 3 seeds on.
+interval on their mean (:func:`seed_difference`), used from 2 seeds on when the
+runs' predictions are not at hand (outputs of older releases).
 """
 
 from __future__ import annotations
@@ -31,8 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-#: Seeds from which the across-seed Student-t interval is used instead of the bootstrap.
-MIN_T_SEEDS = 3
 RESAMPLES = 1000
 #: Users whose Poisson weights are drawn at once (bounds the (B, chunk) weight block).
 USER_CHUNK = 1 << 14
@@ -49,14 +63,17 @@ class Difference:
     mean : float
         The difference (bootstrap: the exact AUC difference, averaged over seeds; t: the mean per-seed difference).
     kind : str
-        ``"bootstrap"`` (over test users), ``"t"`` (Student-t across seeds) or ``"none"`` (no interval: one value).
+        ``"bootstrap"`` (over test users, one seed), ``"seeds+users"`` (users and seeds), ``"t"`` (Student-t
+        across seeds) or ``"none"`` (no interval: one value).
     n : int
         Seeds behind the difference.
     samples : ndarray (B,) or None
         Bootstrap resamples of the difference.
     se : float or None
         Its standard error: the resamples' std (``"bootstrap"``), or the per-seed differences' std / sqrt(n)
-        (``"t"``).
+        (``"t"``), or the root of the two variances (``"seeds+users"``).
+    df : float or None
+        Degrees of freedom of a ``"seeds+users"`` interval (None: the normal).
     """
 
     mean: float
@@ -64,11 +81,19 @@ class Difference:
     n: int
     samples: np.ndarray | None = None
     se: float | None = None
+    df: float | None = None
 
     @property
     def _law(self):
-        """The distribution the interval and p-value are read from: normal with the bootstrap SE, or Student-t."""
-        return stats.norm() if self.kind == "bootstrap" else stats.t(self.n - 1)
+        """The distribution the interval and p-value are read from: normal, or Student-t."""
+        if self.kind == "t":
+            return stats.t(self.n - 1)
+        return stats.norm() if self.df is None else stats.t(self.df)
+
+    @property
+    def covers_training(self) -> bool:
+        """Whether the interval covers training noise (2 or more seeds)."""
+        return self.kind in ("t", "seeds+users")
 
     def interval(self, alpha: float = 0.05) -> tuple[float | None, float | None]:
         """The two-sided ``1 - alpha`` interval ``mean ± q(1 - alpha/2) * se``; (None, None) without one."""
@@ -171,17 +196,32 @@ def bootstrap_differences(boot: UserBootstrap, predictions: dict, pairs: Sequenc
             cache[(key, column)] = boot.influence(predictions[key], rows)
         return cache[(key, column)]
 
-    means, influences = [], np.zeros((boot.n_users, len(pairs)), np.float32)
+    per_seed, influences = [], np.zeros((boot.n_users, len(pairs)), np.float32)
     for c, (a, b, column, rows) in enumerate(pairs):
         differences = []
         for pa, pb in zip(a, b, strict=True):
             (auc_a, psi_a), (auc_b, psi_b) = influence(pa, column, rows), influence(pb, column, rows)
             differences.append(auc_a - auc_b)
             influences[:, c] += (psi_a - psi_b) / len(a)
-        means.append(float(np.mean(differences)))
+        per_seed.append(differences)
     shifts = boot.shifts(influences) if pairs else np.zeros((boot.resamples, 0))
-    return [Difference(m, "bootstrap", len(a), samples=m + shifts[:, c], se=float(shifts[:, c].std(ddof=1)))
-            for c, (m, (a, *_)) in enumerate(zip(means, pairs))]
+    return [combine(d, shifts[:, c]) for c, d in enumerate(per_seed)]
+
+
+def combine(per_seed: Sequence[float], shifts: np.ndarray) -> Difference:
+    """The difference of per-seed AUC differences (S,) with user-bootstrap shifts of their mean (B,).
+
+    One seed: kind ``"bootstrap"`` (normal, test users only). Two or more: kind ``"seeds+users"``, the user
+    variance plus the between-seed variance over S, Student-t with Welch-Satterthwaite degrees of freedom.
+    """
+    mean, n = float(np.mean(per_seed)), len(per_seed)
+    user_var = float(shifts.std(ddof=1)) ** 2
+    if n < 2:
+        return Difference(mean, "bootstrap", n, samples=mean + shifts, se=math.sqrt(user_var))
+    seed_var = float(np.var(per_seed, ddof=1)) / n
+    total = user_var + seed_var
+    df = None if seed_var == 0 else total**2 / (seed_var**2 / (n - 1))
+    return Difference(mean, "seeds+users", n, samples=mean + shifts, se=math.sqrt(total), df=df)
 
 
 def seed_difference(a: Sequence[float], b: Sequence[float]) -> Difference:

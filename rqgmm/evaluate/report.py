@@ -26,8 +26,9 @@ from rqgmm.evaluate.grid import json_default
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.retrieval_report import plot_retrieval, retrieval_section, retrieval_verdict
 from rqgmm.evaluate.slices import SLICES
-from rqgmm.evaluate.tables import DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select
-from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, verdict_lines
+from rqgmm.evaluate.tables import (DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select,
+                                   settings_in)
+from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, recommendation, verdict_lines
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,36 @@ def tokenizer_section(records: list[dict]) -> list[str]:
     return ["## Tokenizers (fitted on the item embeddings only)", "", markdown_table(header, rows), ""]
 
 
+def shape_section(records: list[dict]) -> list[str]:
+    """In a sweep (several shapes), one table per shape: each tokenizer's fit, its serving cost, and the AUC of
+    its IDs variants on all rows and cold items (first regime, mean ± std over backbones and seeds)."""
+    tokens = select(records, kind="tokenizer")
+    settings = [s for s in settings_in(tokens) if s is not None]
+    if len(settings) < 2:
+        return []
+    ctr = select(records, kind="ctr")
+    regime = ordered((r["regime"] for r in ctr), ("side fields", "content only"))[:1]
+    ctr = select(ctr, regime=regime[0]) if regime else []
+    variants = [v for v in ("ids", "ids+embedding") if select(ctr, variant=v)]
+    lines = [f"## ID shapes ({regime[0] if regime else 'no CTR runs'}; AUC mean ± std over backbones and seeds)", ""]
+    header = ["tokenizer", "RMSE", "utilization per level", "collision rate", "items sharing their full ID",
+              "bytes per item", *(f"AUC {v} {c}" for v in variants for c in (OVERALL, "cold"))]
+    for setting in settings:
+        rows = []
+        for name in ordered(r["tokenizer"] for r in select(tokens, setting=setting)):
+            group, runs = select(tokens, tokenizer=name), select(ctr, tokenizer=name)
+            cost = select(runs, variant="ids")[:1]
+            rows.append([name, fmt_mean_std([r["rmse"] for r in group]),
+                         fmt_levels([r["utilization"] for r in group], 3),
+                         fmt_mean_std([r["collision_rate"] for r in group]),
+                         fmt_mean_std([r["shared_items"] for r in group], 3),
+                         f"{cost[0]['bytes_per_item']:,}" if cost else DASH,
+                         *(fmt_mean_std([metric(r, c) for r in select(runs, variant=v)])
+                           for v in variants for c in (OVERALL, "cold"))])
+        lines += [f"### Shape {setting}", "", markdown_table(header, rows), ""]
+    return lines
+
+
 def _auc_table(recs: list[dict]) -> str:
     rows = [[label, *(fmt_mean_std([metric(r, c) for r in select(recs, label=label)]) for c in COLUMNS)]
             for label in labels_in_order(recs)]
@@ -93,7 +124,8 @@ def _slice_sizes(recs: list[dict]) -> str:
     return ", ".join(f"{c} {first['slices'][c]['n']}" for c in SLICES) + f" of {first['n_test']} test rows"
 
 
-KIND_WORDS = {"bootstrap": "bootstrap over test users", "t": "Student-t across seeds", "none": "one value, no interval"}
+KIND_WORDS = {"bootstrap": "bootstrap over test users", "seeds+users": "bootstrap over test users plus the spread "
+              "across seeds", "t": "Student-t across seeds", "none": "one value, no interval"}
 
 
 def ctr_section(records: list[dict]) -> list[str]:
@@ -126,6 +158,12 @@ def cost_section(records: list[dict]) -> list[str]:
     return ["## Costs of the content part", "", markdown_table(header, rows), ""]
 
 
+def variant_costs(records: list[dict]) -> dict[str, dict]:
+    """Each CTR variant label's serving cost: ``bytes_per_item`` and ``content_parameters`` (first record)."""
+    return {r["label"]: dict(bytes_per_item=r["bytes_per_item"], content_parameters=r["content_parameters"])
+            for r in reversed(select(records, kind="ctr"))}
+
+
 def cost_line(records: list[dict]) -> str:
     """The serving cost of each variant in one line: content bytes per item and model parameters."""
     recs = select(records, kind="ctr")
@@ -138,7 +176,7 @@ def verdict_section(records: list[dict], heading: str = "## Verdict") -> list[st
     """The verdict in words (Holm-corrected intervals), the serving costs, and the warnings to read first."""
     comps, lines = select(records, kind="comparison"), [heading, ""]
     if comps:
-        lines += [interval_note(comps), ""]
+        lines += [f"**{recommendation(comps, variant_costs(records))}**", "", interval_note(comps), ""]
         for line in verdict_lines(comps):
             lines += [f"- {line.strip()}"] if line.startswith("  ") else ["", f"### {line.rstrip(':')}", ""]
         lines.append("")
@@ -171,7 +209,8 @@ def render_report(records: list[dict], meta: dict) -> str:
     for dataset in datasets:
         in_data = select(records, dataset=dataset)
         lines += [f"# {dataset}", ""] if several else []
-        lines += tokenizer_section(in_data) + ctr_section(in_data) + cost_section(in_data)
+        lines += tokenizer_section(in_data) + shape_section(in_data)
+        lines += ctr_section(in_data) + cost_section(in_data)
         lines += retrieval_section(in_data)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 

@@ -151,18 +151,19 @@ class Evaluation:
         """The stage's codes as ItemContent, by (method, seed): one table per modality."""
         kept = {}
         for job in jobs:
-            method, seed, name = job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
-            codes, sizes = self.stage.codes[(method, seed, name)]
-            kept.setdefault((method, seed), []).append(ItemContent.codes(f"{method}_{name}", self.data.item_ids,
-                                                                         codes, sizes))
+            label, seed, name = self.stage.held(job)
+            codes, sizes = self.stage.codes[(label, seed, name)]
+            feature = f"{label.replace(' ', '_')}_{name}"  # "rqgmm_2x256_fused" in a sweep, as before otherwise
+            kept.setdefault((label, seed), []).append(ItemContent.codes(feature, self.data.item_ids, codes, sizes))
         return kept
 
     # ------------------------------------------------------------------------- CTR
 
     def _variant_names(self) -> list[tuple[str, str | None]]:
-        """(variant, tokenizer) pairs: none and embedding once, each ids variant per method."""
-        return [(name, method) for name in self.config.variants
-                for method in (self.config.methods if name.startswith("ids") else (None,))]
+        """(variant, tokenizer) pairs: none and embedding once, each ids variant per tokenizer configuration."""
+        configurations = self.stage.configurations(self.config.methods)
+        return [(name, label) for name in self.config.variants
+                for label in (configurations if name.startswith("ids") else (None,))]
 
     @functools.cached_property
     def _embeddings(self) -> tuple[ItemContent, ...]:

@@ -75,7 +75,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     command = "rqgmm benchmark" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                           if k in ("dataset", "seeds", "embedder", "max_items") and v is not None)
     meta = dict(command=getattr(args, "typed", None) or command + (" --quick" if args.quick else ""), datasets=list(names), embedder=args.embedder,
-                **describe(config, True), seconds_per_dataset=seconds,
+                **describe(config, True, len(items)), seconds_per_dataset=seconds,
                 elapsed_seconds=round(time.perf_counter() - start, 1))
     written = write_outputs(Path(args.out), records, meta)
     echo_verdict(records)

@@ -15,17 +15,21 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
 from rqgmm.ids.metrics import report
+from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, Result
 from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.tables import setting_label
+
+logger = logging.getLogger(__name__)
 
 #: A tokenizer name ``METHOD+balanced`` fits METHOD with this size-constrained assignment (``max_cluster_size`` 1.5).
 BALANCE = "greedy"
@@ -64,11 +68,13 @@ def split_method(name: str) -> tuple[str, bool]:
 
 def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
                   seed: int) -> tuple[dict, CodesTable]:
-    """Fit one tokenizer on the item vectors X (M, D); its metrics and its codes table (sizes in its metadata)."""
+    """Fit one tokenizer on the item vectors X (M, D) at the config's (first) shape; its metrics and its codes
+    table (sizes in its metadata)."""
     base, balanced = split_method(method)
     cls = tokenizer_class(base)
+    levels, codebook_size = config.shapes[0]
     start = time.perf_counter()
-    model = cls(levels=cls.fixed_levels or config.levels, codebook_size=config.codebook_size, random_state=seed,
+    model = cls(levels=cls.fixed_levels or levels, codebook_size=codebook_size, random_state=seed,
                 device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -99,7 +105,9 @@ class TokenizerStage:
     """
 
     def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
-        self.data, self.config, self.dataset = data, config, dataset
+        if not config.shape_given:
+            logger.info("%s: %s", dataset, describe_shape(len(data.item_ids)))
+        self.data, self.config, self.dataset = data, config.with_shape(len(data.item_ids)), dataset
         self.codes: dict[tuple[str, int, str], tuple[np.ndarray, list[int]]] = {}
 
     def record(self, kind: str, **values) -> dict:
@@ -107,13 +115,28 @@ class TokenizerStage:
         return dict(kind=kind, dataset=self.dataset, split="time" if self.data.timed else "random", **values)
 
     def jobs(self, methods, modalities) -> list[Job]:
-        """Every method × seed × modality (fused, or one embedding column), in that order."""
-        return [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=name), f"tokenizer {m} on {name}, seed {seed}")
-                for m in methods for seed in self.config.seed_list for name in modalities]
+        """Every method × shape × seed × modality (fused, or one embedding column), in that order.
+
+        A job's identity names its shape only in a sweep, so the keys of one-shape grids stay as they were."""
+        return [Job("tokenizer", dict(tokenizer=m, seed=seed, modality=name, **self._shape_ident(shape)),
+                    f"tokenizer {self.configuration(m, shape)} on {name}, seed {seed}")
+                for m in methods for shape in self.config.shapes for seed in self.config.seed_list
+                for name in modalities]
+
+    def _shape_ident(self, shape: tuple[int, int]) -> dict:
+        return dict(levels=shape[0], codebook_size=shape[1]) if self.config.sweep else {}
+
+    def configuration(self, method: str, shape: tuple[int, int]) -> str:
+        """A tokenizer configuration's name: the method, and in a sweep its shape ("rqgmm 2x256")."""
+        return f"{method} {setting_label(*shape)}" if self.config.sweep else method
+
+    def configurations(self, methods) -> list[str]:
+        """The names of every method × shape, in job order."""
+        return [self.configuration(m, shape) for m in methods for shape in self.config.shapes]
 
     def pending(self, jobs: list[Job]) -> list[Job]:
         """The jobs this stage has not fitted (or found) yet."""
-        return [job for job in jobs if self._held(job) not in self.codes]
+        return [job for job in jobs if self.held(job) not in self.codes]
 
     def run(self, grid: Grid, jobs: list[Job]) -> list[dict]:
         """Fit (or find) the pending ``jobs``; the records of those, in job order (none for jobs already held)."""
@@ -122,12 +145,16 @@ class TokenizerStage:
         records = []
         for job, result in zip(todo, grid.run(todo, lambda job: self._fit(job, inputs))):
             records.append(result.record)
-            self.codes[self._held(job)] = (result.arrays["codes"], result.arrays["codebook_sizes"].tolist())
+            self.codes[self.held(job)] = (result.arrays["codes"], result.arrays["codebook_sizes"].tolist())
         return records
 
-    @staticmethod
-    def _held(job: Job) -> tuple[str, int, str]:
-        return job.ident["tokenizer"], job.ident["seed"], job.ident["modality"]
+    def held(self, job: Job) -> tuple[str, int, str]:
+        """(configuration name, seed, modality) of a tokenizer job."""
+        return self.configuration(job.ident["tokenizer"], self._shape(job)), job.ident["seed"], job.ident["modality"]
+
+    def _shape(self, job: Job) -> tuple[int, int]:
+        ident = job.ident
+        return (ident["levels"], ident["codebook_size"]) if "levels" in ident else self.config.shapes[0]
 
     def _inputs(self, modalities: set[str]) -> dict[str, np.ndarray]:
         """The vectors each ID stack is fitted on: (M, D) by modality ("fused" or an embedding column)."""
@@ -135,10 +162,13 @@ class TokenizerStage:
         return {name: fused(vectors) if name == "fused" else vectors[name] for name in modalities}
 
     def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
-        cfg, (method, seed, name) = self.config, self._held(job)
+        (label, seed, name), shape = self.held(job), self._shape(job)
         with quiet_library_logs():
-            metrics, table = fit_tokenizer(method, inputs[name], self.data.item_ids, cfg, seed=seed)
-        record = self.record("tokenizer", tokenizer=method, modality=name, seed=seed,
-                             setting=setting_label(cfg.levels, cfg.codebook_size), **metrics)
+            one_shape = replace(self.config, levels=shape[0], codebook_size=shape[1])
+            metrics, table = fit_tokenizer(job.ident["tokenizer"], inputs[name], self.data.item_ids, one_shape,
+                                           seed=seed)
+        # the levels the codes have: a method with fixed levels (VQ-VAE) keeps its own
+        record = self.record("tokenizer", tokenizer=label, modality=name, seed=seed,
+                             setting=setting_label(metrics["levels"], shape[1]), **metrics)
         return Result(record, dict(codes=table.codes, codebook_sizes=np.asarray(table.codebook_sizes)),
                       summary=f"collision rate {metrics['collision_rate']:.4f}")
