@@ -22,6 +22,7 @@ from rqgmm.data.splits import Split, cut_points
 from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result, StoredArrays
 from rqgmm.evaluate.inputs import EvaluationData
+from rqgmm.evaluate.stages import measured
 from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
@@ -124,7 +125,7 @@ class Evaluation:
         self.seconds: dict[str, float] = {}
 
     def run(self) -> list[dict]:
-        self.split = split_rows(self.data, self.config)
+        self.split = measured("split", lambda: split_rows(self.data, self.config))
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
         self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
@@ -134,12 +135,16 @@ class Evaluation:
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
                     meta=dict(device=self.config.device), on_disk=("ctr",))
         with grid.plan(self.stage.pending(tokenizers), ctr):
-            self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
+            self.records += self._stage("tokenizers", lambda: self.stage.run(grid, tokenizers))
             codes = self._codes(tokenizers)
-            timed(self.seconds, "ctr", lambda: self._ctr(grid, ctr, codes))
+            self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
-        self.records += timed(self.seconds, "intervals", lambda: comparisons(self.records, test))
+        self.records += self._stage("intervals", lambda: comparisons(self.records, test))
         return self.records
+
+    def _stage(self, name: str, work):
+        """``work()``, its seconds in ``self.seconds`` and its seconds and peak memory in the open StageMeter."""
+        return timed(self.seconds, name, lambda: measured(name, work))
 
     # ------------------------------------------------------------------ tokenizers
 
