@@ -29,6 +29,7 @@ from rqgmm.evaluate.retrieval_report import retrieval_verdict
 from rqgmm.evaluate.tables import ordered, select, setting_label
 from rqgmm.evaluate.verdict import brief_lines, recommendation, short_note, sizes_note
 from rqgmm.evaluate.run import SPLIT_RULE
+from rqgmm.evaluate.stages import StageMeter, stage_words
 
 logger = logging.getLogger(__name__)
 #: The logger of the verdict's lines: shown under ``--quiet`` too.
@@ -74,21 +75,29 @@ def run_evaluate(args: argparse.Namespace) -> None:
     store = RecordStore(args.out, dict(settings, dataset=dataset,
                                        inputs=[file_fingerprint(p) for p in (args.interactions, args.items)]))
     store.check()
-    data = check_inputs(read_table(args.interactions, "interactions"), read_table(args.items, "items"), config,
-                        names=(args.interactions, args.items))
-    start = time.perf_counter()
-    with process_group(config.device, timeout_s=GATHER_TIMEOUT_S) as device:
-        config = replace(config, device=device, train=replace(config.train, device=device))
-        records, seconds = evaluate_tasks(data, config, dataset, store, not args.quiet and sys.stderr.isatty())
-        if not is_writer():
-            return
+    with StageMeter() as meter:
+        data = meter.run("read+encode", lambda: check_inputs(
+            read_table(args.interactions, "interactions"), read_table(args.items, "items"), config,
+            names=(args.interactions, args.items)))
+        start = time.perf_counter()
+        with process_group(config.device, timeout_s=GATHER_TIMEOUT_S) as device:
+            config = replace(config, device=device, train=replace(config.train, device=device))
+            records, seconds = evaluate_tasks(data, config, dataset, store, not args.quiet and sys.stderr.isatty())
+            if not is_writer():
+                return
+        _write(args, config, data, dataset, records, seconds, start, meter)
+
+
+def _write(args, config, data, dataset, records, seconds, start, meter: StageMeter) -> None:
+    """results.json, report.md and the plots (rank 0), the report stage measured too; the verdict echoed."""
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
                 dataset=dataset, datasets=[dataset], rows=len(data.interactions),
                 items=len(data.items), **({"sample": data.sample} if data.sample else {}), seconds=seconds,
                 **describe_retrieval(config, describe(config, data.timed, len(data.item_ids))),
-                elapsed_seconds=round(time.perf_counter() - start, 1))
+                elapsed_seconds=round(time.perf_counter() - start, 1), stages=meter.table())
     records = with_other_task(Path(args.out), records, config.task)
-    written = write_into(Path(args.out), records, meta)
+    written = meter.run("report", lambda: write_into(Path(args.out), records, meta))
+    logger.info("stages: %s", stage_words(meter.table()))
     echo_verdict(records)
     logger.info("wrote %d files to %s in %.0f s; read %s", len(written), args.out, meta["elapsed_seconds"],
                 Path(args.out) / "report.md")

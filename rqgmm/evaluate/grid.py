@@ -15,7 +15,11 @@
 - **Ranks.** Under ``torchrun`` the pending jobs are dealt round-robin over
   the ranks, in the order of their keys (a hash: a deterministic shuffle that
   mixes cheap and costly jobs); each rank stores its own runs as they finish,
-  then every rank receives every result (``all_gather_object``). Rank 0 reads
+  then every rank receives every result (``all_gather_object``). The arrays of
+  the kinds kept on disk (a CTR run's predictions) are not sent: every rank
+  receives their file names, and rank 0 reads the files when the verdict
+  needs them (a rank on another machine sends the arrays of the runs whose
+  files rank 0 cannot see, and rank 0 stores them). Rank 0 reads
   the store and sends the finished runs to all, so every rank deals the same
   pending list. A rank that dies ends the torchrun group (torchrun stops the
   others); the runs stored so far stay for the re-run.
@@ -29,8 +33,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +104,43 @@ class Result:
     rows: int = 0
 
 
+@dataclass(frozen=True)
+class StoredArray:
+    """One array of a stored run, read from its ``.npz`` when ``np.asarray`` asks for it (never held)."""
+
+    path: Path
+    name: str
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        with np.load(self.path) as stored:
+            array = stored[self.name]
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredArrays(Mapping):
+    """A stored run's arrays by name, each read from its ``.npz`` when asked for (one at a time, never held).
+
+    ``lazy(name)`` is a :class:`StoredArray`: what a caller keeps instead of the array."""
+
+    path: Path
+    names: tuple[str, ...]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        return np.asarray(self.lazy(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lazy(self, name: str) -> StoredArray:
+        return StoredArray(self.path, name)
+
+
 def _flat(settings: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in settings.items():
@@ -140,8 +181,9 @@ class RecordStore:
             with atomic_output(self.directory / MANIFEST) as tmp:
                 tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "settings": self.settings}, indent=1))
 
-    def finished(self, keys: Sequence[str]) -> dict[str, Result]:
-        """The stored results among ``keys`` (a record that cannot be read is run again)."""
+    def finished(self, keys: Sequence[str], on_disk: Collection[str] = ()) -> dict[str, Result]:
+        """The stored results among ``keys`` (a record that cannot be read is run again); the arrays of the job
+        kinds ``on_disk`` stay in their files (:class:`StoredArrays`), the others are read."""
         out = {}
         for key in keys:
             path = self.directory / f"{key}.json"
@@ -150,7 +192,9 @@ class RecordStore:
             try:
                 entry = json.loads(path.read_text())
                 arrays = {}
-                if entry.get("arrays"):
+                if entry.get("arrays") and entry.get("kind") in on_disk:
+                    arrays = self.arrays(key, entry["arrays"])
+                elif entry.get("arrays"):
                     with np.load(self.directory / f"{key}.npz") as stored:
                         arrays = {name: stored[name] for name in entry["arrays"]}
                 out[key] = Result(entry["record"], arrays)
@@ -160,6 +204,10 @@ class RecordStore:
 
     def has(self, key: str) -> bool:
         return (self.directory / f"{key}.json").is_file()
+
+    def arrays(self, key: str, names: Sequence[str]) -> StoredArrays:
+        """The stored arrays ``names`` of run ``key``, left in their file."""
+        return StoredArrays(self.directory / f"{key}.npz", tuple(names))
 
     def put(self, key: str, job: Job, result: Result, **meta) -> None:
         """Store one finished run: its arrays first, then its record (the record's presence marks it finished)."""
@@ -200,10 +248,15 @@ class Grid:
         The bar's label.
     meta : dict
         Stored with each run (e.g. the device).
+    on_disk : collection of str
+        The job kinds whose arrays stay in the store once written (:class:`StoredArrays`), neither held nor
+        gathered (without a store they are held).
     """
 
-    def __init__(self, store: RecordStore | None, *, progress: bool, desc: str, meta: dict | None = None) -> None:
+    def __init__(self, store: RecordStore | None, *, progress: bool, desc: str, meta: dict | None = None,
+                 on_disk: Collection[str] = ()) -> None:
         self.store, self.desc, self.meta = store, desc, meta or {}
+        self.on_disk = frozenset(on_disk) if store is not None else frozenset()
         self.rank, self.size = rank_and_size()
         self.progress = progress and self.rank == 0
         self.done: dict[str, Result] = {}
@@ -224,7 +277,7 @@ class Grid:
         keys = [self.key(job) for jobs in phases for job in jobs]
         if self.store is not None and self.rank == 0:
             self.store.open()
-        found = self.store.finished(keys) if self.store is not None and self.rank == 0 else {}
+        found = self.store.finished(keys, self.on_disk) if self.store is not None and self.rank == 0 else {}
         self.done = broadcast_from_writer(found)
         if self.store is not None and self.rank != 0:
             self.store.open()
@@ -249,14 +302,38 @@ class Grid:
             seconds = time.perf_counter() - start
             if self.store is not None:
                 self.store.put(key, job, result, seconds=round(seconds, 3), rank=self.rank, **self.meta)
-            new[key] = result
+            new[key] = self._kept(key, job, result)
             self._log(job, result, seconds)
-        for part in gather_everywhere(new):
+        for part in gather_everywhere(new):  # a kind kept on disk sends its file name, not its arrays
             for key, result in part.items():
-                if self.store is not None and self.rank == 0 and key not in new and not self.store.has(key):
+                if (self.store is not None and self.rank == 0 and key not in new and not self.store.has(key)
+                        and not isinstance(result.arrays, StoredArrays)):
                     self.store.put(key, by_key[key], result)  # another machine's run
-                self.done[key] = result
+                self.done[key] = self._kept(key, by_key[key], result)
+        if self.on_disk and self.size > 1:
+            self._pull_unseen(new, by_key)
         return [self.done[key] for key in by_key]
+
+    def _kept(self, key: str, job: Job, result: Result) -> Result:
+        """``result`` as this process keeps it: the arrays of a kind kept on disk left in their file."""
+        if job.kind not in self.on_disk or not result.arrays or isinstance(result.arrays, StoredArrays):
+            return result
+        return replace(result, arrays=self.store.arrays(key, sorted(result.arrays)))
+
+    def _pull_unseen(self, new: dict[str, Result], by_key: dict[str, Job]) -> None:
+        """Rank 0 stores the runs kept on disk whose files it cannot see (another machine's), their arrays sent by
+        their rank; on a shared file system nothing is sent."""
+        unseen = [key for key, result in self.done.items() if isinstance(result.arrays, StoredArrays)
+                  and not result.arrays.path.is_file()] if self.rank == 0 else None
+        unseen = set(broadcast_from_writer(unseen))
+        if not unseen:
+            return
+        mine = {key: replace(result, arrays={n: result.arrays[n] for n in result.arrays})
+                for key, result in new.items() if key in unseen}
+        for part in gather_everywhere(mine):
+            for key, result in part.items():
+                if self.rank == 0:
+                    self.store.put(key, by_key[key], result)
 
     def _log(self, job: Job, result: Result, seconds: float) -> None:
         rate = f", {result.rows / seconds:,.0f} training rows/s" if result.rows and seconds > 0 else ""

@@ -41,7 +41,8 @@ runs' predictions are not at hand (outputs of older releases).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,8 @@ from scipy import stats
 RESAMPLES = 1000
 #: Users whose Poisson weights are drawn at once (bounds the (B, chunk) weight block).
 USER_CHUNK = 1 << 14
+#: Bytes for the bootstrap's per-user influences of one block of comparisons (and as many for its cache).
+BUDGET_BYTES = 1 << 28
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (twice numpy's speed).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
 
@@ -174,38 +177,72 @@ class UserBootstrap:
         return out
 
 
-def bootstrap_differences(boot: UserBootstrap, predictions: dict, pairs: Sequence[tuple[list, list, str, np.ndarray]]
+def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
+                          pairs: Sequence[tuple[list, list, str, np.ndarray]], budget: int = BUDGET_BYTES
                           ) -> list[Difference]:
-    """AUC(a) - AUC(b) for each pair, all from the same user resamples.
+    """AUC(a) - AUC(b) for each pair, all from the same user resamples, streamed in blocks of comparisons.
 
-    Memory: float32 per-user influences, one (U,) per run and column and a (U, C) matrix for the C pairs
-    (1e6 users x 400 comparisons: 1.6 GB).
+    Memory, whatever the number of comparisons: a (U, C) float32 matrix of the block's C comparisons and a cache
+    of per-user influences (U,), each within ``budget`` bytes (C = budget // 4U), the Poisson weights of one user
+    chunk (B, 16384) and two prediction arrays (N,), read from disk when stored (one pair at a time). Every block
+    draws the same user weights (the bootstrap's seed), so the blocks' shifts are those of one pass.
 
     Parameters
     ----------
     boot : UserBootstrap
-    predictions : dict of key -> ndarray (N,), each run's test predictions
+    predictions : mapping of key -> array-like (N,), each run's test predictions (an ndarray, or an object that
+        ``np.asarray`` reads from disk such as ``grid.StoredArray``)
     pairs : sequence of (keys_a, keys_b, column, rows)
         ``keys_a``/``keys_b`` name one prediction array per seed, aligned by seed; ``rows`` (bool (N,)) are the
-        rows of ``column`` (each run's influence on a column is computed once).
+        rows of ``column``.
+    budget : int
+        Bytes for the block's influence matrix, and as many for the influence cache.
     """
-    cache: dict = {}
+    block = max(1, budget // (4 * max(boot.n_users, 1)))
+    influence = _Influences(boot, predictions, budget)
+    out = []
+    for start in range(0, len(pairs), block):
+        part = pairs[start:start + block]
+        per_seed, influences = [], np.zeros((boot.n_users, len(part)), np.float32)
+        for c, (a, b, column, rows) in enumerate(part):
+            differences = []
+            for pa, pb in zip(a, b, strict=True):
+                (auc_a, psi_a), (auc_b, psi_b) = influence(pa, column, rows), influence(pb, column, rows)
+                differences.append(auc_a - auc_b)
+                influences[:, c] += (psi_a - psi_b) / len(a)
+            per_seed.append(differences)
+        shifts = boot.shifts(influences)
+        out += [combine(d, shifts[:, c]) for c, d in enumerate(per_seed)]
+    return out
 
-    def influence(key, column: str, rows: np.ndarray) -> tuple[float, np.ndarray]:
-        if (key, column) not in cache:
-            cache[(key, column)] = boot.influence(predictions[key], rows)
-        return cache[(key, column)]
 
-    per_seed, influences = [], np.zeros((boot.n_users, len(pairs)), np.float32)
-    for c, (a, b, column, rows) in enumerate(pairs):
-        differences = []
-        for pa, pb in zip(a, b, strict=True):
-            (auc_a, psi_a), (auc_b, psi_b) = influence(pa, column, rows), influence(pb, column, rows)
-            differences.append(auc_a - auc_b)
-            influences[:, c] += (psi_a - psi_b) / len(a)
-        per_seed.append(differences)
-    shifts = boot.shifts(influences) if pairs else np.zeros((boot.resamples, 0))
-    return [combine(d, shifts[:, c]) for c, d in enumerate(per_seed)]
+class _Influences:
+    """Each (run, column)'s AUC and per-user influences, cached within a byte budget (least recently used out);
+    the predictions read for them, the last two runs' only."""
+
+    def __init__(self, boot: UserBootstrap, predictions: Mapping, budget: int) -> None:
+        self.boot, self.predictions = boot, predictions
+        self.slots = max(2, budget // (4 * max(boot.n_users, 1)))
+        self.cache: OrderedDict = OrderedDict()
+        self.read: OrderedDict = OrderedDict()
+
+    def __call__(self, key, column: str, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        if (key, column) in self.cache:
+            self.cache.move_to_end((key, column))
+            return self.cache[(key, column)]
+        value = self.boot.influence(self._scores(key), rows)
+        self.cache[(key, column)] = value
+        if len(self.cache) > self.slots:
+            self.cache.popitem(last=False)
+        return value
+
+    def _scores(self, key) -> np.ndarray:
+        if key not in self.read:
+            self.read[key] = np.asarray(self.predictions[key])
+            if len(self.read) > 2:
+                self.read.popitem(last=False)
+        self.read.move_to_end(key)
+        return self.read[key]
 
 
 def combine(per_seed: Sequence[float], shifts: np.ndarray) -> Difference:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+from rqgmm.evaluate.stages import stage_words
 from rqgmm.files.atomic import atomic_output
 from rqgmm.ctr.models import BACKBONES
 from rqgmm.evaluate import plots
@@ -193,7 +194,8 @@ def verdict_section(records: list[dict], heading: str = "## Verdict") -> list[st
 
 def header_section(meta: dict) -> list[str]:
     lines = ["## Settings", ""]
-    lines += [f"- {key}: {value}" for key, value in meta.items() if key not in ("command", "dataset")]
+    lines += [f"- {key}: {stage_words(value) if key == 'stages' else value}" for key, value in meta.items()
+              if key not in ("command", "dataset")]
     return lines + [""]
 
 

@@ -20,11 +20,13 @@ from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
 from rqgmm.ctr.log import LogPart
 from rqgmm.data.splits import Split, cut_points
 from rqgmm.evaluate.config import EvaluateConfig
-from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
+from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result, StoredArrays
 from rqgmm.evaluate.inputs import EvaluationData
+from rqgmm.evaluate.stages import measured
 from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
+from rqgmm.runtime.parallel import rank_and_size
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class Evaluation:
         self.seconds: dict[str, float] = {}
 
     def run(self) -> list[dict]:
-        self.split = split_rows(self.data, self.config)
+        self.split = measured("split", lambda: split_rows(self.data, self.config))
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
         self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
@@ -131,13 +133,18 @@ class Evaluation:
             column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
         tokenizers, ctr = self._tokenizer_jobs(), self._ctr_jobs()
         grid = Grid(self.store, progress=self.progress, desc=f"{self.dataset}: grid",
-                    meta=dict(device=self.config.device))
+                    meta=dict(device=self.config.device), on_disk=("ctr",))
         with grid.plan(self.stage.pending(tokenizers), ctr):
-            self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
+            self.records += self._stage("tokenizers", lambda: self.stage.run(grid, tokenizers))
             codes = self._codes(tokenizers)
-            timed(self.seconds, "ctr", lambda: self._ctr(grid, ctr, codes))
-        self.records += timed(self.seconds, "intervals", lambda: comparisons(self.records, self.test))
+            self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
+        test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
+        self.records += self._stage("intervals", lambda: comparisons(self.records, test))
         return self.records
+
+    def _stage(self, name: str, work):
+        """``work()``, its seconds in ``self.seconds`` and its seconds and peak memory in the open StageMeter."""
+        return timed(self.seconds, name, lambda: measured(name, work))
 
     # ------------------------------------------------------------------ tokenizers
 
@@ -187,9 +194,9 @@ class Evaluation:
         for result in grid.run(jobs, lambda job: self._train(job, codes)):
             self.records.append(result.record)
             if "predictions" in result.arrays:  # runs stored before predictions were kept have none
-                r = result.record
+                r, arrays = result.record, result.arrays  # with a store: the file's name, read when compared
                 self.test.predictions[(r["regime"], r["backbone"], r["seed"], r["label"])] = \
-                    result.arrays["predictions"]
+                    arrays.lazy("predictions") if isinstance(arrays, StoredArrays) else arrays["predictions"]
 
     def _train(self, job: Job, codes: dict) -> Result:
         regime, seed = job.ident["regime"], job.ident["seed"]
