@@ -16,58 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from rqgmm.evaluate.stages import StageMeter, rss_anon_mb
+
 STAGES = ("read+encode", "split", "tokenizers", "ctr", "intervals", "report")
-
-
-def rss_anon_mb() -> float:
-    """This process's RssAnon in MB (MiB), 0 where /proc is absent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-class StageMeter:
-    """Seconds and peak RssAnon (MB) per named stage, the peak polled by a daemon thread."""
-
-    def __init__(self, every_s: float = 0.02) -> None:
-        self.stage, self.peaks, self.seconds, self.every_s = None, {}, {}, every_s
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-
-    def _poll(self) -> None:
-        while not self.done.wait(self.every_s):
-            self.sample()
-
-    def sample(self) -> None:
-        if self.stage is not None:
-            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), rss_anon_mb())
-
-    def run(self, stage: str, work):
-        """``work()`` measured as ``stage`` (a stage run twice adds its seconds; its peak is the larger)."""
-        previous, self.stage = self.stage, stage
-        self.sample()
-        start = time.perf_counter()
-        try:
-            return work()
-        finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 2)
-            self.sample()
-            self.stage = previous
-
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join()
 
 
 def planted_log(rows: int, items: int, users: int, out: Path) -> tuple[Path, Path]:
@@ -151,11 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     config = quick_config(args.device, args.sample_users, args.codebook_size)
     import torch  # noqa: F401 (the baseline counts the libraries every stage needs)
 
-    baseline, meter = rss_anon_mb(), StageMeter()
-    try:
+    baseline = rss_anon_mb()
+    with StageMeter() as meter:
         sizes = measured_evaluate(paths, config, out, meter)
-    finally:
-        meter.close()
     peak = max(meter.peaks.values())
     result = dict(sizes, device=args.device, sample_users=args.sample_users, generate_s=round(generated_s, 1),
                   seconds=meter.seconds, peak_mb=meter.peaks, peak=peak, baseline_mb=baseline,
