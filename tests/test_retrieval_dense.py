@@ -42,6 +42,9 @@ def test_the_worked_case_and_a_plain_reference():
     for target in range(6):
         rank = dense_rule_ranks(np.array([[0, 1, 2]]), query, unit, cold, np.array([target]), 2)[0]
         assert rank == (expected.index(target) + 1 if target in expected else MISS)
+    items, targets = np.array([[0, 1, 2]] * 6), np.arange(6)
+    none = dense_rule_ranks(items, np.repeat(query, 6, 0), unit, cold, targets, 0)  # cap 0: the beam alone
+    assert none.tolist() == [1, 2, 3, MISS, MISS, MISS]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

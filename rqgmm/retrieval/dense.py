@@ -63,7 +63,7 @@ def dense_rule_ranks(items: np.ndarray, query: np.ndarray, unit: np.ndarray, col
 def _merge(items: np.ndarray, query: np.ndarray, unit: np.ndarray, cold_rows: np.ndarray, targets: np.ndarray,
            cap: int) -> np.ndarray:
     """:func:`dense_rule_ranks` on one chunk of users."""
-    U, W = items.shape
+    U = items.shape[0]
     warm_cos = np.einsum("ue,uwe->uw", query, unit[np.maximum(items, 0)])
     calibrated = np.minimum.accumulate(np.where(items >= 0, warm_cos, -np.inf), axis=1)
     take = min(cap, len(cold_rows))
@@ -79,6 +79,8 @@ def _merge(items: np.ndarray, query: np.ndarray, unit: np.ndarray, cold_rows: np
     j = hit.argmax(1)
     before = (chosen_cos[:, :, None] > calibrated[:, None, :]).sum(1)  # (U, W) cold items ahead of slot j
     rank[warm] = j[warm] + 1 + before[warm, j[warm]]
+    if not take:
+        return rank
     cold_hit = (chosen == targets[:, None]) & ~warm[:, None]
     rows = np.flatnonzero(cold_hit.any(1))
     i = cold_hit[rows].argmax(1)
