@@ -125,7 +125,9 @@ def retrieval_section(records: list[dict]) -> list[str]:
              "tokenizer's ID rows dealt to the items at random) and the item-ID model (one token per item); baselines: "
              "most-popular (training counts) and content KNN (cosine to the recency-weighted mean embedding of the "
              "user's last 5 items). No method removes the user's earlier items from its list. With generated dedup "
-             "tokens every ID is one item (item level = ID level before cold items join by the prefix rule).", "",
+             "tokens every ID is one item (item level = ID level before cold items join by the prefix rule, or by the "
+             "dense re-rank in the '+dense' rows: cold items enter where their cosine to the model's projected "
+             "state exceeds the running minimum of the beam items' cosines).", "",
              _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
              _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",
              _slice_table(recs), ""]

@@ -86,22 +86,26 @@ class RetrievalEvaluation:
         with grid.plan(self.stage.pending(tokenizers), runs):
             self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
             models = timed(self.seconds, "models", lambda: grid.run(runs, self._retrieve))
-        self.records += [result.record for result in models]
+        self.records += [r for result in models for r in with_dense(result.record)]
         self.records += timed(self.seconds, "baselines", self._baselines)
         return self.records
 
     def _baselines(self) -> list[dict]:
         """Most-popular and content-KNN records, one per seed (the same ranks: they pair with every model's)."""
         seqs = self.sequences
-        vectors = self.data.vectors
-        embeddings = fused(vectors) if self.modality == "fused" else vectors[self.modality]
         length = self.training.history
         found = {MOST_POPULAR: most_popular_ranks(seqs.popularity(), seqs.test),
-                 CONTENT_KNN: content_knn_ranks(embeddings, histories(seqs, "test", length), seqs.test)}
+                 CONTENT_KNN: content_knn_ranks(self.embeddings, histories(seqs, "test", length), seqs.test)}
         return [self.stage.record("retrieval", ids=ids, tokenizer=None, seed=seed, **self._metrics(rank, rank),
                                   epochs=0, valid_recall=[], history=length, id_tokens=0, shared_items=0,
                                   users=seqs.n_users, dropped_users=seqs.dropped_users, sequence=self.config.sequence)
                 for seed in self.config.seed_list for ids, rank in found.items()]
+
+    @functools.cached_property
+    def embeddings(self) -> np.ndarray:
+        """The item vectors (M, D) the tokenizers read: content KNN's and the dense rule's."""
+        vectors = self.data.vectors
+        return fused(vectors) if self.modality == "fused" else vectors[self.modality]
 
     @property
     def id_names(self) -> list[str]:
@@ -138,15 +142,18 @@ class RetrievalEvaluation:
         ids, seed = job.ident["ids"], job.ident["seed"]
         tokens = self._tokens(ids, seed)
         with quiet_library_logs():
-            retriever = fit_retriever(self.sequences, tokens, replace(self.training, seed=seed))
-            item_rank, id_rank = retriever.ranks(histories(self.sequences, "test", retriever.length),
-                                                 self.sequences.test)
+            retriever = fit_retriever(self.sequences, tokens, replace(self.training, seed=seed), self.embeddings)
+            by_rule, id_rank = retriever.rule_ranks(histories(self.sequences, "test", retriever.length),
+                                                    self.sequences.test)
+        item_rank = by_rule["prefix"]
         record = self.stage.record("retrieval", ids=ids, tokenizer=None if ids in (RANDOM, ITEM_ID) else ids,
                                    seed=seed, **self._metrics(item_rank, id_rank), epochs=len(retriever.valid_recall),
                                    valid_recall=retriever.valid_recall, history=retriever.length,
                                    id_tokens=tokens.generated, shared_items=self._shared(tokens),
                                    users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
                                    sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None)
+        if "dense" in by_rule:  # the same model's list with the dense cold rule (a record of its own: with_dense)
+            record["dense"] = self._metrics(by_rule["dense"], id_rank)
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
                                       f"{record['epochs']} epochs")
 
@@ -168,6 +175,18 @@ class RetrievalEvaluation:
         return int((counts[inverse] > 1).sum())
 
 
+#: Suffix of the ids of the dense cold rule's records (the prefix rule's keep the tokenizer's name).
+DENSE = "+dense"
+
+
+def with_dense(record: dict) -> list[dict]:
+    """A model record (prefix rule), and its dense-rule twin when it holds one (ids suffixed ``+dense``)."""
+    dense = record.pop("dense", None)
+    if dense is None:
+        return [record]
+    return [record, {**record, **dense, "ids": record["ids"] + DENSE}]
+
+
 #: The header lines that describe the CTR task only (left out when the task is retrieval alone).
 CTR_ONLY = ("split", "backbones", "variants", "max_epochs", "patience", "categorical", "bag", "numeric")
 
@@ -180,7 +199,9 @@ def describe_retrieval(config, header: dict) -> dict:
     training = retrieval_config(config)
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
-                               f"(unique IDs); cold items join by TIGER's prefix rule, epsilon {config.epsilon}"
+                               f"(unique IDs); cold items join by TIGER's prefix rule or, in the '{DENSE}' rows, by "
+                               f"LIGER's dense re-rank (the same model; its projection learned with a cosine loss); "
+                               f"both capped at epsilon {config.epsilon} of the list"
                                if config.dedup == "generated" else "the model generates the L codes; a shared ID "
                                "stands for its items, ranked by training popularity")),
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "

@@ -99,9 +99,13 @@ class NextItemModel(nn.Module):
     slots : int
         S, item slots per window (history + the target).
     config : ModelConfig
+    vectors : ndarray float (M, E) or None
+        The items' unit embeddings: the model also learns a projection of the state before an item to them
+        (LIGER's dense rule, :mod:`.dense`), its cosine loss weighted by ``dense_weight``.
     """
 
-    def __init__(self, tokens: ItemTokens, slots: int, config: ModelConfig) -> None:
+    def __init__(self, tokens: ItemTokens, slots: int, config: ModelConfig, vectors: np.ndarray | None = None,
+                 dense_weight: float = 0.0) -> None:
         super().__init__()
         self.sizes, self.generated, self.slots = tokens.sizes, tokens.generated, slots
         offsets = np.concatenate([[0], np.cumsum(tokens.sizes)[:-1]])
@@ -116,6 +120,10 @@ class NextItemModel(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.heads, config.dropout) for _ in range(config.layers))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, self.vocab)
+        self.dense_weight = dense_weight
+        if vectors is not None:  # the dense rule's projection (:mod:`.dense`), built last: the other weights stay
+            self.register_buffer("vectors", torch.as_tensor(vectors, dtype=torch.float32))
+            self.project = nn.Linear(d, self.vectors.shape[1])
 
     def flat(self, items: torch.Tensor) -> torch.Tensor:
         """Item rows (B, S') (-1: padding) -> flat tokens (B, S' x T)."""
@@ -151,8 +159,8 @@ class NextItemModel(nn.Module):
         ----------
         items : LongTensor (B, S), item rows, -1 for padding (left)
 
-        A slot is a target when it and the slot before it hold items. Both
-        results stay on the device (no host sync).
+        A slot is a target when it and the slot before it hold items. With the dense rule's projection the
+        sum adds ``dense_weight x (1 - cosine)`` per target item. Both results stay on the device (no host sync).
         """
         T, tokens = len(self.sizes), self.flat(items)
         hidden, _ = self.hidden(tokens)
@@ -165,4 +173,14 @@ class NextItemModel(nn.Module):
             truth = torch.where(target, truth, torch.full_like(truth, -100))
             total = total + nn.functional.cross_entropy(self.logits(states, g).flatten(0, 1), truth.flatten(),
                                                         ignore_index=-100, reduction="sum")
+        if hasattr(self, "project"):
+            states = hidden[:, T - 1::T][:, :items.shape[1] - 1]
+            truth = self.vectors[items[:, 1:].clamp(min=0)]
+            cosine = nn.functional.cosine_similarity(self.project(states), truth, dim=-1)
+            total = total + self.dense_weight * ((1 - cosine) * target).sum()
         return total, target.sum()
+
+    def query(self, history: torch.Tensor) -> torch.Tensor:
+        """The dense rule's query (B, E), unit length: the projected state after each history (B, H) of item rows."""
+        state = self.hidden(self.flat(history))[0][:, -1]
+        return nn.functional.normalize(self.project(state), dim=-1)

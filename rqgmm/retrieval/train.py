@@ -10,7 +10,10 @@ reads its IDs back once. The best epoch's weights are restored.
 
 With generated dedup tokens (``ItemTokens.prefix_length < generated``) the
 beam runs over the warm items' full IDs and cold items join by TIGER's prefix
-rule (:mod:`.cold`, share of the list capped by ``epsilon``); otherwise the
+rule (:mod:`.cold`, share of the list capped by ``epsilon``) or, given the
+items' embeddings, by LIGER's dense re-rank (:mod:`.dense`, same cap); both
+rules read one model (trained with the dense loss when embeddings are given)
+and ``RetrievalConfig.cold`` picks the one early stopping reads; otherwise the
 beam runs over every item's ID and the collision correction ranks the items
 behind a shared ID (:mod:`.metrics`).
 """
@@ -31,6 +34,7 @@ from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
 from rqgmm.retrieval.cold import EPSILON, cold_cap, prefix_rule_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
+from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, dense_rule_ranks, unit_rows
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
 from rqgmm.retrieval.sequences import Sequences
@@ -72,7 +76,12 @@ class RetrievalConfig:
     device : str
     epsilon : float in [0, 1]
         With generated dedup tokens: the share of the generated list that cold items may take (TIGER's
-        prefix rule, :mod:`.cold`); 0 leaves cold items unreachable.
+        prefix rule, :mod:`.cold`, and the dense rule, :mod:`.dense`); 0 leaves cold items unreachable.
+    cold : {"prefix", "dense"}
+        The cold-item rule whose ranks :meth:`Retriever.ranks` returns and early stopping reads ("dense" needs
+        the items' embeddings).
+    dense_weight : float
+        Weight of the dense rule's cosine loss (:data:`.dense.DENSE_WEIGHT`), when embeddings are given.
     num_threads : int or None
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
         the CTR trainer's: on a shared 2-core machine a step of the quick model took 0.25 s on one thread
@@ -90,6 +99,8 @@ class RetrievalConfig:
     seed: int = 0
     device: str = "cpu"
     epsilon: float = EPSILON
+    cold: str = "prefix"
+    dense_weight: float = DENSE_WEIGHT
     num_threads: int | None = 1
 
 
@@ -157,6 +168,8 @@ class Retriever:
         H, history items read.
     cold : ndarray bool (M,)
         The items no training sequence holds.
+    unit : ndarray float (M, E) or None
+        The items' unit embeddings (the dense rule's; None without it).
     valid_recall : list of float
         Validation item-level Recall@10 per epoch.
     """
@@ -168,6 +181,7 @@ class Retriever:
     length: int
     config: RetrievalConfig
     cold: np.ndarray
+    unit: np.ndarray | None = None
     valid_recall: list[float] = field(default_factory=list)
 
     @property
@@ -176,20 +190,42 @@ class Retriever:
         return self.tokens.prefix_length < self.tokens.generated
 
     def ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Item-level and ID-level ranks (U,) of the targets after each history (U, H).
+        """Item-level and ID-level ranks (U,) of the targets after each history (U, H), by ``config.cold``'s rule.
 
-        With the prefix rule the ID level is the beam's list before cold items join.
+        With a cold rule the ID level is the beam's list before cold items join.
+        """
+        by_rule, id_rank = self.rule_ranks(history, targets)
+        return by_rule.get(self.config.cold, by_rule["prefix"]), id_rank
+
+    def rule_ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Item-level ranks (U,) per cold rule (one beam search), and the ID-level ranks.
+
+        Without generated dedup tokens there is no cold rule: the one entry "prefix" holds the collision
+        correction's ranks. "dense" is present when the model learned the projection.
         """
         device = resolve_device(self.config.device)
         with torch_threads(self.config.num_threads):
             ids = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
+            query = self._query(history, EVAL_BATCH[device.type]) if self.unit is not None else None
         sizes = list(self.tokens.sizes[:self.tokens.generated])
         item_rank, id_rank = ranks(ids, sizes, targets, self.groups)
-        if self.prefix_rule:
-            prefix = row_keys(self.tokens.tokens[:, :self.tokens.prefix_length], sizes[:self.tokens.prefix_length])
-            cap = cold_cap(self.config.epsilon, self.config.beam)
-            item_rank = prefix_rule_ranks(self._items_of(ids), prefix, self.cold, targets, cap)
-        return item_rank, id_rank
+        if not self.prefix_rule:
+            return {"prefix": item_rank}, id_rank
+        prefix = row_keys(self.tokens.tokens[:, :self.tokens.prefix_length], sizes[:self.tokens.prefix_length])
+        cap = cold_cap(self.config.epsilon, self.config.beam)
+        items = self._items_of(ids)
+        found = {"prefix": prefix_rule_ranks(items, prefix, self.cold, targets, cap)}
+        if query is not None:
+            found["dense"] = dense_rule_ranks(items, query, self.unit, self.cold, targets, cap)
+        return found, id_rank
+
+    @torch.no_grad()
+    def _query(self, history: np.ndarray, batch: int) -> np.ndarray:
+        """The dense rule's query (U, E) after each history (U, H), on the model's device."""
+        self.model.eval()
+        device = self.model.table.device
+        return torch.cat([self.model.query(torch.as_tensor(history[i:i + batch], device=device))
+                          for i in range(0, len(history), batch)]).cpu().numpy()
 
     def _items_of(self, ids: np.ndarray) -> np.ndarray:
         """The item (U, W) of each generated full ID (U, W, G) (unique with dedup tokens); -1 for empty rows."""
@@ -207,21 +243,28 @@ def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int
     return int(max(8, min(256, windows // MIN_STEPS_PER_EPOCH, LOGIT_BYTES[device.type] // per_window)))
 
 
-def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig) -> Retriever:
+def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
+                  embeddings: np.ndarray | None = None) -> Retriever:
     """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights.
 
-    Every draw comes from a named child of ``config.seed``; torch's global RNG is forked, so the caller's
+    ``embeddings`` (M, E): the items' vectors; with generated dedup tokens the model also learns the dense
+    rule's projection (:mod:`.dense`). Every draw comes from a named child of ``config.seed``; torch's global RNG is forked, so the caller's
     random state is the same afterwards.
     """
     device = resolve_device(config.device)
     length = history_length(seqs, config.history)
+    dense = embeddings is not None and tokens.prefix_length < tokens.generated
+    unit = unit_rows(embeddings) if dense else None
+    if config.cold not in COLD_RULES or (config.cold == "dense" and not dense):
+        raise ValueError(f"Expected cold in {COLD_RULES} ('dense' with embeddings and generated dedup tokens), "
+                         f"got {config.cold!r}")
     with forked_rng(torch.device("cpu"), child_seed(config.seed, "retrieval init")):  # built on the host
-        model = NextItemModel(tokens, length + 1, config.model).to(device)
+        model = NextItemModel(tokens, length + 1, config.model, unit, config.dense_weight).to(device)
     popularity = seqs.popularity()
     beamed = popularity > 0 if tokens.prefix_length < tokens.generated else np.ones(len(popularity), bool)
     trie = PrefixTrie.build(tokens.ids[beamed], list(tokens.sizes[:tokens.generated]))
     retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), popularity),
-                          length, config, popularity == 0)
+                          length, config, popularity == 0, unit)
     windows = torch.as_tensor(training_windows(seqs, length + 1), device=device)
     rng = np.random.default_rng(child_seed(config.seed, "valid users"))
     sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
