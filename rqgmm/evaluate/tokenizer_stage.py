@@ -21,7 +21,7 @@ import numpy as np
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
-from rqgmm.ids.metrics import report
+from rqgmm.ids.metrics import merged_items, report, shared_vectors
 from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
@@ -92,6 +92,7 @@ def describe_fit(model, method: str, X: np.ndarray, item_ids: np.ndarray, fit_wa
     history = getattr(model, "history_", None) if history is None else history
     per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
     metrics.update(history=history if per_level else [], shared_items=metrics["collided_items"],
+                   shared_vectors=shared_vectors(X), merged_items=merged_items(codes, X),
                    warnings=sorted({*fit_warnings, *(str(w.message) for w in caught)}))
     return metrics, table
 
