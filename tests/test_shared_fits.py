@@ -38,3 +38,15 @@ def test_methods_that_do_not_nest_and_single_depths_fit_shape_by_shape():
     assert fits.deepest("rqgmm", (2, 8)) == 3 and fits.deepest("prqkmeans+balanced", (3, 8)) == 3
     assert fits.deepest("rqvae", (2, 8)) is None and fits.deepest("vqvae", (2, 8)) is None
     assert fits.deepest("rqkmeans", (2, 16)) is None  # no deeper shape at K=16
+
+
+def test_the_sweep_cost_bench_prints_the_ratio_to_the_deepest_fit(capsys):
+    import json
+
+    from rqgmm.bench.sweep_cost import main
+
+    main(["--rows", "400", "--dim", "4", "--topics", "20", "--codebook-size", "4", "--methods", "rqkmeans",
+          "--unshared"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["levels"] == [2, 3] and {"deepest_alone_s", "sweep_s", "ratio", "unshared_ratio"} <= set(
+        result["rqkmeans"])
