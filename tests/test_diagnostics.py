@@ -44,3 +44,22 @@ def test_click_rate_r2_is_one_when_the_prefix_sets_the_rate_and_near_chance_at_r
     random_codes = rng.integers(0, 4, size=(60, 1))
     r2 = [click_rate_r2(rng.permutation(random_codes), rows, clicked)[0]["r2"] for _ in range(300)]
     assert np.mean(r2) == pytest.approx(click_rate_r2(random_codes, rows, clicked)[0]["expected"], abs=0.01)
+
+
+def test_the_report_table_gives_the_rank_correlation_with_the_trained_auc_from_three_configurations():
+    from rqgmm.evaluate.id_checks import diagnostics_section
+
+    def diagnostic(name, lift, r2):
+        return dict(kind="diagnostic", tokenizer=name, modality="fused", seed=0, pairs=1200,
+                    coherence=[dict(level=1, observed=0.5 * lift, expected=0.5, lift=lift)],
+                    r2=[dict(level=1, r2=r2, expected=0.01)])
+
+    names = ["rqgmm 2x4", "rqgmm 3x4", "rqkmeans 2x4"]
+    records = [diagnostic(n, lift, r2) for n, lift, r2 in zip(names, [1.5, 2.0, 1.2], [0.3, 0.2, 0.1])]
+    records += [dict(kind="ctr", tokenizer=n, variant="ids", auc=auc) for n, auc in zip(names, [0.71, 0.72, 0.70])]
+    lines = diagnostics_section(records)
+    assert lines[0] == "## Diagnostics without training (training rows, full IDs)"
+    assert "| rqgmm 3x4 | fused | 1,200 | 2.00 |" in lines[2]
+    assert lines[4] == ("Rank correlation with the `ids` AUC on all rows over 3 configurations: co-click lift "
+                        "+1.00, click-rate R² +0.50.")
+    assert len(diagnostics_section(records[:2] + records[3:5])) == 4  # two configurations: no correlation

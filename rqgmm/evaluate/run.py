@@ -25,6 +25,7 @@ from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
+from rqgmm.evaluate.id_checks import diagnostic_records
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Evaluation:
         with grid.plan(self.stage.pending(tokenizers), ctr):
             self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
             codes = self._codes(tokenizers)
+            self.records += diagnostic_records(self.stage, self.split.train, self.config)
             timed(self.seconds, "ctr", lambda: self._ctr(grid, ctr, codes))
         self.records += timed(self.seconds, "intervals", lambda: comparisons(self.records, self.test))
         return self.records
