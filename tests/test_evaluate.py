@@ -267,9 +267,14 @@ def test_a_shape_sweep_fits_one_tokenizer_per_shape_and_compares_them_head_to_he
     tokenizers = [r for r in records if r["kind"] == "tokenizer"]
     assert sorted({(r["tokenizer"], r["setting"], r["levels"]) for r in tokenizers}) == [
         ("rqkmeans 2x4", "2x4", 2), ("rqkmeans 3x4", "3x4", 3)]
+    assert {r["setting"]: r.get("cut_from") for r in tokenizers} == {"2x4": "3x4", "3x4": None}  # one fit per seed
     assert {r["label"] for r in records if r["kind"] == "ctr"} == {"none", "ids (rqkmeans 2x4)", "ids (rqkmeans 3x4)"}
     heads = [r for r in records if r["kind"] == "comparison" and r["rival"]]
     assert heads and {(c["name"], c["rival_name"], c["interval"]) for c in heads} == {
         ("rqkmeans 2x4", "rqkmeans 3x4", "seeds+users")}
     report = render_report(records, dict(command="rqgmm evaluate"))
     assert "### Shape 2x4" in report and "### Shape 3x4" in report and "| AUC ids cold |" in report
+    diagnostics = [r for r in records if r["kind"] == "diagnostic"]
+    assert sorted((r["tokenizer"], r["seed"], len(r["coherence"])) for r in diagnostics) == [
+        ("rqkmeans 2x4", 0, 2), ("rqkmeans 2x4", 1, 2), ("rqkmeans 3x4", 0, 3), ("rqkmeans 3x4", 1, 3)]
+    assert "## Diagnostics without training" in report

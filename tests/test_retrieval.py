@@ -284,7 +284,7 @@ def test_both_tasks_from_a_toml_file_share_the_tokenizer(tmp_path):
     result, out = _evaluate(tmp_path, rows, items, "--config", str(config))
     assert result.returncode == 0, result.stderr
     records = json.loads((out / "results.json").read_text())["records"]
-    assert {r["kind"] for r in records} == {"inputs", "tokenizer", "ctr", "comparison", "retrieval"}
+    assert {r["kind"] for r in records} == {"inputs", "tokenizer", "diagnostic", "ctr", "comparison", "retrieval"}
     assert len([r for r in records if r["kind"] == "tokenizer"]) == 1
     report = (out / "report.md").read_text()
     assert "## CTR" in report and "## Generative retrieval" in report

@@ -236,3 +236,32 @@ def test_recommendation_is_the_cheapest_unbeaten_configuration_or_says_none_beat
     assert verdict.recommendation(flat, costs) == (
         "Recommendation (side fields): no IDs configuration adds to the embedding on all rows: keep the embedding; "
         "the IDs add nothing over item id and the side fields.")
+
+
+def test_the_shared_id_warning_advises_more_levels_only_when_ids_merge_differing_embeddings():
+    """The flights case: most items are exact duplicates of another's vector, so more levels cannot split them."""
+    duplicates = dict(kind="tokenizer", tokenizer="rqgmm", shared_items=0.957, shared_vectors=0.99,
+                      merged_items=0.01, utilization=[1.0])
+    merged = dict(duplicates, shared_vectors=0.02, merged_items=0.95)
+    assert caveats.caveats([duplicates]) == [
+        "tokenizer rqgmm: 95.7% of the items share their full ID with another item, 99.0% share their embedding "
+        "vector; only 1.0% share an ID with an item whose embedding differs, so more levels or codes would not "
+        "separate them: the embedding does not; embed richer item text (e.g. `rqgmm embed --text "
+        "title,description`) or keep the IDs as they are"]
+    assert caveats.caveats([merged]) == [
+        "tokenizer rqgmm: 95.7% of the items share their full ID with another item, 2.0% share their embedding "
+        "vector; the IDs merge 95.0% of the items with an item whose embedding differs: pass more --levels or a "
+        "larger --codebook-size"]
+
+
+def test_a_tokenizer_record_counts_duplicate_vectors_apart_from_merged_items():
+    from rqgmm.evaluate.config import config_from
+    from rqgmm.evaluate.tokenizer_stage import fit_tokenizer
+
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(10, 4)).astype(np.float32), 30, axis=0)  # 10 distinct vectors, 300 items
+    config = config_from(dict(embedding=["e"], methods="rqkmeans", levels=2, codebook_size=16))
+    metrics, _ = fit_tokenizer("rqkmeans", X, np.arange(300), config, seed=0)
+    assert metrics["shared_items"] == 1.0 and metrics["shared_vectors"] == 1.0 and metrics["merged_items"] == 0.0
+    record = dict(metrics, kind="tokenizer", tokenizer="rqkmeans", warnings=[])
+    assert [line for line in caveats.caveats([record]) if "full ID" in line][0].endswith("keep the IDs as they are")

@@ -4,8 +4,10 @@ Read from the records of one evaluation (no data needed):
 
 - the tokenizers' own warnings (EM not converged, few distinct vectors, a
   codebook shrunk to the distinct vectors), caught while fitting;
-- degenerate IDs: more than half the items share their full ID, or a level
-  uses less than 10% of its codes;
+- degenerate IDs: more than half the items share their full ID (stated beside
+  the share sharing their embedding vector; more levels or codes advised only
+  when the IDs merge items whose vectors differ), or a level uses less than
+  10% of its codes;
 - near-duplicate embeddings: far fewer distinct vectors than items (the
   ``inputs`` record);
 - a popularity slice with too few test rows (or one label) for an AUC.
@@ -22,6 +24,8 @@ SHARED_ID_SHARE = 0.5
 LOW_UTILIZATION = 0.1
 #: Distinct vectors below this share of the items count as near-duplicate embeddings.
 DISTINCT_SHARE = 0.5
+#: More levels or codes are advised when IDs merge more than this share of the items with a different vector.
+MERGED_SHARE = 0.05
 
 
 def _tokenizer_caveats(recs: list[dict]) -> list[str]:
@@ -31,16 +35,31 @@ def _tokenizer_caveats(recs: list[dict]) -> list[str]:
         for message in ordered(m for r in group for m in r.get("warnings") or []):
             out.append(f"tokenizer {method}: {message.rstrip('.')}; the IDs may be unstable: compare seeds, or pass "
                        "fewer --levels or a smaller --codebook-size")
-        shared = max(r["shared_items"] for r in group)
-        if shared > SHARED_ID_SHARE:
-            out.append(f"tokenizer {method}: {100 * shared:.1f}% of the items share their full ID with another item; "
-                       "the IDs cannot tell those items apart: check the embeddings (distinct vectors), or pass more "
-                       "--levels or a larger --codebook-size")
+        worst = max(group, key=lambda r: r["shared_items"])
+        if worst["shared_items"] > SHARED_ID_SHARE:
+            out.append(_shared_id_caveat(method, worst))
         for level, use in enumerate(min(lv) for lv in zip(*(r["utilization"] for r in group if r.get("utilization")))):
             if use < LOW_UTILIZATION:
                 out.append(f"tokenizer {method}: level {level + 1} uses {100 * use:.1f}% of its codes; pass a smaller "
                            "--codebook-size (or fewer --levels)")
     return out
+
+
+def _shared_id_caveat(method: str, record: dict) -> str:
+    """Items sharing a full ID, against items sharing their embedding vector; more levels or codes advised only
+    where the IDs merge items whose vectors differ (records before that figure keep the older advice)."""
+    fact = f"tokenizer {method}: {100 * record['shared_items']:.1f}% of the items share their full ID with another item"
+    if "merged_items" not in record:
+        return (f"{fact}; the IDs cannot tell those items apart: check the embeddings (distinct vectors), or pass "
+                "more --levels or a larger --codebook-size")
+    fact += f", {100 * record['shared_vectors']:.1f}% share their embedding vector"
+    merged = record["merged_items"]
+    if merged > MERGED_SHARE:
+        return (f"{fact}; the IDs merge {100 * merged:.1f}% of the items with an item whose embedding differs: "
+                "pass more --levels or a larger --codebook-size")
+    return (f"{fact}; only {100 * merged:.1f}% share an ID with an item whose embedding differs, so more levels or "
+            "codes would not separate them: the embedding does not; embed richer item text (e.g. "
+            "`rqgmm embed --text title,description`) or keep the IDs as they are")
 
 
 def _input_caveats(recs: list[dict]) -> list[str]:

@@ -30,6 +30,7 @@ from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.tables import (DASH, fmt_difference, fmt_levels, fmt_mean_std, markdown_table, ordered, select,
                                    settings_in)
 from rqgmm.evaluate.verdict import COLUMNS, OVERALL, interval_note, recommendation, verdict_lines
+from rqgmm.evaluate.id_checks import diagnostics_section
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def render_report(records: list[dict], meta: dict) -> str:
     for dataset in datasets:
         in_data = select(records, dataset=dataset)
         lines += [f"# {dataset}", ""] if several else []
-        lines += tokenizer_section(in_data) + shape_section(in_data)
+        lines += tokenizer_section(in_data) + shape_section(in_data) + diagnostics_section(in_data)
         lines += ctr_section(in_data) + cost_section(in_data)
         lines += retrieval_section(in_data)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"

@@ -26,6 +26,7 @@ from rqgmm.evaluate.stages import measured
 from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
+from rqgmm.evaluate.id_checks import diagnostic_records
 from rqgmm.runtime.parallel import rank_and_size
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class Evaluation:
         with grid.plan(self.stage.pending(tokenizers), ctr):
             self.records += self._stage("tokenizers", lambda: self.stage.run(grid, tokenizers))
             codes = self._codes(tokenizers)
+            self.records += diagnostic_records(self.stage, self.split.train, self.config)
             self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
         self.records += self._stage("intervals", lambda: comparisons(self.records, test))

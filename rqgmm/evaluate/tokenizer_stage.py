@@ -21,7 +21,7 @@ import numpy as np
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
-from rqgmm.ids.metrics import report
+from rqgmm.ids.metrics import merged_items, report, shared_vectors
 from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
@@ -66,10 +66,8 @@ def split_method(name: str) -> tuple[str, bool]:
     return base, suffix == "balanced"
 
 
-def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
-                  seed: int) -> tuple[dict, CodesTable]:
-    """Fit one tokenizer on the item vectors X (M, D) at the config's (first) shape; its metrics and its codes
-    table (sizes in its metadata)."""
+def fit_model(method: str, X: np.ndarray, config: EvaluateConfig, seed: int) -> tuple:
+    """Fit one tokenizer on X (M, D) at the config's (first) shape: (the model, its fit's warnings, seconds)."""
     base, balanced = split_method(method)
     cls = tokenizer_class(base)
     levels, codebook_size = config.shapes[0]
@@ -79,15 +77,81 @@ def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: Eval
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X)
+    return model, [str(w.message) for w in caught], time.perf_counter() - start
+
+
+def describe_fit(model, method: str, X: np.ndarray, item_ids: np.ndarray, fit_warnings: list[str],
+                 history=None) -> tuple[dict, CodesTable]:
+    """The metrics (without ``fit_seconds``) and the codes table of a fitted tokenizer on the item vectors X."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         codes = np.asarray(model.encode(X))
-    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, base)
+    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, split_method(method)[0])
     X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
     metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
-    history = getattr(model, "history_", None)
+    history = getattr(model, "history_", None) if history is None else history
     per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
-    metrics.update(history=history if per_level else [], fit_seconds=time.perf_counter() - start,
-                   shared_items=metrics["collided_items"], warnings=sorted({str(w.message) for w in caught}))
+    metrics.update(history=history if per_level else [], shared_items=metrics["collided_items"],
+                   shared_vectors=shared_vectors(X), merged_items=merged_items(codes, X),
+                   warnings=sorted({*fit_warnings, *(str(w.message) for w in caught)}))
     return metrics, table
+
+
+def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
+                  seed: int) -> tuple[dict, CodesTable]:
+    """Fit one tokenizer on the item vectors X (M, D) at the config's (first) shape; its metrics and its codes
+    table (sizes in its metadata)."""
+    start = time.perf_counter()
+    model, fit_warnings, _ = fit_model(method, X, config, seed)
+    metrics, table = describe_fit(model, method, X, item_ids, fit_warnings)
+    metrics["fit_seconds"] = time.perf_counter() - start
+    return metrics, table
+
+
+class SharedFits:
+    """The tokenizer fits of a shape sweep, shared by nested shapes.
+
+    Where a method nests (``Tokenizer.nested``: the first l levels of an L-level fit are the l-level fit for the
+    same seed), the sweep's shapes with one codebook size K are all cut from one fit of the deepest of them, per
+    (method, K, seed, modality); other methods, and a K with one depth, are fitted shape by shape.
+
+    Parameters
+    ----------
+    shapes : list of (levels, codebook size)
+        The sweep's shapes.
+    """
+
+    def __init__(self, shapes: list[tuple[int, int]]) -> None:
+        self.shapes = list(shapes)
+        self.models: dict[tuple, tuple] = {}  # (method, K, seed, modality) -> (deepest model, warnings, seconds)
+
+    def deepest(self, method: str, shape: tuple[int, int]) -> int | None:
+        """The deepest levels of the sweep at ``shape``'s K when ``method`` nests and several depths share it."""
+        depths = [levels for levels, size in self.shapes if size == shape[1]]
+        nested = tokenizer_class(split_method(method)[0]).nested
+        return max(depths) if nested and len(depths) > 1 else None
+
+    def fit(self, method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig, seed: int,
+            modality: str = "") -> tuple[dict, CodesTable]:
+        """:func:`fit_tokenizer` at the one-shape ``config``'s shape, cut from the deepest fit where it nests.
+
+        A cut record names the shape it was cut from (``cut_from``); its ``fit_seconds`` is this call's own time
+        (the shared fit counts once, in the call that ran it)."""
+        levels, size = config.shapes[0]
+        deepest = self.deepest(method, (levels, size))
+        if deepest is None:
+            return fit_tokenizer(method, X, item_ids, config, seed=seed)
+        start, key = time.perf_counter(), (method, size, seed, modality)
+        if key not in self.models:
+            self.models[key] = fit_model(method, X, replace(config, levels=deepest), seed)
+        model, fit_warnings, _ = self.models[key]
+        history = getattr(model, "history_", None)
+        cut = model.truncate(levels) if levels < deepest else model
+        metrics, table = describe_fit(cut, method, X, item_ids, fit_warnings,
+                                      history=history[:levels] if isinstance(history, list) else None)
+        metrics.update(fit_seconds=time.perf_counter() - start,
+                       **({"cut_from": setting_label(deepest, size)} if levels < deepest else {}))
+        return metrics, table
 
 
 class TokenizerStage:
@@ -109,6 +173,7 @@ class TokenizerStage:
             logger.info("%s: %s", dataset, describe_shape(len(data.item_ids)))
         self.data, self.config, self.dataset = data, config.with_shape(len(data.item_ids)), dataset
         self.codes: dict[tuple[str, int, str], tuple[np.ndarray, list[int]]] = {}
+        self.fits = SharedFits(self.config.shapes)
 
     def record(self, kind: str, **values) -> dict:
         """A record of this evaluation: its kind, the dataset and the split, then ``values``."""
@@ -165,8 +230,8 @@ class TokenizerStage:
         (label, seed, name), shape = self.held(job), self._shape(job)
         with quiet_library_logs():
             one_shape = replace(self.config, levels=shape[0], codebook_size=shape[1])
-            metrics, table = fit_tokenizer(job.ident["tokenizer"], inputs[name], self.data.item_ids, one_shape,
-                                           seed=seed)
+            metrics, table = self.fits.fit(job.ident["tokenizer"], inputs[name], self.data.item_ids, one_shape,
+                                           seed=seed, modality=name)
         # the levels the codes have: a method with fixed levels (VQ-VAE) keeps its own
         record = self.record("tokenizer", tokenizer=label, modality=name, seed=seed,
                              setting=setting_label(metrics["levels"], shape[1]), **metrics)

@@ -87,6 +87,30 @@ def collided_items(codes: np.ndarray) -> float:
     return float((counts[group.reshape(-1)] > 1).mean())
 
 
+def vector_groups(X: np.ndarray) -> np.ndarray:
+    """(N,) int: one number per distinct row of X (N, D), equal exactly where two rows are byte-for-byte equal."""
+    rows = np.ascontiguousarray(X)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+def shared_vectors(X: np.ndarray) -> float:
+    """Share of the N items whose vector (row of X (N, D)) another item also has: exact duplicates."""
+    groups = vector_groups(X)
+    return float((np.bincount(groups)[groups] > 1).mean())
+
+
+def merged_items(codes: np.ndarray, X: np.ndarray) -> float:
+    """Share of the N items whose full ID another item holds with a different vector (row of X (N, D)).
+
+    The part of :func:`collided_items` that more levels or codes could split: items sharing a full ID only
+    with exact duplicates of their own vector are not counted."""
+    _, ids = np.unique(np.asarray(codes), axis=0, return_inverse=True)
+    ids = ids.reshape(-1)
+    pairs = np.unique(np.stack([ids, vector_groups(X)], axis=1), axis=0)  # (full ID, distinct vector) pairs
+    return float((np.bincount(pairs[:, 0], minlength=ids.max() + 1)[ids] > 1).mean())
+
+
 def largest_collision(codes: np.ndarray) -> int:
     """The most items (N, L codes) that hold one full ID: 1 when every full ID is distinct."""
     return int(_prefix_counts(codes, codes.shape[1]).max())

@@ -115,6 +115,9 @@ class Tokenizer(TransformerMixin, BaseEstimator, ABC):
     resumable: ClassVar[bool] = False
     #: Whether ``fit`` takes ``init=`` (a warm start) and :func:`rqgmm.refit.align.align` renumbers it.
     refittable: ClassVar[bool] = False
+    #: Whether the first l levels of an L-level fit are the l-level fit for the same seed (``truncate(l)`` gives it),
+    #: so a sweep over levels fits only the deepest stack.
+    nested: ClassVar[bool] = False
 
     #: Fitted tokenizers have ``n_features_in_``: the input dimension D seen in ``fit``.
     n_features_in_: int

@@ -118,6 +118,7 @@ class ResidualQuantizer(Tokenizer):
     n_features_in_ : int
     """
 
+    nested: ClassVar[bool] = True  # each level sees only the residuals of the levels above it
     #: Hyper-parameters of the levels, stored in the model file and passed back on load.
     level_params: ClassVar[tuple[str, ...]] = ()
     #: Names of the normaliser's fitted tensors (attributes ``NAME_``), stored in the model file.

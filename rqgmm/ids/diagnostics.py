@@ -1,0 +1,64 @@
+"""Checks of a codes table against a click log that need no CTR training (issue 26, item 7).
+
+Per level l (the length-l prefixes of the full IDs):
+
+- co-click coherence: the share of a user's consecutive positive pairs whose two items share the
+  level's prefix, against the share expected when the same IDs are dealt to the items at random
+  (a permutation: every prefix keeps its number of items); their ratio is the lift;
+- click-rate R²: the share of the variance of the items' click rates (each item with a row
+  counted once) that the prefixes explain (between-group over total sum of squares), against its
+  expectation under the same random permutation, (G - 1) / (n - 1) for G groups over n items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
+    """(N,) int: one number per distinct length-``level`` prefix of codes (N, L)."""
+    return np.unique(np.asarray(codes)[:, :level], axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second)."""
+    keep = np.asarray(clicked, dtype=bool)
+    users, rows = np.asarray(users)[keep], np.asarray(rows)[keep]
+    order = np.argsort(users, kind="stable")  # a user's rows keep the log's order
+    users, rows = users[order], rows[order]
+    same = users[1:] == users[:-1]
+    return rows[:-1][same], rows[1:][same]
+
+
+def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[dict]:
+    """Per level: the observed share of pairs (item rows ``first``, ``second``) sharing the prefix, the
+    share expected under random IDs of the same sizes, and their lift (None without pairs)."""
+    n_items, out = len(codes), []
+    repeat = float((first == second).mean()) if len(first) else 0.0
+    for level in range(1, np.asarray(codes).shape[1] + 1):
+        groups = _prefix_groups(codes, level)
+        sizes = np.bincount(groups).astype(np.float64)
+        chance = float((sizes * (sizes - 1)).sum() / (n_items * (n_items - 1))) if n_items > 1 else 1.0
+        observed = float((groups[first] == groups[second]).mean()) if len(first) else None
+        expected = repeat + (1 - repeat) * chance
+        out.append(dict(level=level, observed=observed, expected=expected,
+                        lift=observed / expected if observed is not None and expected > 0 else None))
+    return out
+
+
+def click_rate_r2(codes: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> list[dict]:
+    """Per level: R² of the items' click rates (items with at least one row in ``rows``) on the level's
+    prefixes, and its expectation under random IDs of the same sizes."""
+    counts = np.bincount(rows, minlength=len(codes))
+    seen = np.flatnonzero(counts)
+    rates = np.bincount(rows, weights=np.asarray(clicked, dtype=np.float64), minlength=len(codes))[seen] / counts[seen]
+    total = float(((rates - rates.mean()) ** 2).sum())
+    out = []
+    for level in range(1, np.asarray(codes).shape[1] + 1):
+        groups = np.unique(_prefix_groups(codes, level)[seen], return_inverse=True)[1].reshape(-1)
+        n_groups = groups.max() + 1 if len(groups) else 0
+        means = np.bincount(groups, weights=rates) / np.bincount(groups)
+        between = float((np.bincount(groups) * (means - rates.mean()) ** 2).sum())
+        expected = (n_groups - 1) / (len(seen) - 1) if len(seen) > 1 else None
+        out.append(dict(level=level, r2=between / total if total > 0 else None, expected=expected))
+    return out
