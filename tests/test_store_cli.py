@@ -78,3 +78,14 @@ def test_a_failed_write_removes_the_uncommitted_generation(tmp_path, capsys, sto
                        "--embedding", "vec")
     assert code == 2 and err.count("\n") == 1 and "No space left" in err
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+@pytest.mark.parametrize("suffix", [[], ["--no-suffix"]])
+def test_a_cap_beyond_an_int64_key_is_refused_before_allocation(tmp_path, capsys, store, suffix):
+    """New items under a cap of 1e20 overflowed the allocation (exit 1; found by tests/test_contract_store.py)."""
+    x = np.random.default_rng(1).normal(size=(90, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": np.arange(100, 190), "vec": list(x)}), tmp_path / "more.parquet")
+    target = store if not suffix else tmp_path / "plain"
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "more.parquet", "--store", target, "--item", "sku",
+                       "--embedding", "vec", "--max-per-prefix", "99999999999999999999", *suffix)
+    assert code == 2 and err.count("\n") == 1 and "--max-per-prefix" in err and "2**62" in err

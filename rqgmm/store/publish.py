@@ -21,6 +21,7 @@ Nothing is written before every input has been checked.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
             store.verify([store.current])  # every file serving loads, before anything builds on them
         settings = _settings(store, model, config)
         store_sizes = settings["codebook_sizes"]
+        _check_cap_size(config.max_per_prefix, store_sizes)
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
         gen = 1 if store.is_new else store.current["generation"] + 1
         old, revived, new_rows, counts = _carry_over(parent, item_ids, gen, store_sizes)
@@ -96,6 +98,14 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
                                    old.select(np.flatnonzero(revived))])
         del parent, old, new  # the peak comes with the exports: hold one copy of the rows by then
         return _write(store, settings, table, delta, fingerprint, gen, counts, config)
+
+
+def _check_cap_size(cap: int | None, sizes: list[int]) -> None:
+    """Refuse a cap whose IDs (cap per prefix) could not be keyed in an int64: it would overflow the allocation."""
+    prefixes = math.prod(sizes)
+    if cap is not None and cap * prefixes > 2 ** 62:
+        raise InputError(f"--max-per-prefix {cap} times the {prefixes:,} prefixes is more than 2**62 IDs, more than "
+                         f"a store indexes; pass a cap of at most {2 ** 62 // prefixes:,}")
 
 
 def _catalogue_ids(path: Path, item: str = "item_id") -> np.ndarray:
