@@ -89,3 +89,11 @@ def test_a_cap_beyond_an_int64_key_is_refused_before_allocation(tmp_path, capsys
     code, _, err = run(capsys, "publish", MODEL, tmp_path / "more.parquet", "--store", target, "--item", "sku",
                        "--embedding", "vec", "--max-per-prefix", "99999999999999999999", *suffix)
     assert code == 2 and err.count("\n") == 1 and "--max-per-prefix" in err and "2**62" in err
+
+
+def test_a_refused_first_publish_removes_the_parent_folders_it_made(tmp_path, capsys, store):
+    """--store deep/er/store refused after the lock was taken left deep/er behind (found by the contract cases)."""
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "cat.parquet", "--store", tmp_path / "deep" / "er" / "s",
+                       "--item", "sku", "--embedding", "vec", "--max-per-prefix", "1")
+    assert code == 2 and err.count("\n") == 1
+    assert not (tmp_path / "deep").exists()
