@@ -97,3 +97,15 @@ def test_a_refused_first_publish_removes_the_parent_folders_it_made(tmp_path, ca
                        "--item", "sku", "--embedding", "vec", "--max-per-prefix", "1")
     assert code == 2 and err.count("\n") == 1
     assert not (tmp_path / "deep").exists()
+
+
+def test_text_ids_into_a_store_of_integer_ids_are_refused(tmp_path, capsys, store):
+    """A catalogue of string ids published into a store of int ids ended in an ArrowInvalid traceback (found by
+    the contract cases)."""
+    x = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": [f"i{i}" for i in range(5)], "vec": list(x)}), tmp_path / "text.parquet")
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "text.parquet", "--store", store, "--item", "sku",
+                       "--embedding", "vec")
+    assert code == 2 and err.count("\n") == 1 and "text item ids" in err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before

@@ -84,6 +84,7 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
         store_sizes = settings["codebook_sizes"]
         _check_cap_size(config.max_per_prefix, store_sizes)
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
+        _check_id_kind(parent.item_ids, item_ids, catalogue, store.path)
         gen = 1 if store.is_new else store.current["generation"] + 1
         old, revived, new_rows, counts = _carry_over(parent, item_ids, gen, store_sizes)
         slots = alloc.store_slots(alloc.prefix_keys(old.codes, store_sizes), old.suffix, old.live,
@@ -98,6 +99,16 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
                                    old.select(np.flatnonzero(revived))])
         del parent, old, new  # the peak comes with the exports: hold one copy of the rows by then
         return _write(store, settings, table, delta, fingerprint, gen, counts, config)
+
+
+def _check_id_kind(held: np.ndarray, ids: np.ndarray, catalogue: Path, store: Path) -> None:
+    """Refuse a catalogue whose item ids are text where the store's are integers, or the reverse."""
+    def kind(values: np.ndarray) -> str:
+        return "integer" if values.dtype.kind in "iu" else "text"
+
+    if len(held) and kind(held) != kind(ids):
+        raise InputError(f"{catalogue} has {kind(ids)} item ids, {store} holds {kind(held)} ones; publish a "
+                         f"catalogue with the store's {kind(held)} ids")
 
 
 def _check_cap_size(cap: int | None, sizes: list[int]) -> None:
