@@ -265,7 +265,8 @@ def pool(tmp_path_factory):
 
 
 def _outputs(argv: list[str]) -> list[str]:
-    outs = [argv[i + 1] for i, a in enumerate(argv) if a in ("--out", "--checkpoint") and i + 1 < len(argv)]
+    outs = [argv[i + 1] for i, a in enumerate(argv)
+            if a in ("--out", "--checkpoint", "--store") and i + 1 < len(argv)]
     return [os.path.normpath(o) for o in outs]
 
 

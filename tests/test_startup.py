@@ -37,7 +37,9 @@ def probe(argv: list[str]) -> tuple[int, list[str], str]:
 @pytest.mark.parametrize("argv, status", [
     (["--help"], 0),
     (["fit", "--help"], 0), (["encode", "--help"], 0), (["report", "--help"], 0), (["publish", "--help"], 0),
-    (["check", "--help"], 0), (["embed", "--help"], 0),
+    (["check", "--help"], 0), (["embed", "--help"], 0), (["evaluate", "--help"], 0), (["benchmark", "--help"], 0),
+    (["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o", "--seeds", "0"], 2),
+    (["evaluate", "r.parquet", "--out", "o"], 2), (["benchmark", "--max-items", "x"], 2),
     (["fit", "x.npy", "--levels", "0", "--out", "m"], 2),
     (["encode", "m", "x.npy", "--out", "c.parquet", "--format", "nope"], 2),
     (["publish", "m", "x.parquet", "--store", "s", "--max-per-prefix", "0"], 2),
@@ -58,3 +60,13 @@ def test_the_lazy_parser_lists_every_verb_with_the_full_parsers_help():
     full = listed(build_parser())
     assert sorted(full) == sorted(listed(build_parser([])))
     assert sorted(full) == sorted((verb, v.help) for verb, v in VERBS.items())
+
+
+def test_evaluate_help_names_are_the_configs_and_the_ctr_stacks():
+    """rqgmm.evaluate.names repeats EvaluateConfig's defaults and the backbones, so the parser needs no torch."""
+    from rqgmm.ctr.models import BACKBONES
+    from rqgmm.evaluate.config import QUICK_TRAIN, defaults
+    from rqgmm.evaluate.names import BACKBONE_NAMES, DEFAULTS, QUICK_MAX_EPOCHS
+
+    assert BACKBONE_NAMES == tuple(BACKBONES) and QUICK_MAX_EPOCHS == QUICK_TRAIN.max_epochs
+    assert DEFAULTS == {key: defaults()[key] for key in DEFAULTS}

@@ -53,3 +53,59 @@ def test_a_log_that_barely_matches_the_store_is_warned_about(tmp_path, capsys, s
     pq.write_table(pa.table({"item_id": items}), tmp_path / "log.parquet")
     code, _, err = run(capsys, "report", store, "--interactions", tmp_path / "log.parquet", "--json")
     assert code == 0 and "warning" in err and expect in err
+
+
+def test_a_publish_refused_after_its_allocation_leaves_no_generation_file(tmp_path, capsys, store):
+    """A --max-per-prefix too large for an int64 key was refused after the generation's table and delta were
+    written (found by tests/test_contract_store.py): the vocabulary is checked first, nothing is left."""
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "cat.parquet", "--store", store, "--item", "sku",
+                       "--embedding", "vec", "--max-per-prefix", "99999999999999999999")
+    assert code == 2 and err.count("\n") == 1 and "2**62" in err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_a_failed_write_removes_the_uncommitted_generation(tmp_path, capsys, store, monkeypatch):
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    x = np.random.default_rng(1).normal(size=(90, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": np.arange(100, 190), "vec": list(x)}), tmp_path / "more.parquet")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", "exports")
+
+    monkeypatch.setattr("rqgmm.store.publish.write_exports", full)
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "more.parquet", "--store", store, "--item", "sku",
+                       "--embedding", "vec")
+    assert code == 2 and err.count("\n") == 1 and "No space left" in err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+@pytest.mark.parametrize("suffix", [[], ["--no-suffix"]])
+def test_a_cap_beyond_an_int64_key_is_refused_before_allocation(tmp_path, capsys, store, suffix):
+    """New items under a cap of 1e20 overflowed the allocation (exit 1; found by tests/test_contract_store.py)."""
+    x = np.random.default_rng(1).normal(size=(90, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": np.arange(100, 190), "vec": list(x)}), tmp_path / "more.parquet")
+    target = store if not suffix else tmp_path / "plain"
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "more.parquet", "--store", target, "--item", "sku",
+                       "--embedding", "vec", "--max-per-prefix", "99999999999999999999", *suffix)
+    assert code == 2 and err.count("\n") == 1 and "--max-per-prefix" in err and "2**62" in err
+
+
+def test_a_refused_first_publish_removes_the_parent_folders_it_made(tmp_path, capsys, store):
+    """--store deep/er/store refused after the lock was taken left deep/er behind (found by the contract cases)."""
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "cat.parquet", "--store", tmp_path / "deep" / "er" / "s",
+                       "--item", "sku", "--embedding", "vec", "--max-per-prefix", "1")
+    assert code == 2 and err.count("\n") == 1
+    assert not (tmp_path / "deep").exists()
+
+
+def test_text_ids_into_a_store_of_integer_ids_are_refused(tmp_path, capsys, store):
+    """A catalogue of string ids published into a store of int ids ended in an ArrowInvalid traceback (found by
+    the contract cases)."""
+    x = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    pq.write_table(pa.table({"sku": [f"i{i}" for i in range(5)], "vec": list(x)}), tmp_path / "text.parquet")
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, _, err = run(capsys, "publish", MODEL, tmp_path / "text.parquet", "--store", store, "--item", "sku",
+                       "--embedding", "vec")
+    assert code == 2 and err.count("\n") == 1 and "text item ids" in err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before

@@ -1,4 +1,4 @@
-"""Start-up study: how long ``rqgmm --help``, ``rqgmm fit --help`` and a refused argument take, side by side.
+"""Start-up study: how long ``rqgmm --help``, ``fit``/``evaluate``/``benchmark --help`` and refused arguments take.
 
     python -m rqgmm.bench.startup --baseline DIR [--repeats 7]
 
@@ -24,7 +24,9 @@ logger = logging.getLogger("rqgmm.bench.startup")  # also when run as __main__
 
 HERE = Path(__file__).resolve().parents[2]
 COMMANDS = {"rqgmm --help": ["--help"], "rqgmm fit --help": ["fit", "--help"],
-            "refused argument": ["fit", "x.npy", "--levels", "0", "--out", "m"]}
+            "refused argument": ["fit", "x.npy", "--levels", "0", "--out", "m"],
+            "evaluate --help": ["evaluate", "--help"], "benchmark --help": ["benchmark", "--help"],
+            "evaluate refused": ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o", "--seeds", "0"]}
 
 
 def seconds(tree: Path, argv: list[str]) -> float:

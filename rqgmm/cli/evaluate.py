@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 
 from rqgmm.console import int_in
-from rqgmm.ctr.models import BACKBONES
-from rqgmm.evaluate.config import QUICK_SEEDS, QUICK_TRAIN, TASKS, TOKENIZE, VARIANTS, defaults
+from rqgmm.evaluate.names import BACKBONE_NAMES, DEFAULTS, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE, VARIANTS
 from rqgmm.files.paths import Output, check_outputs
 
 
@@ -54,8 +53,8 @@ def _choices_help(options, default: str, notes: dict[str, str] | None = None) ->
 
 def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
     """The help of evaluate's string options, its integer options and its shape options (an integer or a list);
-    defaults read from EvaluateConfig."""
-    default = defaults()
+    defaults from rqgmm.evaluate.names (EvaluateConfig's)."""
+    default = DEFAULTS
     return (
         ("--user", f"user id column (default {default['user']})"),
         ("--item", f"item id column (default {default['item']})"),
@@ -64,7 +63,7 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
         ("--categorical", "categorical columns of either table, A,B"),
         ("--bag", "list columns of either table, A,B"), ("--numeric", "numeric columns, A,B"),
         ("--methods", f"tokenizers, A,B, or all (every method) (default {','.join(default['methods'])})"),
-        ("--backbones", f"{','.join(BACKBONES)} (default {_all_or(default['backbones'], BACKBONES)})"),
+        ("--backbones", f"{','.join(BACKBONE_NAMES)} (default {_all_or(default['backbones'], BACKBONE_NAMES)})"),
         ("--variants", f"{','.join(VARIANTS)} (default {_all_or(default['variants'], VARIANTS)})"),
         ("--tokenize", _choices_help(TOKENIZE, default["tokenize"])),
         ("--device", f"torch device (default {default['device']})"),
@@ -98,7 +97,7 @@ def add_evaluate(sub) -> None:
         ev.add_argument(flag, default=None, help=text)
     ev.add_argument("--embedding", action="append", default=None,
                     help="embedding column of the items table; repeat for several modalities "
-                         f"(default {','.join(defaults()['embedding'])})")
+                         f"(default {','.join(DEFAULTS['embedding'])})")
     for flag, text in integers:
         ev.add_argument(flag, type=int_in(1), default=None, help=text)
     for flag, text in shapes:
@@ -106,7 +105,7 @@ def add_evaluate(sub) -> None:
     ev.add_argument("--sample-users", type=float, default=None, metavar="F",
                     help="keep a fraction F in (0, 1] of the users (a hash of the user id), read before encoding")
     ev.add_argument("--quick", action="store_true",
-                    help=f"one seed and at most {QUICK_TRAIN.max_epochs} epochs")
+                    help=f"one seed and at most {QUICK_MAX_EPOCHS} epochs")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(run=cmd_evaluate)
 

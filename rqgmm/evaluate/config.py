@@ -13,24 +13,17 @@ from typing import ClassVar
 
 from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
+from rqgmm.evaluate.names import QUICK_MAX_EPOCHS, QUICK_SEEDS, SEQUENCES, TASKS, TOKENIZE, VARIANTS
 from rqgmm.ids.shape import default_shape
 from rqgmm.retrieval.cold import EPSILON
 from rqgmm.retrieval.vocab import DEDUP
 from rqgmm.runtime.validation import ANY, Choices, Integer, Real, Rule, validate_params
 from rqgmm.tokenizers.base import methods, tokenizer_class
 
-VARIANTS = ("none", "embedding", "ids", "ids+embedding")
-TOKENIZE = ("fused", "per-modality")
-#: What ``evaluate`` measures: the CTR task, generative retrieval (rqgmm.retrieval), or both.
-TASKS = ("ctr", "retrieval", "both")
-#: The retrieval task's sequences: each user's positive rows (the label), or every row.
-SEQUENCES = ("positives", "all")
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
 #: The ID shape's options: integers, None by default (the catalogue's default shape).
 SHAPE_KEYS = ("levels", "codebook_size")
-QUICK_TRAIN = TrainConfig(max_epochs=4, patience=1)
-#: Seeds under ``quick`` when none is given.
-QUICK_SEEDS = 1
+QUICK_TRAIN = TrainConfig(max_epochs=QUICK_MAX_EPOCHS, patience=1)
 
 
 def flag(name: str) -> str:

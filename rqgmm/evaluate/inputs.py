@@ -25,6 +25,7 @@ from rqgmm.ctr.encoding import as_arrow
 from rqgmm.ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
 from rqgmm.data.splits import cut_points, random_order, time_order
 from rqgmm.runtime.device import resolve_device
+from rqgmm.retrieval.sequences import check_sequences
 from rqgmm.errors import InputError
 from rqgmm.evaluate.config import EvaluateConfig
 
@@ -497,4 +498,6 @@ def _split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_
     order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
     if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
         _check_split_labels(encoded[config.label][order], timed)
+    if config.task != "ctr":  # the retrieval sequences' refusals, before the first log line
+        check_sequences(encoded.codes[config.user], encoded.labels, config.sequence, config.label)
     return order

@@ -34,12 +34,18 @@ class StorageError(OSError):
     """
 
 
+#: safetensors' words for a failed write: ``IoError(Os { code: 28, ... })`` (Debug) or ``I/O error: No space
+#: left on device (os error 28)`` (Display, what a real full disk gives), and where each names the errno.
+_IO_ERROR = re.compile(r"IoError|I/O error")
+_ERRNO = re.compile(r"code: (\d+)|os error (\d+)")
+
+
 def storage_error(exc: BaseException, path: Path) -> StorageError | None:
     """``exc`` as a :class:`StorageError` naming ``path`` when it is a library's report of a failed write, else None."""
-    if not (isinstance(exc, SafetensorError) and "IoError" in str(exc)):
+    if not (isinstance(exc, SafetensorError) and _IO_ERROR.search(str(exc))):
         return None
-    code = re.search(r"code: (\d+)", str(exc))
-    number = int(code.group(1)) if code else None
+    code = _ERRNO.search(str(exc))
+    number = int(code.group(1) or code.group(2)) if code else None
     return StorageError(number, os.strerror(number) if number else " ".join(str(exc).split()), str(path))
 
 

@@ -3,7 +3,7 @@
 Each user's items (the rows their label marks positive, or every row) in time
 order: the last item is the test target, the one before it the validation
 target, the rest the training sequence. Users with fewer than
-:data:`MIN_ITEMS` items are dropped and counted. Items first seen in a test
+:data:`MIN_ITEMS` items (no positive at all included) are dropped and counted. Items first seen in a test
 target stay in the catalogue: they are the cold slice.
 
 **Ties.** Rows of one user with the same timestamp are ordered by a seeded
@@ -41,7 +41,8 @@ class Sequences:
     n_items : int
         M, the catalogue size (items never seen in any sequence included).
     dropped_users : int
-        Users with fewer than MIN_ITEMS items.
+        Users of the log with fewer than MIN_ITEMS items in the sequence, those with none (no positive row)
+        included: ``n_users + dropped_users`` is the log's number of users.
     """
 
     items: np.ndarray
@@ -95,6 +96,37 @@ def tie_order(users: np.ndarray, items: np.ndarray, seed: int = TIE_SEED) -> np.
         return x ^ (x >> np.uint64(31))
 
 
+def _sequence_rows(labels: np.ndarray, n: int, sequence: str, label: str) -> np.ndarray:
+    """The rows that enter the sequences (N,) bool: the positives, or every row; refuses a label with no 1."""
+    if sequence not in SEQUENCE:
+        raise InputError(f"unknown --sequence {sequence!r}; choose from {', '.join(SEQUENCE)}")
+    if sequence == "all":
+        return np.ones(n, dtype=bool)
+    keep = np.asarray(labels) == 1
+    if not keep.any():
+        raise InputError(f"label column {label!r} marks no row positive (no 1); the retrieval task takes each "
+                         "user's positive items: give positives the label 1, or pass --sequence all")
+    return keep
+
+
+def _refuse_short(longest: int, sequence: str) -> None:
+    """Refuse a log whose longest user sequence has fewer than MIN_ITEMS items."""
+    if longest < MIN_ITEMS:
+        raise InputError(f"no user has {MIN_ITEMS} or more {'positive ' if sequence == 'positives' else ''}items "
+                         f"(the most is {longest}); leave-one-out needs a training, a validation "
+                         "and a test item per user: pass a longer log" +
+                         (" or --sequence all" if sequence == "positives" else ""))
+
+
+def check_sequences(users: np.ndarray, labels: np.ndarray, sequence: str = "positives", label: str = "label") -> None:
+    """The refusals of :func:`build_sequences`, without sorting: run on the encoded log before anything is logged.
+
+    ``users`` are non-negative int codes (N,). Raises InputError as build_sequences would.
+    """
+    keep = _sequence_rows(labels, len(users), sequence, label)
+    _refuse_short(int(np.bincount(np.asarray(users)[keep]).max(initial=0)), sequence)
+
+
 def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, times: np.ndarray | None,
                     n_items: int, sequence: str = "positives", label: str = "label") -> Sequences:
     """The leave-one-out sequences of a log.
@@ -111,36 +143,32 @@ def build_sequences(users: np.ndarray, items: np.ndarray, labels: np.ndarray, ti
     sequence : "positives" (rows labelled 1) or "all" (every row).
     label : the label column's name, for messages.
 
+    Returns
+    -------
+    Sequences
+        ``dropped_users`` counts every user of the log not kept, those without a positive row included:
+        ``n_users + dropped_users`` is the number of distinct users in ``users``.
+
     Raises
     ------
     InputError
         When the label marks no positive row, or no user has MIN_ITEMS items.
     """
-    if sequence not in SEQUENCE:
-        raise InputError(f"unknown --sequence {sequence!r}; choose from {', '.join(SEQUENCE)}")
-    keep = np.ones(len(users), dtype=bool)
-    if sequence == "positives":
-        keep = np.asarray(labels) == 1
-        if not keep.any():
-            raise InputError(f"label column {label!r} marks no row positive (no 1); the retrieval task takes each "
-                             "user's positive items: give positives the label 1, or pass --sequence all")
-    rows = np.flatnonzero(keep)
     users = np.asarray(users)
+    rows = np.flatnonzero(_sequence_rows(labels, len(users), sequence, label))
     ties = (tie_order(users[rows], np.asarray(items)[rows]) if times is not None else np.arange(len(rows)))
     keys = [np.arange(len(rows)), ties] + ([np.asarray(times)[rows]] if times is not None else []) + [users[rows]]
     order = rows[np.lexsort(keys)]  # by user, then time, then the tie hash (row order without times)
-    user_of, item_of = np.asarray(users)[order], np.asarray(items, dtype=np.int64)[order]
+    user_of, item_of = users[order], np.asarray(items, dtype=np.int64)[order]
     starts = np.r_[0, np.flatnonzero(user_of[1:] != user_of[:-1]) + 1, len(order)]
     lengths = np.diff(starts)
+    _refuse_short(int(lengths.max(initial=0)), sequence)
     kept = lengths >= MIN_ITEMS
-    if not kept.any():
-        raise InputError(f"no user has {MIN_ITEMS} or more {'positive ' if sequence == 'positives' else ''}items "
-                         f"(the most is {int(lengths.max(initial=0))}); leave-one-out needs a training, a validation "
-                         "and a test item per user: pass a longer log" +
-                         (" or --sequence all" if sequence == "positives" else ""))
     take = np.repeat(kept, lengths)
+    in_log = len(np.unique(users))
     result = Sequences(item_of[take], np.r_[0, np.cumsum(lengths[kept])].astype(np.int64), int(n_items),
-                       int((~kept).sum()))
-    logger.info("leave-one-out: %d users kept, %d dropped (< %d items), %d items in sequences",
-                result.n_users, result.dropped_users, MIN_ITEMS, len(result.items))
+                       in_log - int(kept.sum()))
+    logger.info("leave-one-out: %d users kept, %d dropped (%d with fewer than %d %sitems, %d with none), "
+                "%d items in sequences", result.n_users, result.dropped_users, int((~kept).sum()), MIN_ITEMS,
+                "positive " if sequence == "positives" else "", in_log - len(lengths), len(result.items))
     return result

@@ -359,9 +359,10 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     directory this call created is removed again if the work fails (only by the
     call whose ``mkdir`` made it: the loser of a race to create it removes
     nothing), and a lock file it made in an existing folder without a manifest
-    is removed too, so a refused first publish leaves the folder as it was.
+    is removed too, so a refused first publish leaves the folder as it was; parent folders it created go too.
     """
     path = Path(path)
+    missing = [folder for folder in reversed(path.absolute().parents) if not folder.exists()]  # outermost first
     try:
         path.mkdir(parents=True)
         created = True
@@ -380,11 +381,21 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     except BaseException:
         if created:
             shutil.rmtree(path, ignore_errors=True)
+            _remove_empty(missing)
         elif lock_made and not (path / MANIFEST).exists():
             (path / LOCK).unlink(missing_ok=True)
         raise
     finally:
         handle.close()
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the parent folders a refused first publish created, innermost first, while they are empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # another process put something there: keep it
+            return
 
 
 TEMPORARY_FOLDERS = (".", "generations", "deltas", "exports")

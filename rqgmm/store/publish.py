@@ -21,6 +21,7 @@ Nothing is written before every input has been checked.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,8 @@ import pyarrow.parquet as pq
 from rqgmm.store import allocation as alloc
 from rqgmm.errors import InputError
 from rqgmm.store.exports import write_exports
-from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file, locked, now,
-                          remove_stale_temporaries, write_generation)
+from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file,
+                                     generation_files, locked, now, remove_stale_temporaries, write_generation)
 from rqgmm.files.formats import embedding_batches, item_id_column
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
@@ -81,7 +82,9 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
             store.verify([store.current])  # every file serving loads, before anything builds on them
         settings = _settings(store, model, config)
         store_sizes = settings["codebook_sizes"]
+        _check_cap_size(config.max_per_prefix, store_sizes)
         parent = store.read() if not store.is_new else Generation.empty(model.levels, config.suffix, item_ids.dtype)
+        _check_id_kind(parent.item_ids, item_ids, catalogue, store.path)
         gen = 1 if store.is_new else store.current["generation"] + 1
         old, revived, new_rows, counts = _carry_over(parent, item_ids, gen, store_sizes)
         slots = alloc.store_slots(alloc.prefix_keys(old.codes, store_sizes), old.suffix, old.live,
@@ -96,6 +99,24 @@ def publish(store_path: str | Path, model, fingerprint: str, catalogue: str | Pa
                                    old.select(np.flatnonzero(revived))])
         del parent, old, new  # the peak comes with the exports: hold one copy of the rows by then
         return _write(store, settings, table, delta, fingerprint, gen, counts, config)
+
+
+def _check_id_kind(held: np.ndarray, ids: np.ndarray, catalogue: Path, store: Path) -> None:
+    """Refuse a catalogue whose item ids are text where the store's are integers, or the reverse."""
+    def kind(values: np.ndarray) -> str:
+        return "integer" if values.dtype.kind in "iu" else "text"
+
+    if len(held) and kind(held) != kind(ids):
+        raise InputError(f"{catalogue} has {kind(ids)} item ids, {store} holds {kind(held)} ones; publish a "
+                         f"catalogue with the store's {kind(held)} ids")
+
+
+def _check_cap_size(cap: int | None, sizes: list[int]) -> None:
+    """Refuse a cap whose IDs (cap per prefix) could not be keyed in an int64: it would overflow the allocation."""
+    prefixes = math.prod(sizes)
+    if cap is not None and cap * prefixes > 2 ** 62:
+        raise InputError(f"--max-per-prefix {cap} times the {prefixes:,} prefixes is more than 2**62 IDs, more than "
+                         f"a store indexes; pass a cap of at most {2 ** 62 // prefixes:,}")
 
 
 def _catalogue_ids(path: Path, item: str = "item_id") -> np.ndarray:
@@ -204,30 +225,26 @@ def _new_items(model, X: np.ndarray, item_ids: np.ndarray, slots: alloc.Slots, c
 
 def _write(store: Store, settings: dict, table: Generation, delta: Generation, fingerprint: str, gen: int,
            counts: dict, config: PublishConfig) -> dict:
-    """Write the generation, its delta and exports, then commit the manifest; returns the entry."""
-    write_generation(store.path / generation_file(gen), table, codes_metadata(settings, table, fingerprint))
-    change = pa.DictionaryArray.from_arrays(
-        pa.array(np.repeat([0, 1, 2], [counts["new"], counts["retired"], counts["revived"]]).astype(np.int8)),
-        pa.array(["new", "retired", "revived"]))
-    write_generation(store.path / delta_file(gen), delta, codes_metadata(settings, delta, fingerprint),
-                     {"change": change})
-    live = table.live
+    """Write the generation, its delta and exports, then commit the manifest; returns the entry.
+
+    The full IDs' vocabulary is checked before any file is written, and a failure before the commit removes
+    the files this publish wrote (no manifest names them): a refused publish leaves the store as it was.
+    """
     suffix_size = _suffix_size(store, table, config)
     vocab_sizes = [*settings["codebook_sizes"], *([suffix_size] if config.suffix else [])]
-    key_strides(vocab_sizes)  # full IDs fit one int64 key
-    keys = row_keys(table.codes, settings["codebook_sizes"])
-    if config.suffix:
-        keys = keys * suffix_size + table.suffix  # the key of (codes, suffix) under vocab_sizes
-    keys = keys[live]
-    exported = write_exports(store.path / export_dir(gen), keys, table.item_ids[live], vocab_sizes, config.suffix)
-    del keys
-    counts.update(suffix_size=suffix_size if config.suffix else None, **exported)
-    files = [generation_file(gen), delta_file(gen), *(f"{export_dir(gen)}/{name}" for name in
-                                                      ("lookup.parquet", "trie.parquet", "vocab.txt"))]
-    entry = {"generation": gen, "parent": gen - 1 or None, "fingerprint": fingerprint, "counts": counts,
-             "max_per_prefix": config.max_per_prefix, "reuse_retired": config.reuse_retired,
-             "command": list(config.command), "time": now(), "files": files}
-    store.commit(settings, entry)
+    key_strides(vocab_sizes)  # full IDs fit one int64 key (a huge --max-per-prefix is refused here)
+    files = generation_files(gen)
+    try:
+        counts.update(suffix_size=suffix_size if config.suffix else None,
+                      **_write_files(store, settings, table, delta, fingerprint, gen, counts, vocab_sizes, config))
+        entry = {"generation": gen, "parent": gen - 1 or None, "fingerprint": fingerprint, "counts": counts,
+                 "max_per_prefix": config.max_per_prefix, "reuse_retired": config.reuse_retired,
+                 "command": list(config.command), "time": now(), "files": files}
+        store.commit(settings, entry)
+    except BaseException:
+        if not _committed(store.path, gen):  # no manifest names them
+            _remove(store.path, files)
+        raise
     stale = remove_stale_temporaries(store.path)  # a killed publish's leftovers: the lock says none is ours
     if stale:
         logger.info("removed %d temporary file(s) a killed publish left in %s", len(stale), store.path)
@@ -235,6 +252,39 @@ def _write(store: Store, settings: dict, table: Generation, delta: Generation, f
                 gen, store.path, counts["new"], counts["retired"], counts["revived"], counts["fallbacks"],
                 counts["live"], counts["items"])
     return store.current
+
+
+def _write_files(store: Store, settings: dict, table: Generation, delta: Generation, fingerprint: str, gen: int,
+                 counts: dict, vocab_sizes: list[int], config: PublishConfig) -> dict:
+    """Write generation ``gen``'s table, delta and exports; returns the exports' counts."""
+    write_generation(store.path / generation_file(gen), table, codes_metadata(settings, table, fingerprint))
+    change = pa.DictionaryArray.from_arrays(
+        pa.array(np.repeat([0, 1, 2], [counts["new"], counts["retired"], counts["revived"]]).astype(np.int8)),
+        pa.array(["new", "retired", "revived"]))
+    write_generation(store.path / delta_file(gen), delta, codes_metadata(settings, delta, fingerprint),
+                     {"change": change})
+    keys = row_keys(table.codes, settings["codebook_sizes"])
+    if config.suffix:
+        keys = keys * vocab_sizes[-1] + table.suffix  # the key of (codes, suffix) under vocab_sizes
+    live = table.live
+    return write_exports(store.path / export_dir(gen), keys[live], table.item_ids[live], vocab_sizes, config.suffix)
+
+
+def _committed(path: Path, gen: int) -> bool:
+    """Whether the manifest at ``path`` names generation ``gen`` as current (a readable one only)."""
+    try:
+        return (Store.open(path).current or {}).get("generation") == gen
+    except InputError:
+        return False
+
+
+def _remove(root: Path, files: list[str]) -> None:
+    """Remove ``files`` under ``root`` (those that exist), and their export folder once empty."""
+    for name in files:
+        (root / name).unlink(missing_ok=True)
+    for folder in {(root / name).parent for name in files} - {root / "generations", root / "deltas"}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _suffix_size(store: Store, table: Generation, config: PublishConfig) -> int:
