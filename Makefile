@@ -17,8 +17,8 @@ setup: .venv/.installed
 	touch $@
 
 # The quick configuration (MovieLens latest-small, FNN, one seed, both regimes, none /
-# embedding / ids / ids+embedding with RQ-GMM and RQ-KMeans): about 2.5 min on 2 cores with an empty
-# embedding cache, 4 min on a fresh clone with the setup (README, "How long").
+# embedding / ids / ids+embedding with RQ-GMM and RQ-KMeans): about 2 min on a fresh clone with the setup and
+# an empty embedding cache, half a minute once both are there (README, "How long").
 demo: setup
 	.venv/bin/rqgmm benchmark --quick --dataset movielens-small --out results
 	@echo "report: results/report.md  plots: results/*.png  records: results/results.json"
