@@ -383,6 +383,25 @@ def test_encoded_log_splits_like_time_split_and_keeps_training_vocabularies(worl
     np.testing.assert_array_equal(ordered.items.ids[ordered.item_rows] > 0, seen)
 
 
+def test_held_out_users_keep_users_never_seen_in_training_apart(world):
+    """The bootstrap's test users: one code per user, also for users the training part lacks (index 0 there)."""
+    test_rows = world["test"]
+    fresh = test_rows["user_id"].isin(test_rows["user_id"].unique()[::2])  # half the test users: new ones
+    log, rows = _encoded_world({**world, "test": test_rows.assign(
+        user_id=test_rows["user_id"].where(~fresh, test_rows["user_id"] + 10**6))})
+    order = time_order(log.sort_keys())
+    first, second = cut_points(len(log))
+    ordered = log.ordered(order, first)
+    test = LogPart(ordered, second, len(rows))
+    users = rows["user_id"].to_numpy()[order][second:]
+    new = ~np.isin(users, rows["user_id"].to_numpy()[order][:first])
+    assert new.any() and (test["user_id"][new] == 0).all()  # the world has test users unseen in training
+    codes = test.users()
+    assert len(set(zip(codes, users))) == len(set(codes)) == len(set(users))  # the same partition of rows
+    with pytest.raises(ValueError, match="held-out rows only"):
+        LogPart(ordered, 0, first).users()
+
+
 def test_encoded_log_and_feature_builder_train_the_same_way(world):
     """The evaluate path (encoded log) and the DataFrame path give the same fields and close AUCs."""
     log, rows = _encoded_world(world)

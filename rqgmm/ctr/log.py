@@ -141,6 +141,10 @@ class EncodedLog:
         Once ordered, the training vocabulary: the values of indices ``1..n``.
     moments : dict of str → (float, float)
         Set by :meth:`ordered`: each numeric column's training mean and std (the standardisation).
+    held_out_users : ndarray int32 (N - n_train,) or None
+        Set by :meth:`ordered`: the user of each row after the training part, as the log's own
+        code, so that users never seen in training stay apart (their training-vocabulary index
+        is 0 for all of them). The test users a bootstrap resamples.
     """
 
     columns: LogColumns
@@ -156,6 +160,7 @@ class EncodedLog:
     unknown_items: tuple[int, object] | None = None
     dictionaries: dict[str, pa.Array] = field(default_factory=dict)
     moments: dict[str, tuple[float, float]] = field(default_factory=dict)
+    held_out_users: np.ndarray | None = None
     _device_rows: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -213,9 +218,12 @@ class EncodedLog:
         item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
         codes, bags, sizes, dictionaries = {}, {}, dict(self.sizes), dict(self.dictionaries)
+        held_out_users = None
         for source, target in ((self.codes, codes), (self.bags, bags)):
             for name in list(source):
                 values = take(name, source)
+                if source is self.codes and name == self.columns.user:
+                    held_out_users = values[n_train:].copy()
                 remap = training_vocabulary(values[:n_train], self.sizes[name] - 1)
                 target[name], sizes[name] = np.take(remap, values), int(remap.max()) + 1
                 if name in dictionaries:  # the values of indices 1..n, in index order
@@ -229,7 +237,7 @@ class EncodedLog:
         sizes.update({name: size for name, size in items.sizes.items()})
         return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take("labels"), times=take("times"),
                        item_rows=item_rows, items=items, sizes=sizes, n_train=n_train, dictionaries=dictionaries,
-                       moments=stats, _device_rows={})
+                       moments=stats, held_out_users=held_out_users, _device_rows={})
 
     # ------------------------------------------------------------------ model tensors
 
@@ -322,6 +330,18 @@ class LogPart:
 
     def __getitem__(self, column: str) -> np.ndarray:
         return self.log.column(column, slice(self.start, self.stop))
+
+    def users(self) -> np.ndarray:
+        """Each row's user (len(self),) int32, distinct for every user, seen in training or not.
+
+        ``part[user]`` gives training-vocabulary indices, 0 for every user the
+        training part lacks; resampling by those would lump all new users into
+        one. Only the parts after the training rows have these codes.
+        """
+        log = self.log
+        if log.held_out_users is None or self.start < log.n_train:
+            raise ValueError("the users of held-out rows only: order the log and take a part after training")
+        return log.held_out_users[self.start - log.n_train:self.stop - log.n_train]
 
 
 # ----------------------------------------------------------------------------- encoding

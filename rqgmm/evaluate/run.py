@@ -128,7 +128,7 @@ class Evaluation:
     def run(self) -> list[dict]:
         self.split = measured("split", lambda: split_rows(self.data, self.config))
         self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
-        self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
+        self.test = TestRows(self.split.test[self.config.label], self.split.test.users(), self.slices)
         self.specs = regimes(self.data, self.config)
         self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
             column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
