@@ -220,6 +220,20 @@ def test_head_to_head_words_name_the_winner_or_say_cannot_be_told_apart():
         "rqgmm 2x256 and rqkmeans 2x256 cannot be told apart")
 
 
+def test_terminal_head_to_head_sums_up_backbones_and_labels_one_seed():
+    heads = [_head("rqgmm", "rqkmeans", "all", 0.01, 0.004, 0.016),
+             dict(_head("rqgmm", "rqkmeans", "all", 0.001, -0.002, 0.004), backbone="ipnn"),
+             _head("rqgmm", "rqkmeans", "cold", -0.002, -0.02, 0.016)]
+    assert verdict.brief_lines(heads) == [
+        "side fields: IDs, rqgmm 2x256 vs rqkmeans 2x256: all rows: beats it with 1 of 2 backbones (+0.0100); "
+        "cold items: no difference shown −0.0020 [−0.0200, +0.0160]"]
+    one = [_head("rqgmm", "rqkmeans", "all", -0.0005, None, None, covers=False),
+           dict(_head("rqgmm", "rqkmeans", "all", -0.0002, None, None, covers=False), backbone="ipnn")]
+    assert verdict.brief_lines(one) == [
+        "side fields: IDs, rqgmm 2x256 vs rqkmeans 2x256: all rows: rqgmm 2x256 − rqkmeans 2x256 −0.0005 to "
+        "−0.0002 (one seed: training noise not covered)"]
+
+
 def test_recommendation_is_the_cheapest_unbeaten_configuration_or_says_none_beats():
     comps = [_comp("ids (rqgmm)", "none", "all", 0.004, 0.002, 0.006),
              _comp("ids (rqkmeans)", "none", "all", 0.002, 0.001, 0.003),

@@ -258,7 +258,7 @@ def brief_lines(comps: list[dict], columns: Sequence[str] = (OVERALL, "cold")) -
     lines = []
     for regime in ordered((c["regime"] for c in comps), ("side fields", "content only")):
         in_regime = select(comps, regime=regime)
-        lines += [f"{regime}: " + head_to_head_sentence(select(in_regime, label=label, baseline=baseline), columns)
+        lines += [f"{regime}: " + _brief_head_to_head(select(in_regime, label=label, baseline=baseline), columns)
                   for label, baseline in _rivals(in_regime)]
         for *_, label, baseline in _pair_order(in_regime):
             pair = select(in_regime, label=label, baseline=baseline)
@@ -268,6 +268,26 @@ def brief_lines(comps: list[dict], columns: Sequence[str] = (OVERALL, "cold")) -
                     if select(pair, column=col)]
             lines.append(f"{regime}: {who} vs {NAMES[baseline]}: " + "; ".join(said))
     return lines
+
+
+def _brief_head_to_head(comps: list[dict], columns: Sequence[str]) -> str:
+    """One head-to-head pair for the terminal, summed up over its backbones like the lines against a baseline:
+    "IDs, rqgmm 3x256 vs rqkmeans 3x256: all rows: no difference shown with any of 4 backbones; ..."; with one
+    seed the span of the differences, labelled (never a win). Each interval is in report.md."""
+    first = comps[0]
+    a, b = first.get("name") or first["tokenizer"], first.get("rival_name") or first["rival"]
+    said = []
+    for column in columns:
+        in_column = select(comps, column=column)
+        if not in_column:
+            continue
+        if all(c.get("covers_training") for c in in_column):
+            said.append(f"{WHERE[column]}: {_summary(in_column)}")
+            continue
+        means = sorted(c["mean"] for c in in_column)
+        span = signed(means[0], 4) + ("" if len(means) == 1 else f" to {signed(means[-1], 4)}")
+        said.append(f"{WHERE[column]}: {a} − {b} {span} ({ONE_SEED})")
+    return f"{NAMES[first['variant']]}, {a} vs {b}: " + "; ".join(said)
 
 
 def _pair_order(comps: list[dict]) -> list[tuple]:
