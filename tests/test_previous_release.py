@@ -67,3 +67,29 @@ def test_an_evaluate_output_of_the_previous_release_resumes_without_rerunning(tm
     comps = [r for r in new if r["kind"] == "comparison"]
     assert [{k: c[k] for k in was} for c, was in zip(comps, (r for r in old if r["kind"] == "comparison"))] == \
         [r for r in old if r["kind"] == "comparison"] and len(comps) == sum(r["kind"] == "comparison" for r in old)
+
+
+def test_an_output_at_the_previous_default_shape_is_refused_with_the_flags_that_resume_it(tmp_path, capsys):
+    """The previous release's default shape was 2 x 128; its outputs made without shape flags are refused under
+    today's catalogue default, in one line that says so and names the flags that resume them."""
+    from rqgmm.evaluate.grid import MANIFEST, RecordStore, fingerprint
+    from rqgmm.ids.shape import default_shape
+
+    out = tmp_path / "out"
+    shutil.copytree(FIXTURES / "evaluate", out)
+    manifest = json.loads((out / "runs" / MANIFEST).read_text())
+    settings = dict(manifest["settings"], levels=2, codebook_size=128)  # as the old default wrote them
+    (out / "runs" / MANIFEST).write_text(json.dumps({"fingerprint": fingerprint(settings), "settings": settings}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rows, items = FIXTURES / "inputs" / "interactions.parquet", FIXTURES / "inputs" / "items.parquet"
+    no_shape = [arg for arg in EVALUATE if arg not in ("--levels", "2", "--codebook-size", "4")]
+    capsys.readouterr()
+    assert main(["evaluate", str(rows), "--items", str(items), "--out", str(out), *no_shape]) == 2
+    err = capsys.readouterr().err.strip()
+    n_items = len(pd.read_parquet(items))
+    levels, k = default_shape(n_items)
+    assert err.splitlines() == [err] and "previous default ID shape, 2 x 128" in err, err
+    assert f"now follows the catalogue ({levels} x {k} for {n_items:,} items)" in err, err
+    assert "pass --levels 2 --codebook-size 128 to resume those runs" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing written
+    RecordStore(out, settings).check()  # with those flags the settings are the stored ones: it resumes

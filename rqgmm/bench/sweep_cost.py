@@ -10,7 +10,9 @@ planted item vectors (``--rows`` x ``--dim``, ``--topics`` Gaussian clusters), e
 - with ``--unshared``, every shape fitted on its own (the cost before the fits were shared);
 
 and prints one JSON object with the ratio sweep / deepest (issue 26's target: <= 1.2 at 1M x 96, K=256,
-2 and 3 levels, on a GPU). A small fit first warms the device up, so neither side pays its start.
+2 and 3 levels, on a GPU), and for each side the seconds of its fastest run by part
+(:func:`~rqgmm.evaluate.tokenizer_stage.measured_parts`: fit, encode, reconstruction, vectors, codes table,
+id metrics; ``other`` is the rest). A small fit first warms the device up, so neither side pays its start.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import warnings
 import numpy as np
 
 from rqgmm.evaluate.config import config_from
-from rqgmm.evaluate.tokenizer_stage import SharedFits, fit_tokenizer
+from rqgmm.evaluate.tokenizer_stage import SharedFits, fit_tokenizer, measured_parts
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +44,19 @@ def _config(method: str, levels: int, size: int, device: str | None):
     return config_from(dict(embedding=["bench"], methods=method, levels=levels, codebook_size=size, device=device))
 
 
-def _seconds(work, repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``work()`` (a shared host's noise only ever adds time)."""
-    times = []
+def _seconds(work, repeat: int) -> tuple[float, dict[str, float]]:
+    """The fastest of ``repeat`` runs of ``work()`` (a shared host's noise only ever adds time), and its seconds
+    by part."""
+    runs = []
     for _ in range(repeat):
         start = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), measured_parts() as parts:
             warnings.simplefilter("ignore")  # convergence warnings: the figures are times
             work()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        seconds = time.perf_counter() - start
+        runs.append((seconds, {**parts, "other": seconds - sum(parts.values())}))
+    seconds, parts = min(runs, key=lambda run: run[0])
+    return seconds, {name: round(value, 2) for name, value in parts.items()}
 
 
 def run_sweep(method: str, X: np.ndarray, levels: list[int], size: int, device: str | None) -> list:
@@ -64,14 +69,15 @@ def sweep_cost(method: str, X: np.ndarray, levels: list[int], size: int, device:
                unshared: bool, repeat: int = 1) -> dict:
     """Seconds of the deepest fit alone, of the shared sweep (and of unshared fits), and their ratio."""
     ids, deepest = np.arange(len(X)), max(levels)
-    alone = _seconds(lambda: fit_tokenizer(method, X, ids, _config(method, deepest, size, device), seed=0), repeat)
-    sweep = _seconds(lambda: run_sweep(method, X, levels, size, device), repeat)
+    alone, alone_parts = _seconds(lambda: fit_tokenizer(method, X, ids, _config(method, deepest, size, device),
+                                                        seed=0), repeat)
+    sweep, sweep_parts = _seconds(lambda: run_sweep(method, X, levels, size, device), repeat)
     result = {"deepest_alone_s": round(alone, 2), "sweep_s": round(sweep, 2), "ratio": round(sweep / alone, 3)}
     if unshared:
-        separate = _seconds(lambda: [fit_tokenizer(method, X, ids, _config(method, depth, size, device), seed=0)
-                                     for depth in levels], repeat)
+        separate, _ = _seconds(lambda: [fit_tokenizer(method, X, ids, _config(method, depth, size, device), seed=0)
+                                        for depth in levels], repeat)
         result.update(unshared_s=round(separate, 2), unshared_ratio=round(separate / alone, 3))
-    return result
+    return {**result, "parts": {"deepest_alone": alone_parts, "sweep": sweep_parts}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rqgmm.ids.shape import describe as describe_shape
+from rqgmm.ids.shape import describe as describe_shape, previous_default_note
 from rqgmm.runtime.parallel import is_writer, process_group
 from rqgmm.files.paths import Output, check_outputs
 from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks, with_other_task
@@ -74,7 +74,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     settings = {k: v for k, v in run_settings(config).items() if k != "sample_users" or v < 1}  # older outputs resume
     store = RecordStore(args.out, dict(settings, dataset=dataset,
                                        inputs=[file_fingerprint(p) for p in (args.interactions, args.items)]))
-    store.check()
+    store.check(explain=None if config.shape_given else lambda theirs, differ: previous_default_note(
+        theirs, differ, lambda: len(read_table(args.items, "items"))))
     with StageMeter() as meter:
         data = meter.run("read+encode", lambda: check_inputs(
             read_table(args.interactions, "interactions"), read_table(args.items, "items"), config,

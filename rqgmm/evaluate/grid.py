@@ -156,8 +156,11 @@ class RecordStore:
         self.settings = json.loads(json.dumps(settings, default=str))
         self.fingerprint = fingerprint(self.settings)
 
-    def check(self) -> None:
-        """Refuse (InputError) when ``out`` holds the runs of other settings."""
+    def check(self, explain: Callable[[dict, list[str]], str | None] | None = None) -> None:
+        """Refuse (InputError) when ``out`` holds the runs of other settings.
+
+        ``explain(theirs, differ)`` (the stored settings, the names of the settings that differ) may give the
+        cause in words; the message then says ``--out OUT`` and that, instead of the first differences."""
         path = self.directory / MANIFEST
         if not path.is_file():
             return
@@ -168,7 +171,11 @@ class RecordStore:
         if fingerprint(theirs) == self.fingerprint:
             return
         there, here = _flat(theirs), _flat(self.settings)
-        differ = [k for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)][:3]
+        differ = [k for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)]
+        cause = explain(theirs, differ) if explain is not None else None
+        if cause:
+            raise InputError(f"--out {self.out} {cause}")
+        differ = differ[:3]
         shown = "; ".join(f"{k}: {there.get(k)!r} there, {here.get(k)!r} here" for k in differ)
         raise InputError(f"--out {self.out} holds runs made with other settings ({shown}); pass a new --out, "
                          "or the settings of those runs to resume them")

@@ -11,17 +11,20 @@ its own jobs, so earlier outputs resume.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 
 import numpy as np
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
-from rqgmm.ids.metrics import merged_items, report, shared_vectors
+from rqgmm.ids.metrics import merged_items, report, shared_vectors, squared_errors_by_depth, total_squares, vector_groups
 from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
@@ -66,6 +69,74 @@ def split_method(name: str) -> tuple[str, bool]:
     return base, suffix == "balanced"
 
 
+_PARTS: ContextVar[dict[str, float] | None] = ContextVar("tokenizer_parts", default=None)
+
+
+@contextlib.contextmanager
+def measured_parts() -> Iterator[dict[str, float]]:
+    """The seconds the tokenizer fits run inside spend in each part (fit, encode, reconstruction, ...), summed.
+
+    For benchmarks: outside this block nothing is measured (and no device is synchronised)."""
+    parts: dict[str, float] = {}
+    token = _PARTS.set(parts)
+    try:
+        yield parts
+    finally:
+        _PARTS.reset(token)
+
+
+@contextlib.contextmanager
+def part(name: str) -> Iterator[None]:
+    """Count the block's wall time (the device's work included) under ``name`` in :func:`measured_parts`."""
+    parts = _PARTS.get()
+    if parts is None:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        import torch  # noqa: PLC0415 (tokenizers have imported it already)
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        parts[name] = parts.get(name, 0.0) + time.perf_counter() - start
+
+
+class ItemVectors:
+    """What every tokenizer's description needs of the item vectors X (N, D) alone, computed once per X.
+
+    ``groups``: :func:`~rqgmm.ids.metrics.vector_groups` (N,); ``shared``: the share of items with a duplicate
+    vector; ``total_squares``: Σ|x − mean(x)|² (relative MSE's denominator). :meth:`of` keeps one per live X
+    (by identity, without keeping X alive): the X of a stage is never changed in place.
+    """
+
+    _known: dict[int, tuple[weakref.ref, "ItemVectors"]] = {}
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = weakref.ref(X)
+        with part("vectors"):
+            self.groups = vector_groups(X)
+            self.shared = shared_vectors(X, self.groups)
+
+    @functools.cached_property
+    def total_squares(self) -> float:
+        with part("vectors"):
+            return total_squares(self.X())
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> "ItemVectors":
+        """The facts of X, computed on the first call for this X."""
+        for key, (ref, _) in list(cls._known.items()):
+            if ref() is None:
+                del cls._known[key]
+        ref, known = cls._known.get(id(X), (None, None))
+        if ref is None or ref() is not X:
+            known = cls(X)
+            cls._known[id(X)] = (weakref.ref(X), known)
+        return known
+
+
 def fit_model(method: str, X: np.ndarray, config: EvaluateConfig, seed: int) -> tuple:
     """Fit one tokenizer on X (M, D) at the config's (first) shape: (the model, its fit's warnings, seconds)."""
     base, balanced = split_method(method)
@@ -74,27 +145,58 @@ def fit_model(method: str, X: np.ndarray, config: EvaluateConfig, seed: int) -> 
     start = time.perf_counter()
     model = cls(levels=cls.fixed_levels or levels, codebook_size=codebook_size, random_state=seed,
                 device=config.device, progress=False, **({"balance": BALANCE} if balanced else {}))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, part("fit"):
         warnings.simplefilter("always")
         model.fit(X)
     return model, [str(w.message) for w in caught], time.perf_counter() - start
 
 
-def describe_fit(model, method: str, X: np.ndarray, item_ids: np.ndarray, fit_warnings: list[str],
-                 history=None) -> tuple[dict, CodesTable]:
+class Encoded:
+    """A fitted tokenizer's codes of the item vectors X (M, D), encoded once, and its squared reconstruction
+    errors at the ``depths`` asked (a decode of the first d levels), each shape of a sweep reads them.
+
+    Attributes
+    ----------
+    model : the fitted tokenizer; codes : (M, L) int64; warnings : list of str (the encoding's);
+    errors : dict of depth -> Σ|x − x̂_d|² (empty when the model does not reconstruct).
+    """
+
+    def __init__(self, model, X: np.ndarray, fit_warnings: list[str], depths: list[int] | None = None) -> None:
+        with warnings.catch_warnings(record=True) as caught, part("encode"):
+            warnings.simplefilter("always")
+            self.codes = np.asarray(model.encode(X))
+        self.model, self.fit_warnings, self.warnings = model, fit_warnings, [str(w.message) for w in caught]
+        self.errors = {}
+        if model.reconstructs:
+            with part("reconstruction"):
+                self.errors = squared_errors_by_depth(X, self._decoded, depths or [self.codes.shape[1]])
+
+    def _decoded(self, rows: slice, depth: int) -> np.ndarray:
+        return np.asarray(self.model.decode(self.codes[rows, :depth]))
+
+    def describe(self, method: str, item_ids: np.ndarray, vectors: ItemVectors,
+                 levels: int | None = None) -> tuple[dict, CodesTable]:
+        """The metrics (without ``fit_seconds``) and the codes table of the tokenizer's first ``levels`` levels
+        (default: all)."""
+        levels = self.codes.shape[1] if levels is None else levels
+        model, codes = self.model, self.codes[:, :levels]
+        with part("codes table"):
+            table = CodesTable(codes, item_ids, model.effective_codebook_sizes[:levels], split_method(method)[0])
+        with part("id metrics"):
+            squared = (self.errors[levels], vectors.total_squares) if levels in self.errors else None
+            metrics = report(table.codes, model.codebook_sizes[:levels], squared_errors=squared)
+            history = getattr(model, "history_", None)
+            per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
+            metrics.update(history=history[:levels] if per_level else [], shared_items=metrics["collided_items"],
+                           shared_vectors=vectors.shared, merged_items=merged_items(table.codes, None, vectors.groups),
+                           warnings=sorted({*self.fit_warnings, *self.warnings}))
+        return metrics, table
+
+
+def describe_fit(model, method: str, X: np.ndarray, item_ids: np.ndarray,
+                 fit_warnings: list[str]) -> tuple[dict, CodesTable]:
     """The metrics (without ``fit_seconds``) and the codes table of a fitted tokenizer on the item vectors X."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        codes = np.asarray(model.encode(X))
-    table = CodesTable(codes, item_ids, model.effective_codebook_sizes, split_method(method)[0])
-    X_hat = np.asarray(model.decode(codes)) if model.reconstructs else None
-    metrics = report(codes, model.codebook_sizes, X if X_hat is not None else None, X_hat)
-    history = getattr(model, "history_", None) if history is None else history
-    per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
-    metrics.update(history=history if per_level else [], shared_items=metrics["collided_items"],
-                   shared_vectors=shared_vectors(X), merged_items=merged_items(codes, X),
-                   warnings=sorted({*fit_warnings, *(str(w.message) for w in caught)}))
-    return metrics, table
+    return Encoded(model, X, fit_warnings).describe(method, item_ids, ItemVectors.of(X))
 
 
 def fit_tokenizer(method: str, X: np.ndarray, item_ids: np.ndarray, config: EvaluateConfig,
@@ -113,7 +215,9 @@ class SharedFits:
 
     Where a method nests (``Tokenizer.nested``: the first l levels of an L-level fit are the l-level fit for the
     same seed), the sweep's shapes with one codebook size K are all cut from one fit of the deepest of them, per
-    (method, K, seed, modality); other methods, and a K with one depth, are fitted shape by shape.
+    (method, K, seed, modality): X is encoded once at the deepest shape, a shallower shape's codes are the
+    prefix of those codes, and every depth's reconstruction error comes from one pass over X. Other methods, and
+    a K with one depth, are fitted shape by shape.
 
     Parameters
     ----------
@@ -123,7 +227,8 @@ class SharedFits:
 
     def __init__(self, shapes: list[tuple[int, int]]) -> None:
         self.shapes = list(shapes)
-        self.models: dict[tuple, tuple] = {}  # (method, K, seed, modality) -> (deepest model, warnings, seconds)
+        self.models: dict[tuple, Encoded] = {}  # (method, K, seed, modality) -> the deepest fit, encoded
+        self.waiting: dict[tuple, set[int]] = {}  # the same key -> the depths not described yet
 
     def deepest(self, method: str, shape: tuple[int, int]) -> int | None:
         """The deepest levels of the sweep at ``shape``'s K when ``method`` nests and several depths share it."""
@@ -136,22 +241,28 @@ class SharedFits:
         """:func:`fit_tokenizer` at the one-shape ``config``'s shape, cut from the deepest fit where it nests.
 
         A cut record names the shape it was cut from (``cut_from``); its ``fit_seconds`` is this call's own time
-        (the shared fit counts once, in the call that ran it)."""
+        (the shared fit and encoding count once, in the call that ran them)."""
         levels, size = config.shapes[0]
         deepest = self.deepest(method, (levels, size))
         if deepest is None:
             return fit_tokenizer(method, X, item_ids, config, seed=seed)
         start, key = time.perf_counter(), (method, size, seed, modality)
         if key not in self.models:
-            self.models[key] = fit_model(method, X, replace(config, levels=deepest), seed)
-        model, fit_warnings, _ = self.models[key]
-        history = getattr(model, "history_", None)
-        cut = model.truncate(levels) if levels < deepest else model
-        metrics, table = describe_fit(cut, method, X, item_ids, fit_warnings,
-                                      history=history[:levels] if isinstance(history, list) else None)
+            model, fit_warnings, _ = fit_model(method, X, replace(config, levels=deepest), seed)
+            self.waiting[key] = {depth for depth, k in self.shapes if k == size}
+            self.models[key] = Encoded(model, X, fit_warnings, sorted(self.waiting[key]))
+        metrics, table = self.models[key].describe(method, item_ids, ItemVectors.of(X), levels)
+        self.waiting[key].discard(levels)
+        if not self.waiting[key]:  # every shape cut: the codes are the records' now
+            del self.models[key], self.waiting[key]
         metrics.update(fit_seconds=time.perf_counter() - start,
                        **({"cut_from": setting_label(deepest, size)} if levels < deepest else {}))
         return metrics, table
+
+    def forget(self) -> None:
+        """Drop the deepest fits still held (a shape of theirs was found in the grid's store, not fitted)."""
+        self.models.clear()
+        self.waiting.clear()
 
 
 class TokenizerStage:
@@ -211,6 +322,7 @@ class TokenizerStage:
         for job, result in zip(todo, grid.run(todo, lambda job: self._fit(job, inputs))):
             records.append(result.record)
             self.codes[self.held(job)] = (result.arrays["codes"], result.arrays["codebook_sizes"].tolist())
+        self.fits.forget()
         return records
 
     def held(self, job: Job) -> tuple[str, int, str]:

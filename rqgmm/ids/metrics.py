@@ -15,8 +15,11 @@ Definitions (DESIGN.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+
+from rqgmm.ids.keys import MAX_KEY_SPACE, row_keys
 
 REPORT_KEYS = (
     "rmse", "relative_mse", "utilization", "prefix_utilization", "collision_rate",
@@ -26,18 +29,30 @@ REPORT_KEYS = (
 
 def _squared_errors(X: np.ndarray, X_hat: np.ndarray, chunk: int = 65536) -> tuple[float, float]:
     """Σ|x − x̂|² and Σ|x − mean(x)|², in float64, chunk by chunk."""
-    mean = np.asarray(X, dtype=np.float64).mean(0) if len(X) <= chunk else _chunked_mean(X, chunk)
-    err = tot = 0.0
+    err = squared_errors_by_depth(X, lambda rows, _: X_hat[rows], [0], chunk)[0]
+    return err, total_squares(X, chunk)
+
+
+def squared_errors_by_depth(X: np.ndarray, reconstruct: Callable[[slice, int], np.ndarray], depths: list[int],
+                            chunk: int = 65536) -> dict[int, float]:
+    """Σ|x − x̂_d|² in float64 for each depth d of ``depths``, in one pass over X (N, D), chunk by chunk.
+
+    ``reconstruct(rows, d)`` gives x̂_d of X[rows] (a slice), (n, D): e.g. a decode of the first d levels of
+    those rows' codes, so no reconstruction (N, D) is ever held whole."""
+    errors = dict.fromkeys(depths, 0.0)
     for s in range(0, len(X), chunk):
-        x = np.asarray(X[s : s + chunk], dtype=np.float64)
-        err += float(((x - np.asarray(X_hat[s : s + chunk], dtype=np.float64)) ** 2).sum())
-        tot += float(((x - mean) ** 2).sum())
-    return err, tot
+        rows = slice(s, s + chunk)
+        x = np.asarray(X[rows], dtype=np.float64)
+        for depth in depths:
+            errors[depth] += float(((x - np.asarray(reconstruct(rows, depth), dtype=np.float64)) ** 2).sum())
+    return errors
 
 
-def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
-    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
-    return total / len(X)
+def total_squares(X: np.ndarray, chunk: int = 65536) -> float:
+    """Σ|x − mean(x)|² over the rows of X (N, D), in float64, chunk by chunk."""
+    mean = np.asarray(X, dtype=np.float64).mean(0) if len(X) <= chunk else _chunked_mean(X, chunk)
+    return sum(float(((np.asarray(X[s : s + chunk], dtype=np.float64) - mean) ** 2).sum())
+               for s in range(0, len(X), chunk))
 
 
 def rmse(X: np.ndarray, X_hat: np.ndarray) -> float:
@@ -52,22 +67,69 @@ def relative_mse(X: np.ndarray, X_hat: np.ndarray) -> float:
 
 
 def _prefix_counts(codes: np.ndarray, length: int) -> np.ndarray:
-    """Item count of each distinct length-``length`` prefix."""
-    return np.unique(codes[:, :length], axis=0, return_counts=True)[1]
+    """Item count of each distinct length-``length`` prefix (in the order of the prefixes)."""
+    return prefix_counts(codes, [length])[0]
+
+
+def prefix_counts(codes: np.ndarray, lengths: list[int] | None = None) -> list[np.ndarray]:
+    """Item counts of the distinct length-l prefixes of codes (N, L), for each l of ``lengths`` (default 1..L).
+
+    One sort of one int64 key per row (:mod:`rqgmm.ids.keys`): a length-l prefix is the key divided by the
+    strides of the levels after l, so every length reads the same sorted keys. Codes whose key would not fit
+    an int64 (or negative codes) fall back on ``np.unique`` over rows; both list the prefixes in lexicographic
+    order."""
+    codes = np.asarray(codes)
+    lengths = list(range(1, codes.shape[1] + 1)) if lengths is None else list(lengths)
+    keys = _sorted_keys(codes)
+    if keys is None:
+        return [np.unique(codes[:, :l], axis=0, return_counts=True)[1] for l in lengths]
+    sizes = _key_sizes(codes)
+    return [_run_lengths(keys // math.prod(sizes[l:])) for l in lengths]
+
+
+def _key_sizes(codes: np.ndarray) -> list[int]:
+    return [int(v) + 1 for v in codes.max(0)] if len(codes) else [1] * codes.shape[1]
+
+
+def _sorted_keys(codes: np.ndarray) -> np.ndarray | None:
+    """The rows' mixed-radix keys (N,), sorted; None when they would not fit (or a code is negative)."""
+    if len(codes) and int(codes.min()) < 0:
+        return None
+    sizes = _key_sizes(codes)
+    if math.prod(sizes) >= MAX_KEY_SPACE:
+        return None
+    keys = row_keys(codes, sizes)
+    keys.sort()
+    return keys
+
+
+def _run_lengths(ordered: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal values of a sorted array (N,)."""
+    if not len(ordered):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return np.diff(np.r_[starts, len(ordered)])
+
+
+def _level_counts(codes: np.ndarray, level: int) -> np.ndarray:
+    """Item count of each code used at ``level`` (0-based), in code order (``np.unique``'s counts)."""
+    column = np.asarray(codes)[:, level]
+    if len(column) and int(column.min()) >= 0:
+        counts = np.bincount(column)
+        return counts[counts > 0]
+    return np.unique(column, return_counts=True)[1]
 
 
 def utilization(codes: np.ndarray, codebook_sizes: list[int]) -> list[float]:
     """Share of each level's K codes that some item uses; codes (N, L)."""
-    return [len(np.unique(codes[:, l])) / k for l, k in enumerate(codebook_sizes)]
+    return [len(_level_counts(codes, l)) / k for l, k in enumerate(codebook_sizes)]
 
 
-def prefix_utilization(codes: np.ndarray, codebook_sizes: list[int]) -> list[float]:
-    """Distinct length-l prefixes over min(N, Π_{t≤l} K_t), for l = 1..L."""
-    n = len(codes)
-    return [
-        len(_prefix_counts(codes, l + 1)) / min(n, math.prod(codebook_sizes[: l + 1]))
-        for l in range(codes.shape[1])
-    ]
+def prefix_utilization(codes: np.ndarray, codebook_sizes: list[int],
+                       counts: list[np.ndarray] | None = None) -> list[float]:
+    """Distinct length-l prefixes over min(N, Π_{t≤l} K_t), for l = 1..L (``counts``: :func:`prefix_counts`)."""
+    n, counts = len(codes), prefix_counts(codes) if counts is None else counts
+    return [len(counts[l]) / min(n, math.prod(codebook_sizes[: l + 1])) for l in range(codes.shape[1])]
 
 
 def collision_rate(codes: np.ndarray) -> float:
@@ -77,38 +139,94 @@ def collision_rate(codes: np.ndarray) -> float:
 
 def icr(codes: np.ndarray) -> float:
     """Full IDs held by exactly one item over distinct full IDs."""
-    counts = _prefix_counts(codes, codes.shape[1])
+    return _icr(_prefix_counts(codes, codes.shape[1]))
+
+
+def _icr(counts: np.ndarray) -> float:
     return float((counts == 1).sum() / len(counts))
 
 
 def collided_items(codes: np.ndarray) -> float:
     """Share of the N items whose full ID (row of codes (N, L)) another item also holds."""
-    _, group, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    return float((counts[group.reshape(-1)] > 1).mean())
+    return _collided(_prefix_counts(codes, codes.shape[1]))
 
 
-def vector_groups(X: np.ndarray) -> np.ndarray:
-    """(N,) int: one number per distinct row of X (N, D), equal exactly where two rows are byte-for-byte equal."""
-    rows = np.ascontiguousarray(X)
+def _collided(counts: np.ndarray) -> float:
+    """Share of the items in groups of more than one, from the group sizes."""
+    return float(counts[counts > 1].sum() / counts.sum()) if len(counts) else 0.0
+
+
+def vector_groups(X: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(N,) int: one number per distinct row of X (N, D), equal exactly where two rows are byte-for-byte equal.
+
+    Each row's bytes are hashed to one int64 (a sum of its 8-byte words times odd constants, chunk by chunk);
+    rows with distinct hashes differ, and only the rows whose hash repeats are compared byte for byte. No
+    copy of X is made (a sort of X's rows as bytes held two)."""
+    if not len(X):
+        return np.zeros(0, dtype=np.int64)
+    hashes = _row_hashes(X, chunk)
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    repeated = np.r_[False, ordered[1:] == ordered[:-1]] | np.r_[ordered[:-1] == ordered[1:], False]
+    groups = np.empty(len(X), dtype=np.int64)
+    groups[order[~repeated]] = np.arange(int((~repeated).sum()))
+    if repeated.any():
+        rows = np.sort(order[repeated])
+        groups[rows] = int((~repeated).sum()) + _byte_groups(np.asarray(X)[rows])
+    return groups
+
+
+def _row_hashes(X: np.ndarray, chunk: int) -> np.ndarray:
+    """One int64 (N,) per row of X (N, D): Σ_j word_j · m_j (mod 2**64) over the row's 8-byte words."""
+    width = X.shape[1] * X.dtype.itemsize
+    words = -(-width // 8)
+    multipliers = np.random.default_rng(0x5EED).integers(0, 2**63, words, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    out = np.empty(len(X), dtype=np.uint64)
+    for lo in range(0, len(X), chunk):
+        raw = np.ascontiguousarray(X[lo : lo + chunk]).view(np.uint8).reshape(-1, width)
+        if width % 8:
+            raw = np.pad(raw, ((0, 0), (0, 8 * words - width)))
+        out[lo : lo + chunk] = (raw.view(np.uint64) * multipliers).sum(1, dtype=np.uint64)
+    return out.view(np.int64)
+
+
+def _byte_groups(rows: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(rows)
     keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
     return np.unique(keys, return_inverse=True)[1].reshape(-1)
 
 
-def shared_vectors(X: np.ndarray) -> float:
-    """Share of the N items whose vector (row of X (N, D)) another item also has: exact duplicates."""
-    groups = vector_groups(X)
+def shared_vectors(X: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """Share of the N items whose vector (row of X (N, D)) another item also has: exact duplicates.
+
+    ``groups``: :func:`vector_groups` of X, when already known."""
+    groups = vector_groups(X) if groups is None else groups
     return float((np.bincount(groups)[groups] > 1).mean())
 
 
-def merged_items(codes: np.ndarray, X: np.ndarray) -> float:
+def merged_items(codes: np.ndarray, X: np.ndarray, groups: np.ndarray | None = None) -> float:
     """Share of the N items whose full ID another item holds with a different vector (row of X (N, D)).
 
     The part of :func:`collided_items` that more levels or codes could split: items sharing a full ID only
-    with exact duplicates of their own vector are not counted."""
-    _, ids = np.unique(np.asarray(codes), axis=0, return_inverse=True)
-    ids = ids.reshape(-1)
-    pairs = np.unique(np.stack([ids, vector_groups(X)], axis=1), axis=0)  # (full ID, distinct vector) pairs
-    return float((np.bincount(pairs[:, 0], minlength=ids.max() + 1)[ids] > 1).mean())
+    with exact duplicates of their own vector are not counted. ``groups``: :func:`vector_groups` of X, when
+    already known."""
+    groups = vector_groups(X) if groups is None else groups
+    if not len(groups):
+        return 0.0
+    stride = int(groups.max()) + 1
+    if stride == len(groups):  # every vector distinct: every collision merges distinct vectors
+        return collided_items(np.asarray(codes))
+    ids = _full_ids(np.asarray(codes))
+    pair_ids = np.unique(ids * stride + groups) // stride  # the full ID of each distinct (full ID, vector) pair
+    return float((np.bincount(pair_ids, minlength=int(ids.max()) + 1)[ids] > 1).mean())
+
+
+def _full_ids(codes: np.ndarray) -> np.ndarray:
+    """(N,) int64: one number per distinct full ID (row of codes (N, L)), dense in [0, distinct)."""
+    sizes = _key_sizes(codes)
+    if not len(codes) or int(codes.min()) < 0 or math.prod(sizes) >= MAX_KEY_SPACE:
+        return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return np.unique(row_keys(codes, sizes), return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def largest_collision(codes: np.ndarray) -> int:
@@ -126,16 +244,17 @@ def gini_coefficient(counts: np.ndarray) -> float:
     return float(2.0 * (ranks * x).sum() / (n * x.sum()) - (n + 1) / n)
 
 
-def gini(codes: np.ndarray) -> list[float]:
-    """Gini coefficient of item counts over the used length-l prefixes, l = 1..L."""
-    return [gini_coefficient(_prefix_counts(codes, l + 1)) for l in range(codes.shape[1])]
+def gini(codes: np.ndarray, counts: list[np.ndarray] | None = None) -> list[float]:
+    """Gini coefficient of item counts over the used length-l prefixes, l = 1..L (``counts``: :func:`prefix_counts`)."""
+    counts = prefix_counts(codes) if counts is None else counts
+    return [gini_coefficient(c) for c in counts]
 
 
 def perplexity(codes: np.ndarray) -> list[float]:
     """exp(entropy, in nats) of each level's code distribution."""
     out = []
     for l in range(codes.shape[1]):
-        p = np.unique(codes[:, l], return_counts=True)[1] / len(codes)
+        p = _level_counts(codes, l) / len(codes)
         out.append(float(np.exp(-(p * np.log(p)).sum())))
     return out
 
@@ -145,30 +264,34 @@ def report(
     codebook_sizes: list[int],
     X: np.ndarray | None = None,
     X_hat: np.ndarray | None = None,
+    *,
+    squared_errors: tuple[float, float] | None = None,
 ) -> dict:
     """All metrics as one dict with the keys of :data:`REPORT_KEYS`.
 
     ``rmse`` and ``relative_mse`` are None unless both X and its reconstruction
-    X_hat (N, D) are given (a codes table alone does not determine them).
+    X_hat (N, D) are given, or ``squared_errors`` (Σ|x − x̂|², Σ|x − mean(x)|²)
+    computed apart (a codes table alone does not determine them).
     """
     codes = np.asarray(codes, dtype=np.int64)
-    have_recon = X is not None and X_hat is not None
-    if have_recon:
-        err, tot = _squared_errors(X, X_hat)
+    if squared_errors is None and X is not None and X_hat is not None:
+        squared_errors = _squared_errors(X, X_hat)
+    err, tot = squared_errors if squared_errors is not None else (None, None)
+    counts = prefix_counts(codes)
     return {
-        "rmse": math.sqrt(err / len(X)) if have_recon else None,
-        "relative_mse": (err / tot if tot > 0 else 0.0) if have_recon else None,
+        "rmse": math.sqrt(err / len(codes)) if err is not None else None,
+        "relative_mse": (err / tot if tot > 0 else 0.0) if err is not None else None,
         "utilization": utilization(codes, codebook_sizes),
-        "prefix_utilization": prefix_utilization(codes, codebook_sizes),
-        "collision_rate": collision_rate(codes),
-        "icr": icr(codes),
-        "gini": gini(codes),
+        "prefix_utilization": prefix_utilization(codes, codebook_sizes, counts),
+        "collision_rate": 1.0 - len(counts[-1]) / len(codes),
+        "icr": _icr(counts[-1]),
+        "gini": gini(codes, counts),
         "perplexity": perplexity(codes),
         "n_items": int(len(codes)),
         "levels": int(codes.shape[1]),
         "codebook_size": [int(k) for k in codebook_sizes],
-        "collided_items": collided_items(codes),
-        "largest_collision": largest_collision(codes),
+        "collided_items": _collided(counts[-1]),
+        "largest_collision": int(counts[-1].max()),
     }
 
 

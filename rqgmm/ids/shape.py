@@ -16,6 +16,7 @@ N = 1,682 -> 3 x 128; 9,066 -> 3 x 256; 10^6 -> 3 x 256; 10^8 -> 4 x 256.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 #: IDs of room per item that the default shape leaves.
 ROOM = 16
@@ -23,6 +24,8 @@ ROOM = 16
 LARGE_K = 256
 #: Catalogues of at least this many items get LARGE_K.
 LARGE_FROM = 4096
+#: The default shape (levels, K) before the rule above, whatever the catalogue (releases up to issue 26's).
+PREVIOUS_DEFAULT = (2, 128)
 
 
 def default_shape(n_items: int) -> tuple[int, int]:
@@ -41,3 +44,21 @@ def describe(n_items: int) -> str:
     levels, k = default_shape(n_items)
     return (f"default shape {levels} x {k} for {n_items:,} items ({k**levels:,} IDs, at least {ROOM} per item; "
             "pass --levels and --codebook-size to choose another)")
+
+
+def previous_default_note(theirs: dict, differ: list[str], n_items: Callable[[], int]) -> str | None:
+    """Why runs stored at the previous default shape do not resume under the default shape, or None.
+
+    ``theirs``: the stored runs' settings; ``differ``: the settings that differ from this run's, whose shape is
+    the default (not given); ``n_items()``: the catalogue's size. Only when the shape alone differs and the runs
+    have :data:`PREVIOUS_DEFAULT`: then passing that shape resumes them."""
+    if not differ or not set(differ) <= {"levels", "codebook_size"}:
+        return None
+    if (theirs.get("levels"), theirs.get("codebook_size")) != PREVIOUS_DEFAULT:
+        return None
+    n = n_items()
+    levels, k = default_shape(n)
+    old_levels, old_k = PREVIOUS_DEFAULT
+    return (f"holds runs made at the previous default ID shape, {old_levels} x {old_k}; the default shape now "
+            f"follows the catalogue ({levels} x {k} for {n:,} items): pass --levels {old_levels} --codebook-size "
+            f"{old_k} to resume those runs, or a new --out")
