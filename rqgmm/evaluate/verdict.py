@@ -55,9 +55,20 @@ class TestRows:
     users: np.ndarray
     slices: np.ndarray
     predictions: dict = field(default_factory=dict)
+    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _users: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def mask(self, column: str) -> np.ndarray:
-        return np.ones(len(self.labels), bool) if column == OVERALL else self.slices == column
+        """The rows of ``column`` (bool (N,)), computed once per column and shared by every comparison."""
+        if column not in self._masks:
+            self._masks[column] = np.ones(len(self.labels), bool) if column == OVERALL else self.slices == column
+        return self._masks[column]
+
+    def users_in(self, column: str) -> int:
+        """The number of distinct users among the rows of ``column`` (counted once per column)."""
+        if column not in self._users:
+            self._users[column] = int(len(np.unique(np.asarray(self.users)[self.mask(column)])))
+        return self._users[column]
 
 
 def _value(record: dict, column: str) -> float | None:
@@ -117,8 +128,7 @@ def _counts(record: dict, column: str, test: TestRows | None) -> dict:
     """The test rows and test users behind a comparison on ``column`` (users: None without the rows at hand)."""
     if test is None:
         return dict(rows=record["n_test"] if column == OVERALL else record["slices"][column]["n"], users=None)
-    mask = test.mask(column)
-    return dict(rows=int(mask.sum()), users=int(len(np.unique(np.asarray(test.users)[mask]))))
+    return dict(rows=int(test.mask(column).sum()), users=test.users_in(column))
 
 
 def _shapes(records: Sequence[dict]) -> dict[str, str]:
