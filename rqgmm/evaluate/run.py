@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -93,11 +94,12 @@ class Variant:
         return self.name if self.tokenizer is None else f"{self.name} ({self.tokenizer})"
 
 
-def slice_metrics(labels: np.ndarray, predictions: np.ndarray, slices: np.ndarray) -> dict:
-    """AUC and LogLoss per popularity slice; None where a slice has too few rows or one class."""
+def slice_metrics(labels: np.ndarray, predictions: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict:
+    """AUC and LogLoss per popularity slice (``masks``: slice -> its rows, bool (N,)); None where a slice has too
+    few rows or one class."""
     out = {}
     for name in SLICES:
-        mask = slices == name
+        mask = masks[name]
         ok = mask.sum() >= MIN_SLICE_ROWS and len(np.unique(labels[mask])) == 2
         metrics = score(labels[mask], predictions[mask]) if ok else {"auc": None, "logloss": None}
         out[name] = {**metrics, "n": int(mask.sum())}
@@ -127,7 +129,9 @@ class Evaluation:
 
     def run(self) -> list[dict]:
         self.split = measured("split", lambda: split_rows(self.data, self.config))
-        self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
+        # one byte a test row (the slice names as a categorical), not the 20 of their strings
+        self.slices = pd.Categorical(popularity_slices(self.split.train[self.config.item],
+                                                       self.split.test[self.config.item]), categories=SLICES)
         self.test = TestRows(self.split.test[self.config.label], self.split.test[self.config.user], self.slices)
         self.specs = regimes(self.data, self.config)
         self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
@@ -218,7 +222,7 @@ class Evaluation:
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                                   label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                                  slices=slice_metrics(labels, result.predictions, self.slices),
+                                  slices=slice_metrics(labels, result.predictions, {s: self.test.mask(s) for s in SLICES}),
                                   content_parameters=sum(c["parameters"] for c in costs),
                                   bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                                   epochs=len(result.training.valid_auc), n_test=len(labels))
