@@ -41,8 +41,9 @@ runs' predictions are not at hand (outputs of older releases).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,8 @@ RESAMPLES = 1000
 USER_CHUNK = 1 << 14
 #: Resamples whose weights of one user chunk are held at once: (ROW_BLOCK, USER_CHUNK) float32 is 16 MiB.
 ROW_BLOCK = 256
-#: Bytes for the bootstrap's per-user influences of one block of comparisons (and as many for its cache).
+#: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
+#: chunk's influences of a group of comparisons.
 BUDGET_BYTES = 1 << 28
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (twice numpy's speed).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
@@ -228,13 +230,17 @@ class UserBootstrap:
         return auc, np.bincount(user_rows, psi, minlength=self.n_users).astype(np.float32)
 
     def shifts(self, influences: np.ndarray) -> np.ndarray:
-        """``sum_u (w_u - 1) * influence[u, c]`` for B resamples: (B, C) from influences (U, C).
+        """``sum_u (w_u - 1) * influence[u, c]`` for B resamples: (B, C) from influences (U, C)."""
+        return self.streamed_shifts(lambda start, stop: influences[start:stop], influences.shape[1])
+
+    def streamed_shifts(self, chunk_of: Callable[[int, int], np.ndarray], n_columns: int) -> np.ndarray:
+        """:meth:`shifts` of the influences (U, C) that ``chunk_of(start, stop)`` gives a user chunk at a time.
 
         The weights of one user chunk are drawn ``ROW_BLOCK`` resamples at a time (the same draws as all B at
-        once: one stream, row-major), so memory stays at a (ROW_BLOCK, USER_CHUNK) block."""
-        rng, out = np.random.default_rng(self.seed), np.zeros((self.resamples, influences.shape[1]))
+        once: one stream, row-major), so memory stays at a (ROW_BLOCK, USER_CHUNK) block and one chunk's rows."""
+        rng, out = np.random.default_rng(self.seed), np.zeros((self.resamples, n_columns))
         for start in range(0, self.n_users, USER_CHUNK):
-            part = influences[start:start + USER_CHUNK]
+            part = chunk_of(start, min(start + USER_CHUNK, self.n_users))
             for first in range(0, self.resamples, ROW_BLOCK):
                 rows = min(ROW_BLOCK, self.resamples - first)
                 out[first:first + rows] += poisson_weights(rng.random((rows, len(part)), dtype=np.float32)) @ part
@@ -242,15 +248,18 @@ class UserBootstrap:
 
 
 def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
-                          pairs: Sequence[tuple[list, list, str, np.ndarray]], budget: int = BUDGET_BYTES
-                          ) -> list[Difference]:
-    """AUC(a) - AUC(b) for each pair, all from the same user resamples, streamed in blocks of comparisons.
+                          pairs: Sequence[tuple[list, list, str, np.ndarray]], budget: int = BUDGET_BYTES,
+                          directory: str | os.PathLike | None = None) -> list[Difference]:
+    """AUC(a) - AUC(b) for each pair, all from the same user resamples, in one pass over the users.
 
-    Memory, whatever the number of comparisons: a (U, C) float32 matrix of the block's C comparisons and a cache
-    of per-user influences (U,), each within ``budget`` bytes (C = budget // 4U), the Poisson weights of one
-    (256, 16384) block, and one run's predictions (N,) with its sort order, read from disk when stored. A run is
-    sorted once for all its columns (every column named in ``pairs``). Every block draws the same user weights
-    (the bootstrap's seed), so the blocks' shifts are those of one pass.
+    Each run's predictions are read once (from disk when stored) and sorted once for every column named in
+    ``pairs``; its per-user influences (U,) on each column go to an :class:`InfluenceTable` (in memory within
+    ``budget`` bytes, else a temporary file in ``directory``). The resamples then pass over the users a chunk
+    at a time: each chunk's influences of every comparison (chunk, C) are summed from the table's rows and
+    multiplied by the chunk's weights, drawn once. Memory: one run's predictions and sort order (N,), the
+    table where it fits the budget, the weights of one (256, 16384) block and one chunk's (16384, C) float32
+    influences (comparisons are taken in groups that keep it within ``budget``; each group draws the same
+    weights, the bootstrap's seed).
 
     Parameters
     ----------
@@ -261,43 +270,76 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
         ``keys_a``/``keys_b`` name one prediction array per seed, aligned by seed; ``rows`` (bool (N,)) are the
         rows of ``column``, the same for every pair of that column.
     budget : int
-        Bytes for the block's influence matrix, and as many for the influence cache.
+        Bytes for the influence table held in memory, and for one chunk's influences of a group of comparisons.
+    directory : path, optional
+        Where the influence table's temporary file goes when it exceeds ``budget`` (None: the system's).
     """
-    block = max(1, budget // (4 * max(boot.n_users, 1)))
-    influence = _Influences(boot, predictions, {column: rows for *_, column, rows in pairs}, budget)
-    out = []
-    for start in range(0, len(pairs), block):
-        part = pairs[start:start + block]
-        per_seed, influences = [], np.zeros((boot.n_users, len(part)), np.float32)
-        for c, (a, b, column, rows) in enumerate(part):
-            differences = []
-            for pa, pb in zip(a, b, strict=True):
-                (auc_a, psi_a), (auc_b, psi_b) = influence(pa, column), influence(pb, column)
-                differences.append(auc_a - auc_b)
-                influences[:, c] += (psi_a - psi_b) / len(a)
-            per_seed.append(differences)
-        shifts = boot.shifts(influences)
-        out += [combine(d, shifts[:, c]) for c, d in enumerate(per_seed)]
+    columns = {column: rows for *_, column, rows in pairs}
+    keys = list(dict.fromkeys(k for a, b, *_ in pairs for k in (*a, *b)))
+    slots = {(key, column): i for i, (key, column) in enumerate((k, c) for k in keys for c in columns)}
+    aucs = {}
+    with InfluenceTable(len(slots), boot.n_users, budget, directory) as table:
+        for key in keys:
+            for column, (auc, psi) in boot.influences(np.asarray(predictions[key]), columns).items():
+                aucs[key, column] = auc
+                table.put(slots[key, column], psi)
+        recipes = [[(slots[pa, column], slots[pb, column]) for pa, pb in zip(a, b, strict=True)]
+                   for a, b, column, _ in pairs]
+        group = max(1, budget // (4 * USER_CHUNK))
+        out = []
+        for first in range(0, len(pairs), group):
+            part = recipes[first:first + group]
+            shifts = boot.streamed_shifts(lambda start, stop: _summed(table.rows(start, stop), part), len(part))
+            out += [combine([aucs[pa, column] - aucs[pb, column] for pa, pb in zip(a, b)], shifts[:, c])
+                    for c, (a, b, column, _) in enumerate(pairs[first:first + group])]
     return out
 
 
-class _Influences:
-    """Each run's AUC and per-user influences on every column, computed from one read and one sort of its
-    predictions, cached within a byte budget (least recently used run out)."""
+def _summed(block: np.ndarray, recipes: Sequence[list[tuple[int, int]]]) -> np.ndarray:
+    """Each comparison's influences on a user chunk, (chunk, C) float32, from the table's rows ``block``
+    (K, chunk): the mean over seeds of a's row minus b's."""
+    out = np.zeros((block.shape[1], len(recipes)), np.float32)
+    for c, recipe in enumerate(recipes):
+        for a, b in recipe:
+            out[:, c] += (block[a] - block[b]) / len(recipe)
+    return out
 
-    def __init__(self, boot: UserBootstrap, predictions: Mapping, columns: Mapping, budget: int) -> None:
-        self.boot, self.predictions, self.columns = boot, predictions, columns
-        self.slots = max(2, budget // (4 * max(boot.n_users, 1) * max(len(columns), 1)))
-        self.cache: OrderedDict = OrderedDict()
 
-    def __call__(self, key, column: str) -> tuple[float, np.ndarray]:
-        if key in self.cache:
-            self.cache.move_to_end(key)
+class InfluenceTable:
+    """A (K, U) float32 table of per-user influences, one row per (run, column): in memory when it fits
+    ``budget`` bytes, else in a temporary file (removed on exit) written a row at a time and read a user chunk
+    at a time (plain reads: the file's pages stay in the page cache, outside this process's memory)."""
+
+    def __init__(self, n_rows: int, n_users: int, budget: int, directory: str | os.PathLike | None = None) -> None:
+        self.shape, self.row_bytes = (n_rows, n_users), 4 * n_users
+        self.memory = np.zeros(self.shape, np.float32) if n_rows * self.row_bytes <= budget else None
+        self.directory, self.file = directory, None
+
+    def __enter__(self) -> "InfluenceTable":
+        if self.memory is None:
+            self.file = tempfile.TemporaryFile(prefix="rqgmm-influences-", dir=self.directory)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def put(self, row: int, values: np.ndarray) -> None:
+        """Row ``row`` := ``values`` (U,) float32."""
+        if self.memory is not None:
+            self.memory[row] = values
         else:
-            self.cache[key] = self.boot.influences(np.asarray(self.predictions[key]), self.columns)
-            if len(self.cache) > self.slots:
-                self.cache.popitem(last=False)
-        return self.cache[key][column]
+            os.pwrite(self.file.fileno(), np.ascontiguousarray(values, np.float32).tobytes(), row * self.row_bytes)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Users ``start:stop`` of every row: (K, stop - start) float32."""
+        if self.memory is not None:
+            return self.memory[:, start:stop]
+        out = np.empty((self.shape[0], stop - start), np.float32)
+        for row in range(self.shape[0]):
+            out[row] = np.frombuffer(os.pread(self.file.fileno(), 4 * (stop - start),
+                                              row * self.row_bytes + 4 * start), np.float32)
+        return out
 
 
 def combine(per_seed: Sequence[float], shifts: np.ndarray) -> Difference:

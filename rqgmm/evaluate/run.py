@@ -145,7 +145,8 @@ class Evaluation:
             self.records += diagnostic_records(self.stage, self.split.train, self.config)
             self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
-        self.records += self._stage("intervals", lambda: comparisons(self.records, test))
+        spill = None if self.store is None else self.store.directory  # the influence table's file, if any
+        self.records += self._stage("intervals", lambda: comparisons(self.records, test, directory=spill))
         return self.records
 
     def _stage(self, name: str, work):

@@ -18,6 +18,7 @@ with :func:`recommendation`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -144,11 +145,13 @@ def config_name(tokenizer: str | None, shapes: dict[str, str]) -> str | None:
     return tokenizer if shape is None or tokenizer.endswith(f" {shape}") else f"{tokenizer} {shape}"
 
 
-def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA) -> list[dict]:
+def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA,
+                directory: str | os.PathLike | None = None) -> list[dict]:
     """The verdict's comparison records (kind ``"comparison"``) of one dataset's CTR records, Holm-corrected.
 
     A head-to-head comparison (``rival`` set) whose interval does not cover training noise (one seed) stays out
-    of the Holm family: it is reported with its 95% interval and never called a win.
+    of the Holm family: it is reported with its 95% interval and never called a win. ``directory``: where the
+    bootstrap's influence table goes when it outgrows its memory budget (None: the system's temporary directory).
     """
     found, shapes = _found(select(records, kind="ctr"), test), _shapes(records)
     for record, _ in found:
@@ -156,7 +159,8 @@ def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: fl
     booted = [i for i, (_, plan) in enumerate(found) if isinstance(plan, tuple)]
     if booted:
         boot = UserBootstrap(test.labels, test.users)
-        for i, diff in zip(booted, bootstrap_differences(boot, test.predictions, [found[i][1] for i in booted])):
+        diffs = bootstrap_differences(boot, test.predictions, [found[i][1] for i in booted], directory=directory)
+        for i, diff in zip(booted, diffs):
             found[i] = (found[i][0], diff)
     tested = [i for i, (record, d) in enumerate(found)
               if d.p_value() is not None and (record["rival"] is None or d.covers_training)]
