@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
+from rqgmm.ctr.content import item_keys
 from rqgmm.ctr.log import LogPart
 from rqgmm.data.splits import Split, cut_points
 from rqgmm.evaluate.config import EvaluateConfig
@@ -168,7 +169,7 @@ class Evaluation:
             label, seed, name = self.stage.held(job)
             codes, sizes = self.stage.codes[(label, seed, name)]
             feature = f"{label.replace(' ', '_')}_{name}"  # "rqgmm_2x256_fused" in a sweep, as before otherwise
-            kept.setdefault((label, seed), []).append(ItemContent.codes(feature, self.data.item_ids, codes, sizes))
+            kept.setdefault((label, seed), []).append(ItemContent.codes(feature, self._item_keys, codes, sizes))
         return kept
 
     # ------------------------------------------------------------------------- CTR
@@ -180,8 +181,13 @@ class Evaluation:
                 for label in (configurations if name.startswith("ids") else (None,))]
 
     @functools.cached_property
+    def _item_keys(self) -> pd.Index:
+        """The items' string keys (M,), made once and shared by every content table (not one copy each)."""
+        return item_keys(self.data.item_ids)
+
+    @functools.cached_property
     def _embeddings(self) -> tuple[ItemContent, ...]:
-        return tuple(ItemContent.embedding(c, self.data.item_ids, v) for c, v in self.data.vectors.items())
+        return tuple(ItemContent.embedding(c, self._item_keys, v) for c, v in self.data.vectors.items())
 
     def _variant(self, name: str, tokenizer: str | None, seed: int, codes: dict) -> Variant:
         if tokenizer is None:
