@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rqgmm.data import embedders, movielens
+from rqgmm.data import embedders, movielens, splits
 from rqgmm.data.embedders import HashingEmbedder, SentenceTransformerEmbedder, embed_items
 from rqgmm.data.movielens import Dataset, item_text, load_dataset, subsample
 from rqgmm.data.splits import cold_items, cold_mask, random_split, time_split
@@ -276,3 +276,18 @@ def test_minilm_embeds_real_item_texts(ml100k, tmp_path):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(embedder.embed(texts), vectors, atol=1e-5)  # deterministic
     assert embedder.name == "all-MiniLM-L6-v2" and embedder.dim == 384
+
+
+@pytest.mark.parametrize("sorted_times", [True, False])
+def test_time_order_equals_one_lexsort_whether_or_not_the_log_is_in_time_order(monkeypatch, sorted_times):
+    monkeypatch.setattr(splits, "ORDER_CHUNK", 7)  # many chunks, time groups across their nominal edges
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 6, 7, 8, 50, 301):
+        times = rng.integers(0, 9, n)
+        times = np.sort(times) if sorted_times else times
+        users, items = rng.integers(0, 3, n), rng.integers(0, 4, n)
+        kept = times.copy()
+        order = splits.time_order([times, users, items])
+        assert np.array_equal(order, np.lexsort((items, users, times))) and np.array_equal(times, kept)
+        if sorted_times:
+            assert order.dtype == np.int32  # 4 bytes a row: no int64 order and no sort buffer of the whole log

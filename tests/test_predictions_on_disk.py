@@ -11,7 +11,7 @@ import pytest
 
 from rqgmm.cli import main
 from rqgmm.evaluate.grid import Job, RecordStore, Result, StoredArray, StoredArrays
-from rqgmm.evaluate.intervals import UserBootstrap, bootstrap_differences
+from rqgmm.evaluate.intervals import InfluenceTable, UserBootstrap, bootstrap_differences
 from synthetic import write_synthetic
 
 GRID = ["--categorical", "brand", "--embedding", "text_emb", "--methods", "rqkmeans", "--levels", "2",
@@ -67,3 +67,33 @@ def test_the_bootstrap_in_blocks_of_comparisons_equals_one_pass(budget):
     whole, blocked = bootstrap_differences(boot, scores, pairs), bootstrap_differences(boot, scores, pairs, budget)
     assert [d.mean for d in blocked] == [d.mean for d in whole]
     np.testing.assert_allclose([d.se for d in blocked], [d.se for d in whole], rtol=1e-6)
+
+
+def test_the_influence_table_in_a_file_reads_back_what_memory_holds_and_leaves_nothing(tmp_path):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(5, 1000)).astype(np.float32)
+    with InfluenceTable(5, 1000, budget=1 << 20) as memory, InfluenceTable(5, 1000, 1, tmp_path) as stored:
+        assert memory.memory is not None and stored.memory is None
+        for row in (3, 0, 4, 1, 2):  # in any order
+            memory.put(row, values[row])
+            stored.put(row, values[row])
+        for start, stop in ((0, 1000), (17, 530), (999, 1000)):
+            assert np.array_equal(stored.rows(start, stop), values[:, start:stop])
+            assert np.array_equal(memory.rows(start, stop), values[:, start:stop])
+    assert not list(tmp_path.iterdir())  # the temporary file is gone
+
+
+def test_the_bootstrap_through_a_file_equals_the_bootstrap_in_memory(tmp_path):
+    rng = np.random.default_rng(2)
+    n, users = 2000, 120
+    labels, user = rng.integers(0, 2, n), rng.integers(0, users, n)
+    scores = {k: labels * mu + rng.normal(size=n) for k, mu in zip("abc", (0.2, 0.4, 0.9))}
+    pairs = [([a, c], [b, a], "all", np.ones(n, bool)) for a, b, c in (("a", "b", "c"), ("c", "a", "b"))]
+    boot = UserBootstrap(labels, user, resamples=200, seed=5)
+    kept = {k: v.copy() for k, v in scores.items()}
+    held = bootstrap_differences(boot, scores, pairs)
+    filed = bootstrap_differences(boot, scores, pairs, budget=4 * users * 5, directory=tmp_path)  # table > budget
+    assert [(d.mean, d.kind) for d in filed] == [(d.mean, d.kind) for d in held]
+    # the same weights and influences; one comparison per group at this budget: only BLAS's rounding differs
+    np.testing.assert_allclose([d.se for d in filed], [d.se for d in held], rtol=1e-6)
+    assert all(np.array_equal(kept[k], scores[k]) for k in scores) and not list(tmp_path.iterdir())

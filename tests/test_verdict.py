@@ -9,7 +9,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from rqgmm.evaluate import caveats, plots, verdict
-from rqgmm.evaluate.intervals import UserBootstrap, auc_influence, bootstrap_differences
+from rqgmm.evaluate.intervals import POISSON_CDF, UserBootstrap, auc_influence, bootstrap_differences, poisson_weights
 from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.tables import holm
 
@@ -49,6 +49,43 @@ def test_auc_influence_gives_sklearn_auc_with_ties():
     weights[i] += eps
     reweighted = roc_auc_score(labels, scores, sample_weight=weights)
     assert (reweighted - auc) == pytest.approx(eps * psi[i], rel=1e-2, abs=1e-9)
+
+
+def test_poisson_weights_equal_the_exact_inversion_on_every_cdf_boundary():
+    rng = np.random.default_rng(0)
+    edges = np.concatenate([POISSON_CDF, np.nextafter(POISSON_CDF, 0), np.nextafter(POISSON_CDF, 1)])
+    uniform = np.concatenate([rng.random(200_000, dtype=np.float32), edges[edges < 1].astype(np.float32), [0.0]])
+    uniform = uniform.astype(np.float32)
+    kept = uniform.copy()
+    weights = poisson_weights(uniform)
+    assert weights.dtype == np.float32 and np.array_equal(uniform, kept)
+    assert np.array_equal(weights, np.searchsorted(POISSON_CDF, uniform).astype(np.float32) - 1)
+
+
+def test_influences_of_one_sort_equal_each_column_sorted_alone():
+    rng = np.random.default_rng(3)
+    n = 4000
+    labels, user = rng.integers(0, 2, n), rng.integers(0, 300, n)
+    scores = np.round(labels * 0.5 + rng.normal(size=n), 1).astype(np.float32)  # many ties
+    columns = {"all": np.ones(n, bool), "some": rng.random(n) < 0.3, "rest": rng.random(n) < 0.6}
+    boot = UserBootstrap(labels, user)
+    kept = scores.copy()
+    found = boot.influences(scores, columns)
+    assert np.array_equal(scores, kept)
+    for name, rows in columns.items():
+        auc, psi = auc_influence(labels[rows], scores[rows])  # the reference: the column's rows sorted alone
+        assert found[name][0] == auc == pytest.approx(roc_auc_score(labels[rows], scores[rows]), abs=1e-12)
+        assert np.array_equal(found[name][1], np.bincount(boot.user_rows[rows], psi, minlength=300)
+                              .astype(np.float32))
+
+
+def test_shifts_in_blocks_of_resamples_equal_one_draw_of_all_weights():
+    rng = np.random.default_rng(4)
+    boot = UserBootstrap(np.zeros(500), np.arange(500), resamples=600, seed=9)  # one row per user
+    influences = rng.normal(size=(500, 3)).astype(np.float32)
+    uniform = np.random.default_rng(9).random((600, 500), dtype=np.float32)
+    reference = (np.searchsorted(POISSON_CDF, uniform).astype(np.float32) - 1) @ influences
+    np.testing.assert_allclose(boot.shifts(influences), reference, rtol=1e-5, atol=1e-5)
 
 
 def _paired_log(rng, rows: int, users: int, mu_a: float = 1.0, mu_b: float = 0.8):

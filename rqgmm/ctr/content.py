@@ -21,7 +21,10 @@ from rqgmm.ctr.tensors import FieldBlock
 
 
 def item_keys(ids) -> pd.Index:
-    """Item ids as the string keys every lookup uses, shape (N,)."""
+    """Item ids as the string keys every lookup uses, shape (N,). An Index of strings (such as this function's
+    output) is returned as it is: content tables made with it share its strings and its hash table."""
+    if isinstance(ids, pd.Index) and pd.api.types.is_string_dtype(ids.dtype):
+        return ids
     return pd.Index(np.asarray(ids).astype(str))
 
 
@@ -33,7 +36,7 @@ class ItemContent:
     ----------
     name : str
         Field name (dense) or field-name prefix (codes: ``{name}_c1..``).
-    ids : ndarray, shape (M,)
+    ids : ndarray, shape (M,), or an Index of string keys (:func:`item_keys`) shared with other tables
     values : ndarray, shape (M, D) float32 (dense) or (M, L) int64 (codes)
     codebook_sizes : list of int (L,), or None for dense content
     """
@@ -44,7 +47,7 @@ class ItemContent:
     codebook_sizes: list[int] | None = None
 
     def __post_init__(self) -> None:
-        self.ids = np.asarray(self.ids)
+        self.ids = self.ids if isinstance(self.ids, pd.Index) else np.asarray(self.ids)
         if self.values.ndim != 2 or self.ids.shape != (len(self.values),):
             raise InputError(f"content {self.name!r} must be item ids (M,) and values (M, D), got shapes "
                              f"{self.ids.shape} and {self.values.shape}")

@@ -80,9 +80,35 @@ def cut_points(n_rows: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> t
     return first, max(first, int(np.floor(n_rows * (train + valid) + 1e-9)))
 
 
+#: Rows sorted at once when the first key is already in order (bounds the sort's buffers).
+ORDER_CHUNK = 1 << 20
+
+
 def time_order(keys: Sequence[np.ndarray]) -> np.ndarray:
-    """The stable order (N,) int64 of rows by ``keys`` (arrays (N,), most significant first)."""
-    return np.lexsort(tuple(reversed([np.asarray(k) for k in keys])))
+    """The stable order (N,) of rows by ``keys`` (arrays (N,), most significant first).
+
+    When the first key (time) is already non-decreasing, as a log written in time order is, the rows are
+    sorted a run of whole time groups at a time into one int32 array (4 bytes a row instead of the 16 of
+    one ``lexsort``: its int64 output and its buffer); otherwise one ``lexsort`` (int64). Either way the
+    same values: ``np.lexsort(keys[::-1])``.
+    """
+    keys = [np.asarray(k) for k in keys]
+    n = len(keys[0]) if keys else 0
+    if n >= 2**31 or not _non_decreasing(keys[0]):
+        return np.lexsort(tuple(reversed(keys)))
+    order, start = np.empty(n, np.int32), 0
+    while start < n:
+        stop = n if start + ORDER_CHUNK >= n else int(np.searchsorted(keys[0], keys[0][start + ORDER_CHUNK - 1],
+                                                                       side="right"))
+        order[start:stop] = np.lexsort(tuple(k[start:stop] for k in reversed(keys))) + start
+        start = stop
+    return order
+
+
+def _non_decreasing(values: np.ndarray) -> bool:
+    """Whether ``values`` (N,) never decrease, checked a chunk at a time (no (N,) temporary)."""
+    windows = (values[i:i + ORDER_CHUNK + 1] for i in range(0, max(len(values) - 1, 0), ORDER_CHUNK))
+    return all(bool((w[1:] >= w[:-1]).all()) for w in windows)
 
 
 def random_order(n_rows: int, seed: int) -> np.ndarray:

@@ -41,8 +41,9 @@ runs' predictions are not at hand (outputs of older releases).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,10 @@ from scipy import stats
 RESAMPLES = 1000
 #: Users whose Poisson weights are drawn at once (bounds the (B, chunk) weight block).
 USER_CHUNK = 1 << 14
-#: Bytes for the bootstrap's per-user influences of one block of comparisons (and as many for its cache).
+#: Resamples whose weights of one user chunk are held at once: (ROW_BLOCK, USER_CHUNK) float32 is 16 MiB.
+ROW_BLOCK = 256
+#: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
+#: chunk's influences of a group of comparisons.
 BUDGET_BYTES = 1 << 28
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (twice numpy's speed).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
@@ -114,13 +118,62 @@ class Difference:
         return float(2 * self._law.sf(abs(self.mean / self.se)))
 
 
-def auc_influence(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
+def _inversion_table(bins: int = 1 << 16) -> np.ndarray:
+    """``searchsorted(POISSON_CDF, u)`` for every u of each of ``bins`` equal bins of [0, 1) (uint8 (bins,)); 255
+    where a CDF value falls inside the bin, so that the bin's draws need the exact search."""
+    table = np.searchsorted(POISSON_CDF, ((np.arange(bins) + 0.5) / bins).astype(np.float32)).astype(np.uint8)
+    inside = np.floor(POISSON_CDF.astype(np.float64) * bins).astype(np.int64)
+    table[inside[inside < bins]] = 255
+    return table
+
+
+INVERSION = _inversion_table()
+
+
+def poisson_weights(uniform: np.ndarray) -> np.ndarray:
+    """``w - 1`` for Poisson(1) weights ``w`` drawn by inversion of float32 uniforms in [0, 1): float32, the shape
+    of ``uniform``; equal to ``searchsorted(POISSON_CDF, uniform) - 1``, through a table of 65,536 bins (about
+    seven times faster) and the exact search for the few draws in a bin that holds a CDF value."""
+    counts = INVERSION[(uniform * np.float32(len(INVERSION))).astype(np.uint16)]
+    unsure = np.flatnonzero(counts == 255)
+    counts.flat[unsure] = np.searchsorted(POISSON_CDF, uniform.flat[unsure])
+    weights = counts.astype(np.float32)
+    weights -= 1.0
+    return weights
+
+
+def _ranked_influence(ranked: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
+    """AUC and influences of rows sorted by score: ``ranked`` (n,) scores ascending, ``positive`` (n,) bool;
+    the influences (n,) float64 in that sorted order (a tie group shares its values)."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    first = np.r_[True, ranked[1:] != ranked[:-1]]
+    starts = np.flatnonzero(first)
+    pos_tied = np.add.reduceat(positive, starts, dtype=np.int64) if len(starts) else np.zeros(0, np.int64)
+    neg_tied = np.diff(np.r_[starts, len(positive)]) - pos_tied
+    pos_below, neg_below = np.cumsum(pos_tied) - pos_tied, np.cumsum(neg_tied) - neg_tied  # in lower tie groups
+    v10 = (neg_below + 0.5 * neg_tied) / n_neg  # a positive: share of negatives it outranks
+    v01 = (n_pos - pos_below - 0.5 * pos_tied) / n_pos  # a negative: share of positives outranking it
+    group = np.cumsum(first, dtype=np.int32)  # 1 + tie group of each sorted row
+    auc = float(v10[group[positive] - 1].mean())
+    table = np.empty(2 * len(starts) + 2)  # by 2 * (1 + group) + positive: a negative's value, then a positive's
+    table[2::2], table[3::2] = (v01 - auc) / n_neg, (v10 - auc) / n_pos
+    group *= 2
+    group += positive
+    return auc, table[group]
+
+
+def auc_influence(labels: np.ndarray, scores: np.ndarray, order: np.ndarray | None = None
+                  ) -> tuple[float, np.ndarray]:
     """The AUC and each row's first-order influence on it (one sort; ties count half).
 
     Parameters
     ----------
     labels : ndarray (N,) of 0/1, both present
     scores : ndarray (N,)
+    order : ndarray (N,) of int, optional
+        The rows by ascending score (an ``argsort`` of ``scores``, taken when not given; the order within a
+        tie does not matter).
 
     Returns
     -------
@@ -129,19 +182,10 @@ def auc_influence(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.nda
     psi : ndarray (N,) float64
         ``AUC(weights w) ~ auc + sum((w - 1) * psi)`` for row weights near 1.
     """
-    order = np.argsort(scores)  # ties are grouped below: the order within a tie does not matter
-    ranked, positive = np.asarray(scores)[order], np.asarray(labels)[order] == 1
-    n_pos, n_neg = int(positive.sum()), len(positive) - int(positive.sum())
-    first = np.r_[True, ranked[1:] != ranked[:-1]]
-    group = np.cumsum(first) - 1  # tie group of each sorted row
-    pos_below = (np.cumsum(positive) - positive)[first][group]  # in lower tie groups
-    neg_below = (np.cumsum(~positive) - ~positive)[first][group]
-    pos_tied, neg_tied = np.bincount(group, positive)[group], np.bincount(group, ~positive)[group]
-    v10 = (neg_below + 0.5 * neg_tied) / n_neg  # a positive: share of negatives it outranks
-    v01 = (n_pos - pos_below - 0.5 * pos_tied) / n_pos  # a negative: share of positives outranking it
-    auc = float(v10[positive].mean())
+    order = np.argsort(scores) if order is None else order
+    auc, ranked_psi = _ranked_influence(np.asarray(scores)[order], np.asarray(labels)[order] == 1)
     psi = np.empty(len(order))
-    psi[order] = np.where(positive, (v10 - auc) / n_pos, (v01 - auc) / n_neg)
+    psi[order] = ranked_psi
     return auc, psi
 
 
@@ -158,34 +202,64 @@ class UserBootstrap:
 
     def __init__(self, labels: np.ndarray, users: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> None:
         self.labels, self.resamples, self.seed = np.asarray(labels), resamples, seed
-        _, self.user_rows = np.unique(np.asarray(users), return_inverse=True)
+        self.positive = self.labels == 1
+        _, user_rows = np.unique(np.asarray(users), return_inverse=True)
+        self.user_rows = user_rows.astype(np.int32 if len(user_rows) < 2**31 else np.int64).reshape(-1)
         self.n_users = int(self.user_rows.max(initial=-1)) + 1
 
     def influence(self, scores: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
         """AUC of ``scores`` on the rows ``rows`` (bool (N,)) and its influence summed per user (U,)."""
-        auc, psi = auc_influence(self.labels[rows], np.asarray(scores)[rows])
-        return auc, np.bincount(self.user_rows[rows], psi, minlength=self.n_users).astype(np.float32)
+        return self.influences(scores, {None: rows})[None]
+
+    def influences(self, scores: np.ndarray, columns: Mapping) -> dict:
+        """AUC of ``scores`` (N,) on each column's rows (name -> bool (N,)) and its influence summed per user
+        (U,) float32, by column: one sort of all rows, each column's rows taken from it in that order."""
+        scores = np.asarray(scores)
+        order = np.argsort(scores)  # ties are grouped later: the order within a tie does not matter
+        return {name: self._column(scores, order, rows) for name, rows in columns.items()}
+
+    def _column(self, scores: np.ndarray, order: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """AUC and per-user influences (U,) float32 on the rows ``rows`` (bool (N,)), given the order of all rows."""
+        every = bool(rows.all())
+        ranked = order if every else order[rows[order]]  # the column's rows by ascending score
+        auc, ranked_psi = _ranked_influence(scores[ranked], self.positive[ranked])
+        psi = np.empty(len(scores)) if every else np.zeros(len(scores))
+        psi[ranked] = ranked_psi  # back in row order: the per-user sums add rows in that order
+        del ranked, ranked_psi
+        user_rows, psi = (self.user_rows, psi) if every else (self.user_rows[rows], psi[rows])
+        return auc, np.bincount(user_rows, psi, minlength=self.n_users).astype(np.float32)
 
     def shifts(self, influences: np.ndarray) -> np.ndarray:
         """``sum_u (w_u - 1) * influence[u, c]`` for B resamples: (B, C) from influences (U, C)."""
-        rng, out = np.random.default_rng(self.seed), np.zeros((self.resamples, influences.shape[1]))
+        return self.streamed_shifts(lambda start, stop: influences[start:stop], influences.shape[1])
+
+    def streamed_shifts(self, chunk_of: Callable[[int, int], np.ndarray], n_columns: int) -> np.ndarray:
+        """:meth:`shifts` of the influences (U, C) that ``chunk_of(start, stop)`` gives a user chunk at a time.
+
+        The weights of one user chunk are drawn ``ROW_BLOCK`` resamples at a time (the same draws as all B at
+        once: one stream, row-major), so memory stays at a (ROW_BLOCK, USER_CHUNK) block and one chunk's rows."""
+        rng, out = np.random.default_rng(self.seed), np.zeros((self.resamples, n_columns))
         for start in range(0, self.n_users, USER_CHUNK):
-            part = influences[start:start + USER_CHUNK]
-            uniform = rng.random((self.resamples, len(part)), dtype=np.float32)
-            weights = np.searchsorted(POISSON_CDF, uniform).astype(np.float32) - 1.0  # Poisson(1) by inversion
-            out += weights @ part
+            part = chunk_of(start, min(start + USER_CHUNK, self.n_users))
+            for first in range(0, self.resamples, ROW_BLOCK):
+                rows = min(ROW_BLOCK, self.resamples - first)
+                out[first:first + rows] += poisson_weights(rng.random((rows, len(part)), dtype=np.float32)) @ part
         return out
 
 
 def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
-                          pairs: Sequence[tuple[list, list, str, np.ndarray]], budget: int = BUDGET_BYTES
-                          ) -> list[Difference]:
-    """AUC(a) - AUC(b) for each pair, all from the same user resamples, streamed in blocks of comparisons.
+                          pairs: Sequence[tuple[list, list, str, np.ndarray]], budget: int = BUDGET_BYTES,
+                          directory: str | os.PathLike | None = None) -> list[Difference]:
+    """AUC(a) - AUC(b) for each pair, all from the same user resamples, in one pass over the users.
 
-    Memory, whatever the number of comparisons: a (U, C) float32 matrix of the block's C comparisons and a cache
-    of per-user influences (U,), each within ``budget`` bytes (C = budget // 4U), the Poisson weights of one user
-    chunk (B, 16384) and two prediction arrays (N,), read from disk when stored (one pair at a time). Every block
-    draws the same user weights (the bootstrap's seed), so the blocks' shifts are those of one pass.
+    Each run's predictions are read once (from disk when stored) and sorted once for every column named in
+    ``pairs``; its per-user influences (U,) on each column go to an :class:`InfluenceTable` (in memory within
+    ``budget`` bytes, else a temporary file in ``directory``). The resamples then pass over the users a chunk
+    at a time: each chunk's influences of every comparison (chunk, C) are summed from the table's rows and
+    multiplied by the chunk's weights, drawn once. Memory: one run's predictions and sort order (N,), the
+    table where it fits the budget, the weights of one (256, 16384) block and one chunk's (16384, C) float32
+    influences (comparisons are taken in groups that keep it within ``budget``; each group draws the same
+    weights, the bootstrap's seed).
 
     Parameters
     ----------
@@ -194,55 +268,78 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
         ``np.asarray`` reads from disk such as ``grid.StoredArray``)
     pairs : sequence of (keys_a, keys_b, column, rows)
         ``keys_a``/``keys_b`` name one prediction array per seed, aligned by seed; ``rows`` (bool (N,)) are the
-        rows of ``column``.
+        rows of ``column``, the same for every pair of that column.
     budget : int
-        Bytes for the block's influence matrix, and as many for the influence cache.
+        Bytes for the influence table held in memory, and for one chunk's influences of a group of comparisons.
+    directory : path, optional
+        Where the influence table's temporary file goes when it exceeds ``budget`` (None: the system's).
     """
-    block = max(1, budget // (4 * max(boot.n_users, 1)))
-    influence = _Influences(boot, predictions, budget)
-    out = []
-    for start in range(0, len(pairs), block):
-        part = pairs[start:start + block]
-        per_seed, influences = [], np.zeros((boot.n_users, len(part)), np.float32)
-        for c, (a, b, column, rows) in enumerate(part):
-            differences = []
-            for pa, pb in zip(a, b, strict=True):
-                (auc_a, psi_a), (auc_b, psi_b) = influence(pa, column, rows), influence(pb, column, rows)
-                differences.append(auc_a - auc_b)
-                influences[:, c] += (psi_a - psi_b) / len(a)
-            per_seed.append(differences)
-        shifts = boot.shifts(influences)
-        out += [combine(d, shifts[:, c]) for c, d in enumerate(per_seed)]
+    columns = {column: rows for *_, column, rows in pairs}
+    keys = list(dict.fromkeys(k for a, b, *_ in pairs for k in (*a, *b)))
+    slots = {(key, column): i for i, (key, column) in enumerate((k, c) for k in keys for c in columns)}
+    aucs = {}
+    with InfluenceTable(len(slots), boot.n_users, budget, directory) as table:
+        for key in keys:
+            for column, (auc, psi) in boot.influences(np.asarray(predictions[key]), columns).items():
+                aucs[key, column] = auc
+                table.put(slots[key, column], psi)
+        recipes = [[(slots[pa, column], slots[pb, column]) for pa, pb in zip(a, b, strict=True)]
+                   for a, b, column, _ in pairs]
+        group = max(1, budget // (4 * USER_CHUNK))
+        out = []
+        for first in range(0, len(pairs), group):
+            part = recipes[first:first + group]
+            shifts = boot.streamed_shifts(lambda start, stop: _summed(table.rows(start, stop), part), len(part))
+            out += [combine([aucs[pa, column] - aucs[pb, column] for pa, pb in zip(a, b)], shifts[:, c])
+                    for c, (a, b, column, _) in enumerate(pairs[first:first + group])]
     return out
 
 
-class _Influences:
-    """Each (run, column)'s AUC and per-user influences, cached within a byte budget (least recently used out);
-    the predictions read for them, the last two runs' only."""
+def _summed(block: np.ndarray, recipes: Sequence[list[tuple[int, int]]]) -> np.ndarray:
+    """Each comparison's influences on a user chunk, (chunk, C) float32, from the table's rows ``block``
+    (K, chunk): the mean over seeds of a's row minus b's."""
+    out = np.zeros((block.shape[1], len(recipes)), np.float32)
+    for c, recipe in enumerate(recipes):
+        for a, b in recipe:
+            out[:, c] += (block[a] - block[b]) / len(recipe)
+    return out
 
-    def __init__(self, boot: UserBootstrap, predictions: Mapping, budget: int) -> None:
-        self.boot, self.predictions = boot, predictions
-        self.slots = max(2, budget // (4 * max(boot.n_users, 1)))
-        self.cache: OrderedDict = OrderedDict()
-        self.read: OrderedDict = OrderedDict()
 
-    def __call__(self, key, column: str, rows: np.ndarray) -> tuple[float, np.ndarray]:
-        if (key, column) in self.cache:
-            self.cache.move_to_end((key, column))
-            return self.cache[(key, column)]
-        value = self.boot.influence(self._scores(key), rows)
-        self.cache[(key, column)] = value
-        if len(self.cache) > self.slots:
-            self.cache.popitem(last=False)
-        return value
+class InfluenceTable:
+    """A (K, U) float32 table of per-user influences, one row per (run, column): in memory when it fits
+    ``budget`` bytes, else in a temporary file (removed on exit) written a row at a time and read a user chunk
+    at a time (plain reads: the file's pages stay in the page cache, outside this process's memory)."""
 
-    def _scores(self, key) -> np.ndarray:
-        if key not in self.read:
-            self.read[key] = np.asarray(self.predictions[key])
-            if len(self.read) > 2:
-                self.read.popitem(last=False)
-        self.read.move_to_end(key)
-        return self.read[key]
+    def __init__(self, n_rows: int, n_users: int, budget: int, directory: str | os.PathLike | None = None) -> None:
+        self.shape, self.row_bytes = (n_rows, n_users), 4 * n_users
+        self.memory = np.zeros(self.shape, np.float32) if n_rows * self.row_bytes <= budget else None
+        self.directory, self.file = directory, None
+
+    def __enter__(self) -> "InfluenceTable":
+        if self.memory is None:
+            self.file = tempfile.TemporaryFile(prefix="rqgmm-influences-", dir=self.directory)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def put(self, row: int, values: np.ndarray) -> None:
+        """Row ``row`` := ``values`` (U,) float32."""
+        if self.memory is not None:
+            self.memory[row] = values
+        else:
+            os.pwrite(self.file.fileno(), np.ascontiguousarray(values, np.float32).tobytes(), row * self.row_bytes)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Users ``start:stop`` of every row: (K, stop - start) float32."""
+        if self.memory is not None:
+            return self.memory[:, start:stop]
+        out = np.empty((self.shape[0], stop - start), np.float32)
+        for row in range(self.shape[0]):
+            out[row] = np.frombuffer(os.pread(self.file.fileno(), 4 * (stop - start),
+                                              row * self.row_bytes + 4 * start), np.float32)
+        return out
 
 
 def combine(per_seed: Sequence[float], shifts: np.ndarray) -> Difference:

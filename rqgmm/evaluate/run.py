@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
+from rqgmm.ctr.content import item_keys
 from rqgmm.ctr.log import LogPart
 from rqgmm.data.splits import Split, cut_points
 from rqgmm.evaluate.config import EvaluateConfig
@@ -93,11 +95,12 @@ class Variant:
         return self.name if self.tokenizer is None else f"{self.name} ({self.tokenizer})"
 
 
-def slice_metrics(labels: np.ndarray, predictions: np.ndarray, slices: np.ndarray) -> dict:
-    """AUC and LogLoss per popularity slice; None where a slice has too few rows or one class."""
+def slice_metrics(labels: np.ndarray, predictions: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict:
+    """AUC and LogLoss per popularity slice (``masks``: slice -> its rows, bool (N,)); None where a slice has too
+    few rows or one class."""
     out = {}
     for name in SLICES:
-        mask = slices == name
+        mask = masks[name]
         ok = mask.sum() >= MIN_SLICE_ROWS and len(np.unique(labels[mask])) == 2
         metrics = score(labels[mask], predictions[mask]) if ok else {"auc": None, "logloss": None}
         out[name] = {**metrics, "n": int(mask.sum())}
@@ -127,7 +130,9 @@ class Evaluation:
 
     def run(self) -> list[dict]:
         self.split = measured("split", lambda: split_rows(self.data, self.config))
-        self.slices = popularity_slices(self.split.train[self.config.item], self.split.test[self.config.item])
+        # one byte a test row (the slice names as a categorical), not the 20 of their strings
+        self.slices = pd.Categorical(popularity_slices(self.split.train[self.config.item],
+                                                       self.split.test[self.config.item]), categories=SLICES)
         self.test = TestRows(self.split.test[self.config.label], self.split.test.users(), self.slices)
         self.specs = regimes(self.data, self.config)
         self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
@@ -141,7 +146,8 @@ class Evaluation:
             self.records += diagnostic_records(self.stage, self.split.train, self.config)
             self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
-        self.records += self._stage("intervals", lambda: comparisons(self.records, test))
+        spill = None if self.store is None else self.store.directory  # the influence table's file, if any
+        self.records += self._stage("intervals", lambda: comparisons(self.records, test, directory=spill))
         return self.records
 
     def _stage(self, name: str, work):
@@ -163,7 +169,7 @@ class Evaluation:
             label, seed, name = self.stage.held(job)
             codes, sizes = self.stage.codes[(label, seed, name)]
             feature = f"{label.replace(' ', '_')}_{name}"  # "rqgmm_2x256_fused" in a sweep, as before otherwise
-            kept.setdefault((label, seed), []).append(ItemContent.codes(feature, self.data.item_ids, codes, sizes))
+            kept.setdefault((label, seed), []).append(ItemContent.codes(feature, self._item_keys, codes, sizes))
         return kept
 
     # ------------------------------------------------------------------------- CTR
@@ -175,8 +181,13 @@ class Evaluation:
                 for label in (configurations if name.startswith("ids") else (None,))]
 
     @functools.cached_property
+    def _item_keys(self) -> pd.Index:
+        """The items' string keys (M,), made once and shared by every content table (not one copy each)."""
+        return item_keys(self.data.item_ids)
+
+    @functools.cached_property
     def _embeddings(self) -> tuple[ItemContent, ...]:
-        return tuple(ItemContent.embedding(c, self.data.item_ids, v) for c, v in self.data.vectors.items())
+        return tuple(ItemContent.embedding(c, self._item_keys, v) for c, v in self.data.vectors.items())
 
     def _variant(self, name: str, tokenizer: str | None, seed: int, codes: dict) -> Variant:
         if tokenizer is None:
@@ -218,7 +229,7 @@ class Evaluation:
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                                   label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                                  slices=slice_metrics(labels, result.predictions, self.slices),
+                                  slices=slice_metrics(labels, result.predictions, {s: self.test.mask(s) for s in SLICES}),
                                   content_parameters=sum(c["parameters"] for c in costs),
                                   bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                                   epochs=len(result.training.valid_auc), n_test=len(labels))

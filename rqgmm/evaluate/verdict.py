@@ -18,6 +18,7 @@ with :func:`recommendation`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,9 +56,20 @@ class TestRows:
     users: np.ndarray
     slices: np.ndarray
     predictions: dict = field(default_factory=dict)
+    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _users: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def mask(self, column: str) -> np.ndarray:
-        return np.ones(len(self.labels), bool) if column == OVERALL else self.slices == column
+        """The rows of ``column`` (bool (N,)), computed once per column and shared by every comparison."""
+        if column not in self._masks:
+            self._masks[column] = np.ones(len(self.labels), bool) if column == OVERALL else self.slices == column
+        return self._masks[column]
+
+    def users_in(self, column: str) -> int:
+        """The number of distinct users among the rows of ``column`` (counted once per column)."""
+        if column not in self._users:
+            self._users[column] = int(len(np.unique(np.asarray(self.users)[self.mask(column)])))
+        return self._users[column]
 
 
 def _value(record: dict, column: str) -> float | None:
@@ -117,8 +129,7 @@ def _counts(record: dict, column: str, test: TestRows | None) -> dict:
     """The test rows and test users behind a comparison on ``column`` (users: None without the rows at hand)."""
     if test is None:
         return dict(rows=record["n_test"] if column == OVERALL else record["slices"][column]["n"], users=None)
-    mask = test.mask(column)
-    return dict(rows=int(mask.sum()), users=int(len(np.unique(np.asarray(test.users)[mask]))))
+    return dict(rows=int(test.mask(column).sum()), users=test.users_in(column))
 
 
 def _shapes(records: Sequence[dict]) -> dict[str, str]:
@@ -134,11 +145,13 @@ def config_name(tokenizer: str | None, shapes: dict[str, str]) -> str | None:
     return tokenizer if shape is None or tokenizer.endswith(f" {shape}") else f"{tokenizer} {shape}"
 
 
-def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA) -> list[dict]:
+def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: float = ALPHA,
+                directory: str | os.PathLike | None = None) -> list[dict]:
     """The verdict's comparison records (kind ``"comparison"``) of one dataset's CTR records, Holm-corrected.
 
     A head-to-head comparison (``rival`` set) whose interval does not cover training noise (one seed) stays out
-    of the Holm family: it is reported with its 95% interval and never called a win.
+    of the Holm family: it is reported with its 95% interval and never called a win. ``directory``: where the
+    bootstrap's influence table goes when it outgrows its memory budget (None: the system's temporary directory).
     """
     found, shapes = _found(select(records, kind="ctr"), test), _shapes(records)
     for record, _ in found:
@@ -146,7 +159,8 @@ def comparisons(records: Sequence[dict], test: TestRows | None = None, alpha: fl
     booted = [i for i, (_, plan) in enumerate(found) if isinstance(plan, tuple)]
     if booted:
         boot = UserBootstrap(test.labels, test.users)
-        for i, diff in zip(booted, bootstrap_differences(boot, test.predictions, [found[i][1] for i in booted])):
+        diffs = bootstrap_differences(boot, test.predictions, [found[i][1] for i in booted], directory=directory)
+        for i, diff in zip(booted, diffs):
             found[i] = (found[i][0], diff)
     tested = [i for i, (record, d) in enumerate(found)
               if d.p_value() is not None and (record["rival"] is None or d.covers_training)]
