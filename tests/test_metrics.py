@@ -67,3 +67,11 @@ def test_unique_suffix():
 def test_level_offsets_and_tokens():
     np.testing.assert_array_equal(level_offsets([4, 3, 5]), [0, 4, 7])
     np.testing.assert_array_equal(flatten_codes(CODES, K)[2], [2, 4])
+
+
+def test_total_squares_chunked_equals_numpy():
+    """Σ|x − mean|² over more rows than one chunk (the mean itself summed by chunks) equals numpy's in float64."""
+    from rqgmm.ids.metrics import total_squares
+    X = np.random.default_rng(0).normal(2.0, 1.0, size=(1000, 5)).astype(np.float32)
+    x = X.astype(np.float64)
+    assert total_squares(X, chunk=128) == pytest.approx(float(((x - x.mean(0)) ** 2).sum()), rel=1e-12)

@@ -48,6 +48,12 @@ def squared_errors_by_depth(X: np.ndarray, reconstruct: Callable[[slice, int], n
     return errors
 
 
+def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
+    """The mean row (D,) of X (N, D) in float64, summed chunk by chunk (no float64 copy of X)."""
+    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
+    return total / len(X)
+
+
 def total_squares(X: np.ndarray, chunk: int = 65536) -> float:
     """Σ|x − mean(x)|² over the rows of X (N, D), in float64, chunk by chunk."""
     mean = np.asarray(X, dtype=np.float64).mean(0) if len(X) <= chunk else _chunked_mean(X, chunk)
