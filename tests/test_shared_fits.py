@@ -50,3 +50,14 @@ def test_the_sweep_cost_bench_prints_the_ratio_to_the_deepest_fit(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["levels"] == [2, 3] and {"deepest_alone_s", "sweep_s", "ratio", "unshared_ratio"} <= set(
         result["rqkmeans"])
+
+
+@pytest.mark.parametrize("method", ["rqkmeans", "rqgmm"])
+def test_reconstruction_errors_where_the_model_decodes_equal_the_host_ones(method):
+    """The device path of every depth's Σ|x − x̂_d|² (used on a GPU; run here on the CPU) equals the host one."""
+    from rqgmm.evaluate.tokenizer_stage import Encoded, fit_model
+    model, fit_warnings, _ = fit_model(method, X, one_shape(method, 3), seed=0)
+    encoded = Encoded(model, X, fit_warnings, [1, 2, 3])
+    on_device = encoded._errors_on(model.fitted_device, X, [1, 2, 3], chunk=128)
+    assert on_device == pytest.approx(encoded.errors, rel=1e-9)
+    assert encoded.errors[1] > encoded.errors[2] > encoded.errors[3] > 0

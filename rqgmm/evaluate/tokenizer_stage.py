@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
@@ -168,11 +169,25 @@ class Encoded:
         self.model, self.fit_warnings, self.warnings = model, fit_warnings, [str(w.message) for w in caught]
         self.errors = {}
         if model.reconstructs:
+            device = getattr(model, "fitted_device", None)
             with part("reconstruction"):
-                self.errors = squared_errors_by_depth(X, self._decoded, depths or [self.codes.shape[1]])
+                depths = depths or [self.codes.shape[1]]
+                self.errors = (squared_errors_by_depth(X, self._decoded, depths) if device is None
+                               or device.type == "cpu" else self._errors_on(device, X, depths))
 
     def _decoded(self, rows: slice, depth: int) -> np.ndarray:
         return np.asarray(self.model.decode(self.codes[rows, :depth]))
+
+    def _errors_on(self, device, X: np.ndarray, depths: list[int], chunk: int = 1 << 18) -> dict[int, float]:
+        """Σ|x − x̂_d|² for each depth, computed where the model decodes (a GPU): each chunk of X (N, D) and of
+        its codes crosses once, in float64 sums, instead of every depth's reconstruction coming back to the host."""
+        errors = {depth: torch.zeros((), dtype=torch.float64, device=device) for depth in depths}
+        for s in range(0, len(X), chunk):
+            x = torch.as_tensor(np.asarray(X[s:s + chunk]), device=device).double()
+            codes = torch.as_tensor(self.codes[s:s + chunk], device=device)
+            for depth in depths:
+                errors[depth] += (x - self.model.decode(codes[:, :depth]).double()).square().sum()
+        return {depth: float(total) for depth, total in errors.items()}
 
     def describe(self, method: str, item_ids: np.ndarray, vectors: ItemVectors,
                  levels: int | None = None) -> tuple[dict, CodesTable]:

@@ -298,6 +298,12 @@ class ResidualQuantizer(Tokenizer):
     def _model_device(self) -> torch.device:
         return self.levels_[0].codebook.device
 
+    @property
+    def fitted_device(self) -> torch.device:
+        """The device the fitted codebooks live on: where encode and decode run."""
+        self._check_fitted()
+        return self._model_device
+
     @torch.no_grad()
     def encode(self, X) -> np.ndarray | torch.Tensor:
         """Codes (N, L) int64 of X (N, D); numpy in, numpy out; a tensor in, a tensor on its device out."""
