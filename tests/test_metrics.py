@@ -107,3 +107,12 @@ def test_prefix_counts_fall_back_on_rows_when_keys_would_overflow():
     codes = np.array([[2**40, 1, 2**30], [2**40, 1, 2**30], [0, 1, 2]])
     assert [c.tolist() for c in metrics.prefix_counts(codes)] == [[1, 2], [1, 2], [1, 2]]
     assert metrics.collided_items(codes) == pytest.approx(2 / 3)
+
+
+def test_chunked_squared_errors_equal_the_whole_array_ones():
+    rng = np.random.default_rng(3)
+    X, X_hat = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    err, tot = metrics._squared_errors(X, X_hat, chunk=7)
+    assert err == pytest.approx(((X - X_hat) ** 2).sum()) and tot == pytest.approx(((X - X.mean(0)) ** 2).sum())
+    by_depth = metrics.squared_errors_by_depth(X, lambda rows, d: X_hat[rows] * d, [1, 2], chunk=7)
+    assert by_depth[2] == pytest.approx(((X - 2 * X_hat) ** 2).sum())

@@ -55,6 +55,11 @@ def total_squares(X: np.ndarray, chunk: int = 65536) -> float:
                for s in range(0, len(X), chunk))
 
 
+def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
+    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
+    return total / len(X)
+
+
 def rmse(X: np.ndarray, X_hat: np.ndarray) -> float:
     """Root of the mean per-item squared Euclidean error; X, X_hat (N, D)."""
     return math.sqrt(_squared_errors(X, X_hat)[0] / len(X))
