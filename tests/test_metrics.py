@@ -69,9 +69,50 @@ def test_level_offsets_and_tokens():
     np.testing.assert_array_equal(flatten_codes(CODES, K)[2], [2, 4])
 
 
-def test_total_squares_chunked_equals_numpy():
-    """Σ|x − mean|² over more rows than one chunk (the mean itself summed by chunks) equals numpy's in float64."""
-    from rqgmm.ids.metrics import total_squares
-    X = np.random.default_rng(0).normal(2.0, 1.0, size=(1000, 5)).astype(np.float32)
-    x = X.astype(np.float64)
-    assert total_squares(X, chunk=128) == pytest.approx(float(((x - x.mean(0)) ** 2).sum()), rel=1e-12)
+def _reference(codes: np.ndarray, X: np.ndarray) -> dict:
+    """The metrics as np.unique over rows defines them (the implementation before keys and hashes)."""
+    full, group, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    rows = np.ascontiguousarray(X).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).reshape(-1)
+    vgroup = np.unique(rows, return_inverse=True)[1].reshape(-1)
+    pairs = np.unique(np.stack([group.reshape(-1), vgroup], 1), axis=0)
+    prefixes = [np.unique(codes[:, :l], axis=0, return_counts=True)[1] for l in range(1, codes.shape[1] + 1)]
+    return dict(collided=float((counts[group.reshape(-1)] > 1).mean()), collision=1.0 - len(full) / len(codes),
+                shared=float((np.bincount(vgroup)[vgroup] > 1).mean()),
+                merged=float((np.bincount(pairs[:, 0])[group.reshape(-1)] > 1).mean()),
+                gini=[metrics.gini_coefficient(c) for c in prefixes], largest=int(counts.max()))
+
+
+@pytest.mark.parametrize("levels, k, dim, dtype", [(2, 5, 3, np.float32), (3, 40, 7, np.float64), (4, 3, 2, np.int16)])
+def test_keyed_and_hashed_metrics_equal_the_row_unique_reference(levels, k, dim, dtype):
+    rng = np.random.default_rng(levels)
+    codes = rng.integers(0, k, (3000, levels))
+    X = rng.normal(size=(3000, dim)).astype(dtype)
+    X[::7], X[1::13] = X[0], X[5]  # exact duplicates, some under one ID, some not
+    codes[::14] = codes[0]
+    ref, out = _reference(codes, X), metrics.report(codes, [k] * levels)
+    assert out["collided_items"] == ref["collided"] and out["collision_rate"] == ref["collision"]
+    assert out["gini"] == ref["gini"] and out["largest_collision"] == ref["largest"]
+    assert metrics.shared_vectors(X) == ref["shared"] and metrics.merged_items(codes, X) == ref["merged"]
+
+
+def test_vector_groups_tell_rows_apart_byte_for_byte_even_when_their_hashes_collide(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(500, 5)).astype(np.float32)
+    X[10] = X[20]
+    monkeypatch.setattr(metrics, "_row_hashes", lambda X, chunk: np.arange(len(X)) % 3)  # every hash repeats
+    groups = metrics.vector_groups(X)
+    assert groups[10] == groups[20] and len(np.unique(groups)) == 499
+
+
+def test_prefix_counts_fall_back_on_rows_when_keys_would_overflow():
+    codes = np.array([[2**40, 1, 2**30], [2**40, 1, 2**30], [0, 1, 2]])
+    assert [c.tolist() for c in metrics.prefix_counts(codes)] == [[1, 2], [1, 2], [1, 2]]
+    assert metrics.collided_items(codes) == pytest.approx(2 / 3)
+
+
+def test_chunked_squared_errors_equal_the_whole_array_ones():
+    rng = np.random.default_rng(3)
+    X, X_hat = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    err, tot = metrics._squared_errors(X, X_hat, chunk=7)
+    assert err == pytest.approx(((X - X_hat) ** 2).sum()) and tot == pytest.approx(((X - X.mean(0)) ** 2).sum())
+    by_depth = metrics.squared_errors_by_depth(X, lambda rows, d: X_hat[rows] * d, [1, 2], chunk=7)
+    assert by_depth[2] == pytest.approx(((X - 2 * X_hat) ** 2).sum())

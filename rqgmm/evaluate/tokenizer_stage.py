@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -97,8 +98,6 @@ def part(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        import torch  # noqa: PLC0415 (tokenizers have imported it already)
-
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()
         parts[name] = parts.get(name, 0.0) + time.perf_counter() - start
@@ -112,7 +111,7 @@ class ItemVectors:
     (by identity, without keeping X alive): the X of a stage is never changed in place.
     """
 
-    _known: dict[int, tuple[weakref.ref, "ItemVectors"]] = {}
+    _known: ClassVar[dict[int, tuple[weakref.ref, ItemVectors]]] = {}
 
     def __init__(self, X: np.ndarray) -> None:
         self.X = weakref.ref(X)
@@ -126,7 +125,7 @@ class ItemVectors:
             return total_squares(self.X())
 
     @classmethod
-    def of(cls, X: np.ndarray) -> "ItemVectors":
+    def of(cls, X: np.ndarray) -> ItemVectors:
         """The facts of X, computed on the first call for this X."""
         for key, (ref, _) in list(cls._known.items()):
             if ref() is None:

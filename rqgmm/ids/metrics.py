@@ -44,21 +44,26 @@ def squared_errors_by_depth(X: np.ndarray, reconstruct: Callable[[slice, int], n
         rows = slice(s, s + chunk)
         x = np.asarray(X[rows], dtype=np.float64)
         for depth in depths:
-            errors[depth] += float(((x - np.asarray(reconstruct(rows, depth), dtype=np.float64)) ** 2).sum())
+            errors[depth] += _sum_of_squares(x, reconstruct(rows, depth))
     return errors
 
 
-def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
-    """The mean row (D,) of X (N, D) in float64, summed chunk by chunk (no float64 copy of X)."""
-    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
-    return total / len(X)
+def _sum_of_squares(x: np.ndarray, y: np.ndarray) -> float:
+    """Σ(x − y)² of float64 rows x (n, D) and rows y (n, D), in one float64 temporary (what
+    ``((x - y.astype(float64)) ** 2).sum()`` gives, bit for bit)."""
+    diff = np.subtract(x, np.asarray(y), dtype=np.float64)
+    return float(np.square(diff, out=diff).sum())
 
 
 def total_squares(X: np.ndarray, chunk: int = 65536) -> float:
     """Σ|x − mean(x)|² over the rows of X (N, D), in float64, chunk by chunk."""
     mean = np.asarray(X, dtype=np.float64).mean(0) if len(X) <= chunk else _chunked_mean(X, chunk)
-    return sum(float(((np.asarray(X[s : s + chunk], dtype=np.float64) - mean) ** 2).sum())
-               for s in range(0, len(X), chunk))
+    return sum(_sum_of_squares(np.asarray(X[s : s + chunk], dtype=np.float64), mean) for s in range(0, len(X), chunk))
+
+
+def _chunked_mean(X: np.ndarray, chunk: int) -> np.ndarray:
+    total = sum(np.asarray(X[s : s + chunk], dtype=np.float64).sum(0) for s in range(0, len(X), chunk))
+    return total / len(X)
 
 
 def rmse(X: np.ndarray, X_hat: np.ndarray) -> float:
