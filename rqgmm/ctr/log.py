@@ -217,7 +217,7 @@ class EncodedLog:
             for name in list(source):
                 values = take(name, source)
                 remap = training_vocabulary(values[:n_train], self.sizes[name] - 1)
-                target[name], sizes[name] = np.take(remap, values), int(remap.max()) + 1
+                target[name], sizes[name] = remapped(remap, values), int(remap.max()) + 1
                 if name in dictionaries:  # the values of indices 1..n, in index order
                     dictionaries[name] = dictionaries[name].filter(pa.array(remap[1:] > 0))
         numeric, stats = {}, {}
@@ -282,6 +282,21 @@ class EncodedLog:
                   + [FieldSpec(n, self.sizes[n], d, kind="bag") for n in names[1]]
                   + [FieldSpec(n, 0, d, kind="numeric", input_dim=1) for n in names[2]])
         return self._device_rows[key], fields
+
+
+#: Rows remapped at once by :func:`remapped`.
+REMAP_CHUNK = 1 << 20
+
+
+def remapped(remap: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``remap[values]`` (the shape of ``values``), written over ``values`` a chunk of rows at a time when both
+    share a dtype (the ordered copy is this log's own: no second column of the log's height); else a new array."""
+    if values.dtype != remap.dtype or not values.flags.c_contiguous:
+        return np.take(remap, values)
+    flat = values.reshape(-1)
+    for start in range(0, len(flat), REMAP_CHUNK):
+        flat[start:start + REMAP_CHUNK] = remap[flat[start:start + REMAP_CHUNK]]
+    return values
 
 
 def _grouped(fields: list[FieldSpec]) -> list[FieldSpec]:
