@@ -472,3 +472,13 @@ def test_remapped_equals_take_in_place_only_on_the_logs_own_int32_copy(monkeypat
         wide = values.astype(np.int64)
         out = ctr_log.remapped(remap, wide)  # another dtype: a new array, the input unchanged
         assert out.dtype == np.int32 and np.array_equal(out, expected) and np.array_equal(wide, values)
+
+
+def test_taken_equals_take_for_either_index_width(monkeypatch):
+    monkeypatch.setattr(ctr_log, "REMAP_CHUNK", 4)
+    rng = np.random.default_rng(1)
+    for values in (rng.normal(size=10), rng.integers(0, 5, (10, 3)).astype(np.int32), np.zeros(0, np.int8)):
+        order = rng.permutation(len(values))
+        for index in (order, order.astype(np.int32)):
+            out = ctr_log.taken(values, index)
+            assert out.dtype == values.dtype and np.array_equal(out, np.take(values, order, axis=0))

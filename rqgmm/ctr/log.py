@@ -208,7 +208,7 @@ class EncodedLog:
                     setattr(self, name, None)
                 else:
                     del store[name]
-            return None if values is None else np.take(values, order, axis=0)
+            return None if values is None else taken(values, order)
 
         item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
@@ -284,8 +284,17 @@ class EncodedLog:
         return self._device_rows[key], fields
 
 
-#: Rows remapped at once by :func:`remapped`.
+#: Rows gathered or remapped at once by :func:`taken` and :func:`remapped`.
 REMAP_CHUNK = 1 << 20
+
+
+def taken(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values[order]`` (rows of a (N, ...) array) gathered a chunk of rows at a time: an int32 ``order`` is
+    widened to numpy's index type one chunk at a time, not as a whole (8 bytes a row) per column."""
+    out = np.empty((len(order), *values.shape[1:]), values.dtype)
+    for start in range(0, len(order), REMAP_CHUNK):
+        np.take(values, order[start:start + REMAP_CHUNK], axis=0, out=out[start:start + REMAP_CHUNK])
+    return out
 
 
 def remapped(remap: np.ndarray, values: np.ndarray) -> np.ndarray:
