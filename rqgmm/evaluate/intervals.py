@@ -55,8 +55,8 @@ USER_CHUNK = 1 << 14
 #: Resamples whose weights of one user chunk are held at once: (ROW_BLOCK, USER_CHUNK) float32 is 16 MiB.
 ROW_BLOCK = 256
 #: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
-#: chunk's influences of a group of comparisons.
-BUDGET_BYTES = 1 << 28
+#: chunk's influences of a group of comparisons (64 MiB: 1,024 comparisons per pass over the users).
+BUDGET_BYTES = 1 << 26
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (:func:`poisson_weights`).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
 
