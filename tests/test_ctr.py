@@ -473,3 +473,31 @@ def test_backbone_names_come_from_the_registry(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert ",".join(BACKBONES) in capsys.readouterr().out.replace("\n", "").replace(" ", "")
+
+
+from rqgmm.ctr import log as ctr_log  # noqa: E402
+
+
+def test_remapped_equals_take_in_place_only_on_the_logs_own_int32_copy(monkeypatch):
+    monkeypatch.setattr(ctr_log, "REMAP_CHUNK", 5)  # several chunks
+    rng = np.random.default_rng(0)
+    remap = rng.integers(0, 9, 12).astype(np.int32)
+    for shape in ((0,), (7,), (23,), (11, 3)):
+        values = rng.integers(0, 12, shape).astype(np.int32)
+        expected = np.take(remap, values)
+        copy = values.copy()
+        out = ctr_log.remapped(remap, copy)
+        assert out is copy and out.dtype == np.int32 and np.array_equal(out, expected)
+        wide = values.astype(np.int64)
+        out = ctr_log.remapped(remap, wide)  # another dtype: a new array, the input unchanged
+        assert out.dtype == np.int32 and np.array_equal(out, expected) and np.array_equal(wide, values)
+
+
+def test_taken_equals_take_for_either_index_width(monkeypatch):
+    monkeypatch.setattr(ctr_log, "REMAP_CHUNK", 4)
+    rng = np.random.default_rng(1)
+    for values in (rng.normal(size=10), rng.integers(0, 5, (10, 3)).astype(np.int32), np.zeros(0, np.int8)):
+        order = rng.permutation(len(values))
+        for index in (order, order.astype(np.int32)):
+            out = ctr_log.taken(values, index)
+            assert out.dtype == values.dtype and np.array_equal(out, np.take(values, order, axis=0))

@@ -291,3 +291,9 @@ def test_time_order_equals_one_lexsort_whether_or_not_the_log_is_in_time_order(m
         assert np.array_equal(order, np.lexsort((items, users, times))) and np.array_equal(times, kept)
         if sorted_times:
             assert order.dtype == np.int32  # 4 bytes a row: no int64 order and no sort buffer of the whole log
+
+
+def test_random_order_is_numpys_permutation_in_int32():
+    for n in (0, 1, 7, 10_000):
+        order = splits.random_order(n, seed=3)
+        assert order.dtype == np.int32 and np.array_equal(order, np.random.default_rng(3).permutation(n))

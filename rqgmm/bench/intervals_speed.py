@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     above = meter.peaks.get("intervals", before) - before if before is not None else float("nan")
     result = dict(rows=args.rows, users=args.users, runs=len(records), comparisons=len(comps),
-                  family=max(c["family"] for c in comps), seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), peak_above_mb=round(above, 1),
-                  checksum=checksum(comps))
+                  family=max(c["family"] for c in comps), seconds=round(seconds, 2), cpu_seconds=round(cpu, 2),
+                  peak_above_mb=round(above, 1), checksum=checksum(comps))
     if args.json:
         Path(args.json).write_text(json.dumps(comps, indent=1, default=str) + "\n")
     print(json.dumps(result))  # a measurement script's line

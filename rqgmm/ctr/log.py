@@ -213,7 +213,7 @@ class EncodedLog:
                     setattr(self, name, None)
                 else:
                     del store[name]
-            return None if values is None else np.take(values, order, axis=0)
+            return None if values is None else taken(values, order)
 
         item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
@@ -225,7 +225,7 @@ class EncodedLog:
                 if source is self.codes and name == self.columns.user:
                     held_out_users = values[n_train:].copy()
                 remap = training_vocabulary(values[:n_train], self.sizes[name] - 1)
-                target[name], sizes[name] = np.take(remap, values), int(remap.max()) + 1
+                target[name], sizes[name] = remapped(remap, values), int(remap.max()) + 1
                 if name in dictionaries:  # the values of indices 1..n, in index order
                     dictionaries[name] = dictionaries[name].filter(pa.array(remap[1:] > 0))
         numeric, stats = {}, {}
@@ -290,6 +290,30 @@ class EncodedLog:
                   + [FieldSpec(n, self.sizes[n], d, kind="bag") for n in names[1]]
                   + [FieldSpec(n, 0, d, kind="numeric", input_dim=1) for n in names[2]])
         return self._device_rows[key], fields
+
+
+#: Rows gathered or remapped at once by :func:`taken` and :func:`remapped`.
+REMAP_CHUNK = 1 << 20
+
+
+def taken(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values[order]`` (rows of a (N, ...) array) gathered a chunk of rows at a time: an int32 ``order`` is
+    widened to numpy's index type one chunk at a time, not as a whole (8 bytes a row) per column."""
+    out = np.empty((len(order), *values.shape[1:]), values.dtype)
+    for start in range(0, len(order), REMAP_CHUNK):
+        np.take(values, order[start:start + REMAP_CHUNK], axis=0, out=out[start:start + REMAP_CHUNK])
+    return out
+
+
+def remapped(remap: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``remap[values]`` (the shape of ``values``), written over ``values`` a chunk of rows at a time when both
+    share a dtype (the ordered copy is this log's own: no second column of the log's height); else a new array."""
+    if values.dtype != remap.dtype or not values.flags.c_contiguous:
+        return np.take(remap, values)
+    flat = values.reshape(-1)
+    for start in range(0, len(flat), REMAP_CHUNK):
+        flat[start:start + REMAP_CHUNK] = remap[flat[start:start + REMAP_CHUNK]]
+    return values
 
 
 def _grouped(fields: list[FieldSpec]) -> list[FieldSpec]:

@@ -55,9 +55,9 @@ USER_CHUNK = 1 << 14
 #: Resamples whose weights of one user chunk are held at once: (ROW_BLOCK, USER_CHUNK) float32 is 16 MiB.
 ROW_BLOCK = 256
 #: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
-#: chunk's influences of a group of comparisons.
-BUDGET_BYTES = 1 << 28
-#: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (twice numpy's speed).
+#: chunk's influences of a group of comparisons (64 MiB: 1,024 comparisons per pass over the users).
+BUDGET_BYTES = 1 << 26
+#: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (:func:`poisson_weights`).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
 
 
@@ -154,7 +154,7 @@ def _ranked_influence(ranked: np.ndarray, positive: np.ndarray) -> tuple[float, 
     pos_below, neg_below = np.cumsum(pos_tied) - pos_tied, np.cumsum(neg_tied) - neg_tied  # in lower tie groups
     v10 = (neg_below + 0.5 * neg_tied) / n_neg  # a positive: share of negatives it outranks
     v01 = (n_pos - pos_below - 0.5 * pos_tied) / n_pos  # a negative: share of positives outranking it
-    group = np.cumsum(first, dtype=np.int32)  # 1 + tie group of each sorted row
+    group = np.cumsum(first, dtype=np.int32 if len(first) < 2**30 else np.int64)  # 1 + each sorted row's tie group
     auc = float(v10[group[positive] - 1].mean())
     table = np.empty(2 * len(starts) + 2)  # by 2 * (1 + group) + positive: a negative's value, then a positive's
     table[2::2], table[3::2] = (v01 - auc) / n_neg, (v10 - auc) / n_pos

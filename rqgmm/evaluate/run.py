@@ -180,6 +180,11 @@ class Evaluation:
         return [(name, label) for name in self.config.variants
                 for label in (configurations if name.startswith("ids") else (None,))]
 
+    @property
+    def _slice_masks(self) -> dict[str, np.ndarray]:
+        """Each popularity slice's test rows (bool (N_test,)), the masks the intervals use too."""
+        return {name: self.test.mask(name) for name in SLICES}
+
     @functools.cached_property
     def _item_keys(self) -> pd.Index:
         """The items' string keys (M,), made once and shared by every content table (not one copy each)."""
@@ -229,7 +234,7 @@ class Evaluation:
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                                   label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                                  slices=slice_metrics(labels, result.predictions, {s: self.test.mask(s) for s in SLICES}),
+                                  slices=slice_metrics(labels, result.predictions, self._slice_masks),
                                   content_parameters=sum(c["parameters"] for c in costs),
                                   bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                                   epochs=len(result.training.valid_auc), n_test=len(labels))

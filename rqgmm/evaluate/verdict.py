@@ -48,7 +48,7 @@ class TestRows:
     ----------
     labels : ndarray (N,) of 0/1
     users : ndarray (N,) of int, each row's user code
-    slices : ndarray (N,) of str, each row's popularity slice
+    slices : ndarray (N,) of str, or a Categorical of them: each row's popularity slice
     predictions : dict of (regime, backbone, seed, label) -> ndarray (N,) float32
     """
 
