@@ -103,3 +103,12 @@ def test_settings_are_ordered_by_the_records_fields_not_by_parsing_their_labels(
                dict(setting="wide", levels=3, codebook_size=[16] * 3), dict(setting="hand-written"),
                dict(setting=setting_label(2, 128), levels=2, codebook_size=[128, 128])]
     assert settings_in(records) == ["2x128", "wide", "narrow", "hand-written", None]
+
+
+def test_no_difference_plot_without_a_baseline_comparison(tmp_path):
+    """``--variants ids`` with two tokenizers gives head-to-head comparisons only: nothing to draw, no crash."""
+    from rqgmm.evaluate.report import plot_ctr
+    head = dict(kind="comparison", dataset="d", regime="side fields", backbone="fnn", tokenizer="rqgmm",
+                rival="rqkmeans", variant="ids", label="ids (rqgmm)", baseline="ids (rqkmeans)", column="all",
+                mean=0.001, low=-0.002, high=0.004)
+    assert plot_ctr([head], tmp_path) == [] and not list(tmp_path.iterdir())

@@ -226,7 +226,9 @@ def plot_ctr(records: list[dict], out_dir: Path) -> list[Path]:
     comps, paths = select(records, kind="comparison"), []
     for dataset in ordered(r["dataset"] for r in comps):
         for regime in ordered(r["regime"] for r in select(comps, dataset=dataset)):
-            group = select(comps, dataset=dataset, regime=regime)
+            group = [c for c in select(comps, dataset=dataset, regime=regime) if c["baseline"] in BASELINES]
+            if not group:  # e.g. --variants ids: only head-to-head comparisons, no baseline to draw against
+                continue
             fig = plots.difference_figure(
                 group, list(COLUMNS), ordered((c["backbone"] for c in group), FIRST_BACKBONES), BASELINES,
                 f"{dataset}, {regime}: AUC difference from each baseline (Holm-corrected intervals)")
