@@ -1,14 +1,19 @@
 """The verbs ``evaluate`` (what semantic IDs are worth on the user's log) and ``benchmark`` (the same on MovieLens).
 
-The study's imports (pandas, matplotlib, the CTR stack) load only when a verb runs.
+The study's imports (pandas, matplotlib, the CTR stack) load only when a verb runs, and ``evaluate``'s
+options (flags and TOML) and paths are checked before they load: a refused value answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from rqgmm.console import int_in
-from rqgmm.evaluate.names import BACKBONE_NAMES, DEFAULTS, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE, VARIANTS
+from rqgmm.errors import InputError
+from rqgmm.evaluate.names import (BACKBONE_NAMES, DEFAULTS, MARKER, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE,
+                                  VARIANTS)
 from rqgmm.files.paths import Output, check_outputs
 
 
@@ -110,7 +115,21 @@ def add_evaluate(sub) -> None:
     ev.set_defaults(run=cmd_evaluate)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from rqgmm.evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
+def out_marker(out: str) -> str:
+    """What shows ``out`` to be an earlier evaluate's: its finished runs, else (an older output) results.json."""
+    return MARKER if (Path(out) / MARKER).is_file() else "results.json"
 
-    run_evaluate(args)
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """The inputs, ``--out`` and every option checked before torch loads, then the evaluation."""
+    for path, what in ((args.interactions, "interactions"), (args.items, "items")):
+        if not os.path.exists(path):
+            raise InputError(f"{what} file {path} does not exist; pass an existing parquet file")
+    inputs = [args.interactions, args.items, *([args.config] if args.config else [])]
+    check_outputs(inputs, [Output(args.out, "--out", "directory", marker=out_marker(args.out))])
+    from rqgmm.evaluate.config import config_from_args  # checks every option first; only then loads the CTR stack
+
+    config = config_from_args(args)
+    from rqgmm.evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib, torch): load them only here
+
+    run_evaluate(args, config)
