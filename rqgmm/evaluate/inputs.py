@@ -27,6 +27,7 @@ from rqgmm.data.splits import cut_points, random_order, time_order
 from rqgmm.runtime.device import resolve_device
 from rqgmm.retrieval.sequences import check_sequences
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 from rqgmm.evaluate.config import EvaluateConfig
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ParquetTable:
             self.file = pq.ParquetFile(path)
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(path, what, exc) from None
+        check_named_once(self.columns, self.columns, path)
 
     @property
     def columns(self) -> list[str]:
