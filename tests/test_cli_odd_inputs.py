@@ -62,3 +62,39 @@ def test_a_column_named_twice_is_refused_in_one_line(folder, capsys, argv, messa
     assert code == 2 and err.count("\n") == 1, err
     assert f"{message}.parquet has 2 columns named {name!r}; rename all but one of them" in err
     assert _tree(folder) == before
+
+
+def _refused(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    return err
+
+
+def test_evaluate_refuses_rows_without_a_user(folder, capsys, tmp_path):
+    """Rows of null users were taken for one user's (exit 0); now refused like missing times."""
+    log = pq.read_table(folder / "log.parquet")
+    users = log.column("user_id").to_pylist()
+    pq.write_table(log.set_column(0, "user_id", pa.array([None, *users[1:]], pa.int64())), tmp_path / "log.parquet")
+    err = _refused(["evaluate", str(tmp_path / "log.parquet"), "--items", str(folder / "emb.parquet"), "--out",
+                    str(tmp_path / "o"), "--quick"], capsys)
+    assert "user column 'user_id' has missing values; fill or drop those rows" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_names_items_without_an_id(folder, capsys, tmp_path):
+    """An item with a null id was reported as 'duplicate or missing values []'."""
+    emb = pq.read_table(folder / "emb.parquet")
+    ids = emb.column("item_id").to_pylist()
+    pq.write_table(emb.set_column(0, "item_id", pa.array([None, *ids[1:]], pa.int64())), tmp_path / "items.parquet")
+    err = _refused(["evaluate", str(folder / "log.parquet"), "--items", str(tmp_path / "items.parquet"), "--out",
+                    str(tmp_path / "o"), "--quick"], capsys)
+    assert "the items table has 1 row(s) without an 'item_id' value" in err
+
+
+def test_an_embedding_path_that_is_a_directory_is_called_one(capsys, tmp_path):
+    """It was called a file that 'does not exist'."""
+    (tmp_path / "emb.parquet").mkdir()
+    err = _refused(["fit", str(tmp_path / "emb.parquet"), "--out", str(tmp_path / "m")], capsys)
+    assert f"embedding file {tmp_path / 'emb.parquet'} is a directory" in err

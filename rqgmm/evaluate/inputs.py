@@ -173,6 +173,12 @@ def _check_labels(labels: pa.Array, column: str) -> None:
         raise InputError(f"label column {column!r} must hold 0 or 1 only, got values {shown}; binarise it first")
 
 
+def _check_users(users: pa.Array, column: str) -> None:
+    """No row without a user: the rows of null users would be taken for one user's (one history, one split)."""
+    if users.null_count:
+        raise InputError(f"user column {column!r} has missing values; fill or drop those rows")
+
+
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
@@ -325,9 +331,13 @@ def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
 
 
 def _index_items(items: pd.DataFrame, column: str) -> pd.DataFrame:
-    if items[column].isna().any() or items[column].duplicated().any():
+    missing = int(items[column].isna().sum())
+    if missing:
+        raise InputError(f"the items table has {missing} row(s) without an {column!r} value; give every item an id "
+                         "or drop those rows")
+    if items[column].duplicated().any():
         dup = items[column][items[column].duplicated()].unique()[:5].tolist()
-        raise InputError(f"the items table has duplicate or missing {column!r} values {dup}; keep one row per item")
+        raise InputError(f"the items table has duplicate {column!r} values {dup}; keep one row per item")
     return items.set_index(items[column].astype(str), drop=False)
 
 
@@ -397,6 +407,7 @@ def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0
     encoder, missing_times, parsed = LogEncoder(columns, rows), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
+        _check_users(_chunk(batch, columns.user), columns.user)
         if columns.time:
             times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
             missing_times += _missing_times(times)

@@ -145,7 +145,8 @@ def read_embeddings(path: str | os.PathLike,
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"embedding file {path} does not exist; pass an existing .npy or .parquet file")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise InputError(f"embedding file {path} {what}; pass an existing .npy or .parquet file")
     if path.suffix == ".npy":
         if columns:
             raise InputError(f"--embedding names parquet columns, but {path} is a .npy (one matrix); drop --embedding")
