@@ -98,3 +98,20 @@ def test_an_embedding_path_that_is_a_directory_is_called_one(capsys, tmp_path):
     (tmp_path / "emb.parquet").mkdir()
     err = _refused(["fit", str(tmp_path / "emb.parquet"), "--out", str(tmp_path / "m")], capsys)
     assert f"embedding file {tmp_path / 'emb.parquet'} is a directory" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--device", "cuda:99"], "--device cuda:99"), (["--device", "gpu"], "--device 'gpu' is not a device name"),
+    (["--embedder", "nope"], "unknown --embedder 'nope'"), (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--out", "/proc/rqgmm-odd/out"], "/proc/rqgmm-odd"),
+])
+def test_benchmark_refuses_before_loading_the_data(capsys, tmp_path, monkeypatch, extra, message):
+    """Each was refused only after MovieLens was loaded and embedded (2-3 log lines first), an --out the
+    system will not write to only after the whole study."""
+    import rqgmm.evaluate.study as study
+
+    monkeypatch.setattr(study, "movielens_tables", lambda *a: pytest.fail("the data was loaded before the refusal"))
+    monkeypatch.chdir(tmp_path)
+    err = _refused(["benchmark", "--out", "b", "--quick", "--max-items", "50", "--embedder", "hashing-32", *extra],
+                   capsys)
+    assert message in err and list(tmp_path.iterdir()) == []

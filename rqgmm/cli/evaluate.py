@@ -7,7 +7,9 @@ options (flags and TOML) and paths are checked before they load: a refused value
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from rqgmm.console import int_in
@@ -42,10 +44,35 @@ def add_benchmark(sub) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
+    """Every option and ``--out`` checked, ``--out`` made (so a place the system will not write to is refused
+    now, not after the study), then the study; a refused study leaves no ``--out`` it made."""
     check_outputs([], [Output(args.out, "--out", "directory", marker="results.json")])
-    from rqgmm.evaluate.study import run_benchmark  # the study's imports are heavy: load them only here
+    from rqgmm.data.embedders import get_embedder  # no model loads until it embeds
+    from rqgmm.runtime.device import resolve_device
 
-    run_benchmark(args)
+    resolve_device(args.device, what="--device")
+    get_embedder(args.embedder, what="--embedder")
+    from rqgmm.evaluate.study import DATASETS, run_benchmark  # the study's imports are heavy: load them only here
+
+    if args.dataset != "all" and args.dataset not in DATASETS:
+        raise InputError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)} or all")
+    with made_directory(Path(args.out)):
+        run_benchmark(args)
+
+
+@contextlib.contextmanager
+def made_directory(path: Path) -> Iterator[None]:
+    """``path`` made now if absent, and removed again with the parents made for it (those still empty) when the
+    block is refused."""
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # the deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def _choices_help(options, default: str, notes: dict[str, str] | None = None) -> str:
