@@ -141,3 +141,20 @@ def test_tokenizer_names_are_the_registrys_with_or_without_it_loaded():
             "[b.tokenizer_class(m) for m in b.methods()]; print(light == tokenizer_names(), light)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("True ['prqkmeans', 'rqgmm', 'rqkmeans'"), out
+
+
+def test_constraints_need_no_numpy_yet_take_numpy_scalars():
+    """The declared constraints load without numpy or torch (so evaluate's options are checked at once), and
+    numpy's integers and floats still pass as numbers (numbers.Integral / numbers.Real), bools never."""
+    code = "import sys, rqgmm.runtime.constraints; print([m for m in ('numpy', 'torch') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+    import numpy as np
+
+    from rqgmm.errors import InputError
+    from rqgmm.runtime.constraints import Integer, Real
+
+    Integer(1).check("n", np.int64(3)), Real(0.0, 1.0).check("p", np.float32(0.5))
+    for constraint, value in ((Integer(1), True), (Integer(1), np.bool_(True)), (Real(0.0, 1.0), np.float64(2.0))):
+        with pytest.raises(InputError):
+            constraint.check("x", value)
