@@ -109,7 +109,7 @@ def store_pool(tmp_path_factory):
 @settings(max_examples=STORE_EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(argv=store_command())
-def test_generated_store_commands_keep_the_contract(server, store_pool, tmp_path_factory, argv):
+def test_generated_store_commands_keep_the_contract(server, store_pool, tmp_path_factory, argv):  # noqa: F811 (fixture)
     case = tmp_path_factory.mktemp("case")
     work = case / "work"
     shutil.copytree(store_pool, work, symlinks=True)
@@ -153,7 +153,7 @@ def retrieval_command(draw) -> list[str]:
 @settings(max_examples=RETRIEVAL_EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(tables=click_log(), argv=retrieval_command())
-def test_generated_retrieval_commands_keep_the_contract(server, tmp_path_factory, tables, argv):
+def test_generated_retrieval_commands_keep_the_contract(server, tmp_path_factory, tables, argv):  # noqa: F811
     case = tmp_path_factory.mktemp("retrieval")
     work = case / "work"
     work.mkdir()

@@ -1,4 +1,5 @@
-"""Start-up: ``rqgmm --help``, ``rqgmm VERB --help`` and a refused argument import no torch, scikit-learn or CTR stack.
+"""Start-up: ``rqgmm --help``, ``rqgmm VERB --help``, a refused argument and a value ``evaluate`` refuses after
+parsing (its options, a TOML file, its paths) import no torch, scikit-learn or CTR stack.
 
 Checked in a fresh interpreter (``sys.modules`` after the call), never by timing.
 The lazy parser (stubs for the verbs not asked for) lists the same verbs with the
@@ -7,31 +8,39 @@ same help as the full one.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rqgmm.cli import build_parser
 from rqgmm.cli.verbs import VERBS
 
+ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "sklearn", "rqgmm.ctr", "pandas", "scipy")
 PROBE = """
-import sys, contextlib, io
+import sys, contextlib, io, json
 from rqgmm.cli import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
     try:
         code = main({argv!r})
     except SystemExit as exc:
         code = exc.code
-print(code, [m for m in {heavy!r} if m in sys.modules], repr(err.getvalue()))
+print(json.dumps([code, [m for m in {heavy!r} if m in sys.modules], err.getvalue()]))
 """
 
 
-def probe(argv: list[str]) -> tuple[int, list[str], str]:
+def probe(argv: list[str], cwd=None) -> tuple[int, list[str], str]:
+    """(exit status, the heavy modules loaded, stderr) of ``rqgmm ARGV`` in a fresh interpreter (this tree's rqgmm,
+    from any ``cwd``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True,
-                         text=True, check=True).stdout.split(" ", 2)
-    return int(out[0]), eval(out[1]), eval(out[2])
+                         text=True, check=True, cwd=cwd, env=env).stdout
+    code, heavy, err = json.loads(out)
+    return code, heavy, err
 
 
 @pytest.mark.parametrize("argv, status", [
@@ -52,6 +61,52 @@ def test_help_and_refused_arguments_import_no_heavy_module(argv, status):
         assert err.count("\n") == 1 and err.startswith("rqgmm: error: ")
 
 
+EVALUATE = ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o"]
+TOML = {"bad.toml": b'task = "nope"\n', "unknown.toml": b"nope = 1\n", "broken.toml": b"task = \n",
+        "latin.toml": b'methods = "caf\xe9"\n', "sweep.toml": b'levels = [2, 3]\ntask = "retrieval"\n'}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "nope"], "unknown --task value(s) ['nope']"),
+    (["--methods", "nope"], "unknown --methods value(s) ['nope']"),
+    (["--methods", "all", "--backbones", "x"], "unknown --backbones value(s) ['x']"),
+    (["--variants", "x"], "unknown --variants value(s)"), (["--tokenize", "x"], "unknown --tokenize value(s)"),
+    (["--sequence", "x"], "unknown --sequence value(s)"), (["--dedup", "x"], "unknown --dedup value(s)"),
+    (["--epsilon", "2"], "--epsilon must be a number in [0, 1]"),
+    (["--sample-users", "0"], "--sample-users must be a number in (0, 1]"),
+    (["--levels", "2,2"], "--levels lists 2 twice"), (["--codebook-size", "x"], "codebook_size must be an integer"),
+    (["--levels", "2,3", "--task", "retrieval"], "a shape sweep"),
+    (["--config", "bad.toml"], "unknown --task value(s) ['nope']"), (["--config", "unknown.toml"], "unknown key 'nope'"),
+    (["--config", "broken.toml"], "broken.toml is not valid TOML"), (["--config", "latin.toml"], "is not UTF-8"),
+    (["--config", "sweep.toml"], "a shape sweep"), (["--config", "missing.toml"], "missing.toml"),
+    (["--out", "r.parquet"], "--out r.parquet is the input r.parquet"),
+])
+def test_evaluate_refuses_values_after_parsing_without_heavy_modules(tmp_path, extra, message):
+    """Values refused after parsing (options, TOML files, paths) answer before torch or the CTR stack load."""
+    for name in ("r.parquet", "i.parquet"):
+        (tmp_path / name).write_bytes(b"")
+    for name, text in TOML.items():
+        (tmp_path / name).write_bytes(text)
+    code, heavy, err = probe(EVALUATE + extra, cwd=tmp_path)
+    assert (code, heavy) == (2, []), (extra, heavy, err)
+    assert err.count("\n") == 1 and err.startswith("rqgmm: error: ") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["r.parquet", "i.parquet", *TOML])
+
+
+def test_evaluate_refuses_a_missing_input_without_heavy_modules(tmp_path):
+    code, heavy, err = probe(EVALUATE + ["--items", "none.parquet"], cwd=tmp_path)
+    assert (code, heavy) == (2, []) and err == "rqgmm: error: interactions file r.parquet does not exist; pass an " \
+        "existing parquet file\n"
+
+
+def test_given_zero_values_are_not_read_as_absent():
+    """``--epsilon 0`` is a value (no cold item by the prefix rule), not the default 0.1."""
+    from rqgmm.evaluate.config import config_from_args
+
+    args = build_parser(["evaluate"]).parse_args(EVALUATE + ["--epsilon", "0"])
+    assert config_from_args(args).epsilon == 0.0
+
+
 def test_the_lazy_parser_lists_every_verb_with_the_full_parsers_help():
     def listed(parser):
         sub = next(a for a in parser._actions if a.dest == "verb")
@@ -63,10 +118,43 @@ def test_the_lazy_parser_lists_every_verb_with_the_full_parsers_help():
 
 
 def test_evaluate_help_names_are_the_configs_and_the_ctr_stacks():
-    """rqgmm.evaluate.names repeats EvaluateConfig's defaults and the backbones, so the parser needs no torch."""
+    """rqgmm.evaluate.names repeats EvaluateConfig's defaults, the backbones, the retrieval library's names and
+    the balanced tokenizers, so the parser and the config's checks need no torch."""
     from rqgmm.ctr.models import BACKBONES
-    from rqgmm.evaluate.config import QUICK_TRAIN, defaults
-    from rqgmm.evaluate.names import BACKBONE_NAMES, DEFAULTS, QUICK_MAX_EPOCHS
+    from rqgmm.evaluate.config import defaults, train_config
+    from rqgmm.evaluate.names import BACKBONE_NAMES, BALANCED_METHODS, DEDUP, DEFAULTS, EPSILON, QUICK_MAX_EPOCHS
+    from rqgmm.retrieval.cold import EPSILON as RETRIEVAL_EPSILON
+    from rqgmm.retrieval.vocab import DEDUP as RETRIEVAL_DEDUP
+    from rqgmm.tokenizers.base import tokenizer_class
+    from rqgmm.tokenizers.names import BUILTIN_METHODS
 
-    assert BACKBONE_NAMES == tuple(BACKBONES) and QUICK_MAX_EPOCHS == QUICK_TRAIN.max_epochs
+    assert BACKBONE_NAMES == tuple(BACKBONES) and QUICK_MAX_EPOCHS == train_config(True, "cpu").max_epochs
     assert DEFAULTS == {key: defaults()[key] for key in DEFAULTS}
+    assert (DEDUP, EPSILON) == (RETRIEVAL_DEDUP, RETRIEVAL_EPSILON)
+    assert BALANCED_METHODS == tuple(m for m in BUILTIN_METHODS if "balance" in tokenizer_class(m)._get_param_names())
+
+
+def test_tokenizer_names_are_the_registrys_with_or_without_it_loaded():
+    """The light list (no tokenizer imported) equals the one read from the loaded registry."""
+    code = ("import sys; from rqgmm.evaluate.config import tokenizer_names; light = tokenizer_names(); "
+            "assert 'rqgmm.tokenizers.base' not in sys.modules; import rqgmm.tokenizers.base as b; "
+            "[b.tokenizer_class(m) for m in b.methods()]; print(light == tokenizer_names(), light)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("True ['prqkmeans', 'rqgmm', 'rqkmeans'"), out
+
+
+def test_constraints_need_no_numpy_yet_take_numpy_scalars():
+    """The declared constraints load without numpy or torch (so evaluate's options are checked at once), and
+    numpy's integers and floats still pass as numbers (numbers.Integral / numbers.Real), bools never."""
+    code = "import sys, rqgmm.runtime.constraints; print([m for m in ('numpy', 'torch') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+    import numpy as np
+
+    from rqgmm.errors import InputError
+    from rqgmm.runtime.constraints import Integer, Real
+
+    Integer(1).check("n", np.int64(3)), Real(0.0, 1.0).check("p", np.float32(0.5))
+    for constraint, value in ((Integer(1), True), (Integer(1), np.bool_(True)), (Real(0.0, 1.0), np.float64(2.0))):
+        with pytest.raises(InputError):
+            constraint.check("x", value)

@@ -1,14 +1,21 @@
 """The verbs ``evaluate`` (what semantic IDs are worth on the user's log) and ``benchmark`` (the same on MovieLens).
 
-The study's imports (pandas, matplotlib, the CTR stack) load only when a verb runs.
+The study's imports (pandas, matplotlib, the CTR stack) load only when a verb runs, and ``evaluate``'s
+options (flags and TOML) and paths are checked before they load: a refused value answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from rqgmm.console import int_in
-from rqgmm.evaluate.names import BACKBONE_NAMES, DEFAULTS, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE, VARIANTS
+from rqgmm.errors import InputError
+from rqgmm.evaluate.names import (BACKBONE_NAMES, DEFAULTS, MARKER, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE,
+                                  VARIANTS)
 from rqgmm.files.paths import Output, check_outputs
 
 
@@ -37,10 +44,35 @@ def add_benchmark(sub) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
+    """Every option and ``--out`` checked, ``--out`` made (so a place the system will not write to is refused
+    now, not after the study), then the study; a refused study leaves no ``--out`` it made."""
     check_outputs([], [Output(args.out, "--out", "directory", marker="results.json")])
-    from rqgmm.evaluate.study import run_benchmark  # the study's imports are heavy: load them only here
+    from rqgmm.data.embedders import get_embedder  # no model loads until it embeds
+    from rqgmm.runtime.device import resolve_device
 
-    run_benchmark(args)
+    resolve_device(args.device, what="--device")
+    get_embedder(args.embedder, what="--embedder")
+    from rqgmm.evaluate.study import DATASETS, run_benchmark  # the study's imports are heavy: load them only here
+
+    if args.dataset != "all" and args.dataset not in DATASETS:
+        raise InputError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)} or all")
+    with made_directory(Path(args.out)):
+        run_benchmark(args)
+
+
+@contextlib.contextmanager
+def made_directory(path: Path) -> Iterator[None]:
+    """``path`` made now if absent, and removed again with the parents made for it (those still empty) when the
+    block is refused."""
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # the deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def _choices_help(options, default: str, notes: dict[str, str] | None = None) -> str:
@@ -110,7 +142,21 @@ def add_evaluate(sub) -> None:
     ev.set_defaults(run=cmd_evaluate)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from rqgmm.evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib): load them only here
+def out_marker(out: str) -> str:
+    """What shows ``out`` to be an earlier evaluate's: its finished runs, else (an older output) results.json."""
+    return MARKER if (Path(out) / MARKER).is_file() else "results.json"
 
-    run_evaluate(args)
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """The inputs, ``--out`` and every option checked before torch loads, then the evaluation."""
+    for path, what in ((args.interactions, "interactions"), (args.items, "items")):
+        if not os.path.exists(path):
+            raise InputError(f"{what} file {path} does not exist; pass an existing parquet file")
+    inputs = [args.interactions, args.items, *([args.config] if args.config else [])]
+    check_outputs(inputs, [Output(args.out, "--out", "directory", marker=out_marker(args.out))])
+    from rqgmm.evaluate.config import config_from_args  # checks every option first; only then loads the CTR stack
+
+    config = config_from_args(args)
+    from rqgmm.evaluate.command import run_evaluate  # heavy imports (pandas, matplotlib, torch): load them only here
+
+    run_evaluate(args, config)

@@ -78,8 +78,13 @@ def add_report_options(rep) -> None:
     rep.add_argument("--generation", type=int_in(1), default=None,
                      help="with a store: the generation to report (default the current one)")
     rep.add_argument("--interactions", metavar="LOG", default=None,
-                     help="with a store: a parquet log (one row per interaction) for the head/tail allocation")
+                     help="a parquet log (one row per interaction): with a store, the head/tail allocation; with "
+                          "CODES, per level the co-click lift and the click-rate R², each against random IDs")
     rep.add_argument("--item", default="item_id", help="with --interactions: the log's item column (default item_id)")
+    for flag, default, what in (("--user", "user_id", "user column"), ("--label", "label", "0/1 label column"),
+                                ("--time", "timestamp", "time column, ordering each user's rows; absent: the "
+                                                        "file's order")):
+        rep.add_argument(flag, default=None, help=f"with CODES --interactions: the log's {what} (default {default})")
 
 
 def store_path(path: str) -> str | None:
@@ -99,6 +104,9 @@ def cmd_report_store(args: argparse.Namespace, store_dir: str) -> None:
 
     if args.codes is not None or args.model is not None or args.against is not None:
         raise InputError(f"{args.emb} is a store: report it alone (drop CODES, --model and --against)")
+    if any(getattr(args, k) is not None for k in ("user", "label", "time")):
+        raise InputError(f"{args.emb} is a store: --user, --label and --time go with a codes table's "
+                         "--interactions; the store's head/tail reads the item column (--item) only")
     generation = args.generation if args.generation is not None else generation_of(args.emb)
     result = store_report(Store.open(store_dir), generation, args.interactions, args.item)
     print(json.dumps(result) if args.json else "\n".join(summary(result)))

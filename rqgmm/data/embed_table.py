@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 from rqgmm.data.embedders import embed_items, get_embedder
 from rqgmm.data.item_texts import read_item_texts
 
@@ -94,6 +95,7 @@ def _kept_columns(items: str | os.PathLike, keep: tuple[str, ...]) -> pa.Table |
         missing = [c for c in keep if c not in names]
         if missing:
             raise InputError(f"--keep: {items} has no column {missing[0]!r} (it has {', '.join(names)})")
+        check_named_once(names, keep, items)
         return pq.read_table(items, columns=list(keep))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{items} is not a readable parquet file ({exc})") from None

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 
 #: A part that already ends with one of these is followed by a space only, not by ". ".
 SENTENCE_ENDS = (".", "!", "?", ":", ";")
@@ -82,10 +83,7 @@ def _read_columns(path: Path, columns: list[str]) -> pa.Table:
         if missing:
             raise InputError(f"{path} has no column {', '.join(map(repr, missing))} (it has {', '.join(names)}); "
                              "name the item id column with --item and the text columns with --text")
-        repeated = [c for c in dict.fromkeys(columns) if names.count(c) > 1]
-        if repeated:
-            raise InputError(f"{path} has {names.count(repeated[0])} columns named {repeated[0]!r}; rename all but "
-                             "one of them")
+        check_named_once(names, columns, path)
         return pq.read_table(path, columns=list(dict.fromkeys(columns)))
     except (pa.ArrowException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

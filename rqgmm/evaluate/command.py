@@ -18,10 +18,9 @@ from pathlib import Path
 
 from rqgmm.ids.shape import describe as describe_shape, previous_default_note
 from rqgmm.runtime.parallel import is_writer, process_group
-from rqgmm.files.paths import Output, check_outputs
 from rqgmm.evaluate.retrieval_task import describe_retrieval, evaluate_tasks, with_other_task
-from rqgmm.evaluate.config import EvaluateConfig, config_from_args, run_settings
-from rqgmm.evaluate.grid import MARKER, RecordStore, file_fingerprint
+from rqgmm.evaluate.config import EvaluateConfig, run_settings
+from rqgmm.evaluate.grid import RecordStore, file_fingerprint
 from rqgmm.evaluate.inputs import check_inputs, read_table
 from rqgmm.evaluate.caveats import caveats
 from rqgmm.evaluate.report import variant_costs, write_into
@@ -60,16 +59,9 @@ def _ids_words(config: EvaluateConfig) -> str:
     return f"{config.levels} levels x K={config.codebook_size}"
 
 
-def out_marker(out: str) -> str:
-    """What shows ``out`` to be an earlier evaluate's: its finished runs, else (an older output) results.json."""
-    return MARKER if (Path(out) / MARKER).is_file() else "results.json"
-
-
-def run_evaluate(args: argparse.Namespace) -> None:
-    """``rqgmm evaluate``: every check before any training; runs kept as they finish, outputs written at the end."""
-    config = config_from_args(args)
-    inputs = [args.interactions, args.items, *([args.config] if args.config else [])]
-    check_outputs(inputs, [Output(args.out, "--out", "directory", marker=out_marker(args.out))])
+def run_evaluate(args: argparse.Namespace, config: EvaluateConfig) -> None:
+    """``rqgmm evaluate`` once its options (``config``) and paths are checked (:func:`rqgmm.cli.evaluate.cmd_evaluate`):
+    the resume and input checks before any training; runs kept as they finish, outputs written at the end."""
     dataset = Path(args.interactions).stem
     settings = {k: v for k, v in run_settings(config).items() if k != "sample_users" or v < 1}  # older outputs resume
     store = RecordStore(args.out, dict(settings, dataset=dataset,

@@ -2,28 +2,41 @@
 
 Every key of the TOML file is the long flag without its dashes (``codebook-size``
 or ``codebook_size``); a flag given on the command line wins over the file.
+
+Importable without torch: every option is checked from the light name lists of
+:mod:`rqgmm.evaluate.names` and :mod:`rqgmm.tokenizers.names`, so a refused value answers at once;
+the training settings (:class:`rqgmm.ctr.TrainConfig`) are imported only once the options pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import ClassVar
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, ClassVar
 
-from rqgmm.ctr import BACKBONES, TrainConfig
 from rqgmm.errors import InputError
-from rqgmm.evaluate.names import QUICK_MAX_EPOCHS, QUICK_SEEDS, SEQUENCES, TASKS, TOKENIZE, VARIANTS
+from rqgmm.evaluate.names import (BACKBONE_NAMES, BALANCED_METHODS, DEDUP, EPSILON, QUICK_MAX_EPOCHS, QUICK_SEEDS,
+                                  SEQUENCES, TASKS, TOKENIZE, VARIANTS)
 from rqgmm.ids.shape import default_shape
-from rqgmm.retrieval.cold import EPSILON
-from rqgmm.retrieval.vocab import DEDUP
-from rqgmm.runtime.validation import ANY, Choices, Integer, Real, Rule, validate_params
-from rqgmm.tokenizers.base import methods, tokenizer_class
+from rqgmm.runtime.constraints import ANY, Choices, Integer, Real, Rule, validate_params
+from rqgmm.tokenizers.names import BUILTIN_METHODS
+
+if TYPE_CHECKING:
+    from rqgmm.ctr import TrainConfig
 
 LIST_KEYS = ("categorical", "bag", "numeric", "embedding", "methods", "backbones", "variants")
 #: The ID shape's options: integers, None by default (the catalogue's default shape).
 SHAPE_KEYS = ("levels", "codebook_size")
-QUICK_TRAIN = TrainConfig(max_epochs=QUICK_MAX_EPOCHS, patience=1)
+
+
+def train_config(quick: bool, device: str) -> "TrainConfig":
+    """The training settings of a run: the defaults, or under ``quick`` at most QUICK_MAX_EPOCHS epochs with
+    patience 1; imports the CTR stack (torch), so it runs only once the options are checked."""
+    from rqgmm.ctr import TrainConfig
+
+    return TrainConfig(device=device, **(dict(max_epochs=QUICK_MAX_EPOCHS, patience=1) if quick else {}))
 
 
 def flag(name: str) -> str:
@@ -43,7 +56,8 @@ class EvaluateConfig:
     ``time`` is the timestamp column: when it is the default and absent, the
     split is random (seeded); ``tokenize`` is ``fused`` (each modality
     L2-normalised, then concatenated: one ID stack) or ``per-modality`` (one ID
-    stack per embedding column).
+    stack per embedding column). ``train`` left None becomes :func:`train_config`'s
+    once the other options are checked.
     """
 
     user: str = "user_id"
@@ -57,7 +71,7 @@ class EvaluateConfig:
     methods: tuple[str, ...] = ("rqgmm", "rqkmeans")
     levels: int | tuple[int, ...] | None = None
     codebook_size: int | tuple[int, ...] | None = None
-    backbones: tuple[str, ...] = tuple(BACKBONES)
+    backbones: tuple[str, ...] = BACKBONE_NAMES
     variants: tuple[str, ...] = VARIANTS
     seeds: int = 3
     quick: bool = False
@@ -70,11 +84,11 @@ class EvaluateConfig:
     sample_users: float = 1.0
     dedup: str = "generated"
     epsilon: float = EPSILON
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: "TrainConfig | None" = None
 
     #: What each option must be (:func:`~rqgmm.runtime.validation.validate_params`), in the order checked.
     _parameter_constraints: ClassVar[dict] = {
-        "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(lambda: sorted(BACKBONES)),
+        "methods": Choices(lambda: tokenizer_names()), "backbones": Choices(tuple(sorted(BACKBONE_NAMES))),
         "variants": Choices(VARIANTS), "tokenize": Choices(TOKENIZE, single=True), "task": Choices(TASKS, single=True),
         "sequence": Choices(SEQUENCES, single=True), "dedup": Choices(DEDUP, single=True),
         "epsilon": Real(0.0, 1.0), "levels": Rule(lambda v: _check_shape("levels", v)),
@@ -89,6 +103,8 @@ class EvaluateConfig:
         if self.sweep and self.task != "ctr":
             raise InputError(f"a shape sweep (a list in --levels or --codebook-size) runs with --task ctr, got "
                              f"--task {self.task}; pass one shape for retrieval")
+        if self.train is None:
+            object.__setattr__(self, "train", train_config(self.quick, self.device))
 
     @property
     def seed_list(self) -> list[int]:
@@ -154,10 +170,20 @@ def defaults() -> dict:
     return {f.name: f.default for f in fields(EvaluateConfig)}
 
 
+def method_names() -> list[str]:
+    """Every registered tokenizer method, sorted, read without importing a tokenizer: a method that other code
+    registers (:func:`rqgmm.tokenizers.base.register`) exists only once the registry module is loaded."""
+    registry = sys.modules.get("rqgmm.tokenizers.base")
+    return registry.methods() if registry is not None else sorted(BUILTIN_METHODS)
+
+
 def tokenizer_names() -> list[str]:
     """Every method, and ``METHOD+balanced`` for the methods with balanced codes (``balance`` parameter)."""
-    balanced = [f"{m}+balanced" for m in methods() if "balance" in tokenizer_class(m)._get_param_names()]
-    return [*methods(), *balanced]
+    registry = sys.modules.get("rqgmm.tokenizers.base")
+    names = method_names()
+    balanced = [m for m in names if m in BALANCED_METHODS or (
+        m not in BUILTIN_METHODS and "balance" in registry.tokenizer_class(m)._get_param_names())]
+    return [*names, *(f"{m}+balanced" for m in balanced)]
 
 
 def _as_list(value, key: str) -> tuple[str, ...]:
@@ -225,17 +251,18 @@ def config_from(options: dict) -> EvaluateConfig:
     values = {k: _coerce(k, v) for k, v in options.items() if v is not None}
     values["time_given"] = "time" in values
     if values.get("methods") == ("all",):  # every tokenizer of the registry: the paper's table on the user's log
-        values["methods"] = tuple(methods())
+        values["methods"] = tuple(method_names())
     if "seeds" not in values and values.get("quick"):
         values["seeds"] = QUICK_SEEDS
-    config = EvaluateConfig(**values)
-    return replace(config, train=replace(QUICK_TRAIN if config.quick else TrainConfig(), device=config.device))
+    return EvaluateConfig(**values)
 
 
 def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
     """The config of ``rqgmm evaluate``: the TOML file's options, then the flags given."""
     options = read_toml(args.config) if args.config else {}
-    options.update({k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k, None) not in (None, False)})
+    given = {k: getattr(args, k, None) for k in OPTION_KEYS}
+    # a flag not given is None (False for --quick); 0 and 0.0 are given values (--epsilon 0), never "not given"
+    options.update({k: v for k, v in given.items() if v is not None and v is not False})
     return config_from(options)
 
 

@@ -43,14 +43,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
+from rqgmm.evaluate.names import MANIFEST, RUNS
 from rqgmm.runtime.parallel import alone, broadcast_from_writer, gather_everywhere, rank_and_size
 
 logger = logging.getLogger(__name__)
 
-RUNS = "runs"
-MANIFEST = "grid.json"
-#: Where ``OUT`` is recognised as an earlier evaluate's output that holds finished runs.
-MARKER = f"{RUNS}/{MANIFEST}"
 TAIL_BYTES = 1 << 16
 
 

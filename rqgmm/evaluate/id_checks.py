@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from rqgmm.ids.diagnostics import click_rate_r2, coclick_coherence, consecutive_pairs
+from rqgmm.ids.diagnostics import diagnostics
 from rqgmm.evaluate.tables import fmt_mean_std, markdown_table, ordered, select
 
 #: Fewer configurations than this give no rank correlation.
@@ -23,11 +23,9 @@ def diagnostic_records(stage, train, config) -> list[dict]:
     """One record per tokenizer held by ``stage``, from the training rows ``train`` (a LogPart)."""
     items, users, labels = train[config.item], train[config.user], train[config.label]
     known = items >= 0
-    items, users, labels = items[known], users[known], labels[known]
-    first, second = consecutive_pairs(users, items, labels > 0)
+    items, users, clicked = items[known], users[known], labels[known] > 0
     return [stage.record("diagnostic", tokenizer=label, seed=seed, modality=name,
-                         coherence=coclick_coherence(codes, first, second), r2=click_rate_r2(codes, items, labels),
-                         pairs=int(len(first)))
+                         **diagnostics(codes, items, users, clicked))
             for (label, seed, name), (codes, _) in stage.codes.items()]
 
 

@@ -27,6 +27,7 @@ from rqgmm.data.splits import cut_points, random_order, time_order
 from rqgmm.runtime.device import resolve_device
 from rqgmm.retrieval.sequences import check_sequences
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 from rqgmm.evaluate.config import EvaluateConfig
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ParquetTable:
             self.file = pq.ParquetFile(path)
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _unreadable(path, what, exc) from None
+        check_named_once(self.columns, self.columns, path)
 
     @property
     def columns(self) -> list[str]:
@@ -169,6 +171,12 @@ def _check_labels(labels: pa.Array, column: str) -> None:
     if labels.null_count or not np.isin(values, (0, 1)).all():
         shown = pd.unique(values)[:5].tolist()
         raise InputError(f"label column {column!r} must hold 0 or 1 only, got values {shown}; binarise it first")
+
+
+def _check_users(users: pa.Array, column: str) -> None:
+    """No row without a user: the rows of null users would be taken for one user's (one history, one split)."""
+    if users.null_count:
+        raise InputError(f"user column {column!r} has missing values; fill or drop those rows")
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -323,9 +331,13 @@ def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
 
 
 def _index_items(items: pd.DataFrame, column: str) -> pd.DataFrame:
-    if items[column].isna().any() or items[column].duplicated().any():
+    missing = int(items[column].isna().sum())
+    if missing:
+        raise InputError(f"the items table has {missing} row(s) without an {column!r} value; give every item an id "
+                         "or drop those rows")
+    if items[column].duplicated().any():
         dup = items[column][items[column].duplicated()].unique()[:5].tolist()
-        raise InputError(f"the items table has duplicate or missing {column!r} values {dup}; keep one row per item")
+        raise InputError(f"the items table has duplicate {column!r} values {dup}; keep one row per item")
     return items.set_index(items[column].astype(str), drop=False)
 
 
@@ -395,6 +407,7 @@ def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0
     encoder, missing_times, parsed = LogEncoder(columns, rows), 0, []
     for batch in table.batches(columns.read):
         _check_labels(_chunk(batch, columns.label), columns.label)
+        _check_users(_chunk(batch, columns.user), columns.user)
         if columns.time:
             times = _time_values(_chunk(batch, columns.time), columns.time, parsed)
             missing_times += _missing_times(times)

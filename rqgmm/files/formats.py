@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 from rqgmm.files.itemjoin import check_unique_ids
 from rqgmm.files.modalities import fused
 
@@ -144,7 +145,8 @@ def read_embeddings(path: str | os.PathLike,
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"embedding file {path} does not exist; pass an existing .npy or .parquet file")
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise InputError(f"embedding file {path} {what}; pass an existing .npy or .parquet file")
     if path.suffix == ".npy":
         if columns:
             raise InputError(f"--embedding names parquet columns, but {path} is a .npy (one matrix); drop --embedding")
@@ -195,6 +197,7 @@ def iter_parquet_embeddings(path: str | os.PathLike, columns: tuple[str, ...] = 
             fix = ("embeddings parquet needs 'item_id' and 'embedding'" if columns == ("embedding",)
                    else f"name list columns of it with --embedding (it has {', '.join(file.schema_arrow.names)})")
             raise InputError(f"{path} lacks column(s) {missing}; {fix}")
+        check_named_once(file.schema_arrow.names, read, path)
         for batch in file.iter_batches(batch_size=batch_rows or PARQUET_BATCH_ROWS, columns=read):
             ids = item_id_column(pa.chunked_array([batch.column("item_id")]), path, unique=False) if with_ids else None
             vectors = {c: _embedding_column(pa.chunked_array([batch.column(c)]), path, c) for c in columns}
@@ -251,9 +254,12 @@ def item_id_column(column: pa.ChunkedArray, path: Path, unique: bool = True) -> 
 def read_parquet(path: Path, what: str) -> pa.Table:
     """The whole parquet file as a table; an unreadable file is an ``InputError`` naming ``what`` it should hold."""
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise _unreadable(path, what, exc) from None
+    check_named_once(table.column_names, table.column_names, path)
+    return table
+
 
 
 def _unreadable(path: Path, what: str, exc: Exception) -> InputError:

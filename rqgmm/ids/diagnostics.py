@@ -62,3 +62,25 @@ def click_rate_r2(codes: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> l
         expected = (n_groups - 1) / (len(seen) - 1) if len(seen) > 1 else None
         out.append(dict(level=level, r2=between / total if total > 0 else None, expected=expected))
     return out
+
+
+def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked: np.ndarray) -> dict:
+    """Both checks of codes (N, L) against a click log of M rows, in the log's order.
+
+    Parameters
+    ----------
+    codes : (N, L) int, the full IDs of the items.
+    rows : (M,) int, each log row's item as a row of ``codes``.
+    users : (M,), each log row's user (any comparable ids).
+    clicked : (M,) bool, each log row's label.
+
+    Returns
+    -------
+    dict
+        ``pairs`` (the users' consecutive positive pairs), ``coherence`` (:func:`coclick_coherence`, per
+        level) and ``r2`` (:func:`click_rate_r2`, per level).
+    """
+    clicked = np.asarray(clicked, dtype=bool)
+    first, second = consecutive_pairs(users, rows, clicked)
+    return dict(pairs=int(len(first)), coherence=coclick_coherence(codes, first, second),
+                r2=click_rate_r2(codes, rows, clicked))

@@ -35,6 +35,7 @@ from rqgmm.store.exports import write_exports
 from rqgmm.store.generations import (Generation, Store, codes_metadata, delta_file, export_dir, generation_file,
                                      generation_files, locked, now, remove_stale_temporaries, write_generation)
 from rqgmm.files.formats import embedding_batches, item_id_column
+from rqgmm.files.columns import check_named_once
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.keys import key_strides, row_keys
 from rqgmm.store.nearest import nearest_codes, reconstruction_cost
@@ -125,6 +126,7 @@ def _catalogue_ids(path: Path, item: str = "item_id") -> np.ndarray:
         schema = pq.read_schema(path)
         if item not in schema.names:
             raise InputError(f"{path} lacks column {item!r}; publishing keys items by it (name it with --item)")
+        check_named_once(schema.names, [item], path)
         column = pq.read_table(path, columns=[item]).column(item)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable parquet file of embeddings ({exc})") from None

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from rqgmm.store.allocation import codes_of_keys, prefix_keys
 from rqgmm.errors import InputError
+from rqgmm.files.columns import check_named_once
 from rqgmm.store.generations import Generation, Store, export_dir
 from rqgmm.files.itemjoin import positions
 from rqgmm.ids.trie import PrefixTrie
@@ -108,6 +109,7 @@ def popularity(path: str, column: str, item_ids: np.ndarray) -> np.ndarray:
     try:
         if column not in pq.read_schema(path).names:
             raise InputError(f"--interactions {path} lacks column {column!r}; name the item column with --item")
+        check_named_once(pq.read_schema(path).names, [column], path)
         log = pq.read_table(path, columns=[column]).column(column)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"--interactions {path} is not a readable parquet file ({exc})") from None
