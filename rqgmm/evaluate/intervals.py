@@ -144,23 +144,50 @@ def poisson_weights(uniform: np.ndarray) -> np.ndarray:
 
 def _ranked_influence(ranked: np.ndarray, positive: np.ndarray) -> tuple[float, np.ndarray]:
     """AUC and influences of rows sorted by score: ``ranked`` (n,) scores ascending, ``positive`` (n,) bool;
-    the influences (n,) float64 in that sorted order (a tie group shares its values)."""
+    the influences (n,) float64 in that sorted order (a tie group shares its values).
+
+    Per tie group g (G groups): ``v10[g]``, the share of negatives a positive of g outranks, and ``v01[g]``, the
+    share of positives outranking a negative of g; each (G,) array is dropped once used (G is n for distinct
+    scores: the peak is a few (G,) arrays, not a dozen)."""
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     first = np.r_[True, ranked[1:] != ranked[:-1]]
     starts = np.flatnonzero(first)
     pos_tied = np.add.reduceat(positive, starts, dtype=np.int64) if len(starts) else np.zeros(0, np.int64)
-    neg_tied = np.diff(np.r_[starts, len(positive)]) - pos_tied
-    pos_below, neg_below = np.cumsum(pos_tied) - pos_tied, np.cumsum(neg_tied) - neg_tied  # in lower tie groups
-    v10 = (neg_below + 0.5 * neg_tied) / n_neg  # a positive: share of negatives it outranks
-    v01 = (n_pos - pos_below - 0.5 * pos_tied) / n_pos  # a negative: share of positives outranking it
+    neg_tied = np.diff(starts, append=len(positive))
+    del starts
+    neg_tied -= pos_tied
+    v10 = _share(neg_tied, n_neg, below=True)  # a positive: share of negatives it outranks
+    del neg_tied
+    v01 = _share(pos_tied, n_pos, below=False)  # a negative: share of positives outranking it
+    del pos_tied
     group = np.cumsum(first, dtype=np.int32 if len(first) < 2**30 else np.int64)  # 1 + each sorted row's tie group
+    del first
     auc = float(v10[group[positive] - 1].mean())
-    table = np.empty(2 * len(starts) + 2)  # by 2 * (1 + group) + positive: a negative's value, then a positive's
-    table[2::2], table[3::2] = (v01 - auc) / n_neg, (v10 - auc) / n_pos
+    table = np.empty(2 * len(v10) + 2)  # by 2 * (1 + group) + positive: a negative's value, then a positive's
+    np.subtract(v01, auc, out=v01)
+    np.divide(v01, n_neg, out=table[2::2])
+    del v01
+    np.subtract(v10, auc, out=v10)
+    np.divide(v10, n_pos, out=table[3::2])
+    del v10
     group *= 2
     group += positive
     return auc, table[group]
+
+
+def _share(tied: np.ndarray, total: int, below: bool) -> np.ndarray:
+    """Per tie group (G,) float64: ``(below + 0.5 * tied) / total`` with ``below`` the count in lower groups
+    (``below=True``), or ``(total - below - 0.5 * tied) / total`` (``below=False``)."""
+    lower = np.cumsum(tied)
+    lower -= tied
+    if below:
+        out = lower + 0.5 * tied
+    else:
+        out = total - lower
+        out = out - 0.5 * tied
+    out /= total
+    return out
 
 
 def auc_influence(labels: np.ndarray, scores: np.ndarray, order: np.ndarray | None = None
