@@ -318,13 +318,25 @@ def _check_vector_shape(column: str, keys: pd.Index, missing: list[int], widths:
                          "give every item a vector of one width")
 
 
-def _check_split_labels(labels: np.ndarray, timed: bool) -> None:
-    """Each part of the 80/10/10 split of the ordered labels (N,) holds clicks and non-clicks (AUC needs both)."""
-    first, second = cut_points(len(labels))
+def _labels_held(labels: np.ndarray, order: np.ndarray, rows: slice, chunk: int = 1 << 22) -> np.ndarray:
+    """The distinct labels of ``labels[order[rows]]``, gathered a chunk at a time (an int32 order is widened
+    per chunk, never for the whole log), stopping once both 0 and 1 are seen."""
+    held = np.zeros(0, dtype=labels.dtype)
+    for start in range(rows.start, rows.stop, chunk):
+        held = np.union1d(held, labels[order[start:min(start + chunk, rows.stop)]])
+        if len(held) >= 2:
+            break
+    return held
+
+
+def _check_split_labels(labels: np.ndarray, order: np.ndarray, timed: bool) -> None:
+    """Each part of the 80/10/10 split (labels (N,) in ``order`` (N,)) holds clicks and non-clicks (AUC needs
+    both)."""
+    first, second = cut_points(len(order))
     where = {"train": "first 80%", "valid": "next 10%", "test": "last 10%"}
     order_word = "by time" if timed else "after a seeded shuffle"
-    for part, rows in zip(where, (slice(0, first), slice(first, second), slice(second, None))):
-        held = np.unique(labels[rows])
+    for part, rows in zip(where, (slice(0, first), slice(first, second), slice(second, len(order)))):
+        held = _labels_held(labels, order, rows)
         if len(held) < 2:
             raise InputError(f"the {part} rows ({where[part]} {order_word}) hold only label {int(held[0])}; AUC "
                              "needs clicks and non-clicks in each part: pass a log with both labels in that part")
@@ -510,7 +522,7 @@ def _split_order(encoded: EncodedLog, config: EvaluateConfig, timed: bool, rows_
         raise InputError(f"{rows_name} has {len(encoded)} rows; an 80/10/10 split needs at least 10")
     order = time_order(encoded.sort_keys()) if timed else random_order(len(encoded), seed=0)
     if config.task != "retrieval":  # the CTR task's AUC needs both labels in every part; retrieval does not
-        _check_split_labels(encoded[config.label][order], timed)
+        _check_split_labels(encoded[config.label], order, timed)
     if config.task != "ctr":  # the retrieval sequences' refusals, before the first log line
         check_sequences(encoded.codes[config.user], encoded.labels, config.sequence, config.label)
     return order
