@@ -1,10 +1,13 @@
 """Train a next-item model on leave-one-out sequences; early stopping on validation item-level Recall@10
 (NDCG@10 breaks ties).
 
-Training windows are cut once from each user's training sequence (the last
-S = H + 1 items, then the S before them, ...; left-padded) and held on the
-device; each epoch shuffles them on the device and takes Adam steps (fused)
-with no host sync; the summed loss is read once per epoch. Validation runs
+Training windows are cut from each user's training sequence (the last
+S = H + 1 items, then the S before them, ...; padded) and held on the device:
+once, or each epoch at a drawn shift (``crop="random"``: a target is read after
+a different stretch of its history each epoch). Each epoch shuffles them on the
+device and takes Adam steps (fused; the rate constant or warm-up then cosine
+decay over the epoch budget) with no host sync; the summed loss is read once
+per epoch. Validation runs
 the constrained beam search on the device for (a sample of) the users and
 reads its IDs back once. The best epoch's weights are restored.
 
@@ -94,7 +97,7 @@ class RetrievalConfig:
         The cold-item rule whose ranks :meth:`Retriever.ranks` returns and early stopping reads ("dense" needs
         the items' embeddings).
     dense_weight : float
-        Weight of the dense rule's cosine loss (:data:`.dense.DENSE_WEIGHT`), when embeddings are given.
+        Weight of the dense rule's projection loss (:data:`.dense.DENSE_WEIGHT`), when embeddings are given.
     num_threads : int or None
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
         the CTR trainer's: on a shared 2-core machine a step of the quick model took 0.25 s on one thread
