@@ -7,9 +7,8 @@ once, or each epoch at a drawn shift (``crop="random"``: a target is read after
 a different stretch of its history each epoch). Each epoch shuffles them on the
 device and takes Adam steps (fused; the rate constant or warm-up then cosine
 decay over the epoch budget) with no host sync; the summed loss is read once
-per epoch. Validation runs
-the constrained beam search on the device for (a sample of) the users and
-reads its IDs back once. The best epoch's weights are restored.
+per epoch. Validation runs the constrained beam search on the device for (a
+sample of) the users and reads its IDs back once. The best epoch's weights are restored.
 
 With generated dedup tokens (``ItemTokens.prefix_length < generated``) the
 beam runs over the warm items' full IDs and cold items join by TIGER's prefix
@@ -52,9 +51,9 @@ LOGIT_BYTES = {"cuda": 4 << 30, "cpu": 256 << 20}
 EVAL_BATCH = {"cuda": 4096, "cpu": 256}
 #: Learning-rate schedules (:class:`RetrievalConfig`), and the cosine one's share of warm-up steps.
 SCHEDULES = ("constant", "cosine")
+WARMUP = 0.05
 #: Where training windows are cut each epoch (:class:`Windows`).
 CROPS = ("fixed", "random")
-WARMUP = 0.05
 
 
 @dataclass(frozen=True)
