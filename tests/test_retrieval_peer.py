@@ -48,3 +48,13 @@ def test_cornac_runs_on_our_split(tmp_path):
     pytest.importorskip("cornac")
     found = retrieval_peer.run_cornac(_data(tmp_path), seed=0)
     assert set(found) == {"cornac SASRec", "cornac TIGER"} and all(0 <= v <= 1 for v in found.values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tiger-epochs", "0"], "argument --tiger-epochs: expected an integer between 1 and 1000, got 0"),
+    (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+])
+def test_a_bad_argument_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    assert retrieval_peer.main([str(_data(tmp_path)), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="movielens-small", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--embedder", default="minilm", help="minilm (default), mpnet or hashing-<dim>")
     parser.add_argument("--out", required=True, help="directory for interactions.parquet and items.parquet")
-    args = parser.parse_args(argv)
-    setup_logging(False)
-    return exit_status(lambda: export(args.dataset, args.embedder, Path(args.out)))
+
+    def run() -> None:
+        args = parser.parse_args(argv)  # a bad argument: one line, exit 2
+        setup_logging(False)
+        export(args.dataset, args.embedder, Path(args.out))
+
+    return exit_status(run)
 
 
 if __name__ == "__main__":

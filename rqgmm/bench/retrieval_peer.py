@@ -10,8 +10,9 @@ split is :func:`rqgmm.retrieval.build_sequences`'s (positives, same-timestamp ti
 user is one Cornac session, trained on its training items, validated on the sequence through its validation
 item and tested on the whole sequence (``mode="last"``: the test item given everything before it), so the
 test, validation and training items per user are ours. Cornac's own Recall@10 is reported. TIGER is shrunk to
-our quick size (rkmeans 2 x 128 on the same embeddings, 2 + 2 layers, width 32, 4 epochs); SASRec at width
-100, 5 epochs. ``--ours``: an ``evaluate --task retrieval`` output whose item-level Recall@10 join the table.
+our quick size (rkmeans 2 x 128 on the same embeddings, 2 + 2 layers, width 32, 4 epochs; ``--tiger-epochs``
+sets the epochs, e.g. 20 as our quick mode's budget); SASRec at width 100, 5 epochs. ``--ours``: an
+``evaluate --task retrieval`` output whose item-level Recall@10 join the table.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rqgmm.console import Parser, exit_status, setup_logging
+from rqgmm.console import Parser, exit_status, int_in, setup_logging
 from rqgmm.errors import InputError
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 
@@ -71,8 +72,8 @@ def cornac_splits(seqs: Sequences) -> tuple[list, list, list]:
     return parts
 
 
-def run_cornac(data: Path, seed: int) -> dict[str, float]:
-    """Cornac's Recall@10 of SASRec and TIGER on DATA's split."""
+def run_cornac(data: Path, seed: int, tiger_epochs: int = TIGER_QUICK["n_epochs"]) -> dict[str, float]:
+    """Cornac's Recall@10 of SASRec and TIGER (``tiger_epochs`` epochs) on DATA's split."""
     cornac = import_cornac()
     from cornac.data import FeatureModality  # noqa: PLC0415
     from cornac.eval_methods import NextItemEvaluation  # noqa: PLC0415
@@ -83,7 +84,7 @@ def run_cornac(data: Path, seed: int) -> dict[str, float]:
     feature = FeatureModality(features=vectors, ids=[str(i) for i in range(len(vectors))])
     method = NextItemEvaluation.from_splits(train_data=train, test_data=test, val_data=valid, fmt="SIT",
                                             mode="last", item_feature=feature, seed=seed)
-    models = [cornac.models.SASRec(**SASREC, seed=seed), cornac.models.TIGER(**TIGER_QUICK, seed=seed)]
+    models = [cornac.models.SASRec(**SASREC, seed=seed), cornac.models.TIGER(**TIGER_QUICK | dict(n_epochs=tiger_epochs), seed=seed)]
     found = {}
     for model in models:
         test_result, _ = method.evaluate(model, metrics=[Recall(k=10)], user_based=False)
@@ -117,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", help="directory with interactions.parquet and items.parquet")
     parser.add_argument("--ours", help="an `rqgmm evaluate --task retrieval` --out directory")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    setup_logging(False)
+    parser.add_argument("--tiger-epochs", type=int_in(1, 1000), default=TIGER_QUICK["n_epochs"],
+                        help=f"TIGER's epochs (default {TIGER_QUICK['n_epochs']})")
 
     def run() -> None:
+        args = parser.parse_args(argv)  # a bad argument: one line, exit 2
+        setup_logging(False)
         import_cornac()  # refused before any work
-        found = run_cornac(Path(args.data), args.seed)
+        found = run_cornac(Path(args.data), args.seed, args.tiger_epochs)
         logger.info("Recall@10 on the project's leave-one-out split\n%s",
                     table(found, ours(Path(args.ours)) if args.ours else {}))
 

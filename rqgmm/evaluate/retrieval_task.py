@@ -200,13 +200,15 @@ def describe_retrieval(config, header: dict) -> dict:
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
                                f"(unique IDs); cold items join by TIGER's prefix rule or, in the '{DENSE}' rows, by "
-                               f"LIGER's dense re-rank (the same model; its projection learned with a cosine loss); "
+                               f"LIGER's dense re-rank (the same model; its projection learned with a sampled softmax; "
+                               f"cold and warm items merged by log-probability); "
                                f"both capped at epsilon {config.epsilon} of the list"
                                if config.dedup == "generated" else "the model generates the L codes; a shared ID "
                                "stands for its items, ranked by training popularity")),
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
                                  f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
-                                 f"(patience {training.patience}), beam {training.beam}"))
+                                 f"(patience {training.patience}), learning rate {training.lr:g} "
+                                 f"({training.schedule}), {training.crop} window cuts, beam {training.beam}"))
 
 
 #: The record kinds each task writes (tokenizer records are shared).

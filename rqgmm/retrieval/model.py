@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rqgmm.retrieval.dense import SCALE_INIT, SCALE_MAX, sampled_softmax_loss
 from rqgmm.retrieval.vocab import ItemTokens
 
 
@@ -101,7 +102,8 @@ class NextItemModel(nn.Module):
     config : ModelConfig
     vectors : ndarray float (M, E) or None
         The items' unit embeddings: the model also learns a projection of the state before an item to them
-        (LIGER's dense rule, :mod:`.dense`), its cosine loss weighted by ``dense_weight``.
+        (LIGER's dense rule, :mod:`.dense`) with a learned scale, its sampled-softmax loss weighted by
+        ``dense_weight``.
     """
 
     def __init__(self, tokens: ItemTokens, slots: int, config: ModelConfig, vectors: np.ndarray | None = None,
@@ -124,6 +126,7 @@ class NextItemModel(nn.Module):
         if vectors is not None:  # the dense rule's projection (:mod:`.dense`), built last: the other weights stay
             self.register_buffer("vectors", torch.as_tensor(vectors, dtype=torch.float32))
             self.project = nn.Linear(d, self.vectors.shape[1])
+            self.log_scale = nn.Parameter(torch.tensor(float(np.log(SCALE_INIT))))
 
     def flat(self, items: torch.Tensor) -> torch.Tensor:
         """Item rows (B, S') (-1: padding) -> flat tokens (B, S' x T)."""
@@ -160,7 +163,8 @@ class NextItemModel(nn.Module):
         items : LongTensor (B, S), item rows, -1 for padding (left)
 
         A slot is a target when it and the slot before it hold items. With the dense rule's projection the
-        sum adds ``dense_weight x (1 - cosine)`` per target item. Both results stay on the device (no host sync).
+        sum adds ``dense_weight x`` the sampled-softmax loss (:func:`.dense.sampled_softmax_loss`) per target
+        item. Both results stay on the device (no host sync).
         """
         T, tokens = len(self.sizes), self.flat(items)
         hidden, _ = self.hidden(tokens)
@@ -174,11 +178,17 @@ class NextItemModel(nn.Module):
             total = total + nn.functional.cross_entropy(self.logits(states, g).flatten(0, 1), truth.flatten(),
                                                         ignore_index=-100, reduction="sum")
         if hasattr(self, "project"):
-            states = hidden[:, T - 1::T][:, :items.shape[1] - 1]
-            truth = self.vectors[items[:, 1:].clamp(min=0)]
-            cosine = nn.functional.cosine_similarity(self.project(states), truth, dim=-1)
-            total = total + self.dense_weight * ((1 - cosine) * target).sum()
+            states = hidden[:, T - 1::T][:, :items.shape[1] - 1].flatten(0, 1)
+            query = nn.functional.normalize(self.project(states), dim=-1)
+            rows = items[:, 1:].clamp(min=0).flatten()
+            total = total + self.dense_weight * sampled_softmax_loss(query, rows, target.flatten(), self.vectors,
+                                                                     self.scale)
         return total, target.sum()
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The dense rule's learned scale of cosines (at most :data:`.dense.SCALE_MAX`)."""
+        return self.log_scale.exp().clamp(max=SCALE_MAX)
 
     def query(self, history: torch.Tensor) -> torch.Tensor:
         """The dense rule's query (B, E), unit length: the projected state after each history (B, H) of item rows."""
