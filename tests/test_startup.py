@@ -158,3 +158,38 @@ def test_constraints_need_no_numpy_yet_take_numpy_scalars():
     for constraint, value in ((Integer(1), True), (Integer(1), np.bool_(True)), (Real(0.0, 1.0), np.float64(2.0))):
         with pytest.raises(InputError):
             constraint.check("x", value)
+
+
+CPU_BUILD = pytest.mark.skipif(__import__("rqgmm.runtime.torch_build", fromlist=["x"]).built_with_cuda() is not False,
+                               reason="this torch is built with CUDA: a missing GPU is found by torch itself")
+
+
+@CPU_BUILD
+@pytest.mark.parametrize("argv", [
+    EVALUATE + ["--device", "cuda"], EVALUATE + ["--device", "cuda:7"], EVALUATE + ["--device", "mps"],
+    ["fit", "x.npy", "--out", "m", "--device", "cuda"], ["benchmark", "--device", "cuda:1", "--out", "b"],
+    ["embed", "i.parquet", "--text", "title", "--out", "e.parquet", "--device", "cuda"],
+])
+def test_a_device_this_torch_build_lacks_is_refused_before_torch_loads(tmp_path, argv):
+    for name in ("r.parquet", "i.parquet", "x.npy"):
+        (tmp_path / name).write_bytes(b"")
+    code, heavy, err = probe(argv, cwd=tmp_path)
+    assert (code, heavy) == (2, []), (argv, heavy, err)
+    assert err.count("\n") == 1 and "this machine has no" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.parquet", "r.parquet", "x.npy"]
+
+
+@CPU_BUILD
+@pytest.mark.parametrize("spec", ["cuda", "cuda:7", "mps", "mps:0"])
+def test_the_early_device_refusal_says_what_torch_would(spec):
+    from rqgmm.errors import InputError
+    from rqgmm.runtime.device import resolve_device
+    from rqgmm.runtime.torch_build import refuse_absent_device
+
+    with pytest.raises(InputError) as early:
+        refuse_absent_device(spec)
+    with pytest.raises(InputError) as late:
+        resolve_device(spec, what="--device")
+    assert str(early.value) == str(late.value)
+    refuse_absent_device("cpu")  # and nothing is decided for the rest
+    refuse_absent_device(None)

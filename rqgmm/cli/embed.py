@@ -7,6 +7,7 @@ import argparse
 from rqgmm.cli.tokenize import check_directory_exists
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
+from rqgmm.runtime.torch_build import refuse_absent_device
 from rqgmm.files.paths import Output, check_outputs
 from rqgmm.cli.verbs import VERBS
 
@@ -47,11 +48,12 @@ def register(sub) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
+    if not args.out.endswith(".parquet"):
+        raise InputError(f"--out {args.out}: embeddings are written as .parquet; use e.g. --out items_emb.parquet")
+    refuse_absent_device(args.device)
     from rqgmm.data.embed_table import EmbedConfig, embed_table  # sentence-transformers loads only when a text is new
     from rqgmm.runtime.device import resolve_device
 
-    if not args.out.endswith(".parquet"):
-        raise InputError(f"--out {args.out}: embeddings are written as .parquet; use e.g. --out items_emb.parquet")
     device = resolve_device(args.device, what="--device")
     config = EmbedConfig(text=tuple(c.strip() for c in args.text.split(",")), item=args.item, model=args.model,
                          device=str(device), batch_size=args.batch_size, progress=False if args.quiet else None,

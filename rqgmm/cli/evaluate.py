@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rqgmm.console import int_in
 from rqgmm.errors import InputError
+from rqgmm.runtime.torch_build import refuse_absent_device
 from rqgmm.evaluate.names import (BACKBONE_NAMES, DEFAULTS, MARKER, QUICK_MAX_EPOCHS, QUICK_SEEDS, TASKS, TOKENIZE,
                                   VARIANTS)
 from rqgmm.files.paths import Output, check_outputs
@@ -47,6 +48,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     """Every option and ``--out`` checked, ``--out`` made (so a place the system will not write to is refused
     now, not after the study), then the study; a refused study leaves no ``--out`` it made."""
     check_outputs([], [Output(args.out, "--out", "directory", marker="results.json")])
+    refuse_absent_device(args.device)
     from rqgmm.data.embedders import get_embedder  # no model loads until it embeds
     from rqgmm.runtime.device import resolve_device
 

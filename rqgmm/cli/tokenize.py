@@ -14,6 +14,7 @@ import os
 from rqgmm.cli.verbs import VERBS
 from rqgmm.console import MAX_SEED, int_in
 from rqgmm.errors import InputError
+from rqgmm.runtime.torch_build import refuse_absent_device
 from rqgmm.ids.names import FORMATS
 from rqgmm.runtime.names import PRECISIONS
 from rqgmm.tokenizers.names import BALANCE_METHODS, BUILTIN_METHODS
@@ -97,6 +98,7 @@ def add_encode(sub) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    refuse_absent_device(args.device)  # run_fit's first check, answered before torch loads
     from rqgmm.cli.tokenize_run import run_fit
 
     run_fit(args)

@@ -21,6 +21,7 @@ from rqgmm.evaluate.names import (BACKBONE_NAMES, BALANCED_METHODS, DEDUP, EPSIL
                                   SEQUENCES, TASKS, TOKENIZE, VARIANTS)
 from rqgmm.ids.shape import default_shape
 from rqgmm.runtime.constraints import ANY, Choices, Integer, Real, Rule, validate_params
+from rqgmm.runtime.torch_build import refuse_absent_device
 from rqgmm.tokenizers.names import BUILTIN_METHODS
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class EvaluateConfig:
         if self.sweep and self.task != "ctr":
             raise InputError(f"a shape sweep (a list in --levels or --codebook-size) runs with --task ctr, got "
                              f"--task {self.task}; pass one shape for retrieval")
+        refuse_absent_device(self.device)  # a GPU this torch build cannot have, refused before torch loads
         if self.train is None:
             object.__setattr__(self, "train", train_config(self.quick, self.device))
 
