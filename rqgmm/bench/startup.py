@@ -33,9 +33,12 @@ COMMANDS = {"rqgmm --help": ["--help"], "rqgmm fit --help": ["fit", "--help"],
             "evaluate --task nope": ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o", "--task", "nope"],
             "bad TOML value": ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o", "--config", "bad.toml"],
             "unknown TOML key": ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o", "--config",
-                                 "unknown.toml"]}
+                                 "unknown.toml"],
+            "evaluate --device cuda (no GPU)": ["evaluate", "r.parquet", "--items", "i.parquet", "--out", "o",
+                                                "--device", "cuda"],
+            "fit --device cuda (no GPU)": ["fit", "x.npy", "--out", "m", "--device", "cuda"]}
 #: The files the commands name, written into the scratch folder they run in.
-FILES = {"r.parquet": b"", "i.parquet": b"", "bad.toml": b'task = "nope"\n', "unknown.toml": b"nope = 1\n"}
+FILES = {"r.parquet": b"", "i.parquet": b"", "x.npy": b"", "bad.toml": b'task = "nope"\n', "unknown.toml": b"nope = 1\n"}
 
 
 def seconds(tree: Path, argv: list[str], cwd: Path) -> float:
