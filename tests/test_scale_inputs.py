@@ -80,11 +80,12 @@ def test_a_log_that_cannot_fit_is_refused_before_reading_naming_the_need_and_the
         _check(planted, categorical=("category",))
 
 
-def test_split_labels_are_checked_a_chunk_at_a_time_like_the_whole_gather():
+def test_split_labels_are_checked_a_chunk_at_a_time_like_the_whole_gather(monkeypatch):
     """The labels each split part holds, gathered through an int32 order in small chunks, equal np.unique's."""
+    monkeypatch.setattr("rqgmm.ctr.log.REMAP_CHUNK", 7)
     from rqgmm.evaluate.inputs import _labels_held
     rng = np.random.default_rng(0)
     labels = (rng.random(1000) < 0.02).astype(np.int8)
     order = rng.permutation(1000).astype(np.int32)
     for rows in (slice(0, 800), slice(800, 900), slice(900, 1000), slice(0, 3)):
-        np.testing.assert_array_equal(_labels_held(labels, order, rows, chunk=7), np.unique(labels[order[rows]]))
+        np.testing.assert_array_equal(_labels_held(labels, order, rows), np.unique(labels[order[rows]]))

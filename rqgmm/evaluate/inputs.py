@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rqgmm.ctr.encoding import as_arrow
-from rqgmm.ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder
+from rqgmm.ctr.log import EncodedLog, ItemTable, LogColumns, LogEncoder, taken
 from rqgmm.data.splits import cut_points, random_order, time_order
 from rqgmm.runtime.device import resolve_device
 from rqgmm.retrieval.sequences import check_sequences
@@ -318,15 +318,10 @@ def _check_vector_shape(column: str, keys: pd.Index, missing: list[int], widths:
                          "give every item a vector of one width")
 
 
-def _labels_held(labels: np.ndarray, order: np.ndarray, rows: slice, chunk: int = 1 << 22) -> np.ndarray:
-    """The distinct labels of ``labels[order[rows]]``, gathered a chunk at a time (an int32 order is widened
-    per chunk, never for the whole log), stopping once both 0 and 1 are seen."""
-    held = np.zeros(0, dtype=labels.dtype)
-    for start in range(rows.start, rows.stop, chunk):
-        held = np.union1d(held, labels[order[start:min(start + chunk, rows.stop)]])
-        if len(held) >= 2:
-            break
-    return held
+def _labels_held(labels: np.ndarray, order: np.ndarray, rows: slice) -> np.ndarray:
+    """The distinct labels (0/1) of ``labels[order[rows]]``, gathered by :func:`rqgmm.ctr.log.taken` (an int32
+    order widened a chunk at a time, never for the whole log) and counted, not sorted."""
+    return np.flatnonzero(np.bincount(taken(labels, order[rows]), minlength=2))
 
 
 def _check_split_labels(labels: np.ndarray, order: np.ndarray, timed: bool) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from rqgmm.errors import InputError
 from rqgmm.runtime.names import PRECISIONS
+from rqgmm.runtime.torch_build import no_cuda_message, no_device_message
 
 
 def default_device(X, spec: str | torch.device | None = None, *, what: str = "device") -> torch.device:
@@ -54,14 +55,12 @@ def resolve_device(spec: str | torch.device | None, *, what: str = "device") -> 
         return _check_cuda(device, what)
     if device.type == "mps" and torch.backends.mps.is_available():
         return device
-    raise InputError(f"{what} {spec!r}: this machine has no such device; use cpu" +
-                     (" or cuda" if torch.cuda.is_available() else ""))
+    raise InputError(no_device_message(what, spec, cuda=torch.cuda.is_available()))
 
 
 def _check_cuda(device: torch.device, what: str) -> torch.device:
     if not torch.cuda.is_available():
-        fix = "use --device cpu" if what.startswith("--") else "use the CPU"
-        raise InputError(f"{what} {device}: this machine has no CUDA device (or torch was built without CUDA); {fix}")
+        raise InputError(no_cuda_message(what, str(device)))
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         raise InputError(f"{what} {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")

@@ -34,13 +34,23 @@ def built_with_cuda() -> bool | None:
     return None if found is None else found.group(1) != "None"
 
 
+def no_cuda_message(what: str, device: str) -> str:
+    """The one wording of "this machine has no CUDA device" (here and in :mod:`rqgmm.runtime.device`)."""
+    fix = "use --device cpu" if what.startswith("--") else "use the CPU"
+    return f"{what} {device}: this machine has no CUDA device (or torch was built without CUDA); {fix}"
+
+
+def no_device_message(what: str, spec: str, cuda: bool) -> str:
+    """The one wording of "no such device" for a device type the machine lacks (``cuda``: whether to offer it)."""
+    return f"{what} {spec!r}: this machine has no such device; use cpu" + (" or cuda" if cuda else "")
+
+
 def refuse_absent_device(spec: str | None, what: str = "--device") -> None:
     """InputError, before torch loads, for a ``cuda`` or ``mps`` device this torch build can never have; the
     same message as :func:`~rqgmm.runtime.device.resolve_device`'s. Returns quietly in every other case."""
     if spec is None or built_with_cuda() is not False:
         return
     if re.fullmatch(r"cuda(:\d+)?", spec):
-        fix = "use --device cpu" if what.startswith("--") else "use the CPU"
-        raise InputError(f"{what} {spec}: this machine has no CUDA device (or torch was built without CUDA); {fix}")
+        raise InputError(no_cuda_message(what, spec))
     if re.fullmatch(r"mps(:\d+)?", spec) and sys.platform != "darwin":
-        raise InputError(f"{what} {spec!r}: this machine has no such device; use cpu")
+        raise InputError(no_device_message(what, spec, cuda=False))
