@@ -16,8 +16,7 @@ from typing import Iterator
 import torch
 
 from rqgmm.errors import InputError
-from rqgmm.runtime.names import PRECISIONS
-from rqgmm.runtime.torch_build import no_cuda_message, no_device_message
+from rqgmm.runtime.names import PRECISIONS, no_cuda_message, no_device_message
 
 
 def default_device(X, spec: str | torch.device | None = None, *, what: str = "device") -> torch.device:

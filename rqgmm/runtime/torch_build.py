@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.names import no_cuda_message, no_device_message
 
 _CUDA_LINE = re.compile(r"^cuda\b[^=]*=\s*(.+?)\s*$", re.MULTILINE)
 
@@ -32,17 +33,6 @@ def built_with_cuda() -> bool | None:
         return None
     found = _CUDA_LINE.search(text)
     return None if found is None else found.group(1) != "None"
-
-
-def no_cuda_message(what: str, device: str) -> str:
-    """The one wording of "this machine has no CUDA device" (here and in :mod:`rqgmm.runtime.device`)."""
-    fix = "use --device cpu" if what.startswith("--") else "use the CPU"
-    return f"{what} {device}: this machine has no CUDA device (or torch was built without CUDA); {fix}"
-
-
-def no_device_message(what: str, spec: str, cuda: bool) -> str:
-    """The one wording of "no such device" for a device type the machine lacks (``cuda``: whether to offer it)."""
-    return f"{what} {spec!r}: this machine has no such device; use cpu" + (" or cuda" if cuda else "")
 
 
 def refuse_absent_device(spec: str | None, what: str = "--device") -> None:
