@@ -26,7 +26,7 @@ import torch
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
-from rqgmm.ids.metrics import merged_items, report, shared_vectors, squared_errors_by_depth, total_squares, vector_groups
+from rqgmm.ids.metrics import merged_items, prefix_counts, report, shared_vectors, squared_errors_by_depth, total_squares, vector_groups
 from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
@@ -159,6 +159,8 @@ class Encoded:
     ----------
     model : the fitted tokenizer; codes : (M, L) int64; warnings : list of str (the encoding's);
     errors : dict of depth -> Σ|x − x̂_d|² (empty when the model does not reconstruct).
+    counts : the item counts of the codes' distinct prefixes of each length 1..L (one sort of the deepest codes'
+    keys: :func:`~rqgmm.ids.metrics.prefix_counts`), computed on the first :meth:`describe`.
     """
 
     def __init__(self, model, X: np.ndarray, fit_warnings: list[str], depths: list[int] | None = None) -> None:
@@ -166,7 +168,7 @@ class Encoded:
             warnings.simplefilter("always")
             self.codes = np.asarray(model.encode(X))
         self.model, self.fit_warnings, self.warnings = model, fit_warnings, [str(w.message) for w in caught]
-        self.errors = {}
+        self.errors, self.counts = {}, None
         if model.reconstructs:
             device = getattr(model, "fitted_device", None)
             with part("reconstruction"):
@@ -198,11 +200,14 @@ class Encoded:
             table = CodesTable(codes, item_ids, model.effective_codebook_sizes[:levels], split_method(method)[0])
         with part("id metrics"):
             squared = (self.errors[levels], vectors.total_squares) if levels in self.errors else None
-            metrics = report(table.codes, model.codebook_sizes[:levels], squared_errors=squared)
+            if self.counts is None:
+                self.counts = prefix_counts(self.codes)
+            counts = self.counts[:levels]
+            metrics = report(table.codes, model.codebook_sizes[:levels], squared_errors=squared, counts=counts)
             history = getattr(model, "history_", None)
             per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
             metrics.update(history=history[:levels] if per_level else [], shared_items=metrics["collided_items"],
-                           shared_vectors=vectors.shared, merged_items=merged_items(table.codes, None, vectors.groups),
+                           shared_vectors=vectors.shared, merged_items=merged_items(table.codes, None, vectors.groups, counts[-1]),
                            warnings=sorted({*self.fit_warnings, *self.warnings}))
         return metrics, table
 

@@ -215,18 +215,20 @@ def shared_vectors(X: np.ndarray, groups: np.ndarray | None = None) -> float:
     return float((np.bincount(groups)[groups] > 1).mean())
 
 
-def merged_items(codes: np.ndarray, X: np.ndarray, groups: np.ndarray | None = None) -> float:
+def merged_items(codes: np.ndarray, X: np.ndarray, groups: np.ndarray | None = None,
+                 full_counts: np.ndarray | None = None) -> float:
     """Share of the N items whose full ID another item holds with a different vector (row of X (N, D)).
 
     The part of :func:`collided_items` that more levels or codes could split: items sharing a full ID only
     with exact duplicates of their own vector are not counted. ``groups``: :func:`vector_groups` of X, when
-    already known."""
+    already known; ``full_counts``: the item counts of the distinct full IDs (:func:`prefix_counts`' last),
+    when already known."""
     groups = vector_groups(X) if groups is None else groups
     if not len(groups):
         return 0.0
     stride = int(groups.max()) + 1
     if stride == len(groups):  # every vector distinct: every collision merges distinct vectors
-        return collided_items(np.asarray(codes))
+        return collided_items(np.asarray(codes)) if full_counts is None else _collided(full_counts)
     ids = _full_ids(np.asarray(codes))
     pair_ids = np.unique(ids * stride + groups) // stride  # the full ID of each distinct (full ID, vector) pair
     return float((np.bincount(pair_ids, minlength=int(ids.max()) + 1)[ids] > 1).mean())
@@ -277,18 +279,21 @@ def report(
     X_hat: np.ndarray | None = None,
     *,
     squared_errors: tuple[float, float] | None = None,
+    counts: list[np.ndarray] | None = None,
 ) -> dict:
     """All metrics as one dict with the keys of :data:`REPORT_KEYS`.
 
     ``rmse`` and ``relative_mse`` are None unless both X and its reconstruction
     X_hat (N, D) are given, or ``squared_errors`` (Σ|x − x̂|², Σ|x − mean(x)|²)
-    computed apart (a codes table alone does not determine them).
+    computed apart (a codes table alone does not determine them). ``counts``:
+    :func:`prefix_counts` of codes for lengths 1..L, when already known (a deeper
+    table's first L lengths are this table's: a sweep sorts its keys once).
     """
     codes = np.asarray(codes, dtype=np.int64)
     if squared_errors is None and X is not None and X_hat is not None:
         squared_errors = _squared_errors(X, X_hat)
     err, tot = squared_errors if squared_errors is not None else (None, None)
-    counts = prefix_counts(codes)
+    counts = prefix_counts(codes) if counts is None else counts
     return {
         "rmse": math.sqrt(err / len(codes)) if err is not None else None,
         "relative_mse": (err / tot if tot > 0 else 0.0) if err is not None else None,
