@@ -219,12 +219,18 @@ def test_training_leaves_numpy_global_state_alone_and_repeats_with_its_seed(worl
     assert first.training.valid_auc == again.training.valid_auc
 
 
-def test_score_equals_sklearn():
+@pytest.mark.parametrize("ties", [False, True])
+def test_score_equals_sklearn_up_to_rounding(ties):
     rng = np.random.default_rng(0)
-    y, p = rng.integers(0, 2, 500), rng.random(500)
-    metrics = score(y, p)
-    assert metrics["auc"] == roc_auc_score(y, p)
-    assert metrics["logloss"] == log_loss(y, p)
+    y, p = rng.integers(0, 2, 5000), rng.random(5000)
+    if ties:  # tied scores count half a win; probabilities at 0 and 1 are clipped by float64's eps
+        p = np.round(p, 2)
+        p[:20], p[20:40] = 0.0, 1.0
+    for labels, probs in ((y, p), (torch.from_numpy(y), torch.from_numpy(p).float())):
+        metrics = score(labels, probs)
+        expected = np.asarray(probs, dtype=np.float64)
+        assert metrics["auc"] == pytest.approx(roc_auc_score(y, expected), rel=1e-12, abs=0)
+        assert metrics["logloss"] == pytest.approx(log_loss(y, expected), rel=1e-12, abs=0)
 
 
 def test_fm_term_equals_the_explicit_pairwise_sum():

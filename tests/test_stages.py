@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from rqgmm.evaluate import stages
 from rqgmm.evaluate.stages import StageMeter, measured, stage_words
@@ -26,7 +30,14 @@ def test_a_stage_that_allocates_shows_a_higher_peak_and_measured_is_a_no_op_with
 
 
 def test_without_proc_only_seconds_are_kept(monkeypatch, tmp_path):
-    monkeypatch.setattr(stages, "STATUS", tmp_path / "absent")
+    monkeypatch.setattr(stages, "STATM", tmp_path / "absent")
     with StageMeter() as meter:
         meter.run("a", lambda: None)
     assert meter.table() == {"a": {"seconds": meter.seconds["a"]}} and "RssAnon" not in stage_words(meter.table())
+
+
+def test_rss_anon_from_statm_equals_the_status_line():
+    numpy_block = np.ones(8 << 20)  # 64 MiB of anonymous pages, so the figure is not a tiny one
+    status = int(re.search(r"RssAnon:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    assert stages.rss_anon_mb() == pytest.approx(status, abs=2.0)  # the pages between the two reads
+    del numpy_block

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -207,18 +206,29 @@ class CTRResult:
 # ----------------------------------------------------------------------------- metrics
 
 
-def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC and log-loss (scikit-learn) of probabilities ``p`` (N,) for 0/1 labels ``y`` (N,).
+def score(y: np.ndarray | torch.Tensor, p: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """AUC and log-loss of probabilities ``p`` (N,) for 0/1 labels ``y`` (N,), in float64 on ``p``'s device.
+
+    ``p`` and ``y`` may be numpy arrays (computed on the CPU) or tensors (``y`` is moved to ``p``'s device):
+    a GPU run scores its test rows where they were predicted, with one host read. The AUC is :func:`auc`
+    (the Mann-Whitney statistic, ties sharing their mean rank) and the log-loss clips ``p`` to
+    ``[eps, 1 - eps]`` (float64's eps), as scikit-learn's ``roc_auc_score`` and ``log_loss`` do; both equal
+    scikit-learn's up to float64 rounding (``tests/test_ctr.py``: within 1e-12).
 
     Raises
     ------
     InputError
         If ``y`` holds a single class (AUC is undefined).
     """
-    y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
-    if len(np.unique(y)) < 2:
+    p = torch.as_tensor(p).double()
+    y = torch.as_tensor(y, device=p.device)
+    positives, n = int(torch.count_nonzero(y)), len(y)
+    if positives in (0, n):
         raise InputError("AUC needs both clicks and non-clicks in the labels, got one class only")
-    return {"auc": float(roc_auc_score(y, p)), "logloss": float(log_loss(y, p, labels=[0, 1]))}
+    eps = torch.finfo(torch.float64).eps
+    clipped = p.clamp(eps, 1 - eps)
+    loss = -torch.where(y > 0, clipped.log(), (1 - clipped).log()).mean()
+    return {"auc": float(auc(y, p)), "logloss": float(loss)}
 
 
 def auc(labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -432,9 +442,9 @@ def fit_and_score(fields: Sequence[FieldSpec], tensors: Sequence[CTRTensors], ba
     model = make_model(backbone, fields, model_config, seed=child_seed(train_config.seed, "ctr init"))
     training = train(model, tensors[0], tensors[1], train_config)
     with torch_threads(train_config.num_threads):
-        predictions = predict(training.model, tensors[2], train_config.eval_batch_size)
-    metrics = score(_require_labels(tensors[2], "test").cpu().numpy(), predictions)
-    return CTRResult(predictions, metrics, training)
+        probs = probabilities(training.model, tensors[2], train_config.eval_batch_size)
+        metrics = score(_require_labels(tensors[2], "test"), probs)
+    return CTRResult(probs.double().cpu().numpy(), metrics, training)
 
 
 def run_ctr(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import torch
 
 from rqgmm.ctr import FeatureSpec, ItemContent, run_ctr, score
 from rqgmm.ctr.content import item_keys
@@ -29,6 +30,7 @@ from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
 from rqgmm.evaluate.id_checks import diagnostic_records
+from rqgmm.runtime.device import resolve_device
 from rqgmm.runtime.parallel import rank_and_size
 
 logger = logging.getLogger(__name__)
@@ -95,15 +97,19 @@ class Variant:
         return self.name if self.tokenizer is None else f"{self.name} ({self.tokenizer})"
 
 
-def slice_metrics(labels: np.ndarray, predictions: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict:
-    """AUC and LogLoss per popularity slice (``masks``: slice -> its rows, bool (N,)); None where a slice has too
-    few rows or one class."""
+def slice_metrics(labels: np.ndarray, predictions: np.ndarray, masks: Mapping[str, np.ndarray],
+                  device: str | torch.device = "cpu") -> dict:
+    """AUC and LogLoss per popularity slice (``masks``: slice -> its rows, bool (N,)), computed on ``device``
+    (:func:`~rqgmm.ctr.train.score`); None where a slice has too few rows or one class."""
+    device = resolve_device(device)
+    y, p = torch.as_tensor(labels, device=device), torch.as_tensor(predictions, device=device)
     out = {}
     for name in SLICES:
-        mask = masks[name]
-        ok = mask.sum() >= MIN_SLICE_ROWS and len(np.unique(labels[mask])) == 2
-        metrics = score(labels[mask], predictions[mask]) if ok else {"auc": None, "logloss": None}
-        out[name] = {**metrics, "n": int(mask.sum())}
+        mask = torch.as_tensor(masks[name], device=device)
+        n, positives = int(mask.sum()), int(torch.count_nonzero(y[mask]))
+        ok = n >= MIN_SLICE_ROWS and 0 < positives < n
+        metrics = score(y[mask], p[mask]) if ok else {"auc": None, "logloss": None}
+        out[name] = {**metrics, "n": n}
     return out
 
 
@@ -234,7 +240,7 @@ class Evaluation:
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                                   label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                                  slices=slice_metrics(labels, result.predictions, self._slice_masks),
+                                  slices=slice_metrics(labels, result.predictions, self._slice_masks, cfg.device),
                                   content_parameters=sum(c["parameters"] for c in costs),
                                   bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                                   epochs=len(result.training.valid_auc), n_test=len(labels))

@@ -1,30 +1,32 @@
 """Seconds and peak host memory (RssAnon) per stage of an evaluate: read and encode, split, tokenizers, CTR
 runs, intervals, report.
 
-A daemon thread polls ``/proc/self/status`` every 20 ms while a :class:`StageMeter` is open; a stage's peak is
-the largest RssAnon seen while it ran. Where ``/proc`` is absent (not Linux) only seconds are kept.
+A daemon thread polls ``/proc/self/statm`` every 20 ms while a :class:`StageMeter` is open; a stage's peak is
+the largest RssAnon seen while it ran (statm's resident pages less its file-backed and shared ones: the
+kernel's RssAnon, read without formatting the whole of ``/proc/self/status``). Where ``/proc`` is absent (not
+Linux) only seconds are kept.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-STATUS = Path("/proc/self/status")
+STATM = Path("/proc/self/statm")
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
 _active: list["StageMeter"] = []
 
 
 def rss_anon_mb() -> float | None:
     """This process's RssAnon in MiB; None where /proc is absent."""
     try:
-        for line in STATUS.read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+        resident, shared = STATM.read_bytes().split()[1:3]
+    except (OSError, ValueError):
+        return None
+    return (int(resident) - int(shared)) * PAGE_MB
 
 
 class StageMeter:
