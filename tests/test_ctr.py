@@ -346,6 +346,25 @@ def test_streamed_column_codes_equal_a_sorted_factorisation():
     assert uniques.to_pylist() == [None if isinstance(v, float) else v for v in distinct]
 
 
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_many_chunks_with_new_and_repeated_values_give_the_sorted_codes(kind):
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 500, 5000).astype(object if kind == "str" else np.int64)
+    if kind == "str":
+        values = np.array([f"v{v}" for v in values], dtype=object)
+        values[rng.integers(0, 5000, 40)] = None
+    encoder, start = ColumnEncoder("x", len(values)), 0
+    for size in rng.integers(1, 400, 100):  # chunks of odd sizes, later ones mostly repeating values
+        if start < len(values):
+            encoder.add(pa.array(values[start:start + size]))
+            start += size
+    encoder.add(pa.array(values[start:], type=pa.string() if kind == "str" else pa.int64()))
+    codes, uniques = encoder.finish()
+    reference, distinct = pd.factorize(pd.Series(values), sort=True, use_na_sentinel=False)
+    np.testing.assert_array_equal(codes, reference + 1)
+    assert uniques.to_pylist() == [None if isinstance(v, float) else v for v in distinct]
+
+
 def test_bags_are_padded_rows_of_their_values():
     lists = [[3, 1], [], None, [2, 2, 5]]
     encoder = ColumnEncoder("tags", 4, bag=True)
@@ -355,6 +374,12 @@ def test_bags_are_padded_rows_of_their_values():
     decoded = [[uniques[c - 1].as_py() for c in row if c] for row in codes]
     assert decoded == [[3, 1], [], [], [2, 2, 5]]
     np.testing.assert_array_equal(padded(np.array([7, 8, 9]), np.array([0, 2, 1])), [[0, 0], [7, 8], [9, 0]])
+    encoder = ColumnEncoder("tags", 4, bag=True)  # the same rows in two batches: the same codes
+    encoder.add(pa.array(lists[:2]))
+    encoder.add(pa.array(lists[2:]))
+    twice, uniques_twice = encoder.finish()
+    np.testing.assert_array_equal(twice, codes)
+    assert uniques_twice.to_pylist() == uniques.to_pylist()
 
 
 def _encoded_world(world) -> tuple[EncodedLog, pd.DataFrame]:

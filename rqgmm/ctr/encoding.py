@@ -1,10 +1,13 @@
 """Columns to int32 codes, once, in C++: streamed dictionary encoding and training vocabularies.
 
 A :class:`ColumnEncoder` takes a column chunk by chunk (pyarrow record
-batches), dictionary-encodes each chunk and, at the end, maps every chunk's
-dictionary into one sorted dictionary for the whole column: codes ``1..U`` in
-the order of the values (so a sort by code is a sort by value), ``0`` left for
-padding. No Python object is made per row.
+batches), dictionary-encodes each chunk and merges its dictionary into the
+distinct values seen so far (in first-seen order, so earlier codes keep their
+place); at the end those values are sorted and the codes remapped in place:
+codes ``1..U`` in the order of the values (so a sort by code is a sort by
+value), ``0`` left for padding. No Python object is made per row, and only
+the U distinct values are held beside the codes (keeping every chunk's own
+dictionary to the end held about 0.6 values a row at 10^6 users).
 
 :func:`training_vocabulary` then turns such codes into a vocabulary of the
 training rows only: values seen there get ``1..n``, every other value ``0``
@@ -39,7 +42,7 @@ class ColumnEncoder:
         self.local = np.empty(0 if bag else n_rows, np.int32)
         self.bag_values: list[np.ndarray] = []
         self.lengths = np.zeros(n_rows if bag else 0, np.int64)
-        self.dictionaries: list[pa.Array] = []
+        self.seen: pa.Array | None = None  # the distinct values so far, in first-seen order
         self.filled = 0
 
     def add(self, chunk: pa.Array) -> None:
@@ -58,14 +61,21 @@ class ColumnEncoder:
             raise InputError(f"column {self.name!r} holds {chunk.type} values, not one value per row; "
                              "pass a list column with --bag")
         encoded = pc.dictionary_encode(chunk, null_encoding="encode")
-        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        offset = sum(len(d) for d in self.dictionaries)
+        indices = self._seen_places(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
         if self.bag:
-            self.bag_values.append(indices + np.int32(offset))
+            self.bag_values.append(indices)
         else:
-            self.local[start:start + n] = indices + np.int32(offset)
-        self.dictionaries.append(encoded.dictionary)
+            self.local[start:start + n] = indices
         self.filled += n
+
+    def _seen_places(self, dictionary: pa.Array) -> np.ndarray:
+        """Each value's place (int32 (d,)) among the values seen so far, ``dictionary``'s new ones appended."""
+        if self.seen is None:
+            self.seen = dictionary
+            return np.arange(len(dictionary), dtype=np.int32)
+        self.seen = pc.unique(pa.concat_arrays([self.seen, dictionary]))  # keeps the first-seen order
+        return pc.index_in(dictionary, value_set=self.seen, skip_nulls=False).to_numpy(
+            zero_copy_only=False).astype(np.int32)
 
     def finish(self) -> tuple[np.ndarray, pa.Array]:
         """The codes and their dictionary.
@@ -79,18 +89,17 @@ class ColumnEncoder:
         """
         if self.filled != self.n_rows:
             raise InputError(f"column {self.name!r}: {self.filled} rows encoded, {self.n_rows} expected")
-        every = pa.concat_arrays(self.dictionaries) if self.dictionaries else pa.array([], pa.null())
-        uniques = pc.unique(every)
-        uniques = uniques.take(pc.array_sort_indices(uniques))
-        to_global = pc.index_in(every, value_set=uniques, skip_nulls=False).to_numpy(zero_copy_only=False)
-        to_global = to_global.astype(np.int32) + np.int32(1)
+        seen = self.seen if self.seen is not None else pa.array([], pa.null())
+        order = pc.array_sort_indices(seen).to_numpy(zero_copy_only=False)
+        to_global = np.empty(len(seen), np.int32)
+        to_global[order] = np.arange(1, len(seen) + 1, dtype=np.int32)  # a seen place -> 1 + its sorted place
         if not self.bag:
             codes = remap_in_place(self.local, to_global)
         else:
             values = to_global[np.concatenate(self.bag_values)] if self.bag_values else np.zeros(0, np.int32)
             codes = padded(values, self.lengths)
-        self.local, self.bag_values, self.dictionaries = np.empty(0, np.int32), [], []
-        return codes, uniques
+        self.local, self.bag_values, self.seen = np.empty(0, np.int32), [], None
+        return codes, seen.take(order)
 
 
 #: Rows remapped per step by :func:`remap_in_place` (its only temporary: 4M int32, 16 MB).

@@ -318,10 +318,13 @@ def _check_vector_shape(column: str, keys: pd.Index, missing: list[int], widths:
                          "give every item a vector of one width")
 
 
-def _labels_held(labels: np.ndarray, order: np.ndarray, rows: slice) -> np.ndarray:
+def _labels_held(labels: np.ndarray, order: np.ndarray, rows: slice) -> list[int]:
     """The distinct labels (0/1) of ``labels[order[rows]]``, gathered by :func:`rqgmm.ctr.log.taken` (an int32
-    order widened a chunk at a time, never for the whole log) and counted, not sorted."""
-    return np.flatnonzero(np.bincount(taken(labels, order[rows]), minlength=2))
+    order widened a chunk at a time, never for the whole log) and counted in place: no sort, and no int64
+    copy of the part (``np.bincount`` of int8 labels makes one, 8 bytes a row)."""
+    values = taken(labels, order[rows])
+    ones = np.count_nonzero(values)
+    return [label for label, present in ((0, ones < len(values)), (1, ones > 0)) if present]
 
 
 def _check_split_labels(labels: np.ndarray, order: np.ndarray, timed: bool) -> None:
@@ -423,9 +426,12 @@ def encode_log(table, columns: LogColumns, items: ItemTable, sample: float = 1.0
             batch = batch.filter(pa.array(sampled_users(_chunk(batch, columns.user), sample)))
         if not missing_times:
             encoder.add(batch)
+        pa.default_memory_pool().release_unused()  # hand the batch's buffers back: Arrow's allocator keeps them
     if missing_times:
         raise InputError(f"time column {columns.time!r} has {missing_times} missing values; fill or drop them")
-    return encoder.finish(items), (parsed or [None])[0]
+    encoded = encoder.finish(items)
+    pa.default_memory_pool().release_unused()
+    return encoded, (parsed or [None])[0]
 
 
 def _chunk(batch, name: str) -> pa.Array:
