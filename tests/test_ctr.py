@@ -233,6 +233,14 @@ def test_score_equals_sklearn_up_to_rounding(ties):
         assert metrics["logloss"] == pytest.approx(log_loss(y, expected), rel=1e-12, abs=0)
 
 
+def test_the_scoring_bench_prints_both_timings_and_equal_metrics(capsys):
+    from rqgmm.bench.scoring import main
+
+    result = main(["--rows", "3000", "--repeat", "1"])
+    assert result["max_relative_difference"] < 1e-12 and result["sklearn_s"] > 0 and result["ours_s"] > 0
+    assert '"ratio"' in capsys.readouterr().out
+
+
 def test_fm_term_equals_the_explicit_pairwise_sum():
     e = torch.randn(5, 4, 3, dtype=torch.float64)
     pairwise = sum((e[:, i] * e[:, j]).sum(-1) for i, j in itertools.combinations(range(4), 2))

@@ -30,7 +30,7 @@ from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
 from rqgmm.evaluate.id_checks import diagnostic_records
-from rqgmm.runtime.device import resolve_device
+from rqgmm.runtime.device import resolve_device, torch_threads
 from rqgmm.runtime.parallel import rank_and_size
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,20 @@ class Variant:
 
 
 def slice_metrics(labels: np.ndarray, predictions: np.ndarray, masks: Mapping[str, np.ndarray],
-                  device: str | torch.device = "cpu") -> dict:
+                  device: str | torch.device = "cpu", threads: int | None = None) -> dict:
     """AUC and LogLoss per popularity slice (``masks``: slice -> its rows, bool (N,)), computed on ``device``
-    (:func:`~rqgmm.ctr.train.score`); None where a slice has too few rows or one class."""
+    with ``threads`` torch threads on a CPU, as the run trained (:func:`~rqgmm.ctr.train.score`); None where a
+    slice has too few rows or one class."""
     device = resolve_device(device)
     y, p = torch.as_tensor(labels, device=device), torch.as_tensor(predictions, device=device)
     out = {}
-    for name in SLICES:
-        mask = torch.as_tensor(masks[name], device=device)
-        n, positives = int(mask.sum()), int(torch.count_nonzero(y[mask]))
-        ok = n >= MIN_SLICE_ROWS and 0 < positives < n
-        metrics = score(y[mask], p[mask]) if ok else {"auc": None, "logloss": None}
-        out[name] = {**metrics, "n": n}
+    with torch_threads(threads):
+        for name in SLICES:
+            mask = torch.as_tensor(masks[name], device=device)
+            n, positives = int(mask.sum()), int(torch.count_nonzero(y[mask]))
+            ok = n >= MIN_SLICE_ROWS and 0 < positives < n
+            metrics = score(y[mask], p[mask]) if ok else {"auc": None, "logloss": None}
+            out[name] = {**metrics, "n": n}
     return out
 
 
@@ -240,7 +242,8 @@ class Evaluation:
         costs = [c.cost(spec.embedding_dim) for c in variant.content]
         record = self.stage.record("ctr", regime=regime, variant=variant.name, tokenizer=variant.tokenizer,
                                   label=variant.label, backbone=backbone, seed=seed, **result.metrics,
-                                  slices=slice_metrics(labels, result.predictions, self._slice_masks, cfg.device),
+                                  slices=slice_metrics(labels, result.predictions, self._slice_masks, cfg.device,
+                                                       cfg.train.num_threads),
                                   content_parameters=sum(c["parameters"] for c in costs),
                                   bytes_per_item=sum(c["bytes_per_item"] for c in costs),
                                   epochs=len(result.training.valid_auc), n_test=len(labels))
