@@ -280,7 +280,7 @@ class EncodedLog:
                  [n for n in spec.bag if n in self.bags], [n for n in spec.numeric if n in self.numeric])
         key = (device, *map(tuple, names))
         if key not in self._device_rows:
-            block = FieldBlock.build(len(self), np.stack([self.codes[n] for n in names[0]], 1),
+            block = FieldBlock.build(len(self), _side_by_side([self.codes[n] for n in names[0]]),
                                      [self.bags[n] for n in names[1]],
                                      np.stack([self.numeric[n] for n in names[2]], 1) if names[2] else None)
             self._device_rows.clear()  # one row block at a time: a different field set replaces it
@@ -290,6 +290,12 @@ class EncodedLog:
                   + [FieldSpec(n, self.sizes[n], d, kind="bag") for n in names[1]]
                   + [FieldSpec(n, 0, d, kind="numeric", input_dim=1) for n in names[2]])
         return self._device_rows[key], fields
+
+
+def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
+    """Columns (N,) as one (N, F) matrix: a view of a single column (the user's codes alone, the common
+    case: a log-height copy, 4 bytes a row, saved), else ``np.stack``'s copy."""
+    return columns[0].reshape(-1, 1) if len(columns) == 1 else np.stack(columns, 1)
 
 
 #: Rows gathered or remapped at once by :func:`taken` and :func:`remapped`.
