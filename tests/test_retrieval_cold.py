@@ -1,0 +1,77 @@
+"""Issue 27: the prefix rule at a chosen depth, cold items ordered by content affinity, against a plain reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rqgmm.retrieval.cold import choose_depth, prefix_rule_ranks
+from rqgmm.retrieval.metrics import MISS
+
+
+def _reference(beam: list[int], prefix: np.ndarray, cold: np.ndarray, close: np.ndarray, cap: int) -> list[int]:
+    """The rule as written in cold.py's docstring, one list at a time: candidates by (slot, -affinity, row)."""
+    slot = {}
+    for j, item in enumerate(beam):
+        slot.setdefault(prefix[item], j)
+    candidates = sorted((slot[prefix[c]], -close[c], c) for c in np.flatnonzero(cold) if prefix[c] in slot)[:cap]
+    out = []
+    for j, item in enumerate(beam):
+        out += [item] + [c for s, _, c in candidates if s == j]
+    return out
+
+
+def test_the_docstring_case_with_affinity():
+    """Warm a, b, c (p, q, p); cold x, y (p), z (q); cap 2: a, x, y, b, c; affinities x 0.1, y 0.9: a, y, x, b, c."""
+    prefix, cold = np.array([7, 9, 7, 7, 7, 9]), np.array([0, 0, 0, 1, 1, 1], dtype=bool)
+    items, targets = np.array([[0, 1, 2]] * 6), np.arange(6)
+    assert prefix_rule_ranks(items, prefix, cold, targets, 2).tolist() == [1, 4, 5, 2, 3, MISS]
+    unit = np.array([[1.0, 0], [1, 0], [1, 0], [0.1, 0], [0.9, 0], [0.5, 0]])
+    query = np.repeat([[1.0, 0.0]], 6, 0)
+    assert prefix_rule_ranks(items, prefix, cold, targets, 2, query, unit).tolist() == [1, 4, 5, 3, 2, MISS]
+    assert prefix_rule_ranks(items, prefix, cold, targets, 1, query, unit).tolist() == [1, 3, 4, MISS, 2, MISS]
+    assert prefix_rule_ranks(items, prefix, cold, targets, 3, query, unit).tolist() == [1, 4, 6, 3, 2, 5]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_lists_match_the_reference(seed):
+    rng = np.random.default_rng(seed)
+    M, W = 40, 8
+    prefix, cold = rng.integers(0, 5, M), rng.random(M) < 0.4
+    unit, query = rng.standard_normal((M, 3)), rng.standard_normal((1, 3))
+    close = (query @ unit.T)[0]
+    for cap in (0, 1, 3, 20):
+        beam = rng.permutation(np.flatnonzero(~cold))[:W].tolist()
+        merged = _reference(beam, prefix, cold, close, cap)
+        ranks = prefix_rule_ranks(np.array([beam] * M), prefix, cold, np.arange(M), cap, np.repeat(query, M, 0), unit)
+        assert ranks.tolist() == [merged.index(t) + 1 if t in merged else MISS for t in range(M)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_epsilon_zero_gives_the_beam_alone_at_every_depth(seed):
+    rng = np.random.default_rng(seed)
+    M, U, W = 50, 30, 10
+    codes, cold = rng.integers(0, 3, (M, 3)), rng.random(M) < 0.3
+    items = np.array([rng.permutation(np.flatnonzero(~cold))[:W] for _ in range(U)])
+    items[:3, -2:] = -1  # short beams
+    targets = rng.integers(0, M, U)
+    beam_alone = np.where((items == targets[:, None]).any(1), (items == targets[:, None]).argmax(1) + 1, MISS)
+    for depth in (1, 2, 3):
+        prefix = codes[:, :depth] @ (3 ** np.arange(depth)[::-1])
+        found = prefix_rule_ranks(items, prefix, cold, targets, 0, rng.standard_normal((U, 2)),
+                                  rng.standard_normal((M, 2)))
+        assert found.tolist() == beam_alone.tolist()
+
+
+def test_a_shorter_prefix_reaches_a_cold_item_the_full_id_misses():
+    """Cold item 3 shares only its first code with warm item 0: depth 2 misses it, depth 1 places it second."""
+    codes, cold = np.array([[0, 0], [1, 0], [1, 1], [0, 1]]), np.array([0, 0, 0, 1], dtype=bool)
+    items, targets = np.array([[0, 1, 2]]), np.array([3])
+    assert prefix_rule_ranks(items, codes @ [2, 1], cold, targets, 2).tolist() == [MISS]
+    assert prefix_rule_ranks(items, codes[:, 0], cold, targets, 2).tolist() == [2]
+
+
+def test_the_depth_is_the_best_on_validation_and_the_deepest_on_a_tie():
+    assert choose_depth({1: 0.30, 2: 0.32, 3: 0.31}) == 2
+    assert choose_depth({1: 0.30, 2: 0.30, 3: 0.30}) == 3
+    assert choose_depth({1: 0.35, 2: 0.30, 3: 0.30}) == 1
