@@ -66,6 +66,19 @@ def paired(a: list[dict], b: list[dict], column: str, key: str) -> dict | None:
     return dict(mean=diff.mean, low=low, high=high, n=diff.n)
 
 
+def _depth_words(recs: list[dict]) -> list[str]:
+    """The prefix rule's depth per semantic-ID run, chosen on the validation split (none without a prefix rule)."""
+    runs = [r for r in recs if r.get("cold_depth") is not None and not r["ids"].endswith("+dense")]
+    if not runs:
+        return []
+    chosen = "; ".join(f"{r['ids']} seed {r['seed']}: d = {r['cold_depth']}"
+                       + (" (" + ", ".join(f"{d}: {v:.4f}" for d, v in r["depth_recall"].items()) + ")"
+                          if r["depth_recall"] else "") for r in runs)
+    return ["", "Prefix rule: a cold item joins after the first generated item sharing its first d codes; d is "
+                "the depth with the highest validation Recall@10 over all targets (the deepest on a tie; shown by d): " + chosen
+            + "."]
+
+
 def _metric_table(recs: list[dict]) -> str:
     keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
     rows = [[ids, *(fmt_mean_std([value(r, OVERALL, k) for r in select(recs, ids=ids)]) for k in keys)]
@@ -126,8 +139,8 @@ def retrieval_section(records: list[dict]) -> list[str]:
              "most-popular (training counts) and content KNN (cosine to the recency-weighted mean embedding of the "
              "user's last 5 items). No method removes the user's earlier items from its list. With generated dedup "
              "tokens every ID is one item (item level = ID level before cold items join by the prefix rule, or by the "
-             "dense re-rank in the '+dense' rows: cold items enter where their cosine to the model's projected "
-             "state exceeds the running minimum of the beam items' cosines).", "",
+             "dense re-rank in the '+dense' rows: a cold item enters where its log-probability under the model's "
+             "projected state exceeds a beam item's).", *_depth_words(recs), "",
              _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
              _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",
              _slice_table(recs), ""]

@@ -151,7 +151,8 @@ class RetrievalEvaluation:
                                    valid_recall=retriever.valid_recall, history=retriever.length,
                                    id_tokens=tokens.generated, shared_items=self._shared(tokens),
                                    users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
-                                   sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None)
+                                   sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None,
+                                   **self._depth(retriever))
         if "dense" in by_rule:  # the same model's list with the dense cold rule (a record of its own: with_dense)
             record["dense"] = self._metrics(by_rule["dense"], id_rank)
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
@@ -167,6 +168,13 @@ class RetrievalEvaluation:
         return dict(item=item, id=ids, inflation=inflation(item, ids), slices=slices, targets=targets, ks=list(KS),
                     **{"hits@10": np.flatnonzero(item_rank <= 10).tolist(),
                        "cold_users": np.flatnonzero(cold).tolist()})
+
+    @staticmethod
+    def _depth(retriever) -> dict:
+        """The prefix rule's depth and the validation Recall@10 at each depth (none without a prefix rule)."""
+        if not retriever.prefix_rule:
+            return {}
+        return dict(cold_depth=retriever.depth, depth_recall={str(d): v for d, v in retriever.depth_recall.items()})
 
     @staticmethod
     def _shared(tokens: ItemTokens) -> int:
@@ -199,7 +207,9 @@ def describe_retrieval(config, header: dict) -> dict:
     training = retrieval_config(config)
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
-                               f"(unique IDs); cold items join by TIGER's prefix rule or, in the '{DENSE}' rows, by "
+                               "(unique IDs); cold items join by TIGER's prefix rule (on the first d codes, d "
+                               "chosen on the validation split; a prefix's cold items by content affinity) or, in "
+                               f"the '{DENSE}' rows, by "
                                f"LIGER's dense re-rank (the same model; its projection learned with a sampled softmax; "
                                f"cold and warm items merged by log-probability); "
                                f"both capped at epsilon {config.epsilon} of the list"
