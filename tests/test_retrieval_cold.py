@@ -1,23 +1,28 @@
-"""Issue 27: the prefix rule at a chosen depth, cold items ordered by content affinity, against a plain reference."""
+"""Issue 27: the prefix rule at a chosen depth, cold items ordered by content affinity and placed by a log weight,
+against a plain reference."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rqgmm.retrieval.cold import choose_depth, prefix_rule_ranks
+from rqgmm.retrieval.cold import calibrated_weight, choose_depth, prefix_rule_ranks
 from rqgmm.retrieval.metrics import MISS
 
 
-def _reference(beam: list[int], prefix: np.ndarray, cold: np.ndarray, close: np.ndarray, cap: int) -> list[int]:
-    """The rule as written in cold.py's docstring, one list at a time: candidates by (slot, -affinity, row)."""
+def _reference(beam: list[int], prefix: np.ndarray, cold: np.ndarray, close: np.ndarray, cap: int,
+               logp: list[float] | None = None, weight: float = 0.0) -> list[int]:
+    """The rule as written in cold.py's docstring, one list at a time: candidates by (slot, -affinity, row), each
+    entering after the warm items scoring at least its prefix's first item's score plus ``weight``."""
     slot = {}
     for j, item in enumerate(beam):
         slot.setdefault(prefix[item], j)
     candidates = sorted((slot[prefix[c]], -close[c], c) for c in np.flatnonzero(cold) if prefix[c] in slot)[:cap]
-    out = []
-    for j, item in enumerate(beam):
-        out += [item] + [c for s, _, c in candidates if s == j]
+    logp = logp if logp is not None else [-float(j) for j in range(len(beam))]
+    out = list(beam)
+    for s, _, c in reversed(candidates):
+        ahead = max(s + 1, sum(v >= logp[s] + weight for v in logp))
+        out.insert(ahead, c)
     return out
 
 
@@ -31,6 +36,11 @@ def test_the_docstring_case_with_affinity():
     assert prefix_rule_ranks(items, prefix, cold, targets, 2, query, unit).tolist() == [1, 4, 5, 3, 2, MISS]
     assert prefix_rule_ranks(items, prefix, cold, targets, 1, query, unit).tolist() == [1, 3, 4, MISS, 2, MISS]
     assert prefix_rule_ranks(items, prefix, cold, targets, 3, query, unit).tolist() == [1, 4, 6, 3, 2, 5]
+    logp = np.repeat([[-1.0, -2.0, -3.0]], 6, 0)  # w -1.5: x and y score -2.5, after b: a, b, y, x, c
+    assert prefix_rule_ranks(items, prefix, cold, targets, 2, query, unit, logp, -1.5).tolist() == [1, 2, 5, 4, 3,
+                                                                                                    MISS]
+    assert prefix_rule_ranks(items, prefix, cold, targets, 2, query, unit, logp, 0.0).tolist() == [1, 4, 5, 3, 2,
+                                                                                                   MISS]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -40,10 +50,12 @@ def test_random_lists_match_the_reference(seed):
     prefix, cold = rng.integers(0, 5, M), rng.random(M) < 0.4
     unit, query = rng.standard_normal((M, 3)), rng.standard_normal((1, 3))
     close = (query @ unit.T)[0]
-    for cap in (0, 1, 3, 20):
+    for cap, weight in ((0, 0.0), (1, -1.0), (3, -2.5), (20, 0.0), (5, -9.0)):
         beam = rng.permutation(np.flatnonzero(~cold))[:W].tolist()
-        merged = _reference(beam, prefix, cold, close, cap)
-        ranks = prefix_rule_ranks(np.array([beam] * M), prefix, cold, np.arange(M), cap, np.repeat(query, M, 0), unit)
+        logp = np.sort(rng.uniform(-8, -1, W))[::-1]
+        merged = _reference(beam, prefix, cold, close, cap, logp.tolist(), weight)
+        ranks = prefix_rule_ranks(np.array([beam] * M), prefix, cold, np.arange(M), cap, np.repeat(query, M, 0), unit,
+                                  np.repeat(logp[None], M, 0), weight)
         assert ranks.tolist() == [merged.index(t) + 1 if t in merged else MISS for t in range(M)]
 
 
@@ -58,8 +70,9 @@ def test_epsilon_zero_gives_the_beam_alone_at_every_depth(seed):
     beam_alone = np.where((items == targets[:, None]).any(1), (items == targets[:, None]).argmax(1) + 1, MISS)
     for depth in (1, 2, 3):
         prefix = codes[:, :depth] @ (3 ** np.arange(depth)[::-1])
+        logp = -np.sort(rng.uniform(1, 5, (U, W)), 1)
         found = prefix_rule_ranks(items, prefix, cold, targets, 0, rng.standard_normal((U, 2)),
-                                  rng.standard_normal((M, 2)))
+                                  rng.standard_normal((M, 2)), logp, -0.5)
         assert found.tolist() == beam_alone.tolist()
 
 
@@ -71,7 +84,12 @@ def test_a_shorter_prefix_reaches_a_cold_item_the_full_id_misses():
     assert prefix_rule_ranks(items, codes[:, 0], cold, targets, 2).tolist() == [2]
 
 
-def test_the_depth_is_the_best_on_validation_and_the_deepest_on_a_tie():
-    assert choose_depth({1: 0.30, 2: 0.32, 3: 0.31}) == 2
-    assert choose_depth({1: 0.30, 2: 0.30, 3: 0.30}) == 3
-    assert choose_depth({1: 0.35, 2: 0.30, 3: 0.30}) == 1
+def test_the_depth_is_the_best_on_validation_cold_targets_then_all_then_the_deepest():
+    flat = {1: 0.30, 2: 0.30, 3: 0.30}
+    assert choose_depth({1: 0.05, 2: 0.02, 3: 0.0}, flat) == 1
+    assert choose_depth({1: 0.0, 2: 0.0, 3: 0.0}, {1: 0.30, 2: 0.32, 3: 0.31}) == 2
+    assert choose_depth({1: 0.0, 2: 0.0, 3: 0.0}, flat) == 3  # no cold target reached: TIGER's full ID
+
+
+def test_the_weight_is_log_pi():
+    assert calibrated_weight(1.0) == 0.0 and np.isclose(calibrated_weight(0.05), np.log(0.05))

@@ -35,6 +35,7 @@ from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR, content_knn_ranks, most_popular_ranks
+from rqgmm.retrieval.cold import calibrated_weight
 from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
@@ -171,10 +172,12 @@ class RetrievalEvaluation:
 
     @staticmethod
     def _depth(retriever) -> dict:
-        """The prefix rule's depth and the validation Recall@10 at each depth (none without a prefix rule)."""
+        """The prefix rule's depth and weight, and the validation Recall@10 (cold, all) at each depth (none without
+        a prefix rule)."""
         if not retriever.prefix_rule:
             return {}
-        return dict(cold_depth=retriever.depth, depth_recall={str(d): v for d, v in retriever.depth_recall.items()})
+        return dict(cold_depth=retriever.depth, cold_weight=calibrated_weight(retriever.share),
+                    depth_recall={name: {str(d): v for d, v in by.items()} for name, by in retriever.depth_recall.items()})
 
     @staticmethod
     def _shared(tokens: ItemTokens) -> int:

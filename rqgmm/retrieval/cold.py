@@ -4,24 +4,36 @@ With generated dedup tokens (:mod:`.vocab`), the beam runs over the full IDs of
 the *warm* items (those in a training sequence): the model never saw a cold
 item's dedup token, so it would rank them last anyway. A cold item is a
 *candidate* of a user's list when its first ``depth`` codes equal those of a
-generated warm item; it is placed right after the first generated warm item of
-that prefix (the prefix's likeliest generated item: the beam's order). The
-candidates are taken by that slot, then by content affinity (cosine between the
-item's embedding and the user's recent items, :func:`~.baselines.recent_query`;
-none given: all equal), then by item row, until ``cap = floor(epsilon x beam)``
-have joined (default epsilon :data:`EPSILON`, beam 20: at most 2). The warm
-items keep the beam's order, so epsilon 0 gives the beam's list unchanged.
+generated warm item. Candidates are taken by the slot of their prefix's first
+generated item (the prefix's likeliest generated item), then by content
+affinity (the user's recent-items query, :func:`~.baselines.recent_query`, dot
+the item's unit embedding; none given: all equal), then by item row, until
+``cap = floor(epsilon x beam)`` have joined (default epsilon :data:`EPSILON`,
+beam 20: at most 2). The warm items keep the beam's order, so epsilon 0 gives
+the beam's list unchanged.
+
+Where a candidate enters: TIGER's rule puts it right after its prefix's first
+generated item. Given the beam's log-probabilities and a log weight ``w``
+(:func:`calibrated_weight`: ``log pi``, pi the validation share of cold
+targets), a candidate whose prefix's first item has log-probability ``l``
+scores ``l + w`` ("as likely as that warm item, times the chance that the next
+item is cold at all") and enters after every warm item scoring at least that.
+``w = 0`` is TIGER's placement.
 
 ``depth = L`` (all codes) is TIGER's rule as published. On MovieLens-100k
 (rqkmeans 3 x 128, seed 0) only 3 of 13 distinct cold test items share all 3
 codes with a warm item, so the task picks the depth on the validation split
-(:func:`choose_depth`: the depth with the highest validation Recall@10 over all
-targets, the deepest on a tie); the test split never takes part.
+(:func:`choose_depth`: the depth with the highest validation Recall@10 over the
+cold targets, then over all targets, then the deepest); the user's epsilon
+already bounds what cold items may cost the warm ones, and the test split
+never takes part.
 
 Worked case (the test's): generated warm items a, b, c with prefixes p, q, p;
-cold items x, y with prefix p and z with prefix q; cap 2, no affinity. The list
-is a, x, y, b, c (z is left out: the cap is spent); target y ranks 3, c ranks 5.
-With affinities x 0.1, y 0.9 the list is a, y, x, b, c; with cap 1 it is a, y, b, c.
+cold items x, y with prefix p and z with prefix q; cap 2, no affinity, w = 0.
+The list is a, x, y, b, c (z is left out: the cap is spent); target y ranks 3,
+c ranks 5. With affinities x 0.1, y 0.9 it is a, y, x, b, c; with cap 1, a, y,
+b, c. With log-probabilities -1, -2, -3 and w = -1.5, x and y score -2.5 and
+enter after b: a, b, y, x, c.
 """
 
 from __future__ import annotations
@@ -41,8 +53,14 @@ def cold_cap(epsilon: float, beam: int) -> int:
     return int(np.floor(epsilon * beam + 1e-9))
 
 
+def calibrated_weight(share: float) -> float:
+    """The log weight ``w = log pi`` of a cold candidate beside its prefix's first generated item (share: pi in (0, 1])."""
+    return float(np.log(share))
+
+
 def prefix_rule_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, targets: np.ndarray, cap: int,
-                      query: np.ndarray | None = None, unit: np.ndarray | None = None) -> np.ndarray:
+                      query: np.ndarray | None = None, unit: np.ndarray | None = None, logp: np.ndarray | None = None,
+                      weight: float = 0.0) -> np.ndarray:
     """1-based rank (U,) of each target in the generated list with the cold items added (MISS: not in it).
 
     Parameters
@@ -55,6 +73,8 @@ def prefix_rule_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, t
     query : ndarray float (U, E) or None, each user's content query (:func:`~.baselines.recent_query`)
     unit : ndarray float (M, E) or None, the items' unit embeddings; the affinity of a cold item to a user is
         ``query @ unit[item]`` (None: all equal, item-row order within a prefix)
+    logp : ndarray float (U, W) or None, the beam's log-probabilities (non-increasing; None: TIGER's placement)
+    weight : float <= 0, the log weight w of a candidate beside its prefix's first item (0: TIGER's placement)
     """
     cold_rows = np.flatnonzero(cold)
     rank = np.full(len(targets), MISS, dtype=np.int64)
@@ -63,13 +83,14 @@ def prefix_rule_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, t
         close = (np.zeros((len(targets[part]), len(cold_rows))) if query is None
                  else query[part] @ unit[cold_rows].T)
         chosen, slot = _chosen(items[part], prefix, cold_rows, close, cap)
-        rank[part] = _ranks(items[part], chosen, slot, targets[part])
+        after = _after(slot, None if logp is None else logp[part], weight)
+        rank[part] = _ranks(items[part], chosen, after, targets[part])
     return rank
 
 
 def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, close: np.ndarray,
             cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """The cold items (U, T) that join each list, in list order, and the warm slot (U, T) each follows (W: none).
+    """The cold items (U, T) that join each list, by candidate order, and their prefix's first slot (U, T) (W: none).
 
     ``close`` (U, C): affinity of each cold item (columns as ``cold_rows``) to each user.
     """
@@ -88,22 +109,38 @@ def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, close:
     return cold_rows[order], np.take_along_axis(slot, order, 1)
 
 
-def _ranks(items: np.ndarray, chosen: np.ndarray, slot: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based ranks (U,) in the lists: warm item j follows the chosen cold items of earlier slots."""
+def _after(slot: np.ndarray, logp: np.ndarray | None, weight: float) -> np.ndarray:
+    """The warm items (U, T) ahead of each chosen cold item: its slot's and those scoring >= its score (W: none).
+
+    Non-decreasing along a row, as ``slot`` is: the chosen items keep their order in the list.
+    """
+    if logp is None or not slot.shape[1]:
+        return slot + 1
+    W = logp.shape[1]
+    score = np.take_along_axis(logp, np.minimum(slot, W - 1), 1) + weight
+    after = np.maximum(slot + 1, (logp[:, None, :] >= score[:, :, None]).sum(2))
+    return np.where(slot < W, after, W + 1)
+
+
+def _ranks(items: np.ndarray, chosen: np.ndarray, after: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based ranks (U,) in the lists: warm item j follows the chosen cold items with at most j warm items ahead."""
     W = items.shape[1]
     rank = np.full(len(targets), MISS, dtype=np.int64)
     hit = items == targets[:, None]
     found, j = hit.any(1), hit.argmax(1)
-    joined = slot < W
-    rank[found] = j[found] + 1 + (joined & (slot < j[:, None])).sum(1)[found]
+    joined = after <= W
+    rank[found] = j[found] + 1 + (joined & (after <= j[:, None])).sum(1)[found]
     cold_hit = (chosen == targets[:, None]) & joined & ~found[:, None]
     rows = np.flatnonzero(cold_hit.any(1))
     if len(rows):
         i = cold_hit[rows].argmax(1)
-        rank[rows] = slot[rows, i] + 1 + i + 1  # the warm items up to its slot, the cold items chosen before it
+        rank[rows] = after[rows, i] + i + 1  # the warm items ahead of it, the cold items chosen before it
     return rank
 
 
-def choose_depth(recall_at: dict[int, float]) -> int:
-    """The prefix depth with the highest validation Recall@10 (``recall_at``: depth -> recall), deepest on a tie."""
-    return max(recall_at, key=lambda d: (recall_at[d], d))
+def choose_depth(cold_recall: dict[int, float], all_recall: dict[int, float]) -> int:
+    """The prefix depth with the highest validation Recall@10 over cold targets, then over all, then the deepest.
+
+    ``cold_recall``, ``all_recall``: depth -> validation Recall@10 over the cold targets and over every target.
+    """
+    return max(cold_recall, key=lambda d: (cold_recall[d], all_recall[d], d))

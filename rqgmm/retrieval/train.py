@@ -37,7 +37,7 @@ from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
 from rqgmm.retrieval.baselines import recent_query, unit_rows
-from rqgmm.retrieval.cold import EPSILON, choose_depth, cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.cold import EPSILON, calibrated_weight, choose_depth, cold_cap, prefix_rule_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_rule_ranks
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
@@ -205,13 +205,15 @@ class Retriever:
     unit : ndarray float (M, E) or None
         The items' unit embeddings (the dense rule's, and the prefix rule's content affinity; None without them).
     share : float
-        The dense rule's pi, the validation share of cold targets (:func:`.dense.cold_share`).
+        pi, the validation share of cold targets (:func:`.dense.cold_share`): the dense rule's, and the prefix
+        rule's placement weight ``log pi`` (:func:`.cold.calibrated_weight`).
     valid_recall : list of float
         Validation item-level Recall@10 per epoch.
     depth : int or None
         The prefix rule's match depth (:mod:`.cold`); None: all L codes (TIGER's rule, used while training).
     depth_recall : dict
-        Validation Recall@10 (all targets) of the prefix rule at each depth, from :meth:`choose_depth`.
+        Validation Recall@10 of the prefix rule at each depth, over the cold targets and over all
+        (``{"cold": {depth: r}, "all": {depth: r}}``), from :meth:`choose_depth`.
     """
 
     model: NextItemModel
@@ -225,7 +227,7 @@ class Retriever:
     share: float = 0.5
     valid_recall: list[float] = field(default_factory=list)
     depth: int | None = None
-    depth_recall: dict[int, float] = field(default_factory=dict)
+    depth_recall: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def prefix_rule(self) -> bool:
@@ -253,35 +255,38 @@ class Retriever:
             return {"prefix": item_rank}, id_rank
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
-        found = {"prefix": self._prefix_ranks(items, history, targets, self.depth or self.tokens.prefix_length)}
+        found = {"prefix": self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)}
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share)
         return found, id_rank
 
     def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
-        """Set :attr:`depth` to the prefix depth with the highest Recall@10 over the (validation) users' targets.
+        """Set :attr:`depth` to the prefix depth with the best Recall@10 on the (validation) users' targets.
 
-        One beam search; every depth 1..L is scored on its list (:func:`.cold.choose_depth`: deepest on a tie).
-        Without a prefix rule or with epsilon 0 the depth stays L.
+        One beam search; every depth 1..L is scored on its list (:func:`.cold.choose_depth`: the cold targets'
+        recall, then all targets', then the deepest). Without a prefix rule or with epsilon 0 the depth stays L.
         """
         L = self.tokens.prefix_length
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
             self.depth = L
             return L
-        items = self._items_of(self._generate(history)[0])
-        self.depth_recall = {d: recall_ndcg(self._prefix_ranks(items, history, targets, d), (10,))["recall@10"]
-                             for d in range(1, L + 1)}
-        self.depth = choose_depth(self.depth_recall)
+        ids, logp, _ = self._generate(history)
+        items, cold = self._items_of(ids), self.cold[targets]
+        found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
+        self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0 for d, rank in found.items()}
+                             for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
+        self.depth = choose_depth(self.depth_recall["cold"], self.depth_recall["all"])
         logger.info("prefix rule: validation Recall@10 by depth %s; depth %d", self.depth_recall, self.depth)
         return self.depth
 
-    def _prefix_ranks(self, items: np.ndarray, history: np.ndarray, targets: np.ndarray, depth: int) -> np.ndarray:
-        """The prefix rule's item ranks (U,) at ``depth`` codes, cold items ordered by content affinity."""
+    def _prefix_ranks(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
+                      depth: int) -> np.ndarray:
+        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by content affinity, placed by ``log pi``."""
         prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
         query = recent_query(self.unit, history) if self.unit is not None else None
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
-                                 query, self.unit)
+                                 query, self.unit, logp, calibrated_weight(self.share))
 
     def _generate(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None without it)."""
