@@ -177,7 +177,8 @@ class RetrievalEvaluation:
         if not retriever.prefix_rule:
             return {}
         return dict(cold_depth=retriever.depth, cold_weight=calibrated_weight(retriever.share),
-                    depth_recall={name: {str(d): v for d, v in by.items()} for name, by in retriever.depth_recall.items()})
+                    depth_recall={name: {str(d): v for d, v in by.items()}
+                                  for name, by in retriever.depth_recall.items()})
 
     @staticmethod
     def _shared(tokens: ItemTokens) -> int:

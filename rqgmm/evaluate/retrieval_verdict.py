@@ -47,7 +47,7 @@ def _hits(recs: list[dict], users: np.ndarray) -> np.ndarray:
 
 
 def _difference(a: list[dict], b: list[dict] | None, target: str) -> Difference | None:
-    """Recall@10 of a − b on the target set (b None: a alone), averaged over the common seeds, with its standard error.
+    """Recall@10 of a − b on the target set (b None: a alone), averaged over the common seeds, with its std error.
 
     The error always holds the user sampling (a Poisson bootstrap over the set's users, each user's hit
     averaged over the seeds); from 2 seeds the between-seed variance of the per-seed differences (its

@@ -54,7 +54,7 @@ def cold_cap(epsilon: float, beam: int) -> int:
 
 
 def calibrated_weight(share: float) -> float:
-    """The log weight ``w = log pi`` of a cold candidate beside its prefix's first generated item (share: pi in (0, 1])."""
+    """The log weight ``w = log pi`` of a cold candidate beside its prefix's first generated item (pi in (0, 1])."""
     return float(np.log(share))
 
 

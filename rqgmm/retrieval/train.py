@@ -274,7 +274,8 @@ class Retriever:
         ids, logp, _ = self._generate(history)
         items, cold = self._items_of(ids), self.cold[targets]
         found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
-        self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0 for d, rank in found.items()}
+        self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0
+                                    for d, rank in found.items()}
                              for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
         self.depth = choose_depth(self.depth_recall["cold"], self.depth_recall["all"])
         logger.info("prefix rule: validation Recall@10 by depth %s; depth %d", self.depth_recall, self.depth)
@@ -282,7 +283,7 @@ class Retriever:
 
     def _prefix_ranks(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
                       depth: int) -> np.ndarray:
-        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by content affinity, placed by ``log pi``."""
+        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity, placed by ``log pi``."""
         prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
         query = recent_query(self.unit, history) if self.unit is not None else None
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
