@@ -35,7 +35,6 @@ from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR, content_knn_ranks, most_popular_ranks
-from rqgmm.retrieval.cold import calibrated_weight
 from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
@@ -176,7 +175,7 @@ class RetrievalEvaluation:
         a prefix rule)."""
         if not retriever.prefix_rule:
             return {}
-        return dict(cold_depth=retriever.depth, cold_weight=calibrated_weight(retriever.share),
+        return dict(cold_depth=retriever.depth, cold_weight=retriever.weight,
                     depth_recall={name: {str(d): v for d, v in by.items()}
                                   for name, by in retriever.depth_recall.items()})
 

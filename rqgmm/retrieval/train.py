@@ -210,7 +210,11 @@ class Retriever:
     valid_recall : list of float
         Validation item-level Recall@10 per epoch.
     depth : int or None
-        The prefix rule's match depth (:mod:`.cold`); None: all L codes (TIGER's rule, used while training).
+        The prefix rule's match depth (:mod:`.cold`), set with :attr:`weight` by :meth:`choose_depth`; None
+        while training: TIGER's rule as published (all L codes, candidates in item-row order, each right after
+        its prefix's first generated item), so early stopping reads what it read before the depth choice existed.
+    weight : float
+        The prefix rule's placement weight: 0 while training, ``log pi`` from :meth:`choose_depth` on.
     depth_recall : dict
         Validation Recall@10 of the prefix rule at each depth, over the cold targets and over all
         (``{"cold": {depth: r}, "all": {depth: r}}``), from :meth:`choose_depth`.
@@ -227,6 +231,7 @@ class Retriever:
     share: float = 0.5
     valid_recall: list[float] = field(default_factory=list)
     depth: int | None = None
+    weight: float = 0.0
     depth_recall: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
@@ -266,10 +271,11 @@ class Retriever:
 
         One beam search; every depth 1..L is scored on its list (:func:`.cold.choose_depth`: the cold targets'
         recall, then all targets', then the deepest). Without a prefix rule or with epsilon 0 the depth stays L.
+        The placement weight becomes ``log pi`` (:func:`.cold.calibrated_weight`).
         """
         L = self.tokens.prefix_length
+        self.depth, self.weight = L, calibrated_weight(self.share)  # from here on the rule reads the affinity
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
-            self.depth = L
             return L
         ids, logp, _ = self._generate(history)
         items, cold = self._items_of(ids), self.cold[targets]
@@ -285,9 +291,9 @@ class Retriever:
                       depth: int) -> np.ndarray:
         """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity, placed by ``log pi``."""
         prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
-        query = recent_query(self.unit, history) if self.unit is not None else None
+        query = recent_query(self.unit, history) if self.unit is not None and self.depth is not None else None
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
-                                 query, self.unit, logp, calibrated_weight(self.share))
+                                 query, self.unit, logp, self.weight)
 
     def _generate(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None without it)."""
