@@ -93,3 +93,41 @@ def test_the_depth_is_the_best_on_validation_cold_targets_then_all_then_the_deep
 
 def test_the_weight_is_log_pi():
     assert calibrated_weight(1.0) == 0.0 and np.isclose(calibrated_weight(0.05), np.log(0.05))
+
+
+def _tiny_log():
+    """Item i is followed by i + 1 (12 warm items); cold item 12 shares its first code with items 4-7 only.
+
+    Four users go ... 3, 4, 12, 5 (validation target 12, cold) and four ... 3, 4, 5, 12 (test target 12)."""
+    from rqgmm.retrieval.sequences import build_sequences
+
+    warm = [np.arange(s, s + 6) % 12 for s in range(12)] * 3
+    sequences = warm + [np.array([1, 2, 3, 4, 12, 5])] * 4 + [np.array([1, 2, 3, 4, 5, 12])] * 4
+    items = np.concatenate(sequences)
+    users = np.repeat(np.arange(len(sequences)), 6)
+    codes = np.column_stack([np.arange(13) // 4, np.arange(13) % 4])
+    codes[12] = [1, 4]  # no warm item holds (1, 4): TIGER's full-ID match never reaches it
+    return build_sequences(users, items, np.ones(len(items)), None, 13), codes
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.0])
+def test_the_trained_rule_reaches_a_cold_target_by_a_shorter_prefix_and_epsilon_0_is_the_beam(epsilon):
+    from dataclasses import replace
+
+    from rqgmm.retrieval.model import ModelConfig
+    from rqgmm.retrieval.train import QUICK, fit_retriever, histories
+    from rqgmm.retrieval.vocab import ItemTokens
+
+    seqs, codes = _tiny_log()
+    vectors = np.random.default_rng(0).standard_normal((13, 8)).astype(np.float32)
+    config = replace(QUICK, model=ModelConfig(dim=32, layers=1, heads=2), max_epochs=40, patience=40, lr=1e-2,
+                     epsilon=epsilon)
+    retriever = fit_retriever(seqs, ItemTokens.semantic(codes, [4, 5]), config, embeddings=vectors)
+    by_rule, id_rank = retriever.rule_ranks(histories(seqs, "test", retriever.length), seqs.test)
+    cold = seqs.test == 12
+    assert cold.sum() == 4 and retriever.cold[12]
+    if epsilon:
+        assert retriever.depth == 1 and retriever.depth_recall["cold"] == {1: 1.0, 2: 0.0}
+        assert (by_rule["prefix"][cold] <= 10).all()
+    else:
+        assert retriever.depth == 2 and by_rule["prefix"].tolist() == id_rank.tolist()
