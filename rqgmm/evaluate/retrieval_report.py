@@ -69,7 +69,7 @@ def paired(a: list[dict], b: list[dict], column: str, key: str) -> dict | None:
 
 def _depth_words(recs: list[dict]) -> list[str]:
     """The prefix rule's depth per semantic-ID run, chosen on the validation split (none without a prefix rule)."""
-    runs = [r for r in recs if r.get("cold_depth") is not None and not r["ids"].endswith("+dense")]
+    runs = [r for r in recs if r.get("cold_depth") is not None]
     if not runs:
         return []
     return ["", "Prefix rule: a cold item is a candidate when its first d codes equal a generated item's; it "

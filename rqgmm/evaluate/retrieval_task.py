@@ -188,6 +188,8 @@ class RetrievalEvaluation:
 
 #: Suffix of the ids of the dense cold rule's records (the prefix rule's keep the tokenizer's name).
 DENSE = "+dense"
+#: Keys of a record that describe the prefix rule's validation choice (left out of the dense twin).
+PREFIX_RULE_KEYS = ("cold_depth", "cold_weight", "depth_recall")
 
 
 def with_dense(record: dict) -> list[dict]:
@@ -195,7 +197,8 @@ def with_dense(record: dict) -> list[dict]:
     dense = record.pop("dense", None)
     if dense is None:
         return [record]
-    return [record, {**record, **dense, "ids": record["ids"] + DENSE}]
+    twin = {k: v for k, v in record.items() if k not in PREFIX_RULE_KEYS}  # the prefix rule's choice is not its
+    return [record, {**twin, **dense, "ids": record["ids"] + DENSE}]
 
 
 #: The header lines that describe the CTR task only (left out when the task is retrieval alone).
