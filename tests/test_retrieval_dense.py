@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from rqgmm.retrieval.dense import dense_rule_ranks, unit_rows
+from rqgmm.retrieval.baselines import unit_rows
+from rqgmm.retrieval.dense import dense_rule_ranks
 from rqgmm.retrieval.metrics import MISS
 from rqgmm.retrieval.model import ModelConfig
 from rqgmm.retrieval.sequences import build_sequences

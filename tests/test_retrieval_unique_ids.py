@@ -113,4 +113,23 @@ def test_verdict_beats_only_with_the_user_sampling_in_its_interval():
     words = verdict_words(comps)
     assert words[0].startswith("all targets (2,000 users): strong retrieves best") and "it beats weak" in words[0]
     assert words[2].startswith("cold targets (14 users): knn retrieves best") and "no difference shown" in words[2]
-    assert all(c["low"] < c["high"] for c in comps)  # never a zero-width interval
+    assert all(c["low"] < c["high"] for c in comps if c["question"] is None)  # never a zero-width interval
+
+
+def test_the_verdict_says_whether_semantic_ids_or_content_knn_serve_cold_items_better():
+    from rqgmm.evaluate.retrieval_verdict import retrieval_comparisons, verdict_words
+
+    rng = np.random.default_rng(0)
+    cold = np.arange(2000) < 400
+    ids = [_record("rqkmeans", s, rng.random(2000) < np.where(cold, 0.3, 0.2), cold) for s in range(3)]
+    knn = [_record("content-knn", s, cold & (np.arange(2000) % 10 == 0), cold) for s in range(3)]
+    comps = retrieval_comparisons(ids + knn, ["rqkmeans", "content-knn"])
+    said = verdict_words(comps)[-1]
+    assert said.startswith("Cold items (400 users): the best semantic-ID row, rqkmeans, has cold Recall@10 0.2892 [")
+    assert "so semantic IDs reach cold items" in said and said.endswith("semantic IDs serve cold items better "
+                                                                       "than content KNN.")
+    assert {c["question"] for c in comps} == {None, "reach", "knn"} and comps[0]["family"] == len(comps)
+    nothing = [_record("rqkmeans", s, rng.random(2000) < 0.2 * ~cold, cold) for s in range(3)]
+    said = verdict_words(retrieval_comparisons(nothing + knn, ["rqkmeans", "content-knn"]))[-1]
+    assert "rqkmeans, has cold Recall@10 0.0000 [+0.0000, +0.0000], so semantic IDs are not shown" in said
+    assert said.endswith("content KNN serves cold items better than semantic IDs.")

@@ -106,7 +106,7 @@ def _evaluate_help() -> tuple[tuple[tuple[str, str], ...], ...]:
         ("--dedup", f"retrieval: generated (the model generates the dedup token, TIGER's; default "
                     f"{default['dedup']}) or none (L codes only, shared IDs ranked by popularity)"),
         ("--epsilon", f"retrieval: the share of the generated list cold items may take by the prefix rule "
-                      f"(default {default['epsilon']}; 0 to 1)"),
+                      f"or the dense re-rank (default {default['epsilon']}; 0 to 1; 0: the beam's list alone)"),
     ), (
         ("--seeds", f"number of seeds (default {default['seeds']}; {QUICK_SEEDS} with --quick)"),
     ), (

@@ -151,7 +151,8 @@ class RetrievalEvaluation:
                                    valid_recall=retriever.valid_recall, history=retriever.length,
                                    id_tokens=tokens.generated, shared_items=self._shared(tokens),
                                    users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
-                                   sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None)
+                                   sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None,
+                                   **self._depth(retriever))
         if "dense" in by_rule:  # the same model's list with the dense cold rule (a record of its own: with_dense)
             record["dense"] = self._metrics(by_rule["dense"], id_rank)
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
@@ -169,6 +170,16 @@ class RetrievalEvaluation:
                        "cold_users": np.flatnonzero(cold).tolist()})
 
     @staticmethod
+    def _depth(retriever) -> dict:
+        """The prefix rule's depth and weight, and the validation Recall@10 (cold, all) at each depth (none without
+        a prefix rule)."""
+        if not retriever.prefix_rule:
+            return {}
+        return dict(cold_depth=retriever.depth, cold_weight=retriever.weight,
+                    depth_recall={name: {str(d): v for d, v in by.items()}
+                                  for name, by in retriever.depth_recall.items()})
+
+    @staticmethod
     def _shared(tokens: ItemTokens) -> int:
         """Items whose generated ID another item shares."""
         _, inverse, counts = np.unique(tokens.id_keys(), return_inverse=True, return_counts=True)
@@ -177,6 +188,8 @@ class RetrievalEvaluation:
 
 #: Suffix of the ids of the dense cold rule's records (the prefix rule's keep the tokenizer's name).
 DENSE = "+dense"
+#: Keys of a record that describe the prefix rule's validation choice (left out of the dense twin).
+PREFIX_RULE_KEYS = ("cold_depth", "cold_weight", "depth_recall")
 
 
 def with_dense(record: dict) -> list[dict]:
@@ -184,7 +197,8 @@ def with_dense(record: dict) -> list[dict]:
     dense = record.pop("dense", None)
     if dense is None:
         return [record]
-    return [record, {**record, **dense, "ids": record["ids"] + DENSE}]
+    twin = {k: v for k, v in record.items() if k not in PREFIX_RULE_KEYS}  # the prefix rule's choice is not its
+    return [record, {**twin, **dense, "ids": record["ids"] + DENSE}]
 
 
 #: The header lines that describe the CTR task only (left out when the task is retrieval alone).
@@ -199,7 +213,9 @@ def describe_retrieval(config, header: dict) -> dict:
     training = retrieval_config(config)
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
-                               f"(unique IDs); cold items join by TIGER's prefix rule or, in the '{DENSE}' rows, by "
+                               "(unique IDs); cold items join by TIGER's prefix rule (on the first d codes, d "
+                               "chosen on the validation split; a prefix's cold items by content affinity) or, in "
+                               f"the '{DENSE}' rows, by "
                                f"LIGER's dense re-rank (the same model; its projection learned with a sampled softmax; "
                                f"cold and warm items merged by log-probability); "
                                f"both capped at epsilon {config.epsilon} of the list"

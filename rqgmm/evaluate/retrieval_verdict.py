@@ -10,6 +10,12 @@ over the seeds) plus, from 2 seeds, the between-seed variance
 the dataset form one family corrected by Holm (:func:`~rqgmm.evaluate.tables.holm`);
 each interval is drawn at its Holm level, so "beats" means the corrected
 interval lies above 0.
+
+The cold question (issue 27) gets a sentence of its own: the semantic-ID row
+(tokenizer, with either cold rule) with the best cold Recall@10, its cold
+Recall@10 with an interval (does it reach cold items at all?) and its
+difference from content KNN (which serves cold items better?); both join the
+Holm family.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ import numpy as np
 
 from rqgmm.evaluate.intervals import Difference, UserBootstrap, seed_difference
 from rqgmm.evaluate.tables import holm, select, signed
+from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR
+from rqgmm.retrieval.vocab import ITEM_ID, RANDOM
 
 TARGETS = ("all", "warm", "cold")
 KEY = "recall@10"
 ALPHA = 0.05
+#: Rows that are not semantic IDs: the controls and the baselines.
+NOT_SEMANTIC = (RANDOM, ITEM_ID, MOST_POPULAR, CONTENT_KNN)
 
 
 def _recall(recs: list[dict], target: str) -> dict[int, float]:
@@ -36,21 +46,22 @@ def _hits(recs: list[dict], users: np.ndarray) -> np.ndarray:
     return hit[users]
 
 
-def _difference(a: list[dict], b: list[dict], target: str) -> Difference | None:
-    """Recall@10 of a − b on the target set, averaged over the common seeds, with its standard error.
+def _difference(a: list[dict], b: list[dict] | None, target: str) -> Difference | None:
+    """Recall@10 of a − b on the target set (b None: a alone), averaged over the common seeds, with its std error.
 
     The error always holds the user sampling (a Poisson bootstrap over the set's users, each user's hit
     averaged over the seeds); from 2 seeds the between-seed variance of the per-seed differences (its
     Student-t standard error, :func:`seed_difference`) is added. Across seeds alone, a baseline without
     seed variance against a model with none on a few cold users gives an interval of width 0.
     """
-    left, right = _recall(a, target), _recall(b, target)
+    left = _recall(a, target)
+    right = _recall(b, target) if b is not None else dict.fromkeys(left, 0.0)
     seeds = sorted(set(left) & set(right))
     if not seeds:
         return None
-    a, b = [r for r in a if r["seed"] in seeds], [r for r in b if r["seed"] in seeds]
+    a = [r for r in a if r["seed"] in seeds]
     users = _users(a[0], target)
-    d = _hits(a, users) - _hits(b, users)
+    d = _hits(a, users) - (_hits([r for r in b if r["seed"] in seeds], users) if b is not None else 0.0)
     mean = float(d.mean())
     boot = UserBootstrap(np.zeros(len(users)), np.arange(len(users)))
     shifts = boot.shifts(((d - mean) / len(users))[:, None].astype(np.float32))[:, 0]
@@ -83,7 +94,9 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
             if other != best:
                 diff = _difference(select(recs, ids=best), select(recs, ids=other), target)
                 out.append(dict(target=target, best=best, other=other, best_mean=float(means[best]),
-                                other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"]))
+                                other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"],
+                                question=None))
+    out += _cold_question(recs, methods)
     tested = [c for c in out if c["diff"] is not None and c["diff"].kind != "none"]
     adjusted, levels = holm([c["diff"].p_value() for c in tested], alpha) if tested else ([], [])
     for c in out:
@@ -95,16 +108,38 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
     return out
 
 
+def _cold_question(recs: list[dict], methods: list[str]) -> list[dict]:
+    """The best semantic-ID row on cold targets: its Recall@10 ("reach", against 0) and its difference from
+    content KNN ("knn"); none without cold targets, a semantic-ID row or content KNN."""
+    semantic = [m for m in methods if m not in NOT_SEMANTIC]
+    if not recs[0]["targets"]["cold"]["n"] or CONTENT_KNN not in methods or not semantic:
+        return []
+    means = {m: np.mean(list(_recall(select(recs, ids=m), "cold").values()) or [np.nan]) for m in semantic}
+    means = {m: v for m, v in means.items() if np.isfinite(v)}
+    knn = _recall(select(recs, ids=CONTENT_KNN), "cold")
+    if not means or not knn:
+        return []
+    best = max(means, key=lambda m: (means[m], -methods.index(m)))
+    rows = select(recs, ids=best)
+    common = dict(target="cold", best=best, best_mean=float(means[best]), n_users=recs[0]["targets"]["cold"]["n"])
+    return [dict(common, question="reach", other=None, other_mean=0.0, diff=_difference(rows, None, "cold")),
+            dict(common, question="knn", other=CONTENT_KNN, other_mean=float(np.mean(list(knn.values()))),
+                 diff=_difference(rows, select(recs, ids=CONTENT_KNN), "cold"))]
+
+
+def _interval(c: dict) -> str:
+    return "no interval" if c["low"] is None else f"[{signed(c['low'], 4)}, {signed(c['high'], 4)}]"
+
+
 def _said(c: dict) -> str:
-    interval = "no interval" if c["low"] is None else f"[{signed(c['low'], 4)}, {signed(c['high'], 4)}]"
-    return f"{c['other']} ({signed(c['mean'], 4)} {interval})"
+    return f"{c['other']} ({signed(c['mean'], 4)} {_interval(c)})"
 
 
 def verdict_words(comps: list[dict]) -> list[str]:
     """One sentence per target set: the best method, whom it beats and where no difference is shown."""
     lines = []
     for target in TARGETS:
-        group = [c for c in comps if c["target"] == target]
+        group = [c for c in comps if c["target"] == target and c["question"] is None]
         if not group:
             continue
         best = group[0]
@@ -115,7 +150,25 @@ def verdict_words(comps: list[dict]) -> list[str]:
         text += f"; it beats {', '.join(beats)}" if beats else ""
         text += f"; no difference shown from {', '.join(level)}" if level else ""
         lines.append(text + ".")
-    return lines
+    return lines + cold_words(comps)
+
+
+def cold_words(comps: list[dict]) -> list[str]:
+    """One sentence: whether semantic IDs reach cold items, and whether they or content KNN serve them better."""
+    reach = next((c for c in comps if c["question"] == "reach"), None)
+    knn = next((c for c in comps if c["question"] == "knn"), None)
+    if reach is None or knn is None:
+        return []
+    above = reach["low"] is not None and reach["low"] > 0
+    text = (f"Cold items ({reach['n_users']:,} users): the best semantic-ID row, {reach['best']}, has cold Recall@10 "
+            f"{reach['best_mean']:.4f} {_interval(reach)}, so semantic IDs "
+            f"{'reach cold items' if above else 'are not shown to reach cold items'}; content KNN "
+            f"{knn['other_mean']:.4f}, difference {signed(knn['mean'], 4)} {_interval(knn)}: ")
+    if knn["low"] is not None and knn["low"] > 0:
+        return [text + "semantic IDs serve cold items better than content KNN."]
+    if knn["high"] is not None and knn["high"] < 0:
+        return [text + "content KNN serves cold items better than semantic IDs."]
+    return [text + "neither is shown to serve cold items better."]
 
 
 def interval_words(comps: list[dict]) -> str:

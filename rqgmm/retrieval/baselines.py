@@ -29,6 +29,23 @@ def most_popular_ranks(popularity: np.ndarray, targets: np.ndarray) -> np.ndarra
     return rank[targets]
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows (M, E) scaled to unit length (zero rows stay zero), float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def recent_query(unit: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Each user's content query (U, E): the ``DECAY ** age``-weighted sum of the unit embeddings ``unit`` (M, E)
+    of the last :data:`RECENT` items of ``history`` (U, H) (item rows, left-padded with -1; age 0 the latest).
+
+    Not normalised: a cosine ranking per user is unchanged by the user's scale.
+    """
+    recent = history[:, -RECENT:]
+    weight = (DECAY ** np.arange(recent.shape[1])[::-1])[None, :] * (recent >= 0)
+    return np.einsum("uh,uhd->ud", weight.astype(np.float32), unit[np.maximum(recent, 0)])
+
+
 def content_knn_ranks(embeddings: np.ndarray, history: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """1-based rank (U,) of each target among all M items by cosine to the user's recent items.
 
@@ -38,11 +55,8 @@ def content_knn_ranks(embeddings: np.ndarray, history: np.ndarray, targets: np.n
     history : ndarray int (U, H), item rows, left-padded with -1 (the latest last)
     targets : ndarray int (U,)
     """
-    unit = np.asarray(embeddings, dtype=np.float32)
-    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-    recent = history[:, -RECENT:]
-    weight = (DECAY ** np.arange(recent.shape[1])[::-1])[None, :] * (recent >= 0)
-    query = np.einsum("uh,uhd->ud", weight.astype(np.float32), unit[np.maximum(recent, 0)])
+    unit = unit_rows(embeddings)
+    query = recent_query(unit, history)
     rank = np.empty(len(targets), dtype=np.int64)
     rows = np.arange(unit.shape[0])
     for start in range(0, len(targets), USER_CHUNK):

@@ -52,12 +52,6 @@ NEGATIVES = 1024
 SCALE_INIT, SCALE_MAX = 1 / 0.07, 100.0
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows (M, E) scaled to unit length (zero rows stay zero), float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 def sampled_softmax_loss(query: torch.Tensor, rows: torch.Tensor, target: torch.Tensor, vectors: torch.Tensor,
                          scale: torch.Tensor) -> torch.Tensor:
     """The summed loss over target slots: -log softmax of each target item's scaled cosine against uniform negatives.

@@ -12,10 +12,12 @@ sample of) the users and reads its IDs back once. The best epoch's weights are r
 
 With generated dedup tokens (``ItemTokens.prefix_length < generated``) the
 beam runs over the warm items' full IDs and cold items join by TIGER's prefix
-rule (:mod:`.cold`, share of the list capped by ``epsilon``) or, given the
-items' embeddings, by LIGER's dense re-rank (:mod:`.dense`, same cap); both
-rules read one model (trained with the dense loss when embeddings are given)
-and ``RetrievalConfig.cold`` picks the one early stopping reads; otherwise the
+rule (:mod:`.cold`, share of the list capped by ``epsilon``; its match depth
+chosen on the validation users once training ends, its cold items ordered by
+content affinity given the items' embeddings) or, given the items' embeddings,
+by LIGER's dense re-rank (:mod:`.dense`, same cap); both rules read one model
+(trained with the dense loss when embeddings are given) and
+``RetrievalConfig.cold`` picks the one early stopping reads; otherwise the
 beam runs over every item's ID and the collision correction ranks the items
 behind a shared ID (:mod:`.metrics`).
 """
@@ -34,9 +36,10 @@ from rqgmm.runtime.device import resolve_device, torch_threads
 from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
-from rqgmm.retrieval.cold import EPSILON, cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.baselines import recent_query, unit_rows
+from rqgmm.retrieval.cold import EPSILON, calibrated_weight, choose_depth, cold_cap, prefix_rule_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
-from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_rule_ranks, unit_rows
+from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_rule_ranks
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
 from rqgmm.retrieval.sequences import Sequences
@@ -200,11 +203,21 @@ class Retriever:
     cold : ndarray bool (M,)
         The items no training sequence holds.
     unit : ndarray float (M, E) or None
-        The items' unit embeddings (the dense rule's; None without it).
+        The items' unit embeddings (the dense rule's, and the prefix rule's content affinity; None without them).
     share : float
-        The dense rule's pi, the validation share of cold targets (:func:`.dense.cold_share`).
+        pi, the validation share of cold targets (:func:`.dense.cold_share`): the dense rule's, and the prefix
+        rule's placement weight ``log pi`` (:func:`.cold.calibrated_weight`).
     valid_recall : list of float
         Validation item-level Recall@10 per epoch.
+    depth : int or None
+        The prefix rule's match depth (:mod:`.cold`), set with :attr:`weight` by :meth:`choose_depth`; None
+        while training: TIGER's rule as published (all L codes, candidates in item-row order, each right after
+        its prefix's first generated item), so early stopping reads what it read before the depth choice existed.
+    weight : float
+        The prefix rule's placement weight: 0 while training, ``log pi`` from :meth:`choose_depth` on.
+    depth_recall : dict
+        Validation Recall@10 of the prefix rule at each depth, over the cold targets and over all
+        (``{"cold": {depth: r}, "all": {depth: r}}``), from :meth:`choose_depth`.
     """
 
     model: NextItemModel
@@ -217,6 +230,9 @@ class Retriever:
     unit: np.ndarray | None = None
     share: float = 0.5
     valid_recall: list[float] = field(default_factory=list)
+    depth: int | None = None
+    weight: float = 0.0
+    depth_recall: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def prefix_rule(self) -> bool:
@@ -237,22 +253,55 @@ class Retriever:
         Without generated dedup tokens there is no cold rule: the one entry "prefix" holds the collision
         correction's ranks. "dense" is present when the model learned the projection.
         """
-        device = resolve_device(self.config.device)
-        with torch_threads(self.config.num_threads):
-            ids, logp = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
-            query = self._query(history, EVAL_BATCH[device.type]) if self.unit is not None else None
+        ids, logp, query = self._generate(history)
         sizes = list(self.tokens.sizes[:self.tokens.generated])
         item_rank, id_rank = ranks(ids, sizes, targets, self.groups)
         if not self.prefix_rule:
             return {"prefix": item_rank}, id_rank
-        prefix = row_keys(self.tokens.tokens[:, :self.tokens.prefix_length], sizes[:self.tokens.prefix_length])
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
-        found = {"prefix": prefix_rule_ranks(items, prefix, self.cold, targets, cap)}
+        found = {"prefix": self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)}
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share)
         return found, id_rank
+
+    def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
+        """Set :attr:`depth` to the prefix depth with the best Recall@10 on the (validation) users' targets.
+
+        One beam search; every depth 1..L is scored on its list (:func:`.cold.choose_depth`: the cold targets'
+        recall, then all targets', then the deepest). Without a prefix rule or with epsilon 0 the depth stays L.
+        The placement weight becomes ``log pi`` (:func:`.cold.calibrated_weight`).
+        """
+        L = self.tokens.prefix_length
+        self.depth, self.weight = L, calibrated_weight(self.share)  # from here on the rule reads the affinity
+        if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
+            return L
+        ids, logp, _ = self._generate(history)
+        items, cold = self._items_of(ids), self.cold[targets]
+        found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
+        self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0
+                                    for d, rank in found.items()}
+                             for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
+        self.depth = choose_depth(self.depth_recall["cold"], self.depth_recall["all"])
+        logger.info("prefix rule: validation Recall@10 by depth %s; depth %d", self.depth_recall, self.depth)
+        return self.depth
+
+    def _prefix_ranks(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
+                      depth: int) -> np.ndarray:
+        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity, placed by ``log pi``."""
+        prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
+        query = recent_query(self.unit, history) if self.unit is not None and self.depth is not None else None
+        return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
+                                 query, self.unit, logp, self.weight)
+
+    def _generate(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None without it)."""
+        device = resolve_device(self.config.device)
+        with torch_threads(self.config.num_threads):
+            ids, logp = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
+            query = self._query(history, EVAL_BATCH[device.type]) if self.unit is not None else None
+        return ids, logp, query
 
     @torch.no_grad()
     def _query(self, history: np.ndarray, batch: int) -> np.ndarray:
@@ -307,6 +356,7 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
         best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
     model.load_state_dict(best_state)
+    retriever.choose_depth(*valid)
     return retriever
 
 
