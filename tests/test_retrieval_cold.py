@@ -59,6 +59,29 @@ def test_random_lists_match_the_reference(seed):
         assert ranks.tolist() == [merged.index(t) + 1 if t in merged else MISS for t in range(M)]
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_users_with_their_own_beams_match_the_reference_one_list_at_a_time(seed):
+    """Each user's beam differs (some short, with repeated prefixes), more users than one chunk, and duplicate
+    item vectors (equal affinities, broken by item row): every rank equals the plain reference's."""
+    rng = np.random.default_rng(seed)
+    M, U, W = 80, 1100, 9
+    prefix, cold = rng.integers(0, 6, M), rng.random(M) < 0.35
+    unit, query = rng.standard_normal((M, 4)), rng.standard_normal((U, 4))
+    unit[rng.integers(0, M, 20)] = unit[0]
+    items = np.array([rng.permutation(np.flatnonzero(~cold))[:W] for _ in range(U)])
+    short = np.arange(W) >= rng.integers(1, W + 1, U)[:, None]
+    items[short] = -1  # short beams end in -1, scored -inf (as beam_search pads them)
+    logp = np.where(short, -np.inf, -np.sort(rng.uniform(0, 6, (U, W)), 1))
+    targets = rng.integers(0, M, U)
+    for cap, weight in ((1, -0.7), (4, -2.0), (30, 0.0)):
+        ranks = prefix_rule_ranks(items, prefix, cold, targets, cap, query, unit, logp, weight)
+        for u in range(0, U, 7):
+            keep = items[u] >= 0
+            merged = _reference(items[u][keep].tolist(), prefix, cold, unit @ query[u], cap, logp[u][keep].tolist(),
+                                weight)
+            assert ranks[u] == (merged.index(targets[u]) + 1 if targets[u] in merged else MISS), (u, cap)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_epsilon_zero_gives_the_beam_alone_at_every_depth(seed):
     rng = np.random.default_rng(seed)

@@ -44,7 +44,7 @@ from rqgmm.retrieval.metrics import MISS
 
 #: The default epsilon: the share of the generated list that cold items may take (TIGER's rule, TIGER leaves it open).
 EPSILON = 0.1
-#: Users ranked at once (a (chunk, cold items) block).
+#: Users ranked at once (their candidates: the cold items of the prefixes their lists generated, first slots first).
 USER_CHUNK = 512
 
 
@@ -80,33 +80,47 @@ def prefix_rule_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, t
     rank = np.full(len(targets), MISS, dtype=np.int64)
     for start in range(0, len(targets), USER_CHUNK):
         part = slice(start, start + USER_CHUNK)
-        close = (np.zeros((len(targets[part]), len(cold_rows))) if query is None
-                 else query[part] @ unit[cold_rows].T)
-        chosen, slot = _chosen(items[part], prefix, cold_rows, close, cap)
+        chosen, slot = _chosen(items[part], prefix, cold_rows, None if query is None else query[part], unit, cap)
         after = _after(slot, None if logp is None else logp[part], weight)
         rank[part] = _ranks(items[part], chosen, after, targets[part])
     return rank
 
 
-def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, close: np.ndarray,
-            cap: int) -> tuple[np.ndarray, np.ndarray]:
+def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, query: np.ndarray | None,
+            unit: np.ndarray | None, cap: int) -> tuple[np.ndarray, np.ndarray]:
     """The cold items (U, T) that join each list, by candidate order, and their prefix's first slot (U, T) (W: none).
 
-    ``close`` (U, C): affinity of each cold item (columns as ``cold_rows``) to each user.
+    Only the candidates that can join are ordered: the cold items of a user's generated prefixes, slot by slot,
+    until ``cap`` of them are in hand (the later slots' cannot pass them); their affinity ``query @ unit`` is
+    computed for those pairs alone (``query`` None: all equal).
     """
     U, W = items.shape
     take = min(cap, len(cold_rows))
+    chosen, slots = np.full((U, take), -1, dtype=np.int64), np.full((U, take), W, dtype=np.int64)
     if not take:
-        return np.zeros((U, 0), dtype=np.int64), np.zeros((U, 0), dtype=np.int64)
-    distinct, which = np.unique(prefix[cold_rows], return_inverse=True)
+        return chosen, slots
+    by_prefix = np.argsort(prefix[cold_rows], kind="stable")  # cold items grouped by prefix, in row order within
+    distinct, starts, sizes = np.unique(prefix[cold_rows][by_prefix], return_index=True, return_counts=True)
     keys = np.where(items >= 0, prefix[np.maximum(items, 0)], -1)
-    at = np.minimum(np.searchsorted(distinct, keys), len(distinct) - 1)
-    user, col = np.nonzero((items >= 0) & (distinct[at] == keys))
-    first = np.full((U, len(distinct)), W, dtype=np.int64)
-    np.minimum.at(first, (user, at[user, col]), col)  # the earliest generated slot of each cold prefix
-    slot = first[:, which]  # (U, C)
-    order = np.lexsort((np.broadcast_to(cold_rows, slot.shape), -close, slot), axis=1)[:, :take]
-    return cold_rows[order], np.take_along_axis(slot, order, 1)
+    group = np.minimum(np.searchsorted(distinct, keys), len(distinct) - 1)
+    earlier = (keys[:, :, None] == keys[:, None, :]) & np.tri(W, k=-1, dtype=bool)[None]
+    user, slot = np.nonzero((items >= 0) & (distinct[group] == keys) & ~earlier.any(2))  # a prefix's first slot
+    group = group[user, slot]
+    n = sizes[group]
+    ahead = np.cumsum(n) - n
+    ahead -= ahead[np.searchsorted(user, user)]  # candidates of the user's earlier slots
+    needed = ahead < take
+    user, slot, group, n = user[needed], slot[needed], group[needed], n[needed]
+    user, slot = np.repeat(user, n), np.repeat(slot, n)
+    rows = cold_rows[by_prefix[np.repeat(starts[group] - np.cumsum(n) + n, n) + np.arange(n.sum())]]
+    close = np.zeros(len(rows)) if query is None else np.einsum("ij,ij->i", query[user], unit[rows])
+    order = np.lexsort((rows, -close, slot, user))
+    user, slot, rows = user[order], slot[order], rows[order]
+    place = np.arange(len(user)) - np.searchsorted(user, user)  # the candidate's place in its user's order
+    kept = place < take
+    chosen[user[kept], place[kept]] = rows[kept]
+    slots[user[kept], place[kept]] = slot[kept]
+    return chosen, slots
 
 
 def _after(slot: np.ndarray, logp: np.ndarray | None, weight: float) -> np.ndarray:
