@@ -333,6 +333,11 @@ def test_single_class_validation_is_refused():
         score(np.ones(4), np.full(4, 0.5))
 
 
+def test_non_finite_predictions_are_refused_in_one_line():
+    with pytest.raises(InputError, match=r"^1 of 4 predicted probabilities are NaN or infinite \(the model diverged\)"):
+        score(np.array([0, 1, 0, 1]), np.array([0.2, np.nan, 0.4, 0.9]))
+
+
 # ----------------------------------------------------------------------------- encode once, one table, the trainer
 
 import pyarrow as pa  # noqa: E402

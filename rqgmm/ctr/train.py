@@ -218,13 +218,17 @@ def score(y: np.ndarray | torch.Tensor, p: np.ndarray | torch.Tensor) -> dict[st
     Raises
     ------
     InputError
-        If ``y`` holds a single class (AUC is undefined).
+        If ``y`` holds a single class (AUC is undefined), or ``p`` a NaN or an infinity (a diverged model).
     """
     p = torch.as_tensor(p).double()
     y = torch.as_tensor(y, device=p.device)
     positives, n = int(torch.count_nonzero(y)), len(y)
     if positives in (0, n):
         raise InputError("AUC needs both clicks and non-clicks in the labels, got one class only")
+    bad = n - int(torch.isfinite(p).sum())
+    if bad:
+        raise InputError(f"{bad} of {n} predicted probabilities are NaN or infinite (the model diverged); "
+                         "train with a smaller learning rate (TrainConfig.lr)")
     eps = torch.finfo(torch.float64).eps
     clipped = p.clamp(eps, 1 - eps)
     loss = -torch.where(y > 0, clipped.log(), (1 - clipped).log()).mean()
