@@ -523,7 +523,7 @@ from rqgmm.ctr import log as ctr_log  # noqa: E402
 
 
 def test_remapped_equals_take_in_place_only_on_the_logs_own_int32_copy(monkeypatch):
-    monkeypatch.setattr(ctr_log, "REMAP_CHUNK", 5)  # several chunks
+    monkeypatch.setattr("rqgmm.ctr.encoding.REMAP_ROWS", 5)  # several chunks of remap_in_place
     rng = np.random.default_rng(0)
     remap = rng.integers(0, 9, 12).astype(np.int32)
     for shape in ((0,), (7,), (23,), (11, 3)):

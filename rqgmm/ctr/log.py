@@ -298,7 +298,7 @@ def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
     return columns[0].reshape(-1, 1) if len(columns) == 1 else np.stack(columns, 1)
 
 
-#: Rows gathered or remapped at once by :func:`taken` and :func:`remapped`.
+#: Rows gathered at once by :func:`taken`.
 REMAP_CHUNK = 1 << 20
 
 
@@ -316,9 +316,7 @@ def remapped(remap: np.ndarray, values: np.ndarray) -> np.ndarray:
     share a dtype (the ordered copy is this log's own: no second column of the log's height); else a new array."""
     if values.dtype != remap.dtype or not values.flags.c_contiguous:
         return np.take(remap, values)
-    flat = values.reshape(-1)
-    for start in range(0, len(flat), REMAP_CHUNK):
-        flat[start:start + REMAP_CHUNK] = remap[flat[start:start + REMAP_CHUNK]]
+    remap_in_place(values.reshape(-1), remap)  # a view of the contiguous values: they change in place
     return values
 
 
