@@ -26,7 +26,8 @@ import torch
 
 from rqgmm.files.modalities import fused
 from rqgmm.ids.codes import CodesTable
-from rqgmm.ids.metrics import merged_items, prefix_counts, report, shared_vectors, squared_errors_by_depth, total_squares, vector_groups
+from rqgmm.ids.metrics import (merged_items, prefix_counts, report, shared_vectors, squared_errors_by_depth,
+                                total_squares, vector_groups)
 from rqgmm.ids.shape import describe as describe_shape
 from rqgmm.tokenizers.base import tokenizer_class
 from rqgmm.evaluate.config import EvaluateConfig
@@ -206,8 +207,9 @@ class Encoded:
             metrics = report(table.codes, model.codebook_sizes[:levels], squared_errors=squared, counts=counts)
             history = getattr(model, "history_", None)
             per_level = isinstance(history, list) and all(isinstance(h, list) for h in history)
+            merged = merged_items(table.codes, None, vectors.groups, counts[-1])
             metrics.update(history=history[:levels] if per_level else [], shared_items=metrics["collided_items"],
-                           shared_vectors=vectors.shared, merged_items=merged_items(table.codes, None, vectors.groups, counts[-1]),
+                           shared_vectors=vectors.shared, merged_items=merged,
                            warnings=sorted({*self.fit_warnings, *self.warnings}))
         return metrics, table
 

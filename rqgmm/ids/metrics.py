@@ -102,15 +102,19 @@ def _key_sizes(codes: np.ndarray) -> list[int]:
     return [int(v) + 1 for v in codes.max(0)] if len(codes) else [1] * codes.shape[1]
 
 
-def _sorted_keys(codes: np.ndarray) -> np.ndarray | None:
-    """The rows' mixed-radix keys (N,), sorted; None when they would not fit (or a code is negative)."""
+def _keys(codes: np.ndarray) -> np.ndarray | None:
+    """The rows' mixed-radix keys (N,) int64; None when they would not fit (or a code is negative)."""
     if len(codes) and int(codes.min()) < 0:
         return None
     sizes = _key_sizes(codes)
-    if math.prod(sizes) >= MAX_KEY_SPACE:
-        return None
-    keys = row_keys(codes, sizes)
-    keys.sort()
+    return None if math.prod(sizes) >= MAX_KEY_SPACE else row_keys(codes, sizes)
+
+
+def _sorted_keys(codes: np.ndarray) -> np.ndarray | None:
+    """The rows' mixed-radix keys (N,), sorted; None when they would not fit (or a code is negative)."""
+    keys = _keys(codes)
+    if keys is not None:
+        keys.sort()
     return keys
 
 
@@ -236,10 +240,10 @@ def merged_items(codes: np.ndarray, X: np.ndarray, groups: np.ndarray | None = N
 
 def _full_ids(codes: np.ndarray) -> np.ndarray:
     """(N,) int64: one number per distinct full ID (row of codes (N, L)), dense in [0, distinct)."""
-    sizes = _key_sizes(codes)
-    if not len(codes) or int(codes.min()) < 0 or math.prod(sizes) >= MAX_KEY_SPACE:
+    keys = _keys(codes) if len(codes) else None
+    if keys is None:
         return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    return np.unique(row_keys(codes, sizes), return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def largest_collision(codes: np.ndarray) -> int:
