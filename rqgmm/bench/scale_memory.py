@@ -15,7 +15,10 @@ the peak to the int table plus the item vectors (the issue-28 target is 2x).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +82,40 @@ def table_lines(result: dict) -> list[str]:
     return lines
 
 
+class Trace:
+    """RssAnon every 50 ms and every log record's time: where, between two log lines, memory peaked."""
+
+    def __init__(self) -> None:
+        self.start, self.samples, self.lines, self.done = time.perf_counter(), [], [], threading.Event()
+        self.handler = logging.Handler(logging.DEBUG)
+        self.handler.emit = lambda record: self.lines.append((time.perf_counter() - self.start, record.getMessage()))
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.05):
+            self.samples.append((time.perf_counter() - self.start, rss_anon_mb() or 0.0))
+
+    def __enter__(self) -> "Trace":
+        logging.getLogger("rqgmm").addHandler(self.handler)
+        logging.getLogger("rqgmm").setLevel(logging.DEBUG)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        logging.getLogger("rqgmm").removeHandler(self.handler)
+
+    def text(self) -> str:
+        """One line per log record: its time, the RssAnon peak until the next record, the message."""
+        marks = self.lines + [(float("inf"), "(end)")]
+        out = []
+        for (t, message), (t_next, _) in zip(marks, marks[1:]):
+            peak = max((r for s, r in self.samples if t <= s < t_next), default=0.0)
+            out.append(f"{t:8.1f} s  peak {peak:8,.0f} MB  {message[:160]}")
+        return "\n".join(out) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rqgmm.bench.scale_memory", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, required=True, help="rows of the planted log")
@@ -88,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=int, default=100_000, help="users (default 100000)")
     parser.add_argument("--sample-users", type=float, default=1.0, help="evaluate's --sample-users (default 1)")
     parser.add_argument("--codebook-size", type=int, default=256, help="K per level (default 256)")
+    parser.add_argument("--trace", help="file: each log line's time and the RssAnon peak until the next")
     return parser
 
 
@@ -104,8 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
     if torch.device(args.device).type == "cuda":  # and, on a GPU, the CUDA context's own host memory (driver,
         torch.ones(1, 1, device=args.device) @ torch.ones(1, 1, device=args.device)  # cuBLAS), else the first stage's
     baseline = rss_anon_mb()
-    with StageMeter() as meter:
+    trace = Trace()
+    with StageMeter() as meter, (trace if args.trace else contextlib.nullcontext()):
         sizes = measured_evaluate(paths, config, out, meter)
+    if args.trace:
+        Path(args.trace).write_text(trace.text())
     peak = max(meter.peaks.values())
     result = dict(sizes, device=args.device, sample_users=args.sample_users, generate_s=round(generated_s, 1),
                   seconds=meter.seconds, peak_mb=meter.peaks, peak=peak, baseline_mb=baseline,

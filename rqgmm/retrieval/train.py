@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -389,11 +390,15 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     scheduler = learning_rates(optimizer, config.schedule, config.max_epochs * -(-len(windows) // batch))
     best, best_state, stale = (-1.0, -1.0), None, 0
     for epoch in range(config.max_epochs):
+        start = time.perf_counter()
         loss = _epoch(model, optimizer, scheduler, windows.epoch(generator), batch, generator)
+        trained = time.perf_counter()
         metrics = recall_ndcg(retriever.ranks(*valid)[0], (10,))
         score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
         retriever.valid_recall.append(score[0])
-        logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f", epoch + 1, loss, *score)
+        logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f (training %.1f s, %d steps of "
+                    "%d windows; validation %.1f s, %d users)", epoch + 1, loss, *score, trained - start,
+                    -(-len(windows) // batch), batch, time.perf_counter() - trained, len(valid[1]))
         if score > best:
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
         else:
