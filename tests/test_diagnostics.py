@@ -63,3 +63,22 @@ def test_the_report_table_gives_the_rank_correlation_with_the_trained_auc_from_t
     assert lines[4] == ("Rank correlation with the `ids` AUC on all rows over 3 configurations: co-click lift "
                         "+1.00, click-rate R² +0.50.")
     assert len(diagnostics_section(records[:2] + records[3:5])) == 4  # two configurations: no correlation
+
+
+def test_click_facts_computed_once_equal_each_table_alone_and_the_float_weighted_rates():
+    """One ClickFacts serves every codes table of a catalogue: the same checks as each table computed alone; its
+    click rates (clicks counted as integers) equal the float-weighted bincount of the log."""
+    from rqgmm.ids.diagnostics import ClickFacts, click_rates, diagnostics
+
+    rng = np.random.default_rng(5)
+    rows, users = rng.integers(0, 60, 5000), rng.integers(0, 300, 5000)
+    clicked = rng.random(5000) < 0.3
+    facts = ClickFacts.of(rows, users, clicked, 80)
+    for codes in (rng.integers(0, 4, (80, 2)), rng.integers(0, 9, (80, 3))):
+        assert facts.diagnostics(codes) == diagnostics(codes, rows, users, clicked)
+    counts = np.bincount(rows, minlength=80)
+    seen = np.flatnonzero(counts)
+    reference = np.bincount(rows, weights=clicked.astype(np.float64), minlength=80)[seen] / counts[seen]
+    got_seen, rates = click_rates(rows, clicked, 80)
+    np.testing.assert_array_equal(got_seen, seen)
+    np.testing.assert_array_equal(rates, reference)

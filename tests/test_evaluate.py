@@ -23,6 +23,7 @@ from rqgmm.evaluate.inputs import check_inputs
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.cli import main
 from rqgmm.ctr import BACKBONES
+from rqgmm.ctr.log import EncodedLog
 from synthetic import synthetic_log, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,8 @@ def test_no_test_row_reaches_tokenizer_fitting_or_ctr_training(monkeypatch):
                         lambda method, X, *a, **k: fitted.append(X.shape) or real_fit(method, X, *a, **k))
     monkeypatch.setattr(evaluate_module, "run_ctr",
                         lambda tr, va, te, *a, **k: trained.append((tr, va, te)) or real_run(tr, va, te, *a, **k))
+    real_ordered = EncodedLog.ordered  # the CTR task drops the times once ordered; kept here to inspect the parts
+    monkeypatch.setattr(EncodedLog, "ordered", lambda log, *a, **k: real_ordered(log, *a, **{**k, "times": True}))
     Evaluation(check_inputs(interactions, items, config), config).run()
     assert fitted == [(len(items), 8 + 6)]  # item vectors only, never a row of the log
     cut = np.sort(interactions["timestamp"].to_numpy())[int(0.8 * len(interactions)) - 1]
@@ -278,3 +281,18 @@ def test_a_shape_sweep_fits_one_tokenizer_per_shape_and_compares_them_head_to_he
     assert sorted((r["tokenizer"], r["seed"], len(r["coherence"])) for r in diagnostics) == [
         ("rqkmeans 2x4", 0, 2), ("rqkmeans 2x4", 1, 2), ("rqkmeans 3x4", 0, 3), ("rqkmeans 3x4", 1, 3)]
     assert "## Diagnostics without training" in report
+
+
+def test_the_ctr_split_drops_the_times_and_keeps_every_other_column():
+    """Ordered for the CTR task the log has no time column (8 bytes a row); every other column equals the
+    ordering that keeps the times, and the unordered log is emptied."""
+    interactions, items = synthetic_log()
+    config = config_from(dict(categorical="hour,brand", bag="tags", embedding=["text_emb"], seeds=1, quick=True))
+    data = check_inputs(interactions, items, config)
+    kept = data.interactions.ordered(data.order, 100, times=True)
+    dropped = data.interactions.ordered(data.order, 100, release=True, times=False)
+    assert dropped.times is None and kept.times is not None and data.interactions.times is None
+    np.testing.assert_array_equal(dropped.item_rows, kept.item_rows)
+    np.testing.assert_array_equal(dropped.labels, kept.labels)
+    for name in kept.codes:
+        np.testing.assert_array_equal(dropped.codes[name], kept.codes[name])

@@ -6,8 +6,9 @@
 Writes ``OUT/log/{interactions,items}.parquet`` (``rqgmm.data.planted``: 200,000 items, 100,000 users by
 default; kept and reused when a log of that size is already there), then runs in this process the quick
 grid of BENCHMARKS.md (two embedding columns fused, ``--categorical category``, rqgmm and rqkmeans, K=256,
-FNN) and times each stage: read and encode, split, tokenizers, CTR runs, intervals, report. A thread polls
-``/proc/self/status`` every 20 ms; each stage's peak RssAnon is the largest seen while it ran. The table
+FNN) and times each stage: read and encode, split, tokenizers, CTR runs, intervals, report. As the command
+line does, each run's test predictions go to its file under ``OUT/evaluate/runs`` (emptied first: nothing
+is resumed). A thread polls ``/proc/self/statm`` every 20 ms; each stage's peak RssAnon is the largest seen while it ran. The table
 printed at the end (and ``OUT/scale_memory.json``) gives each stage's seconds and peak, and the ratio of
 the peak to the int table plus the item vectors (the issue-28 target is 2x).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import logging
 import threading
 import time
@@ -52,16 +54,22 @@ def quick_config(device: str, sample_users: float, codebook_size: int = 256):
 
 def measured_evaluate(paths: tuple[Path, Path], config, out: Path, meter: StageMeter) -> dict:
     """The quick grid, each stage under ``meter`` (opened by the caller); returns the data's sizes."""
+    from rqgmm.evaluate.config import run_settings
+    from rqgmm.evaluate.grid import RecordStore
+    from rqgmm.evaluate.names import RUNS
     from rqgmm.evaluate.inputs import check_inputs, read_table
     from rqgmm.evaluate.report import write_into
     from rqgmm.evaluate.retrieval_task import evaluate_tasks
 
     data = meter.run("read+encode", lambda: check_inputs(read_table(str(paths[0]), "interactions"),
                                                          read_table(str(paths[1]), "items"), config))
+    shutil.rmtree(out / "evaluate" / RUNS, ignore_errors=True)  # a fresh grid: nothing resumed
+    store = RecordStore(out / "evaluate", dict(run_settings(config), dataset="planted"))  # as the command line:
+    # each run's test predictions go to its file under runs/ and are read back when compared
     sizes = dict(rows=len(data.interactions), items=len(data.items), int_table_mb=data.interactions.nbytes / 2**20,
                  vectors_mb=sum(v.nbytes for v in data.vectors.values()) / 2**20)
     # split, tokenizers, ctr and intervals are measured by evaluate itself, under this open meter
-    records, seconds = evaluate_tasks(data, config, "planted", None, False)
+    records, seconds = evaluate_tasks(data, config, "planted", store, False)
     meta = dict(command="python -m rqgmm.bench.scale_memory", dataset="planted", rows=sizes["rows"],
                 items=sizes["items"], seconds=seconds)
     meter.run("report", lambda: write_into(out / "evaluate", records, meta))

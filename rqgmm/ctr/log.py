@@ -197,14 +197,16 @@ class EncodedLog:
             raise InputError("the log has no time column to sort by")
         return [self.times, self.codes[self.columns.user], self.items.order[self.item_rows]]
 
-    def ordered(self, order: np.ndarray, n_train: int, release: bool = False) -> "EncodedLog":
+    def ordered(self, order: np.ndarray, n_train: int, release: bool = False, times: bool = True) -> "EncodedLog":
         """The rows in ``order`` (N,), with vocabularies and moments of the first ``n_train`` of them.
 
         Returns a new log: codes are indices ``1..n`` of the values seen in the
         training rows and 0 elsewhere; numbers are standardised with the
         training rows' mean and std. With ``release``, each column leaves this
         log as soon as its ordered copy exists (this log is empty afterwards),
-        so the peak is one table and one column rather than two tables.
+        so the peak is one table and one column rather than two tables. Without
+        ``times`` the new log has no time column (once the rows are in time
+        order the CTR task never reads it: 8 bytes a row less).
         """
         def take(name: str, store: dict | None = None) -> np.ndarray | None:
             values = getattr(self, name) if store is None else store[name]
@@ -215,6 +217,8 @@ class EncodedLog:
                     del store[name]
             return None if values is None else taken(values, order)
 
+        if not times and release:
+            self.times = None  # before any copy: the largest column (int64) goes first
         item_rows = take("item_rows")
         counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
         codes, bags, sizes, dictionaries = {}, {}, dict(self.sizes), dict(self.dictionaries)
@@ -235,7 +239,8 @@ class EncodedLog:
             numeric[name] = standardised(values, *stats[name])
         items = _items_vocabulary(self.items, counts)
         sizes.update({name: size for name, size in items.sizes.items()})
-        return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take("labels"), times=take("times"),
+        return replace(self, codes=codes, bags=bags, numeric=numeric, labels=take("labels"),
+                       times=take("times") if times else None,
                        item_rows=item_rows, items=items, sizes=sizes, n_train=n_train, dictionaries=dictionaries,
                        moments=stats, held_out_users=held_out_users, _device_rows={})
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from rqgmm.ids.diagnostics import diagnostics
+from rqgmm.ids.diagnostics import ClickFacts
 from rqgmm.evaluate.tables import fmt_mean_std, markdown_table, ordered, select
 
 #: Fewer configurations than this give no rank correlation.
@@ -21,11 +21,14 @@ MIN_CONFIGURATIONS = 3
 
 def diagnostic_records(stage, train, config) -> list[dict]:
     """One record per tokenizer held by ``stage``, from the training rows ``train`` (a LogPart)."""
-    items, users, labels = train[config.item], train[config.user], train[config.label]
+    if not stage.codes:
+        return []
+    items, users, clicked = train[config.item], train[config.user], train[config.label] > 0
     known = items >= 0
-    items, users, clicked = items[known], users[known], labels[known] > 0
-    return [stage.record("diagnostic", tokenizer=label, seed=seed, modality=name,
-                         **diagnostics(codes, items, users, clicked))
+    if not known.all():  # rows of items the table lacks (no copies of the log when there are none)
+        items, users, clicked = items[known], users[known], clicked[known]
+    facts = ClickFacts.of(items, users, clicked, len(next(iter(stage.codes.values()))[0]))
+    return [stage.record("diagnostic", tokenizer=label, seed=seed, modality=name, **facts.diagnostics(codes))
             for (label, seed, name), (codes, _) in stage.codes.items()]
 
 

@@ -61,7 +61,8 @@ def split_rows(data: EvaluationData, config: EvaluateConfig) -> Split:
     log = data.interactions
     n = len(log)
     first, second = cut_points(n)
-    ordered = log.ordered(data.order, first, release=True)  # the unordered log is emptied as it is copied
+    # the unordered log is emptied as it is copied; the times go unless the retrieval task reads them later
+    ordered = log.ordered(data.order, first, release=True, times=config.task != "ctr")
     data.interactions, data.order = ordered, None  # one int table from here on, and no order array
     split = Split(LogPart(ordered, 0, first), LogPart(ordered, first, second), LogPart(ordered, second, n),
                   kind="time" if data.timed else "random")

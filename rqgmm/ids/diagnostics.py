@@ -12,6 +12,8 @@ Per level l (the length-l prefixes of the full IDs):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -46,12 +48,22 @@ def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) 
     return out
 
 
+def click_rates(rows: np.ndarray, clicked: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The item rows (S,) with at least one row in ``rows`` (M,), and their click rates (S,) float64 (clicks
+    counted as integers: no float copy of the log)."""
+    counts = np.bincount(rows, minlength=n_items)
+    seen = np.flatnonzero(counts)
+    clicks = np.bincount(rows[np.asarray(clicked, dtype=bool)], minlength=n_items)
+    return seen, clicks[seen] / counts[seen]
+
+
 def click_rate_r2(codes: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> list[dict]:
     """Per level: R² of the items' click rates (items with at least one row in ``rows``) on the level's
     prefixes, and its expectation under random IDs of the same sizes."""
-    counts = np.bincount(rows, minlength=len(codes))
-    seen = np.flatnonzero(counts)
-    rates = np.bincount(rows, weights=np.asarray(clicked, dtype=np.float64), minlength=len(codes))[seen] / counts[seen]
+    return _r2_by_level(codes, *click_rates(rows, clicked, len(codes)))
+
+
+def _r2_by_level(codes: np.ndarray, seen: np.ndarray, rates: np.ndarray) -> list[dict]:
     total = float(((rates - rates.mean()) ** 2).sum())
     out = []
     for level in range(1, np.asarray(codes).shape[1] + 1):
@@ -62,6 +74,33 @@ def click_rate_r2(codes: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> l
         expected = (n_groups - 1) / (len(seen) - 1) if len(seen) > 1 else None
         out.append(dict(level=level, r2=between / total if total > 0 else None, expected=expected))
     return out
+
+
+@dataclass(frozen=True)
+class ClickFacts:
+    """What both checks read from a click log, computed once for every codes table of one catalogue.
+
+    Attributes
+    ----------
+    first, second : (P,) int, the users' consecutive positive pairs of item rows (:func:`consecutive_pairs`)
+    seen, rates : (S,) the item rows with a row in the log and their click rates (:func:`click_rates`)
+    """
+
+    first: np.ndarray
+    second: np.ndarray
+    seen: np.ndarray
+    rates: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, users: np.ndarray, clicked: np.ndarray, n_items: int) -> "ClickFacts":
+        """From a log of M rows (item rows, users, bool labels, in the log's order) over ``n_items`` items."""
+        clicked = np.asarray(clicked, dtype=bool)
+        return cls(*consecutive_pairs(users, rows, clicked), *click_rates(rows, clicked, n_items))
+
+    def diagnostics(self, codes: np.ndarray) -> dict:
+        """Both checks of codes (N, L), N = ``n_items``: see :func:`diagnostics`."""
+        return dict(pairs=int(len(self.first)), coherence=coclick_coherence(codes, self.first, self.second),
+                    r2=_r2_by_level(codes, self.seen, self.rates))
 
 
 def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked: np.ndarray) -> dict:
@@ -80,7 +119,4 @@ def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked:
         ``pairs`` (the users' consecutive positive pairs), ``coherence`` (:func:`coclick_coherence`, per
         level) and ``r2`` (:func:`click_rate_r2`, per level).
     """
-    clicked = np.asarray(clicked, dtype=bool)
-    first, second = consecutive_pairs(users, rows, clicked)
-    return dict(pairs=int(len(first)), coherence=coclick_coherence(codes, first, second),
-                r2=click_rate_r2(codes, rows, clicked))
+    return ClickFacts.of(rows, users, clicked, len(codes)).diagnostics(codes)
