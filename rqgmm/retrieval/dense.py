@@ -108,12 +108,23 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
 
 
 def _cold_logp(query: np.ndarray, cold_unit: np.ndarray, scale: float, share: float) -> np.ndarray:
-    """log pi + log softmax over the cold items (U, C) of the scaled cosines."""
-    logits = scale * (query @ cold_unit.T).astype(np.float64)
+    """log pi + log softmax over the cold items (U, C) of the scaled cosines.
+
+    In place on one float64 block and one scratch block (the same operations in the same order as the formula).
+    """
+    logits = (query @ cold_unit.T).astype(np.float64)
+    logits *= scale
     if not logits.shape[1]:
         return logits
     top = logits.max(1, keepdims=True)
-    return math.log(share) + logits - top - np.log(np.exp(logits - top).sum(1, keepdims=True))
+    shifted = np.subtract(logits, top)
+    np.exp(shifted, out=shifted)
+    norm = np.log(shifted.sum(1, keepdims=True))
+    del shifted
+    out = np.add(math.log(share), logits, out=logits)
+    out -= top
+    out -= norm
+    return out
 
 
 def _merge(items: np.ndarray, warm: np.ndarray, cold_logp: np.ndarray, cold_rows: np.ndarray, targets: np.ndarray,
@@ -129,8 +140,7 @@ def _merge(items: np.ndarray, warm: np.ndarray, cold_logp: np.ndarray, cold_rows
     if not take:
         rank[found] = j[found] + 1
         return rank
-    order = np.lexsort((np.broadcast_to(cold_rows, cold_logp.shape), -cold_logp), axis=1)[:, :take]
-    chosen, chosen_logp = cold_rows[order], np.take_along_axis(cold_logp, order, 1)
+    chosen, chosen_logp = _top_cold(cold_logp, cold_rows, take)
     before = (chosen_logp[:, :, None] > calibrated[:, None, :]).sum(1)  # (U, W) cold items ahead of slot j
     rank[found] = j[found] + 1 + before[found, j[found]]
     cold_hit = (chosen == targets[:, None]) & ~found[:, None]
@@ -139,3 +149,27 @@ def _merge(items: np.ndarray, warm: np.ndarray, cold_logp: np.ndarray, cold_rows
     ahead = (calibrated[rows] >= chosen_logp[rows, i][:, None]).sum(1)
     rank[rows] = i + 1 + ahead
     return rank
+
+
+def _top_cold(cold_logp: np.ndarray, cold_rows: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``take`` cold items (U, take) with the highest log-probability (U, C) per user, ties by item row
+    (``cold_rows`` (C,) ascending), best first, and their log-probabilities (U, take).
+
+    The ``take``-th largest value of each row is found by a partition; only the entries at or above it (ties
+    included) are ordered, so a chunk costs O(U x C), not a sort of every row.
+    """
+    U, C = cold_logp.shape
+    if not 0 < take < C:  # nothing to select, or every cold item
+        order = np.lexsort((np.broadcast_to(np.arange(C), cold_logp.shape), -cold_logp), axis=1)[:, :take]
+        return cold_rows[order], np.take_along_axis(cold_logp, order, 1)
+    threshold = np.partition(cold_logp, C - take, axis=1)[:, C - take]
+    user, column = np.nonzero(cold_logp >= threshold[:, None])  # each user's best `take`, and ties at the threshold
+    value = cold_logp[user, column]
+    order = np.lexsort((column, -value, user))
+    user, column, value = user[order], column[order], value[order]
+    place = np.arange(len(user)) - np.searchsorted(user, user)
+    kept = place < take
+    chosen, chosen_logp = np.empty((U, take), dtype=np.int64), np.empty((U, take))
+    chosen[user[kept], place[kept]] = cold_rows[column[kept]]
+    chosen_logp[user[kept], place[kept]] = value[kept]
+    return chosen, chosen_logp
