@@ -243,25 +243,30 @@ class Retriever:
     def ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Item-level and ID-level ranks (U,) of the targets after each history (U, H), by ``config.cold``'s rule.
 
-        With a cold rule the ID level is the beam's list before cold items join.
+        Only that rule is computed (early stopping reads it each epoch). With a cold rule the ID level is the
+        beam's list before cold items join.
         """
-        by_rule, id_rank = self.rule_ranks(history, targets)
-        return by_rule.get(self.config.cold, by_rule["prefix"]), id_rank
+        by_rule, id_rank = self.rule_ranks(history, targets, (self.config.cold,))
+        return by_rule[self.config.cold if self.config.cold in by_rule else "prefix"], id_rank
 
-    def rule_ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Item-level ranks (U,) per cold rule (one beam search), and the ID-level ranks.
+    def rule_ranks(self, history: np.ndarray, targets: np.ndarray,
+                   rules: tuple[str, ...] = COLD_RULES) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Item-level ranks (U,) per cold rule of ``rules`` (one beam search), and the ID-level ranks.
 
         Without generated dedup tokens there is no cold rule: the one entry "prefix" holds the collision
-        correction's ranks. "dense" is present when the model learned the projection.
+        correction's ranks. "dense" is present when asked for and the model learned the projection.
         """
-        ids, logp, query = self._generate(history)
+        dense = "dense" in rules and self.unit is not None
+        ids, logp, query = self._generate(history, dense)
         sizes = list(self.tokens.sizes[:self.tokens.generated])
         item_rank, id_rank = ranks(ids, sizes, targets, self.groups)
         if not self.prefix_rule:
             return {"prefix": item_rank}, id_rank
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
-        found = {"prefix": self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)}
+        found = {}
+        if "prefix" in rules:
+            found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share)
@@ -278,7 +283,7 @@ class Retriever:
         self.depth, self.weight = L, calibrated_weight(self.share)  # from here on the rule reads the affinity
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
             return L
-        ids, logp, _ = self._generate(history)
+        ids, logp, _ = self._generate(history, dense=False)
         items, cold = self._items_of(ids), self.cold[targets]
         found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
         self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0
@@ -296,12 +301,13 @@ class Retriever:
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
                                  query, self.unit, logp, self.weight)
 
-    def _generate(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None without it)."""
+    def _generate(self, history: np.ndarray, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None unless ``dense``
+        and the model has the projection)."""
         device = resolve_device(self.config.device)
         with torch_threads(self.config.num_threads):
             ids, logp = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
-            query = self._query(history, EVAL_BATCH[device.type]) if self.unit is not None else None
+            query = self._query(history, EVAL_BATCH[device.type]) if dense and self.unit is not None else None
         return ids, logp, query
 
     @torch.no_grad()
