@@ -11,7 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from rqgmm.retrieval.dense import _cold_logp, _merge, _top_cold
+import torch
+
+from rqgmm.retrieval import dense
+from rqgmm.retrieval.dense import _cold_logp, _merge, _top_cold, _top_cold_torch, dense_rule_ranks
 from rqgmm.retrieval.metrics import MISS
 
 
@@ -70,8 +73,8 @@ def test_the_selection_equals_the_full_lexsort(seed, levels, cap):
     C = int(rng.integers(1, 40))
     items, warm, cold_logp, cold_rows, targets = _case(rng, 30, C, 8, 100, levels)
     expected = _reference_merge(items, warm, cold_logp, cold_rows, targets, cap)
-    assert np.array_equal(_merge(items, warm, cold_logp, cold_rows, targets, cap), expected)
     take = min(cap, C)
+    assert np.array_equal(_merge(items, warm, *_top_cold(cold_logp, cold_rows, take), targets), expected)
     order = np.lexsort((np.broadcast_to(cold_rows, cold_logp.shape), -cold_logp), axis=1)[:, :take]
     chosen, chosen_logp = _top_cold(cold_logp, cold_rows, take)
     assert np.array_equal(chosen, cold_rows[order])
@@ -87,3 +90,38 @@ def test_the_in_place_log_probabilities_equal_the_formula_bit_for_bit(seed):
     expected = _reference_cold_logp(query, cold_unit, 13.7, 0.23)
     assert np.array_equal(_cold_logp(query, cold_unit, 13.7, 0.23), expected)
     assert _cold_logp(query, cold_unit[:0], 13.7, 0.23).shape == (7, 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("cap", [0, 1, 2, 7])
+def test_the_torch_selection_equals_the_numpy_one(seed, cap):
+    """The device path (run here on the CPU) picks the same cold items; duplicated embeddings give exact ties."""
+    rng = np.random.default_rng([seed, cap])
+    C = int(rng.integers(1, 30))
+    query = rng.normal(size=(9, 4)).astype(np.float32)
+    cold_unit = rng.normal(size=(C, 4)).astype(np.float32)
+    cold_unit[rng.integers(0, C, C // 2)] = cold_unit[0]  # many cold items tie with item 0
+    cold_rows = np.sort(rng.choice(1000, C, replace=False))
+    take = min(cap, C)
+    chosen, chosen_logp = _top_cold(_cold_logp(query, cold_unit, 7.5, 0.1), cold_rows, take)
+    got, got_logp = _top_cold_torch(torch.from_numpy(query), torch.from_numpy(cold_unit), cold_rows, 7.5, 0.1, take)
+    assert np.array_equal(got, chosen)
+    assert np.allclose(got_logp, chosen_logp, rtol=0, atol=1e-5)  # float32 products of two libraries
+
+
+def test_dense_rule_ranks_on_a_torch_device_equal_the_host_ones(monkeypatch):
+    rng = np.random.default_rng(5)
+    M, U, W = 300, 700, 6  # more users than one host chunk
+    unit = rng.normal(size=(M, 8)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    cold = rng.random(M) < 0.3
+    items = np.stack([rng.choice(np.flatnonzero(~cold), W, replace=False) for _ in range(U)])
+    logp = np.sort(rng.normal(size=(U, W)) - 2, axis=1)[:, ::-1].copy()
+    targets = np.where(rng.random(U) < 0.5, rng.choice(np.flatnonzero(cold), U), items[:, 0])
+    query = unit[targets] + 0.1 * rng.normal(size=(U, 8)).astype(np.float32)  # cold targets near their query
+    args = items, logp, query, unit, cold, targets, 3, 12.0, 0.3
+    host = dense_rule_ranks(*args)
+    assert (host[cold[targets]] <= W + 3).mean() > 0.5
+    monkeypatch.setattr(dense, "HOST_TYPES", ())  # the device path, on the CPU
+    monkeypatch.setattr(dense, "DEVICE_BLOCK_BYTES", 8 * int(cold.sum()) * 250)  # 250 users a block
+    assert np.array_equal(dense_rule_ranks(*args, device="cpu"), host)

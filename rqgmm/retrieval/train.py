@@ -269,7 +269,7 @@ class Retriever:
             found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
-                                              float(self.model.scale.detach()), self.share)
+                                              float(self.model.scale.detach()), self.share, self.model.table.device)
         return found, id_rank
 
     def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
