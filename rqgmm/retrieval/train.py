@@ -72,11 +72,17 @@ class RetrievalConfig:
         and the 95th percentile of the training sequences' lengths.
     max_epochs, patience : int
         Epochs, and epochs without a better validation Recall@10 before stopping.
+    max_windows : int or None
+        The most training windows one model reads over its epochs (None: no limit): a log of R windows trains
+        at most ``min(max_epochs, max(1, max_windows // R))`` epochs (:func:`epoch_budget`; the cosine schedule
+        spans those), so a large log's model costs a bounded number of steps while a small one keeps
+        ``max_epochs``.
     lr : float
         The peak learning rate (Adam).
     schedule : {"constant", "cosine"}
-        "cosine": the rate rises linearly over the first :data:`WARMUP` of the ``max_epochs`` budget's steps,
-        then falls along a half cosine to 0 at the budget's end (early stopping may end sooner).
+        "cosine": the rate rises linearly over the first :data:`WARMUP` of the epoch budget's steps
+        (:func:`epoch_budget`), then falls along a half cosine to 0 at the budget's end (early stopping may end
+        sooner).
     crop : {"fixed", "random"}
         Where the training windows are cut (:func:`training_windows`): the same cuts every epoch, or cuts
         shifted by a shift drawn each epoch (from "retrieval batches"), so a target is read after a different
@@ -111,6 +117,7 @@ class RetrievalConfig:
     history: int = 20
     max_epochs: int = 20
     patience: int = 3
+    max_windows: int | None = None
     lr: float = 2e-3
     schedule: str = "constant"
     crop: str = "fixed"
@@ -130,9 +137,14 @@ class RetrievalConfig:
 #: a cosine decay from 4e-3 reached 0.074-0.075 over the last epochs.
 QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20, max_epochs=20, patience=4,
                         lr=4e-3, schedule="cosine", crop="random", valid_users=2000)
-#: The full mode takes QUICK's schedule and cuts at its own size and peak rate (not measured on a GPU yet).
+#: The full mode takes QUICK's schedule and cuts at its own size and peak rate. On large logs it validates on at
+#: most 5,000 users and reads at most 500,000 windows per model (issue 27: on a 5M-row planted log, 100,000 users,
+#: 103,343 windows at H = 37, an epoch trained in about 5 s on an H200: 4 epochs there). A log of at
+#: most 16,666 windows keeps all 30 epochs, and one of at most 5,000 users the whole validation split:
+#: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50) trains
+#: as before.
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
-                       schedule="cosine", crop="random")
+                       schedule="cosine", crop="random", valid_users=5000, max_windows=500_000)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -334,6 +346,14 @@ def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int
     return int(max(8, min(256, windows // MIN_STEPS_PER_EPOCH, LOGIT_BYTES[device.type] // per_window)))
 
 
+def epoch_budget(config: RetrievalConfig, windows: int) -> int:
+    """The epochs a model of ``windows`` training windows may train: ``max_epochs``, fewer where that would read
+    more than ``max_windows`` windows (at least 1)."""
+    if config.max_windows is None or not windows:
+        return config.max_epochs
+    return min(config.max_epochs, max(1, config.max_windows // windows))
+
+
 def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
                   embeddings: np.ndarray | None = None) -> Retriever:
     """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights.
@@ -393,9 +413,13 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     model, config = retriever.model, retriever.config
     batch = _batch(config, retriever.tokens, retriever.length + 1, len(windows), windows.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=windows.device.type in ("cuda", "cpu"))
-    scheduler = learning_rates(optimizer, config.schedule, config.max_epochs * -(-len(windows) // batch))
+    epochs = epoch_budget(config, len(windows))
+    if epochs < config.max_epochs:
+        logger.info("%d epochs of %d windows (at most %d windows per model; max_epochs %d)", epochs, len(windows),
+                    config.max_windows, config.max_epochs)
+    scheduler = learning_rates(optimizer, config.schedule, epochs * -(-len(windows) // batch))
     best, best_state, stale = (-1.0, -1.0), None, 0
-    for epoch in range(config.max_epochs):
+    for epoch in range(epochs):
         start = time.perf_counter()
         loss = _epoch(model, optimizer, scheduler, windows.epoch(generator), batch, generator)
         trained = time.perf_counter()
