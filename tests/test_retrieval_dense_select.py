@@ -123,5 +123,25 @@ def test_dense_rule_ranks_on_a_torch_device_equal_the_host_ones(monkeypatch):
     host = dense_rule_ranks(*args)
     assert (host[cold[targets]] <= W + 3).mean() > 0.5
     monkeypatch.setattr(dense, "HOST_TYPES", ())  # the device path, on the CPU
+    monkeypatch.setattr(dense, "DEVICE_MIN_COLD", 1)
     monkeypatch.setattr(dense, "DEVICE_BLOCK_BYTES", 8 * int(cold.sum()) * 250)  # 250 users a block
     assert np.array_equal(dense_rule_ranks(*args, device="cpu"), host)
+
+
+def test_fewer_cold_items_than_the_device_minimum_stay_on_the_host(monkeypatch):
+    """A MovieLens-100k-sized catalogue (1,682 items) is scored in numpy on any device: its ranks stay bit for bit."""
+    assert 1682 < dense.DEVICE_MIN_COLD
+    monkeypatch.setattr(dense, "HOST_TYPES", ())  # as on a GPU
+
+    def refuse(*args):
+        raise AssertionError("the device path ran")
+
+    monkeypatch.setattr(dense, "_top_cold_torch", refuse)
+    rng = np.random.default_rng(0)
+    unit = rng.normal(size=(1682, 4)).astype(np.float32)
+    cold = np.zeros(1682, bool)
+    cold[-300:] = True
+    items = np.tile(np.arange(5), (3, 1))
+    ranks = dense_rule_ranks(items, np.log(np.full((3, 5), 0.1)), unit[:3], unit, cold, np.array([0, 1, 1500]), 2,
+                             10.0, 0.2, device="cpu")
+    assert ranks[0] <= 3 and ranks[1] <= 4
