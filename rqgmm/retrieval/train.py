@@ -134,7 +134,8 @@ class RetrievalConfig:
 
 #: Chosen on MovieLens-100k's validation split (rqkmeans 3 x 128, seed 0; issue 27): 8 constant-rate epochs
 #: left the model under-trained (validation Recall@10 0.050, still rising); 20 epochs with random window cuts and
-#: a cosine decay from 4e-3 reached 0.074-0.075 over the last epochs.
+#: a cosine decay from 4e-3 reached 0.074-0.075 over the last epochs. No window budget (every log trains up to 20
+#: epochs): the quick mode is the CPU's, for small logs.
 QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20, max_epochs=20, patience=4,
                         lr=4e-3, schedule="cosine", crop="random", valid_users=2000)
 #: The full mode takes QUICK's schedule and cuts at its own size and peak rate. On large logs it validates on at
