@@ -223,7 +223,9 @@ def describe_retrieval(config, header: dict) -> dict:
                                "stands for its items, ranked by training popularity")),
                 retrieval_model=(f"decoder-only transformer, dim {training.model.dim}, {training.model.layers} "
                                  f"layers, history <= {training.history} items, <= {training.max_epochs} epochs "
-                                 f"(patience {training.patience}), learning rate {training.lr:g} "
+                                 + (f"and <= {training.max_windows:,} training windows " if training.max_windows
+                                    else "")
+                                 + f"(patience {training.patience}), learning rate {training.lr:g} "
                                  f"({training.schedule}), {training.crop} window cuts, beam {training.beam}"))
 
 

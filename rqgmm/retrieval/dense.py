@@ -39,13 +39,21 @@ import numpy as np
 import torch
 
 from rqgmm.retrieval.metrics import MISS
+from rqgmm.runtime.device import cuda_tf32
 
 #: Weight of the projection's loss beside the token cross-entropy (per target item; the token loss sums G terms).
 DENSE_WEIGHT = 1.0
 #: Cold-item rules of the retrieval task: TIGER's prefix rule (:mod:`.cold`) and this dense re-rank.
 COLD_RULES = ("prefix", "dense")
-#: Users merged at once (a (chunk, cold items) float32 block).
+#: Users merged at once on the host (a (chunk, cold items) float64 block).
 USER_CHUNK = 512
+#: Bytes of the (users, cold items) float64 block scored at once on a device (a few such blocks are alive).
+DEVICE_BLOCK_BYTES = 1 << 30
+#: Device types whose cold items are scored in numpy on the host (exactly as before; torch's CPU softmax was no
+#: faster); others in torch on the device, from DEVICE_MIN_COLD cold items on. Fewer stay on the host (a small
+#: block): MovieLens-100k's whole catalogue is 1,682 items, so its dense ranks are the host's bit for bit.
+HOST_TYPES = ("cpu",)
+DEVICE_MIN_COLD = 2000
 #: Uniform negatives per training step of the projection's sampled softmax.
 NEGATIVES = 1024
 #: The learned scale's start (1 / 0.07, as CLIP's) and its ceiling.
@@ -82,7 +90,8 @@ def cold_share(cold: np.ndarray, valid: np.ndarray) -> float:
 
 
 def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, unit: np.ndarray, cold: np.ndarray,
-                     targets: np.ndarray, cap: int, scale: float, share: float) -> np.ndarray:
+                     targets: np.ndarray, cap: int, scale: float, share: float,
+                     device: str | torch.device = "cpu") -> np.ndarray:
     """1-based rank (U,) of each target in the beam's list merged with the cold items (MISS: not in it).
 
     Parameters
@@ -96,41 +105,68 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
     cap : int, the most cold items that enter a list
     scale : float, the projection's learned scale
     share : float in (0, 1), pi (:func:`cold_share`)
+    device : where the cold items are scored (U x C cosines and a softmax): on the CPU (:data:`HOST_TYPES`) or
+        for fewer than :data:`DEVICE_MIN_COLD` cold items in numpy, :data:`USER_CHUNK` users at a time;
+        otherwise in torch on ``device``, :data:`DEVICE_BLOCK_BYTES` of float64 scores at a time, only each
+        user's best ``cap`` (and ties) read back. Both are float32 cosines and a float64 softmax; they may
+        differ in the last bits of a product or a sum.
     """
+    device = torch.device(device)
     rank = np.full(len(targets), MISS, dtype=np.int64)
     cold_rows = np.flatnonzero(cold)
+    take = min(cap, len(cold_rows))
     warm = np.where(items >= 0, math.log1p(-share) + logp, -np.inf)
-    for start in range(0, len(targets), USER_CHUNK):
-        part = slice(start, start + USER_CHUNK)
-        cold_logp = _cold_logp(query[part], unit[cold_rows], scale, share)
-        rank[part] = _merge(items[part], warm[part], cold_logp, cold_rows, targets[part], cap)
+    cold_unit = unit[cold_rows]
+    on_host = device.type in HOST_TYPES or len(cold_rows) < DEVICE_MIN_COLD
+    if on_host:
+        chunk = USER_CHUNK
+    else:
+        chunk = max(1, DEVICE_BLOCK_BYTES // (8 * max(1, len(cold_rows))))
+        cold_unit = torch.as_tensor(cold_unit, device=device)
+    for start in range(0, len(targets), chunk):
+        part = slice(start, start + chunk)
+        if on_host:
+            chosen = _top_cold(_cold_logp(query[part], cold_unit, scale, share), cold_rows, take)
+        else:
+            chosen = _top_cold_torch(torch.as_tensor(query[part], device=device), cold_unit, cold_rows, scale, share,
+                                     take)
+        rank[part] = _merge(items[part], warm[part], *chosen, targets[part])
     return rank
 
 
 def _cold_logp(query: np.ndarray, cold_unit: np.ndarray, scale: float, share: float) -> np.ndarray:
-    """log pi + log softmax over the cold items (U, C) of the scaled cosines."""
-    logits = scale * (query @ cold_unit.T).astype(np.float64)
+    """log pi + log softmax over the cold items (U, C) of the scaled cosines.
+
+    In place on one float64 block and one scratch block (the same operations in the same order as the formula).
+    """
+    logits = (query @ cold_unit.T).astype(np.float64)
+    logits *= scale
     if not logits.shape[1]:
         return logits
     top = logits.max(1, keepdims=True)
-    return math.log(share) + logits - top - np.log(np.exp(logits - top).sum(1, keepdims=True))
+    shifted = np.subtract(logits, top)
+    np.exp(shifted, out=shifted)
+    norm = np.log(shifted.sum(1, keepdims=True))
+    del shifted
+    out = np.add(math.log(share), logits, out=logits)
+    out -= top
+    out -= norm
+    return out
 
 
-def _merge(items: np.ndarray, warm: np.ndarray, cold_logp: np.ndarray, cold_rows: np.ndarray, targets: np.ndarray,
-           cap: int) -> np.ndarray:
-    """:func:`dense_rule_ranks` on one chunk of users, from the warm (U, W) and cold (U, C) log-probabilities."""
+def _merge(items: np.ndarray, warm: np.ndarray, chosen: np.ndarray, chosen_logp: np.ndarray,
+           targets: np.ndarray) -> np.ndarray:
+    """:func:`dense_rule_ranks` on one chunk of users, from the warm log-probabilities (U, W) and the chosen cold
+    items (U, T), best first, with theirs (U, T)."""
     U = items.shape[0]
     calibrated = np.minimum.accumulate(warm, axis=1)
-    take = min(cap, len(cold_rows))
     rank = np.full(U, MISS, dtype=np.int64)
     hit = items == targets[:, None]
     found = hit.any(1)
     j = hit.argmax(1)
-    if not take:
+    if not chosen.shape[1]:
         rank[found] = j[found] + 1
         return rank
-    order = np.lexsort((np.broadcast_to(cold_rows, cold_logp.shape), -cold_logp), axis=1)[:, :take]
-    chosen, chosen_logp = cold_rows[order], np.take_along_axis(cold_logp, order, 1)
     before = (chosen_logp[:, :, None] > calibrated[:, None, :]).sum(1)  # (U, W) cold items ahead of slot j
     rank[found] = j[found] + 1 + before[found, j[found]]
     cold_hit = (chosen == targets[:, None]) & ~found[:, None]
@@ -139,3 +175,51 @@ def _merge(items: np.ndarray, warm: np.ndarray, cold_logp: np.ndarray, cold_rows
     ahead = (calibrated[rows] >= chosen_logp[rows, i][:, None]).sum(1)
     rank[rows] = i + 1 + ahead
     return rank
+
+
+def _top_cold(cold_logp: np.ndarray, cold_rows: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``take`` cold items (U, take) with the highest log-probability (U, C) per user, ties by item row
+    (``cold_rows`` (C,) ascending), best first, and their log-probabilities (U, take).
+
+    The ``take``-th largest value of each row is found by a partition; only the entries at or above it (ties
+    included) are ordered, so a chunk costs O(U x C), not a sort of every row.
+    """
+    U, C = cold_logp.shape
+    if not 0 < take < C:  # nothing to select, or every cold item
+        order = np.lexsort((np.broadcast_to(np.arange(C), cold_logp.shape), -cold_logp), axis=1)[:, :take]
+        return cold_rows[order], np.take_along_axis(cold_logp, order, 1)
+    threshold = np.partition(cold_logp, C - take, axis=1)[:, C - take]
+    user, column = np.nonzero(cold_logp >= threshold[:, None])  # each user's best `take`, and ties at the threshold
+    return _ordered(U, take, cold_rows, user, column, cold_logp[user, column])
+
+
+@torch.no_grad()
+def _top_cold_torch(query: torch.Tensor, cold_unit: torch.Tensor, cold_rows: np.ndarray, scale: float, share: float,
+                    take: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_cold` of :func:`_cold_logp`, in torch on the tensors' device (query (U, E), cold_unit (C, E)):
+    the threshold and the entries at or above it on the device, their order on the host."""
+    U = query.shape[0]
+    if not take:
+        return np.empty((U, 0), dtype=np.int64), np.empty((U, 0))
+    with cuda_tf32(False):  # float32 products, as numpy's
+        cold_logp = (query @ cold_unit.T).double().mul_(scale)
+    top = cold_logp.max(1, keepdim=True).values
+    norm = (cold_logp - top).exp_().sum(1, keepdim=True).log_()
+    cold_logp.add_(math.log(share)).sub_(top).sub_(norm)  # (log pi + logits) - top - norm, as _cold_logp
+    threshold = torch.topk(cold_logp, take, dim=1).values[:, -1:]
+    user, column = torch.nonzero(cold_logp >= threshold, as_tuple=True)
+    value = cold_logp[user, column]
+    return _ordered(U, take, cold_rows, user.cpu().numpy(), column.cpu().numpy(), value.cpu().numpy())
+
+
+def _ordered(U: int, take: int, cold_rows: np.ndarray, user: np.ndarray, column: np.ndarray,
+             value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's first ``take`` entries (user, column, value) by (-value, column): their cold rows and values."""
+    order = np.lexsort((column, -value, user))
+    user, column, value = user[order], column[order], value[order]
+    place = np.arange(len(user)) - np.searchsorted(user, user)
+    kept = place < take
+    chosen, chosen_logp = np.empty((U, take), dtype=np.int64), np.empty((U, take))
+    chosen[user[kept], place[kept]] = cold_rows[column[kept]]
+    chosen_logp[user[kept], place[kept]] = value[kept]
+    return chosen, chosen_logp

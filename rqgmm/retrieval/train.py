@@ -72,11 +72,17 @@ class RetrievalConfig:
         and the 95th percentile of the training sequences' lengths.
     max_epochs, patience : int
         Epochs, and epochs without a better validation Recall@10 before stopping.
+    max_windows : int or None
+        The most training windows one model reads over its epochs (None: no limit): a log of R windows trains
+        at most ``min(max_epochs, max(1, max_windows // R))`` epochs (:func:`epoch_budget`; the cosine schedule
+        spans those), so a large log's model costs a bounded number of steps while a small one keeps
+        ``max_epochs``.
     lr : float
         The peak learning rate (Adam).
     schedule : {"constant", "cosine"}
-        "cosine": the rate rises linearly over the first :data:`WARMUP` of the ``max_epochs`` budget's steps,
-        then falls along a half cosine to 0 at the budget's end (early stopping may end sooner).
+        "cosine": the rate rises linearly over the first :data:`WARMUP` of the epoch budget's steps
+        (:func:`epoch_budget`), then falls along a half cosine to 0 at the budget's end (early stopping may end
+        sooner).
     crop : {"fixed", "random"}
         Where the training windows are cut (:func:`training_windows`): the same cuts every epoch, or cuts
         shifted by a shift drawn each epoch (from "retrieval batches"), so a target is read after a different
@@ -111,6 +117,7 @@ class RetrievalConfig:
     history: int = 20
     max_epochs: int = 20
     patience: int = 3
+    max_windows: int | None = None
     lr: float = 2e-3
     schedule: str = "constant"
     crop: str = "fixed"
@@ -127,12 +134,18 @@ class RetrievalConfig:
 
 #: Chosen on MovieLens-100k's validation split (rqkmeans 3 x 128, seed 0; issue 27): 8 constant-rate epochs
 #: left the model under-trained (validation Recall@10 0.050, still rising); 20 epochs with random window cuts and
-#: a cosine decay from 4e-3 reached 0.074-0.075 over the last epochs.
+#: a cosine decay from 4e-3 reached 0.074-0.075 over the last epochs. No window budget (every log trains up to 20
+#: epochs): the quick mode is the CPU's, for small logs.
 QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20, max_epochs=20, patience=4,
                         lr=4e-3, schedule="cosine", crop="random", valid_users=2000)
-#: The full mode takes QUICK's schedule and cuts at its own size and peak rate (not measured on a GPU yet).
+#: The full mode takes QUICK's schedule and cuts at its own size and peak rate. On large logs it validates on at
+#: most 5,000 users and reads at most 500,000 windows per model (issue 27: on a 5M-row planted log, 100,000 users,
+#: 103,343 windows at H = 37, an epoch trained in about 5 s on an H200: 4 epochs there). A log of at
+#: most 16,666 windows keeps all 30 epochs, and one of at most 5,000 users the whole validation split:
+#: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50) trains
+#: as before.
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
-                       schedule="cosine", crop="random")
+                       schedule="cosine", crop="random", valid_users=5000, max_windows=500_000)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -243,28 +256,33 @@ class Retriever:
     def ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Item-level and ID-level ranks (U,) of the targets after each history (U, H), by ``config.cold``'s rule.
 
-        With a cold rule the ID level is the beam's list before cold items join.
+        Only that rule is computed (early stopping reads it each epoch). With a cold rule the ID level is the
+        beam's list before cold items join.
         """
-        by_rule, id_rank = self.rule_ranks(history, targets)
-        return by_rule.get(self.config.cold, by_rule["prefix"]), id_rank
+        by_rule, id_rank = self.rule_ranks(history, targets, (self.config.cold,))
+        return by_rule[self.config.cold if self.config.cold in by_rule else "prefix"], id_rank
 
-    def rule_ranks(self, history: np.ndarray, targets: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Item-level ranks (U,) per cold rule (one beam search), and the ID-level ranks.
+    def rule_ranks(self, history: np.ndarray, targets: np.ndarray,
+                   rules: tuple[str, ...] = COLD_RULES) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Item-level ranks (U,) per cold rule of ``rules`` (one beam search), and the ID-level ranks.
 
         Without generated dedup tokens there is no cold rule: the one entry "prefix" holds the collision
-        correction's ranks. "dense" is present when the model learned the projection.
+        correction's ranks. "dense" is present when asked for and the model learned the projection.
         """
-        ids, logp, query = self._generate(history)
+        dense = "dense" in rules and self.unit is not None
+        ids, logp, query = self._generate(history, dense)
         sizes = list(self.tokens.sizes[:self.tokens.generated])
         item_rank, id_rank = ranks(ids, sizes, targets, self.groups)
         if not self.prefix_rule:
             return {"prefix": item_rank}, id_rank
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
-        found = {"prefix": self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)}
+        found = {}
+        if "prefix" in rules:
+            found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
-                                              float(self.model.scale.detach()), self.share)
+                                              float(self.model.scale.detach()), self.share, self.model.table.device)
         return found, id_rank
 
     def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
@@ -278,7 +296,7 @@ class Retriever:
         self.depth, self.weight = L, calibrated_weight(self.share)  # from here on the rule reads the affinity
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
             return L
-        ids, logp, _ = self._generate(history)
+        ids, logp, _ = self._generate(history, dense=False)
         items, cold = self._items_of(ids), self.cold[targets]
         found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
         self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0
@@ -296,12 +314,13 @@ class Retriever:
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
                                  query, self.unit, logp, self.weight)
 
-    def _generate(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None without it)."""
+    def _generate(self, history: np.ndarray, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None unless ``dense``
+        and the model has the projection)."""
         device = resolve_device(self.config.device)
         with torch_threads(self.config.num_threads):
             ids, logp = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
-            query = self._query(history, EVAL_BATCH[device.type]) if self.unit is not None else None
+            query = self._query(history, EVAL_BATCH[device.type]) if dense and self.unit is not None else None
         return ids, logp, query
 
     @torch.no_grad()
@@ -326,6 +345,14 @@ def _batch(config: RetrievalConfig, tokens: ItemTokens, slots: int, windows: int
         return config.batch_size
     per_window = slots * sum(tokens.sizes[:tokens.generated]) * 4 * 3  # logits, softmax, gradient
     return int(max(8, min(256, windows // MIN_STEPS_PER_EPOCH, LOGIT_BYTES[device.type] // per_window)))
+
+
+def epoch_budget(config: RetrievalConfig, windows: int) -> int:
+    """The epochs a model of ``windows`` training windows may train: ``max_epochs``, fewer where that would read
+    more than ``max_windows`` windows (at least 1)."""
+    if config.max_windows is None or not windows:
+        return config.max_epochs
+    return min(config.max_epochs, max(1, config.max_windows // windows))
 
 
 def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
@@ -387,9 +414,13 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     model, config = retriever.model, retriever.config
     batch = _batch(config, retriever.tokens, retriever.length + 1, len(windows), windows.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=windows.device.type in ("cuda", "cpu"))
-    scheduler = learning_rates(optimizer, config.schedule, config.max_epochs * -(-len(windows) // batch))
+    epochs = epoch_budget(config, len(windows))
+    if epochs < config.max_epochs:
+        logger.info("%d epochs of %d windows (at most %d windows per model; max_epochs %d)", epochs, len(windows),
+                    config.max_windows, config.max_epochs)
+    scheduler = learning_rates(optimizer, config.schedule, epochs * -(-len(windows) // batch))
     best, best_state, stale = (-1.0, -1.0), None, 0
-    for epoch in range(config.max_epochs):
+    for epoch in range(epochs):
         start = time.perf_counter()
         loss = _epoch(model, optimizer, scheduler, windows.epoch(generator), batch, generator)
         trained = time.perf_counter()

@@ -1,0 +1,69 @@
+"""The full mode's budget at scale (issue 27): its epoch rule, batch rule and validation sample leave a
+MovieLens-100k-sized log as it was and bound a 100,000-user log; early stopping reads only its own cold rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from rqgmm.retrieval.model import ModelConfig
+from rqgmm.retrieval.sequences import build_sequences
+from rqgmm.retrieval.train import FULL, QUICK, _batch, epoch_budget, fit_retriever, histories
+from rqgmm.retrieval.vocab import ItemTokens
+
+#: MovieLens-100k: at most 943 + 55,375 / 50 windows at H = 50; the 5M-row planted log of issue 27 at H = 37.
+ML100K_WINDOWS, PLANTED_5M_WINDOWS = 943 + 55_375 // 50, 103_343
+
+
+def test_the_full_epoch_budget_keeps_small_logs_and_bounds_large_ones():
+    assert epoch_budget(FULL, ML100K_WINDOWS) == FULL.max_epochs == 30
+    assert epoch_budget(FULL, FULL.max_windows // 30) == 30  # the largest log that keeps every epoch
+    assert epoch_budget(FULL, FULL.max_windows // 30 + 1) == 29
+    assert epoch_budget(FULL, PLANTED_5M_WINDOWS) == 4
+    assert epoch_budget(FULL, 10 * FULL.max_windows) == 1  # at least one epoch
+    assert epoch_budget(QUICK, PLANTED_5M_WINDOWS) == QUICK.max_epochs  # the quick mode has no window budget
+    budgets = [epoch_budget(FULL, r) for r in range(1, 200_000, 997)]
+    assert all(a >= b for a, b in zip(budgets, budgets[1:]))  # more windows never train more epochs
+    assert all(b * r <= FULL.max_windows or b == 1 for b, r in zip(budgets, range(1, 200_000, 997)))
+
+
+def test_the_batch_rule_is_unchanged_at_both_sizes():
+    tokens = ItemTokens(np.zeros((1, 4), dtype=np.int64), (128, 128, 128, 4), 4)  # 3 x 128 and a dedup token
+    for device in ("cpu", "cuda"):
+        assert _batch(FULL, tokens, 51, ML100K_WINDOWS, torch.device(device)) == ML100K_WINDOWS // 100 == 20
+        assert _batch(FULL, tokens, 38, PLANTED_5M_WINDOWS, torch.device(device)) == 256
+
+
+def test_a_log_of_at_most_5000_users_validates_on_all_of_them():
+    assert FULL.valid_users == 5000 and 943 <= FULL.valid_users
+    for n in (943, 5000):
+        rng = np.random.default_rng(0)
+        assert np.array_equal(np.sort(rng.permutation(n)[:FULL.valid_users]), np.arange(n))
+
+
+def _log():
+    """Item i is followed by i + 1 (12 warm items); cold item 12 shares item 5's embedding."""
+    sequences = [np.arange(s, s + 6) % 12 for s in range(12)] * 3 + [np.array([0, 1, 2, 3, 4, 12])] * 4
+    items = np.concatenate(sequences)
+    seqs = build_sequences(np.repeat(np.arange(len(sequences)), 6), items, np.ones(len(items)), None, 13)
+    vectors = np.random.default_rng(0).standard_normal((13, 8)).astype(np.float32)
+    vectors[12] = vectors[5]
+    return seqs, ItemTokens.semantic(np.column_stack([np.arange(13) // 4, np.arange(13) % 4]), [4, 4]), vectors
+
+
+def test_the_window_budget_ends_training_and_ranks_read_the_configured_rule():
+    seqs, tokens, vectors = _log()
+    config = replace(QUICK, model=ModelConfig(dim=16, layers=1, heads=2), max_epochs=10, patience=10, lr=1e-2,
+                     max_windows=2 * 40 + 39)  # 40 windows (one per user): 2 epochs
+    retriever = fit_retriever(seqs, tokens, config, embeddings=vectors)
+    assert len(retriever.valid_recall) == 2
+    history, targets = histories(seqs, "test", retriever.length), seqs.test
+    by_rule, id_rank = retriever.rule_ranks(history, targets)
+    assert set(by_rule) == {"prefix", "dense"}
+    for rule in ("prefix", "dense"):
+        retriever.config = replace(config, cold=rule)
+        item_rank, ids = retriever.ranks(history, targets)
+        assert np.array_equal(item_rank, by_rule[rule]) and np.array_equal(ids, id_rank)
+        assert set(retriever.rule_ranks(history, targets, (rule,))[0]) == {rule}
