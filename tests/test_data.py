@@ -289,6 +289,9 @@ def test_time_order_equals_one_lexsort_whether_or_not_the_log_is_in_time_order(m
         kept = times.copy()
         order = splits.time_order([times, users, items])
         assert np.array_equal(order, np.lexsort((items, users, times))) and np.array_equal(times, kept)
+        ranks, rows = rng.permutation(4), rng.integers(0, 4, n)  # a key gathered a chunk at a time: same order
+        gathered = splits.time_order([times, users, splits.Gathered(ranks, rows)])
+        assert np.array_equal(gathered, np.lexsort((ranks[rows], users, times)))
         if sorted_times:
             assert order.dtype == np.int32  # 4 bytes a row: no int64 order and no sort buffer of the whole log
 

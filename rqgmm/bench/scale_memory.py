@@ -103,8 +103,8 @@ class Trace:
         while not self.done.wait(0.05):
             self.samples.append((time.perf_counter() - self.start, rss_anon_mb() or 0.0))
 
-    def __enter__(self) -> "Trace":
-        logging.getLogger("rqgmm").addHandler(self.handler)
+    def __enter__(self) -> "Trace":  # every record that reaches the root logger; the library's at DEBUG
+        logging.getLogger().addHandler(self.handler)
         logging.getLogger("rqgmm").setLevel(logging.DEBUG)
         self.thread.start()
         return self
@@ -112,7 +112,7 @@ class Trace:
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join()
-        logging.getLogger("rqgmm").removeHandler(self.handler)
+        logging.getLogger().removeHandler(self.handler)
 
     def text(self) -> str:
         """One line per log record: its time, the RssAnon peak until the next record, the message."""

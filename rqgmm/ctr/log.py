@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from rqgmm.data.splits import Gathered
 from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device
 from rqgmm.ctr.content import ItemContent, content_block
@@ -195,7 +196,7 @@ class EncodedLog:
         """The time split's keys, most significant first: time, user, item (each ordered as its values)."""
         if self.times is None:
             raise InputError("the log has no time column to sort by")
-        return [self.times, self.codes[self.columns.user], self.items.order[self.item_rows]]
+        return [self.times, self.codes[self.columns.user], Gathered(self.items.order, self.item_rows)]
 
     def ordered(self, order: np.ndarray, n_train: int, release: bool = False, times: bool = True) -> "EncodedLog":
         """The rows in ``order`` (N,), with vocabularies and moments of the first ``n_train`` of them.

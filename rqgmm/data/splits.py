@@ -84,21 +84,40 @@ def cut_points(n_rows: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> t
 ORDER_CHUNK = 1 << 20
 
 
-def time_order(keys: Sequence[np.ndarray]) -> np.ndarray:
-    """The stable order (N,) of rows by ``keys`` (arrays (N,), most significant first).
+class Gathered:
+    """A sort key (N,) read as ``values[index]`` and gathered a chunk at a time by :func:`time_order` (no (N,)
+    copy while the rows are already in time order); ``np.asarray`` gives the whole key."""
+
+    def __init__(self, values: np.ndarray, index: np.ndarray) -> None:
+        self.values, self.index = values, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.values[self.index[rows]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self.values[self.index]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def time_order(keys: Sequence[np.ndarray | Gathered]) -> np.ndarray:
+    """The stable order (N,) of rows by ``keys`` (arrays (N,) or :class:`Gathered`, most significant first).
 
     When the first key (time) is already non-decreasing, as a log written in time order is, the rows are
     sorted a run of whole time groups at a time into one int32 array (4 bytes a row instead of the 16 of
     one ``lexsort``: its int64 output and its buffer); otherwise one ``lexsort`` (int64). Either way the
     same values: ``np.lexsort(keys[::-1])``.
     """
-    keys = [np.asarray(k) for k in keys]
-    n = len(keys[0]) if keys else 0
-    if n >= 2**31 or not _non_decreasing(keys[0]):
-        return np.lexsort(tuple(reversed(keys)))
+    keys = [k if isinstance(k, Gathered) else np.asarray(k) for k in keys]
+    first = np.asarray(keys[0]) if keys else None
+    n = len(first) if keys else 0
+    if n >= 2**31 or not _non_decreasing(first):
+        return np.lexsort(tuple(np.asarray(k) for k in reversed(keys)))
     order, start = np.empty(n, np.int32), 0
     while start < n:
-        stop = n if start + ORDER_CHUNK >= n else int(np.searchsorted(keys[0], keys[0][start + ORDER_CHUNK - 1],
+        stop = n if start + ORDER_CHUNK >= n else int(np.searchsorted(first, first[start + ORDER_CHUNK - 1],
                                                                        side="right"))
         order[start:stop] = np.lexsort(tuple(k[start:stop] for k in reversed(keys))) + start
         start = stop
