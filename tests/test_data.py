@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from rqgmm.data import embedders, movielens, splits
+from rqgmm.ctr.log import Gathered
 from rqgmm.data.embedders import HashingEmbedder, SentenceTransformerEmbedder, embed_items
 from rqgmm.data.movielens import Dataset, item_text, load_dataset, subsample
 from rqgmm.data.splits import cold_items, cold_mask, random_split, time_split
@@ -290,7 +291,7 @@ def test_time_order_equals_one_lexsort_whether_or_not_the_log_is_in_time_order(m
         order = splits.time_order([times, users, items])
         assert np.array_equal(order, np.lexsort((items, users, times))) and np.array_equal(times, kept)
         ranks, rows = rng.permutation(4), rng.integers(0, 4, n)  # a key gathered a chunk at a time: same order
-        gathered = splits.time_order([times, users, splits.Gathered(ranks, rows)])
+        gathered = splits.time_order([times, users, Gathered(ranks, rows)])
         assert np.array_equal(gathered, np.lexsort((ranks[rows], users, times)))
         if sorted_times:
             assert order.dtype == np.int32  # 4 bytes a row: no int64 order and no sort buffer of the whole log

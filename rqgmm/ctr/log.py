@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from rqgmm.data.splits import Gathered
 from rqgmm.errors import InputError
 from rqgmm.runtime.device import resolve_device
 from rqgmm.ctr.content import ItemContent, content_block
@@ -302,6 +301,26 @@ def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
     """Columns (N,) as one (N, F) matrix: a view of a single column (the user's codes alone, the common
     case: a log-height copy, 4 bytes a row, saved), else ``np.stack``'s copy."""
     return columns[0].reshape(-1, 1) if len(columns) == 1 else np.stack(columns, 1)
+
+
+
+class Gathered:
+    """A sort key (N,) read as ``values[index]``, gathered a chunk at a time by
+    :func:`rqgmm.data.splits.time_order` (no (N,) copy while the rows are already in time order);
+    ``np.asarray`` gives the whole key."""
+
+    def __init__(self, values: np.ndarray, index: np.ndarray) -> None:
+        self.values, self.index = values, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.values[self.index[rows]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self.values[self.index]
+        return whole if dtype is None else whole.astype(dtype)
 
 
 #: Rows gathered at once by :func:`taken`.

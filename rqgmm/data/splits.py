@@ -84,35 +84,19 @@ def cut_points(n_rows: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> t
 ORDER_CHUNK = 1 << 20
 
 
-class Gathered:
-    """A sort key (N,) read as ``values[index]`` and gathered a chunk at a time by :func:`time_order` (no (N,)
-    copy while the rows are already in time order); ``np.asarray`` gives the whole key."""
-
-    def __init__(self, values: np.ndarray, index: np.ndarray) -> None:
-        self.values, self.index = values, index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        return self.values[self.index[rows]]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        whole = self.values[self.index]
-        return whole if dtype is None else whole.astype(dtype)
-
-
-def time_order(keys: Sequence[np.ndarray | Gathered]) -> np.ndarray:
-    """The stable order (N,) of rows by ``keys`` (arrays (N,) or :class:`Gathered`, most significant first).
+def time_order(keys: Sequence) -> np.ndarray:
+    """The stable order (N,) of rows by ``keys`` (N,) each, most significant first: arrays, or any key that
+    slices to an array and converts by ``np.asarray`` (:class:`rqgmm.ctr.log.Gathered`, read a chunk at a time).
 
     When the first key (time) is already non-decreasing, as a log written in time order is, the rows are
     sorted a run of whole time groups at a time into one int32 array (4 bytes a row instead of the 16 of
     one ``lexsort``: its int64 output and its buffer); otherwise one ``lexsort`` (int64). Either way the
     same values: ``np.lexsort(keys[::-1])``.
     """
-    keys = [k if isinstance(k, Gathered) else np.asarray(k) for k in keys]
+    keys = list(keys)
     first = np.asarray(keys[0]) if keys else None
     n = len(first) if keys else 0
+    keys[:1] = [first] if keys else []
     if n >= 2**31 or not _non_decreasing(first):
         return np.lexsort(tuple(np.asarray(k) for k in reversed(keys)))
     order, start = np.empty(n, np.int32), 0
