@@ -369,8 +369,9 @@ def _train_epoch(model: nn.Module, data: CTRTensors, step: _Step, batch_size: in
     total = torch.zeros((), device=device)
     # the order is not kept here: once batches() has moved it to the device, its host copy goes; drawn as int32
     # (4 bytes a row on the host, not 8): torch gives the same permutation, and leaves the generator as int64 does
-    order = torch.randperm(len(data), generator=generator, dtype=torch.int32 if len(data) < 2**31 else torch.int64)
-    for batch, labels in batches(data, order, batch_size, device):
+    dtype = torch.int32 if len(data) < 2**31 else torch.int64
+    for batch, labels in batches(data, torch.randperm(len(data), generator=generator, dtype=dtype), batch_size,
+                                 device):
         total += step(batch, labels) * len(labels)
     return total
 
