@@ -25,10 +25,13 @@ def _prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
 def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second)."""
     keep = np.asarray(clicked, dtype=bool)
-    users, rows = np.asarray(users)[keep], np.asarray(rows)[keep]
+    users = np.asarray(users)[keep]
     order = np.argsort(users, kind="stable")  # a user's rows keep the log's order
-    users, rows = users[order], rows[order]
+    users = users[order]
     same = users[1:] == users[:-1]
+    del users  # each copy of the positive rows goes before the next is made
+    rows = np.asarray(rows)[keep][order]
+    del order
     return rows[:-1][same], rows[1:][same]
 
 
