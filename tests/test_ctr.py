@@ -274,7 +274,8 @@ print(sorted(m for m in sys.modules if m.startswith("rqgmm")))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = eval(out)  # a printed list of module names
     allowed = ("rqgmm", "rqgmm.errors", "rqgmm.files", "rqgmm.runtime", "rqgmm.files.atomic", "rqgmm.files.paths", "rqgmm.runtime.device",
-               "rqgmm.runtime.seeding", "rqgmm.runtime.names")  # atomics, device names, child seeds
+               "rqgmm.runtime.seeding", "rqgmm.runtime.names", "rqgmm.runtime.counting")  # atomics, device
+    # names, child seeds, chunked counts
     assert all(m in allowed or m.startswith("rqgmm.ctr") for m in loaded), loaded
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.counting import bincount
 
 
 class ColumnEncoder:
@@ -158,7 +159,8 @@ def training_vocabulary(codes: np.ndarray, n_codes: int, weights: np.ndarray | N
     ndarray int32, shape (U + 1,)
         ``remap[code]`` in ``1..n`` for the n values seen (in code order), 0 otherwise.
     """
-    counts = np.bincount(codes.ravel(), weights=None if weights is None else weights.ravel(), minlength=n_codes + 1)
+    counts = (bincount(codes, minlength=n_codes + 1) if weights is None
+              else np.bincount(codes.ravel(), weights=weights.ravel(), minlength=n_codes + 1))
     seen = counts > 0
     seen[0] = False
     return (np.cumsum(seen) * seen).astype(np.int32)

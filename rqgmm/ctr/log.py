@@ -36,6 +36,7 @@ from rqgmm.ctr.encoding import (ColumnEncoder, encode_column, moments, remap_in_
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import CTRTensors, FieldBlock
 from rqgmm.ctr.vocabulary import as_keys
+from rqgmm.runtime.counting import bincount
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class EncodedLog:
         if not times and release:
             self.times = None  # before any copy: the largest column (int64) goes first
         item_rows = take("item_rows")
-        counts = np.bincount(item_rows[:n_train], minlength=len(self.items.keys))
+        counts = bincount(item_rows[:n_train], minlength=len(self.items.keys))
         codes, bags, sizes, dictionaries = {}, {}, dict(self.sizes), dict(self.dictionaries)
         held_out_users = None
         for source, target in ((self.codes, codes), (self.bags, bags)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rqgmm.runtime.counting import bincount
+
 SLICES = ("cold", "tail", "torso", "head")
 QUANTILES = (0.5, 0.9)
 #: A slice with fewer test rows (or one label value) gets no AUC.
@@ -28,7 +30,7 @@ def popularity_slices(train_items, test_items) -> np.ndarray:
     train_items, test_items = np.asarray(train_items), np.asarray(test_items)
     if np.issubdtype(train_items.dtype, np.integer) and np.issubdtype(test_items.dtype, np.integer):
         # item indices (an encoded log): counted without a string per row
-        table = np.bincount(train_items, minlength=int(test_items.max(initial=0)) + 1)
+        table = bincount(train_items, minlength=int(test_items.max(initial=0)) + 1)
         counts = pd.Series(table[table > 0])
         popularity = np.take(table, test_items, mode="clip") * (test_items < len(table))
     else:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rqgmm.runtime.counting import bincount
+
 
 def _prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
     """(N,) int: one number per distinct length-``level`` prefix of codes (N, L)."""
@@ -54,9 +56,9 @@ def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) 
 def click_rates(rows: np.ndarray, clicked: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """The item rows (S,) with at least one row in ``rows`` (M,), and their click rates (S,) float64 (clicks
     counted as integers: no float copy of the log)."""
-    counts = np.bincount(rows, minlength=n_items)
+    counts = bincount(rows, minlength=n_items)
     seen = np.flatnonzero(counts)
-    clicks = np.bincount(rows[np.asarray(clicked, dtype=bool)], minlength=n_items)
+    clicks = bincount(rows[np.asarray(clicked, dtype=bool)], minlength=n_items)
     return seen, clicks[seen] / counts[seen]
 
 

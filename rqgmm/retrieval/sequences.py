@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.counting import bincount
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Sequences:
 
     def popularity(self) -> np.ndarray:
         """Training count of each item (M,) int64 (0 for items never in a training sequence: cold)."""
-        return np.bincount(self.items[self.training_mask()], minlength=self.n_items)
+        return bincount(self.items[self.training_mask()], minlength=self.n_items)
 
 
 #: The seed of the same-timestamp tie order (one split for every seed of a run, so runs pair by user).
