@@ -296,3 +296,20 @@ def test_the_ctr_split_drops_the_times_and_keeps_every_other_column():
     np.testing.assert_array_equal(dropped.labels, kept.labels)
     for name in kept.codes:
         np.testing.assert_array_equal(dropped.codes[name], kept.codes[name])
+
+
+def test_slice_codes_are_the_slices_names_as_one_byte_codes():
+    """The int8 codes, read through SLICES, are the names the np.select rule gives (first rule that holds)."""
+    from rqgmm.evaluate.slices import QUANTILES, slice_codes
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        train, test = rng.integers(0, 40, rng.integers(0, 400)), rng.integers(0, 60, 300)
+        table = np.bincount(train, minlength=61)
+        popularity = table[test]
+        low, high = np.quantile(table[table > 0], QUANTILES) if len(train) else (0.0, 0.0)
+        names = np.select([popularity == 0, popularity <= low, popularity <= high], ["cold", "tail", "torso"], "head")
+        codes = slice_codes(train, test)
+        assert codes.dtype == np.int8 and np.asarray(SLICES)[codes].tolist() == names.tolist()
+        assert popularity_slices(train, test).tolist() == names.tolist()
+        assert (pd.Categorical.from_codes(codes, categories=SLICES) == pd.Categorical(names, categories=SLICES)).all()

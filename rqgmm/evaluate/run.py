@@ -26,7 +26,7 @@ from rqgmm.evaluate.config import EvaluateConfig
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result, StoredArrays
 from rqgmm.evaluate.inputs import EvaluationData
 from rqgmm.evaluate.stages import measured
-from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, popularity_slices
+from rqgmm.evaluate.slices import MIN_SLICE_ROWS, SLICES, slice_codes
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
 from rqgmm.evaluate.verdict import TestRows, comparisons
 from rqgmm.evaluate.id_checks import diagnostic_records
@@ -140,8 +140,8 @@ class Evaluation:
     def run(self) -> list[dict]:
         self.split = measured("split", lambda: split_rows(self.data, self.config))
         # one byte a test row (the slice names as a categorical), not the 20 of their strings
-        self.slices = pd.Categorical(popularity_slices(self.split.train[self.config.item],
-                                                       self.split.test[self.config.item]), categories=SLICES)
+        self.slices = pd.Categorical.from_codes(slice_codes(self.split.train[self.config.item],
+                                                            self.split.test[self.config.item]), categories=SLICES)
         self.test = TestRows(self.split.test[self.config.label], self.split.test.users(), self.slices)
         self.specs = regimes(self.data, self.config)
         self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
