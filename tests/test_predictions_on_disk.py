@@ -32,7 +32,7 @@ def test_the_verdict_of_a_fresh_run_equals_the_verdict_after_resuming_from_disk(
     assert main(command) == 0
     fresh = verdict(out)
     stages = json.loads((out / "results.json").read_text())["meta"]["stages"]  # item 4: seconds and peak per stage
-    assert list(stages) == ["read+encode", "split", "tokenizers", "ctr", "intervals"]
+    assert list(stages) == ["read+encode", "split", "tokenizers", "diagnostics", "ctr", "intervals"]
     assert all(v["seconds"] >= 0 and v["peak_rss_anon_mb"] > 0 for v in stages.values())
     assert "- stages: read+encode " in (out / "report.md").read_text()
     assert fresh and any(r["interval"] == "seeds+users" for r in fresh)  # the bootstrap read the stored predictions

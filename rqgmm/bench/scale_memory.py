@@ -6,7 +6,8 @@
 Writes ``OUT/log/{interactions,items}.parquet`` (``rqgmm.data.planted``: 200,000 items, 100,000 users by
 default; kept and reused when a log of that size is already there), then runs in this process the quick
 grid of BENCHMARKS.md (two embedding columns fused, ``--categorical category``, rqgmm and rqkmeans, K=256,
-FNN) and times each stage: read and encode, split, tokenizers, CTR runs, intervals, report. As the command
+FNN) and times each stage: read and encode, split, tokenizers, the IDs' click-log diagnostics, CTR runs, intervals,
+report. As the command
 line does, each run's test predictions go to its file under ``OUT/evaluate/runs`` (emptied first: nothing
 is resumed). A thread polls ``/proc/self/statm`` every 20 ms; each stage's peak RssAnon is the largest seen while it ran. The table
 printed at the end (and ``OUT/scale_memory.json``) gives each stage's seconds and peak, and the ratio of
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from rqgmm.evaluate.stages import StageMeter, rss_anon_mb
 
-STAGES = ("read+encode", "split", "tokenizers", "ctr", "intervals", "report")
+STAGES = ("read+encode", "split", "tokenizers", "diagnostics", "ctr", "intervals", "report")
 
 
 def planted_log(rows: int, items: int, users: int, out: Path) -> tuple[Path, Path]:

@@ -152,7 +152,8 @@ class Evaluation:
         with grid.plan(self.stage.pending(tokenizers), ctr):
             self.records += self._stage("tokenizers", lambda: self.stage.run(grid, tokenizers))
             codes = self._codes(tokenizers)
-            self.records += diagnostic_records(self.stage, self.split.train, self.config)
+            self.records += self._stage("diagnostics", lambda: diagnostic_records(self.stage, self.split.train,
+                                                                                   self.config))
             self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
         spill = None if self.store is None else self.store.directory  # the influence table's file, if any

@@ -1,5 +1,5 @@
-"""Seconds and peak host memory (RssAnon) per stage of an evaluate: read and encode, split, tokenizers, CTR
-runs, intervals, report.
+"""Seconds and peak host memory (RssAnon) per stage of an evaluate: read and encode, split, tokenizers, the
+IDs' click-log diagnostics, CTR runs, intervals, report.
 
 A daemon thread polls ``/proc/self/statm`` every 20 ms while a :class:`StageMeter` is open; a stage's peak is
 the largest RssAnon seen while it ran (statm's resident pages less its file-backed and shared ones: the
