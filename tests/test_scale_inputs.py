@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,12 @@ def test_the_scale_benchmark_reports_every_stage(tmp_path, capsys):
     again = scale_memory.main(["--rows", "3000", "--items", "200", "--users", "40", "--codebook-size", "4",
                                "--out", str(tmp_path), "--sample-users", "0.5"])
     assert again["rows"] < 3000  # the log is reused, the sample read from it
+    alone = scale_memory.main(["--rows", "3000", "--items", "200", "--users", "40", "--codebook-size", "4",
+                               "--out", str(tmp_path), "--no-ctr", "--trace", str(tmp_path / "trace.txt")])
+    records = json.loads((tmp_path / "evaluate" / "results.json").read_text())["records"]
+    assert alone["ctr"] is False and not [r for r in records if r["kind"] in ("ctr", "comparison")]
+    assert [r for r in records if r["kind"] == "diagnostic"] and "diagnostics" in alone["peak_mb"]
+    assert "Split(" in (tmp_path / "trace.txt").read_text()  # each log line with the peak until the next
 
 
 def test_a_log_that_cannot_fit_is_refused_before_reading_naming_the_need_and_the_sample(planted, monkeypatch):

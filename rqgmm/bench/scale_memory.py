@@ -2,16 +2,19 @@
 
     python -m rqgmm.bench.scale_memory --rows 5000000 --out /tmp/scale
     python -m rqgmm.bench.scale_memory --rows 100000000 --device cuda --out /tmp/scale   # a GPU host
+    python -m rqgmm.bench.scale_memory --rows 50000000 --codebook-size 16 --no-ctr --out /tmp/scale   # no GPU
 
 Writes ``OUT/log/{interactions,items}.parquet`` (``rqgmm.data.planted``: 200,000 items, 100,000 users by
 default; kept and reused when a log of that size is already there), then runs in this process the quick
 grid of BENCHMARKS.md (two embedding columns fused, ``--categorical category``, rqgmm and rqkmeans, K=256,
-FNN) and times each stage: read and encode, split, tokenizers, the IDs' click-log diagnostics, CTR runs, intervals,
-report. As the command
-line does, each run's test predictions go to its file under ``OUT/evaluate/runs`` (emptied first: nothing
-is resumed). A thread polls ``/proc/self/statm`` every 20 ms; each stage's peak RssAnon is the largest seen while it ran. The table
-printed at the end (and ``OUT/scale_memory.json``) gives each stage's seconds and peak, and the ratio of
-the peak to the int table plus the item vectors (the issue-28 target is 2x).
+FNN) and times each stage: read and encode, split, tokenizers, the IDs' click-log diagnostics, CTR runs,
+intervals, report. As the command line does, each run's test predictions go to its file under
+``OUT/evaluate/runs`` (emptied first: nothing is resumed). A thread polls ``/proc/self/statm`` every 20 ms;
+each stage's peak RssAnon is the largest seen while it ran. The table printed at the end (and
+``OUT/scale_memory.json``) gives each stage's seconds and peak, and the ratio of the peak to the int table
+plus the item vectors (the issue-28 target is 2x). ``--no-ctr`` leaves the CTR runs and their intervals out
+(a CPU cannot train the grid at this size): the stages before them run as usual.
+``--trace FILE`` writes each log line's time and the RssAnon peak until the next line.
 """
 
 from __future__ import annotations
@@ -91,6 +94,18 @@ def table_lines(result: dict) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def without_ctr():
+    """The grid with its CTR runs and their comparisons left out (every stage before them runs as usual)."""
+    from unittest import mock
+
+    from rqgmm.evaluate import run
+
+    with mock.patch.object(run.Evaluation, "_ctr", lambda self, grid, jobs, codes: None), \
+            mock.patch.object(run, "comparisons", lambda records, test=None, **kw: []):
+        yield
+
+
 class Trace:
     """RssAnon every 50 ms and every log record's time: where, between two log lines, memory peaked."""
 
@@ -104,16 +119,19 @@ class Trace:
         while not self.done.wait(0.05):
             self.samples.append((time.perf_counter() - self.start, rss_anon_mb() or 0.0))
 
-    def __enter__(self) -> "Trace":  # every record that reaches the root logger; the library's at DEBUG
-        logging.getLogger().addHandler(self.handler)
-        logging.getLogger("rqgmm").setLevel(logging.DEBUG)
+    def __enter__(self) -> "Trace":  # the library's records, at DEBUG (the level is restored on exit)
+        library = logging.getLogger("rqgmm")
+        self.level = library.level
+        library.addHandler(self.handler)
+        library.setLevel(logging.DEBUG)
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join()
-        logging.getLogger().removeHandler(self.handler)
+        logging.getLogger("rqgmm").removeHandler(self.handler)
+        logging.getLogger("rqgmm").setLevel(self.level)
 
     def text(self) -> str:
         """One line per log record: its time, the RssAnon peak until the next record, the message."""
@@ -135,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-users", type=float, default=1.0, help="evaluate's --sample-users (default 1)")
     parser.add_argument("--codebook-size", type=int, default=256, help="K per level (default 256)")
     parser.add_argument("--trace", help="file: each log line's time and the RssAnon peak until the next")
+    parser.add_argument("--no-ctr", action="store_true",
+                        help="skip the CTR runs and their intervals (a host without a GPU: reading, split, "
+                             "tokenizers and diagnostics only)")
     return parser
 
 
@@ -152,12 +173,14 @@ def main(argv: list[str] | None = None) -> dict:
         torch.ones(1, 1, device=args.device) @ torch.ones(1, 1, device=args.device)  # cuBLAS), else the first stage's
     baseline = rss_anon_mb()
     trace = Trace()
-    with StageMeter() as meter, (trace if args.trace else contextlib.nullcontext()):
+    with StageMeter() as meter, (trace if args.trace else contextlib.nullcontext()), \
+            (without_ctr() if args.no_ctr else contextlib.nullcontext()):
         sizes = measured_evaluate(paths, config, out, meter)
     if args.trace:
         Path(args.trace).write_text(trace.text())
     peak = max(meter.peaks.values())
     result = dict(sizes, device=args.device, sample_users=args.sample_users, generate_s=round(generated_s, 1),
+                  ctr=not args.no_ctr,
                   seconds=meter.seconds, peak_mb=meter.peaks, peak=peak, baseline_mb=baseline,
                   ratio=peak / (sizes["int_table_mb"] + sizes["vectors_mb"]))
     (out / "scale_memory.json").write_text(json.dumps(result, indent=2) + "\n")
