@@ -25,3 +25,13 @@ def test_larger_catalogues_never_get_a_smaller_id_space():
 def test_an_empty_catalogue_is_refused():
     with pytest.raises(ValueError, match="at least one item"):
         default_shape(0)
+
+
+def test_a_half_given_shape_is_described_as_used_not_as_the_default():
+    """With only --codebook-size (or only --levels) given, the line names the shape the fits use."""
+    from rqgmm.ids.shape import describe
+
+    assert describe(1_000_000, None, 16) == ("shape 3 x 16 for 1,000,000 items: the codebook size as given, the "
+                                             "levels from the default shape 3 x 256")
+    assert describe(1_000_000, 2, None).startswith("shape 2 x 256 for 1,000,000 items: the levels as given")
+    assert describe(1_000_000).startswith("default shape 3 x 256 for 1,000,000 items")

@@ -41,7 +41,7 @@ GATHER_TIMEOUT_S = 7 * 24 * 3600.0
 
 def describe(config: EvaluateConfig, timed: bool, n_items: int) -> dict:
     """The run's settings as the report header shows them (the ID shape completed for ``n_items`` items)."""
-    shape = "" if config.shape_given else f" ({describe_shape(n_items)})"
+    shape = "" if config.shape_given else f" ({describe_shape(n_items, config.levels, config.codebook_size)})"
     config = config.with_shape(n_items)
     return dict(split=SPLIT_RULE[timed], tokenize=config.tokenize + (" (each modality L2-normalised, then "
                 "concatenated)" if config.tokenize == "fused" else " (one ID stack per embedding column)"),

@@ -302,7 +302,7 @@ class TokenizerStage:
 
     def __init__(self, data: EvaluationData, config: EvaluateConfig, dataset: str = "data") -> None:
         if not config.shape_given:
-            logger.info("%s: %s", dataset, describe_shape(len(data.item_ids)))
+            logger.info("%s: %s", dataset, describe_shape(len(data.item_ids), config.levels, config.codebook_size))
         self.data, self.config, self.dataset = data, config.with_shape(len(data.item_ids)), dataset
         self.codes: dict[tuple[str, int, str], tuple[np.ndarray, list[int]]] = {}
         self.fits = SharedFits(self.config.shapes)

@@ -39,11 +39,21 @@ def default_shape(n_items: int) -> tuple[int, int]:
     return levels, k
 
 
-def describe(n_items: int) -> str:
-    """One line for logs and reports: the shape the rule chose and why."""
-    levels, k = default_shape(n_items)
-    return (f"default shape {levels} x {k} for {n_items:,} items ({k**levels:,} IDs, at least {ROOM} per item; "
-            "pass --levels and --codebook-size to choose another)")
+def describe(n_items: int, levels=None, codebook_size=None) -> str:
+    """One line for logs and reports: the shape the rule chose and why; with one of ``levels`` and
+    ``codebook_size`` given, the shape used (that one as given, the other from the rule)."""
+    default_levels, default_k = default_shape(n_items)
+    if levels is None and codebook_size is None:
+        return (f"default shape {default_levels} x {default_k} for {n_items:,} items ({default_k**default_levels:,} "
+                f"IDs, at least {ROOM} per item; pass --levels and --codebook-size to choose another)")
+    given, taken = ("levels", "codebook size") if levels is not None else ("codebook size", "levels")
+    return (f"shape {_words(levels or default_levels)} x {_words(codebook_size or default_k)} for {n_items:,} "
+            f"items: the {given} as given, the {taken} from the default shape {default_levels} x {default_k}")
+
+
+def _words(value) -> str:
+    """"3", or a sweep's list "2, 3"."""
+    return ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def previous_default_note(theirs: dict, differ: list[str], n_items: Callable[[], int]) -> str | None:
