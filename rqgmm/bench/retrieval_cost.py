@@ -31,18 +31,10 @@ def retriever_of(root: Path, device: str):
     """The leave-one-out sequences of the log under ``root`` and an untrained FULL-size retriever on ``device``."""
     import numpy as np
     import pyarrow.parquet as pq
-    import torch
 
-    from rqgmm.ids.trie import PrefixTrie
-    from rqgmm.retrieval.baselines import unit_rows
-    from rqgmm.retrieval.beam import TrieMasks
-    from rqgmm.retrieval.dense import cold_share
-    from rqgmm.retrieval.metrics import IdGroups
-    from rqgmm.retrieval.model import NextItemModel
     from rqgmm.retrieval.sequences import build_sequences
-    from rqgmm.retrieval.train import FULL, Retriever, history_length
+    from rqgmm.retrieval.train import FULL, untrained_retriever
     from rqgmm.retrieval.vocab import ItemTokens
-    from rqgmm.runtime.device import resolve_device
 
     log = pq.read_table(root / "interactions.parquet", columns=["user_id", "item_id", "label", "timestamp"])
     items = pq.read_table(root / "items.parquet", columns=["item_id", "embedding"])
@@ -51,14 +43,7 @@ def retriever_of(root: Path, device: str):
     seqs = build_sequences(log.column("user_id").to_numpy(), np.searchsorted(item_ids, log.column("item_id").to_numpy()),
                            log.column("label").to_numpy(), log.column("timestamp").to_numpy(), len(item_ids))
     tokens = ItemTokens.semantic(np.random.default_rng(0).integers(0, 256, (len(item_ids), 3)), [256] * 3)
-    config = replace(FULL, device=device)
-    length, unit, popularity = history_length(seqs, config.history), unit_rows(vectors), seqs.popularity()
-    torch.manual_seed(0)
-    model = NextItemModel(tokens, length + 1, config.model, unit, config.dense_weight).to(resolve_device(device))
-    trie = PrefixTrie.build(tokens.ids[popularity > 0], list(tokens.sizes[:tokens.generated]))
-    retriever = Retriever(model, TrieMasks(trie, model.table.device), tokens,
-                          IdGroups.build(tokens.id_keys(), popularity), length, config, popularity == 0, unit,
-                          cold_share(popularity == 0, seqs.valid))
+    retriever = untrained_retriever(seqs, tokens, replace(FULL, device=device), vectors)
     return seqs, retriever
 
 

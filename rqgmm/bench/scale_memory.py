@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path

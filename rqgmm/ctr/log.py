@@ -304,7 +304,6 @@ def _side_by_side(columns: list[np.ndarray]) -> np.ndarray:
     return columns[0].reshape(-1, 1) if len(columns) == 1 else np.stack(columns, 1)
 
 
-
 class Gathered:
     """A sort key (N,) read as ``values[index]``, gathered a chunk at a time by
     :func:`rqgmm.data.splits.time_order` (no (N,) copy while the rows are already in time order);

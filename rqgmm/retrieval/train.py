@@ -363,6 +363,27 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     rule's projection (:mod:`.dense`). Every draw comes from a named child of ``config.seed``; torch's global RNG is forked, so the caller's
     random state is the same afterwards.
     """
+    retriever = untrained_retriever(seqs, tokens, config, embeddings)
+    model, length, device = retriever.model, retriever.length, retriever.model.table.device
+    windows = Windows(seqs, length + 1, config.crop, device)
+    rng = np.random.default_rng(child_seed(config.seed, "valid users"))
+    sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
+    valid = histories(seqs, "valid", length)[sample], seqs.valid[sample]
+    with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
+        best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
+    model.load_state_dict(best_state)
+    retriever.choose_depth(*valid)
+    return retriever
+
+
+def untrained_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
+                        embeddings: np.ndarray | None = None) -> Retriever:
+    """The model initialised from ``config.seed``'s child "retrieval init" (torch's global RNG forked), on
+    ``config.device``, with the trie of the IDs it may generate, the ID groups and the cold items.
+
+    ``embeddings`` (M, E): the items' vectors; with generated dedup tokens the model gets the dense rule's
+    projection. Raises ValueError for a cold rule the tokens or embeddings cannot give.
+    """
     device = resolve_device(config.device)
     length = history_length(seqs, config.history)
     dense = embeddings is not None and tokens.prefix_length < tokens.generated
@@ -375,17 +396,8 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     popularity = seqs.popularity()
     beamed = popularity > 0 if tokens.prefix_length < tokens.generated else np.ones(len(popularity), bool)
     trie = PrefixTrie.build(tokens.ids[beamed], list(tokens.sizes[:tokens.generated]))
-    retriever = Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), popularity),
-                          length, config, popularity == 0, unit, cold_share(popularity == 0, seqs.valid))
-    windows = Windows(seqs, length + 1, config.crop, device)
-    rng = np.random.default_rng(child_seed(config.seed, "valid users"))
-    sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
-    valid = histories(seqs, "valid", length)[sample], seqs.valid[sample]
-    with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
-        best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
-    model.load_state_dict(best_state)
-    retriever.choose_depth(*valid)
-    return retriever
+    return Retriever(model, TrieMasks(trie, device), tokens, IdGroups.build(tokens.id_keys(), popularity),
+                     length, config, popularity == 0, unit, cold_share(popularity == 0, seqs.valid))
 
 
 class Windows:
