@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rqgmm.retrieval.metrics import MISS
+from rqgmm.retrieval.metrics import MISS, first_per_user
 
 #: The default epsilon: the share of the generated list that cold items may take (TIGER's rule, TIGER leaves it open).
 EPSILON = 0.1
@@ -114,13 +114,7 @@ def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, query:
     user, slot = np.repeat(user, n), np.repeat(slot, n)
     rows = cold_rows[by_prefix[np.repeat(starts[group] - np.cumsum(n) + n, n) + np.arange(n.sum())]]
     close = np.zeros(len(rows)) if query is None else np.einsum("ij,ij->i", query[user], unit[rows])
-    order = np.lexsort((rows, -close, slot, user))
-    user, slot, rows = user[order], slot[order], rows[order]
-    place = np.arange(len(user)) - np.searchsorted(user, user)  # the candidate's place in its user's order
-    kept = place < take
-    chosen[user[kept], place[kept]] = rows[kept]
-    slots[user[kept], place[kept]] = slot[kept]
-    return chosen, slots
+    return tuple(first_per_user(U, take, user, (rows, -close, slot), (rows, slot), (-1, W)))
 
 
 def _after(slot: np.ndarray, logp: np.ndarray | None, weight: float) -> np.ndarray:

@@ -38,7 +38,7 @@ import math
 import numpy as np
 import torch
 
-from rqgmm.retrieval.metrics import MISS
+from rqgmm.retrieval.metrics import MISS, first_per_user
 from rqgmm.runtime.device import cuda_tf32
 
 #: Weight of the projection's loss beside the token cross-entropy (per target item; the token loss sums G terms).
@@ -215,11 +215,4 @@ def _top_cold_torch(query: torch.Tensor, cold_unit: torch.Tensor, cold_rows: np.
 def _ordered(U: int, take: int, cold_rows: np.ndarray, user: np.ndarray, column: np.ndarray,
              value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each user's first ``take`` entries (user, column, value) by (-value, column): their cold rows and values."""
-    order = np.lexsort((column, -value, user))
-    user, column, value = user[order], column[order], value[order]
-    place = np.arange(len(user)) - np.searchsorted(user, user)
-    kept = place < take
-    chosen, chosen_logp = np.empty((U, take), dtype=np.int64), np.empty((U, take))
-    chosen[user[kept], place[kept]] = cold_rows[column[kept]]
-    chosen_logp[user[kept], place[kept]] = value[kept]
-    return chosen, chosen_logp
+    return tuple(first_per_user(U, take, user, (column, -value), (cold_rows[column], value), (-1, np.nan)))

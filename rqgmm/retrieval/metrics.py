@@ -111,3 +111,28 @@ def inflation(item: dict, ids: dict, ks=KS) -> dict[str, float | None]:
     """ID-level over item-level Recall@K minus 1, per K (None when the item level is 0)."""
     return {f"recall@{k}": (ids[f"recall@{k}"] / item[f"recall@{k}"] - 1.0 if item[f"recall@{k}"] else None)
             for k in ks}
+
+
+def first_per_user(n_users: int, take: int, user: np.ndarray, keys: tuple[np.ndarray, ...],
+                   columns: tuple[np.ndarray, ...], fills: tuple) -> list[np.ndarray]:
+    """Each user's first ``take`` entries, as one (n_users, take) table per column.
+
+    Parameters
+    ----------
+    user : ndarray int (N,), the user (row) of each entry
+    keys : the order within a user, as ``np.lexsort`` takes them (least significant first)
+    columns : ndarrays (N,), the values to place
+    fills : where a user has fewer than ``take`` entries, one per column
+    """
+    order = np.lexsort((*keys, user))
+    user = user[order]
+    place = np.arange(len(user)) - np.searchsorted(user, user)  # the entry's place in its user's order
+    kept = order[place < take]
+    at = (user[place < take], place[place < take])
+    tables = []
+    for column, fill in zip(columns, fills):
+        table = np.full((n_users, take), fill, dtype=np.result_type(column, np.asarray(fill)))
+        table[at] = column[kept]
+        tables.append(table)
+    return tables
+
