@@ -79,3 +79,20 @@ def test_embedding_columns_of_a_npy_are_refused(items, capsys):
     d, *_ = items
     code = main(["fit", str(d / "x.npy"), "--embedding", "text", "--out", str(d / "npy-model")])
     assert code == 2 and "--embedding names parquet columns" in capsys.readouterr().err
+
+
+def test_fusing_in_row_blocks_equals_the_whole_matrix_formula(monkeypatch):
+    """Rows are normalised a block at a time (bounded temporaries); the result is the whole-matrix formula, bit
+    for bit, across block edges, a zero row included, and the inputs are left unchanged."""
+    from rqgmm.files import modalities
+
+    monkeypatch.setattr(modalities, "ROWS", 7)
+    rng = np.random.default_rng(1)
+    parts = {"text": rng.normal(size=(30, 5)).astype(np.float32), "image": rng.normal(size=(30, 3)) * 40}
+    parts["text"][11] = 0.0
+    kept = {k: v.copy() for k, v in parts.items()}
+    whole = np.concatenate([v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                            for v in parts.values()], 1).astype(np.float32)
+    out = fused(parts)
+    assert out.dtype == np.float32 and np.array_equal(out, whole)
+    assert all(np.array_equal(parts[k], kept[k]) for k in parts)

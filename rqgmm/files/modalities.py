@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Rows normalised at once: the temporary of one modality is (ROWS, D_c), not (M, D_c).
+ROWS = 1 << 16
+
 
 def fused(vectors: dict[str, np.ndarray]) -> np.ndarray:
     """Each modality (M, D_c) L2-normalised, then concatenated in the dict's order: (M, Σ D_c) float32."""
     arrays = list(vectors.values())
     out = np.empty((len(arrays[0]), sum(v.shape[1] for v in arrays)), dtype=np.float32)
     start = 0
-    for v in arrays:  # written in place: no normalised copy of every modality, no concatenated copy to cast
-        out[:, start : start + v.shape[1]] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    for v in arrays:  # written in place, ROWS rows at a time: no normalised copy of a modality, none to cast
+        for first in range(0, len(v), ROWS):
+            part = v[first : first + ROWS]
+            out[first : first + ROWS, start : start + v.shape[1]] = part / np.maximum(
+                np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
         start += v.shape[1]
     return out
