@@ -97,3 +97,23 @@ def test_the_bootstrap_through_a_file_equals_the_bootstrap_in_memory(tmp_path):
     # the same weights and influences; one comparison per group at this budget: only BLAS's rounding differs
     np.testing.assert_allclose([d.se for d in filed], [d.se for d in held], rtol=1e-6)
     assert all(np.array_equal(kept[k], scores[k]) for k in scores) and not list(tmp_path.iterdir())
+
+
+def test_runs_scored_side_by_side_in_threads_give_the_one_at_a_time_bootstrap(monkeypatch):
+    """Influences of several runs computed in threads (small test sets) or one run at a time (large ones): the
+    same differences and resamples, bit for bit, in the pairs' order."""
+    from rqgmm.evaluate import intervals
+
+    rng = np.random.default_rng(4)
+    n, users = 4000, 300
+    labels, user = rng.integers(0, 2, n), rng.integers(0, users, n)
+    scores = {k: (labels * mu + rng.normal(size=n)).astype(np.float32) for k, mu in zip("abcde", (0, .2, .4, .6, .8))}
+    pairs = [([a], [b], column, mask) for a, b in (("a", "b"), ("e", "c"), ("d", "a"), ("c", "b"), ("e", "d"))
+             for column, mask in (("all", np.ones(n, bool)), ("part", rng.random(n) < 0.3))]
+    boot = UserBootstrap(labels, user, resamples=200, seed=1)
+    monkeypatch.setattr(intervals, "_cores", lambda: 3)  # 3 threads over 5 runs: a full window and a short one
+    threaded = bootstrap_differences(boot, scores, pairs)
+    monkeypatch.setattr(intervals, "PARALLEL_BYTES", 1)
+    alone = bootstrap_differences(boot, scores, pairs)
+    assert [(d.mean, d.se) for d in threaded] == [(d.mean, d.se) for d in alone]
+    assert all(np.array_equal(t.samples, a.samples) for t, a in zip(threaded, alone))

@@ -43,7 +43,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,9 @@ ROW_BLOCK = 256
 #: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
 #: chunk's influences of a group of comparisons (64 MiB: 1,024 comparisons per pass over the users).
 BUDGET_BYTES = 1 << 26
+#: Bytes for the runs whose influences are computed side by side (about 32 bytes a test row each: the predictions,
+#: their sort order and the influences): 500,000 test rows run 16 at a time, 5,000,000 and more one at a time.
+PARALLEL_BYTES = 1 << 28
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (:func:`poisson_weights`).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
 
@@ -283,7 +287,8 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
     ``pairs``; its per-user influences (U,) on each column go to an :class:`InfluenceTable` (in memory within
     ``budget`` bytes, else a temporary file in ``directory``). The resamples then pass over the users a chunk
     at a time: each chunk's influences of every comparison (chunk, C) are summed from the table's rows and
-    multiplied by the chunk's weights, drawn once. Memory: one run's predictions and sort order (N,), the
+    multiplied by the chunk's weights, drawn once. Memory: one run's predictions and sort order (N,) (several runs' in threads while they
+    fit :data:`PARALLEL_BYTES`), the
     table where it fits the budget, the weights of one (256, 16384) block and one chunk's (16384, C) float32
     influences (comparisons are taken in groups that keep it within ``budget``; each group draws the same
     weights, the bootstrap's seed).
@@ -306,8 +311,8 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
     slots = {(key, column): i for i, (key, column) in enumerate((k, c) for k in keys for c in columns)}
     aucs = {}
     with InfluenceTable(len(slots), boot.n_users, budget, directory) as table:
-        for key in keys:
-            for column, (auc, psi) in boot.influences(np.asarray(predictions[key]), columns).items():
+        for key, found in zip(keys, _each_influences(boot, predictions, keys, columns)):
+            for column, (auc, psi) in found.items():
                 aucs[key, column] = auc
                 table.put(slots[key, column], psi)
         recipes = [[(slots[pa, column], slots[pb, column]) for pa, pb in zip(a, b, strict=True)]
@@ -320,6 +325,25 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
             out += [combine([aucs[pa, column] - aucs[pb, column] for pa, pb in zip(a, b)], shifts[:, c])
                     for c, (a, b, column, _) in enumerate(pairs[first:first + group])]
     return out
+
+
+def _each_influences(boot: UserBootstrap, predictions: Mapping, keys: list, columns: Mapping) -> Iterator[dict]:
+    """``boot.influences`` of each key's predictions, in ``keys``' order: several runs side by side in threads
+    (numpy's sorts release the GIL) while their rows fit :data:`PARALLEL_BYTES`, else one at a time."""
+    n_rows = len(boot.labels)
+    workers = max(1, min(_cores(), PARALLEL_BYTES // max(32 * n_rows, 1), len(keys)))
+    one = lambda key: boot.influences(np.asarray(predictions[key]), columns)  # noqa: E731
+    if workers == 1:
+        yield from map(one, keys)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for first in range(0, len(keys), workers):  # at most `workers` runs' predictions in memory at once
+            yield from pool.map(one, keys[first:first + workers])
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _summed(block: np.ndarray, recipes: Sequence[list[tuple[int, int]]]) -> np.ndarray:
