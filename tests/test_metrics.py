@@ -116,3 +116,20 @@ def test_chunked_squared_errors_equal_the_whole_array_ones():
     assert err == pytest.approx(((X - X_hat) ** 2).sum()) and tot == pytest.approx(((X - X.mean(0)) ** 2).sum())
     by_depth = metrics.squared_errors_by_depth(X, lambda rows, d: X_hat[rows] * d, [1, 2], chunk=7)
     assert by_depth[2] == pytest.approx(((X - 2 * X_hat) ** 2).sum())
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: rng.integers(0, 256, (3000, 3)),
+    lambda rng: rng.integers(0, 5, (400, 4)).astype(np.int16),
+    lambda rng: rng.integers(-3, 4, (300, 2)),  # negative codes: the row-wise unique
+    lambda rng: rng.integers(0, 2**40, (200, 3)),  # keys beyond an int64: the row-wise unique
+    lambda rng: np.zeros((0, 3), np.int64),
+])
+def test_prefix_groups_number_prefixes_as_numpys_row_unique_does(make):
+    codes = make(np.random.default_rng(0))
+    kept = codes.copy()
+    for level in range(1, codes.shape[1] + 1):
+        expected = np.unique(codes[:, :level], axis=0, return_inverse=True)[1].reshape(-1)
+        got = metrics.prefix_groups(codes, level)
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
+    assert np.array_equal(codes, kept)

@@ -16,12 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rqgmm.ids.metrics import prefix_groups
 from rqgmm.runtime.counting import bincount
-
-
-def _prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
-    """(N,) int: one number per distinct length-``level`` prefix of codes (N, L)."""
-    return np.unique(np.asarray(codes)[:, :level], axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +39,7 @@ def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) 
     n_items, out = len(codes), []
     repeat = float((first == second).mean()) if len(first) else 0.0
     for level in range(1, np.asarray(codes).shape[1] + 1):
-        groups = _prefix_groups(codes, level)
+        groups = prefix_groups(codes, level)
         sizes = np.bincount(groups).astype(np.float64)
         chance = float((sizes * (sizes - 1)).sum() / (n_items * (n_items - 1))) if n_items > 1 else 1.0
         observed = float((groups[first] == groups[second]).mean()) if len(first) else None
@@ -72,7 +68,7 @@ def _r2_by_level(codes: np.ndarray, seen: np.ndarray, rates: np.ndarray) -> list
     total = float(((rates - rates.mean()) ** 2).sum())
     out = []
     for level in range(1, np.asarray(codes).shape[1] + 1):
-        groups = np.unique(_prefix_groups(codes, level)[seen], return_inverse=True)[1].reshape(-1)
+        groups = np.unique(prefix_groups(codes, level)[seen], return_inverse=True)[1].reshape(-1)
         n_groups = groups.max() + 1 if len(groups) else 0
         means = np.bincount(groups, weights=rates) / np.bincount(groups)
         between = float((np.bincount(groups) * (means - rates.mean()) ** 2).sum())

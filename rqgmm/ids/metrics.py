@@ -98,6 +98,18 @@ def prefix_counts(codes: np.ndarray, lengths: list[int] | None = None) -> list[n
     return [_run_lengths(keys // math.prod(sizes[l:])) for l in lengths]
 
 
+def prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
+    """(N,) int64: each row's number among the distinct length-``level`` prefixes of codes (N, L), numbered in
+    lexicographic order (``np.unique(codes[:, :level], axis=0, return_inverse=True)``'s numbers). One int64 key
+    per row where the codes allow it (a 1-D unique), else that row-wise unique."""
+    codes = np.asarray(codes)
+    keys = _keys(codes)
+    if keys is None:
+        return np.unique(codes[:, :level], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    keys //= math.prod(_key_sizes(codes)[level:])
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
 def _key_sizes(codes: np.ndarray) -> list[int]:
     return [int(v) + 1 for v in codes.max(0)] if len(codes) else [1] * codes.shape[1]
 
