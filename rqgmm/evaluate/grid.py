@@ -44,6 +44,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from rqgmm.files.atomic import atomic_output
 from rqgmm.errors import InputError
 from rqgmm.evaluate.names import MANIFEST, RUNS
+from rqgmm.runtime.heap import release_free_memory
 from rqgmm.runtime.parallel import alone, broadcast_from_writer, gather_everywhere, rank_and_size
 
 logger = logging.getLogger(__name__)
@@ -307,6 +308,7 @@ class Grid:
             if self.store is not None:
                 self.store.put(key, job, result, seconds=round(seconds, 3), rank=self.rank, **self.meta)
             new[key] = self._kept(key, job, result)
+            release_free_memory()  # what the job made and dropped goes back to the system before the next
             self._log(job, result, seconds)
         for part in gather_everywhere(new):  # a kind kept on disk sends its file name, not its arrays
             for key, result in part.items():
