@@ -58,9 +58,12 @@ ROW_BLOCK = 256
 #: Bytes for the bootstrap's per-user influence table held in memory (beyond: a temporary file), and for one user
 #: chunk's influences of a group of comparisons (64 MiB: 1,024 comparisons per pass over the users).
 BUDGET_BYTES = 1 << 26
-#: Bytes for the runs whose influences are computed side by side (about 32 bytes a test row each: the predictions,
-#: their sort order and the influences): 500,000 test rows run 16 at a time, 5,000,000 and more one at a time.
-PARALLEL_BYTES = 1 << 28
+#: Bytes for the runs whose influences are computed side by side: 500,000 test rows run 4 at a time, 2,000,000
+#: and more one at a time.
+PARALLEL_BYTES = 1 << 27
+#: What one run's influences hold at their peak, per test row (tracemalloc: 62 bytes at 500,000 rows and five
+#: columns: the predictions, their sort order, each column's ranks and the float64 influences).
+RUN_BYTES_PER_ROW = 64
 #: Poisson(1)'s CDF up to 20 (the mass beyond is ~1e-19), for drawing weights by inversion (:func:`poisson_weights`).
 POISSON_CDF = stats.poisson.cdf(np.arange(21), 1.0).astype(np.float32)
 
@@ -331,7 +334,7 @@ def _each_influences(boot: UserBootstrap, predictions: Mapping, keys: list, colu
     """``boot.influences`` of each key's predictions, in ``keys``' order: several runs side by side in threads
     (numpy's sorts release the GIL) while their rows fit :data:`PARALLEL_BYTES`, else one at a time."""
     n_rows = len(boot.labels)
-    workers = max(1, min(_cores(), PARALLEL_BYTES // max(32 * n_rows, 1), len(keys)))
+    workers = max(1, min(_cores(), PARALLEL_BYTES // max(RUN_BYTES_PER_ROW * n_rows, 1), len(keys)))
     one = lambda key: boot.influences(np.asarray(predictions[key]), columns)  # noqa: E731
     if workers == 1:
         yield from map(one, keys)
