@@ -283,8 +283,8 @@ def test_minilm_embeds_real_item_texts(ml100k, tmp_path):
 def test_time_order_equals_one_lexsort_whether_or_not_the_log_is_in_time_order(monkeypatch, sorted_times):
     monkeypatch.setattr(splits, "ORDER_CHUNK", 7)  # many chunks, time groups across their nominal edges
     rng = np.random.default_rng(0)
-    for n in (0, 1, 6, 7, 8, 50, 301):
-        times = rng.integers(0, 9, n)
+    for n, spread in ((0, 9), (1, 9), (6, 9), (7, 9), (8, 9), (50, 9), (301, 9), (301, 1000), (301, 10**6)):
+        times = rng.integers(0, spread, n)  # wide spreads: runs with no tie (taken as they stand) beside others
         times = np.sort(times) if sorted_times else times
         users, items = rng.integers(0, 3, n), rng.integers(0, 4, n)
         kept = times.copy()
