@@ -292,9 +292,8 @@ def bootstrap_differences(boot: UserBootstrap, predictions: Mapping,
     at a time: each chunk's influences of every comparison (chunk, C) are summed from the table's rows and
     multiplied by the chunk's weights, drawn once. Memory: one run's predictions and sort order (N,) (several
     runs' side by side in threads while they fit :data:`PARALLEL_BYTES`), the table where it fits the budget,
-    the weights of one (256, 16384) block and one chunk's (16384, C) float32
-    influences (comparisons are taken in groups that keep it within ``budget``; each group draws the same
-    weights, the bootstrap's seed).
+    the weights of one (256, 16384) block and one chunk's (16384, C) float32 influences (comparisons are
+    taken in groups that keep it within ``budget``; each group draws the same weights, the bootstrap's seed).
 
     Parameters
     ----------
