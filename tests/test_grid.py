@@ -51,8 +51,10 @@ def comparable(recs: list[dict]) -> list[dict]:
 
 
 def stored(out: Path) -> dict[str, int]:
-    """Each finished run's record file and its modification time (ns)."""
-    return {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json") if p.name != "grid.json"}
+    """Each finished run's record file and its modification time (ns); not the ``.NAME.tmp-*.json`` a rank
+    killed while writing may leave (rqgmm.files.atomic: nothing can remove it)."""
+    return {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")
+            if p.name != "grid.json" and not p.name.startswith(".")}
 
 
 def wait_for_runs(out: Path, n: int, process: subprocess.Popen, limit_s: float = 120) -> None:
