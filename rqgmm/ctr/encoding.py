@@ -44,6 +44,7 @@ class ColumnEncoder:
         self.bag_values: list[np.ndarray] = []
         self.lengths = np.zeros(n_rows if bag else 0, np.int64)
         self.seen: pa.Array | None = None  # the distinct values so far, in first-seen order
+        self.integers: IntegerPlaces | None = None  # or, while it can, the same held as a lookup table
         self.filled = 0
 
     def add(self, chunk: pa.Array) -> None:
@@ -61,13 +62,24 @@ class ColumnEncoder:
         elif pa.types.is_list(chunk.type) or pa.types.is_large_list(chunk.type) or pa.types.is_struct(chunk.type):
             raise InputError(f"column {self.name!r} holds {chunk.type} values, not one value per row; "
                              "pass a list column with --bag")
-        encoded = pc.dictionary_encode(chunk, null_encoding="encode")
-        indices = self._seen_places(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+        indices = self._places(chunk)
         if self.bag:
             self.bag_values.append(indices)
         else:
             self.local[start:start + n] = indices
         self.filled += n
+
+    def _places(self, chunk: pa.Array) -> np.ndarray:
+        """Each row's place (int32 (n,)) among the values seen so far: by :class:`IntegerPlaces` while the
+        column holds integers of a small range, else by dictionary-encoding the chunk."""
+        if self.seen is None and (self.integers is not None or IntegerPlaces.accepts(chunk)):
+            self.integers = self.integers or IntegerPlaces(chunk.type)
+            found = self.integers.places(chunk)
+            if found is not None:
+                return found
+            self.seen, self.integers = self.integers.seen(), None  # hashing from here on, the places kept
+        encoded = pc.dictionary_encode(chunk, null_encoding="encode")
+        return self._seen_places(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def _seen_places(self, dictionary: pa.Array) -> np.ndarray:
         """Each value's place (int32 (d,)) among the values seen so far, ``dictionary``'s new ones appended."""
@@ -90,6 +102,8 @@ class ColumnEncoder:
         """
         if self.filled != self.n_rows:
             raise InputError(f"column {self.name!r}: {self.filled} rows encoded, {self.n_rows} expected")
+        if self.integers is not None:
+            self.seen, self.integers = self.integers.seen(), None
         seen = self.seen if self.seen is not None else pa.array([], pa.null())
         order = pc.array_sort_indices(seen).to_numpy(zero_copy_only=False)
         to_global = np.empty(len(seen), np.int32)
@@ -101,6 +115,59 @@ class ColumnEncoder:
             codes = padded(values, self.lengths)
         self.local, self.bag_values, self.seen = np.empty(0, np.int32), [], None
         return codes, seen.take(order)
+
+
+#: The widest range of integers :class:`IntegerPlaces` holds a table for (int32 places: 64 MiB).
+LOOKUP_SPAN = 1 << 24
+
+
+class IntegerPlaces:
+    """First-seen places of integer values whose range (max - min + 1) stays within :data:`LOOKUP_SPAN`.
+
+    The dictionary path hashes every chunk's distinct values against all values seen so far (at 10^6 users,
+    about 10^6 a chunk: 11.6 s of a 5e7-row log's 36 s read on a 2-core CPU). Integer ids of a compact range
+    (user and item numbers) are placed through one int32 table over the range instead; a chunk's new values
+    take the next places in their order of first appearance, as the dictionary path gives them.
+    """
+
+    def __init__(self, type_: pa.DataType) -> None:
+        self.type, self.low, self.table, self.firsts, self.count = type_, 0, np.empty(0, np.int32), [], 0
+
+    @staticmethod
+    def accepts(chunk: pa.Array) -> bool:
+        """Non-empty integers without nulls that int64 holds."""
+        t = chunk.type
+        return (len(chunk) > 0 and chunk.null_count == 0 and pa.types.is_integer(t)
+                and (pa.types.is_signed_integer(t) or t.bit_width < 64))
+
+    def places(self, chunk: pa.Array) -> np.ndarray | None:
+        """The chunk's places (int32 (n,)); None (nothing changed) for a chunk this table cannot take."""
+        if chunk.type != self.type or not self.accepts(chunk):
+            return None
+        values = chunk.to_numpy().astype(np.int64, copy=False)
+        low = min(int(values.min()), self.low) if self.count else int(values.min())
+        high = max(int(values.max()), self.low + len(self.table) - 1) if self.count else int(values.max())
+        if high - low + 1 > LOOKUP_SPAN:
+            return None
+        if low != self.low or high - low + 1 != len(self.table):
+            table = np.full(high - low + 1, -1, np.int32)
+            table[self.low - low:self.low - low + len(self.table)] = self.table
+            self.table, self.low = table, low
+        found = self.table[values - low]
+        new = found < 0
+        if new.any():
+            distinct, first = np.unique(values[new], return_index=True)
+            ordered = distinct[np.argsort(first, kind="stable")]  # by first appearance in the chunk
+            self.table[ordered - low] = np.arange(self.count, self.count + len(ordered), dtype=np.int32)
+            self.firsts.append(ordered)
+            self.count += len(ordered)
+            found = self.table[values - low]
+        return found
+
+    def seen(self) -> pa.Array:
+        """The values placed so far, in first-seen order (the dictionary path's ``seen``)."""
+        values = np.concatenate(self.firsts) if self.firsts else np.zeros(0, np.int64)
+        return pa.array(values, type=self.type)
 
 
 #: Rows remapped per step by :func:`remap_in_place` (its only temporary: 4M int32, 16 MB).
