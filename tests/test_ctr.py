@@ -379,6 +379,41 @@ def test_many_chunks_with_new_and_repeated_values_give_the_sorted_codes(kind):
     assert uniques.to_pylist() == [None if isinstance(v, float) else v for v in distinct]
 
 
+@pytest.mark.parametrize("case", ["wide", "negative", "nulls later", "beyond the table", "uint64", "int32"])
+def test_integer_ids_through_the_lookup_table_give_the_dictionary_paths_codes(monkeypatch, case):
+    """Integer chunks placed through encoding.IntegerPlaces, alone or handed over to the dictionary path
+    midway (a chunk with nulls, a range past LOOKUP_SPAN, a type it does not take): the codes and values of a
+    sorted factorisation, whichever path each chunk took."""
+    from rqgmm.ctr import encoding
+
+    monkeypatch.setattr(encoding, "LOOKUP_SPAN", 1000)
+    rng = np.random.default_rng(5)
+    chunks = [rng.integers(200, 400, 300), rng.integers(100, 600, 300), rng.integers(0, 900, 300)]
+    types = {"int32": pa.int32(), "uint64": pa.uint64()}
+    if case == "negative":
+        chunks = [c - 500 for c in chunks]
+    if case == "beyond the table":
+        chunks.append(rng.integers(0, 5000, 300))
+    arrays = [pa.array(c, type=types.get(case, pa.int64())) for c in chunks]
+    if case == "nulls later":
+        arrays.append(pa.array([7, None, 950, 7], type=pa.int64()))
+    def encoded():
+        encoder = ColumnEncoder("x", sum(len(a) for a in arrays))
+        for array in arrays:
+            encoder.add(array)
+        return encoder.finish()
+
+    codes, uniques = encoded()
+    monkeypatch.setattr(encoding, "LOOKUP_SPAN", 0)  # every chunk through the dictionary path
+    by_dictionary, its_uniques = encoded()
+    np.testing.assert_array_equal(codes, by_dictionary)
+    assert uniques.equals(its_uniques) and uniques.type == arrays[0].type
+    if case != "nulls later":  # (pandas orders a null among objects its own way)
+        reference, distinct = pd.factorize(pd.Series(np.concatenate(chunks)), sort=True)
+        np.testing.assert_array_equal(codes, reference + 1)
+        assert uniques.to_pylist() == list(distinct)
+
+
 def test_bags_are_padded_rows_of_their_values():
     lists = [[3, 1], [], None, [2, 2, 5]]
     encoder = ColumnEncoder("tags", 4, bag=True)
