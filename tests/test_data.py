@@ -301,3 +301,18 @@ def test_random_order_is_numpys_permutation_in_int32():
     for n in (0, 1, 7, 10_000):
         order = splits.random_order(n, seed=3)
         assert order.dtype == np.int32 and np.array_equal(order, np.random.default_rng(3).permutation(n))
+
+
+@pytest.mark.parametrize("other", ["small", "negative", "uint64", "floats", "too wide"])
+def test_tied_times_sorted_by_one_packed_key_or_by_lexsort_give_lexsorts_order(other):
+    """Rows of one time ordered by the other keys: one stable sort of a packed int64 key where the keys fit,
+    lexsort where they do not (negative, non-integer, or more than 63 bits with the time groups)."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    times = np.sort(rng.integers(0, 400, n))
+    users = rng.integers(0, 50, n)
+    items = {"small": rng.integers(0, 30, n), "negative": rng.integers(-5, 5, n),
+             "uint64": rng.integers(0, 30, n).astype(np.uint64), "floats": rng.normal(size=n).round(1),
+             "too wide": rng.integers(0, 2**50, n)}[other]
+    order = splits._tied_order(times, [users, items])
+    assert np.array_equal(order, np.lexsort((items, users, times)))

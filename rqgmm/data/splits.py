@@ -108,9 +108,26 @@ def time_order(keys: Sequence) -> np.ndarray:
         if bool((times[1:] > times[:-1]).all()):  # no two rows at one time: in order already, no key read
             order[start:stop] = np.arange(start, stop, dtype=np.int32)
         else:
-            order[start:stop] = np.lexsort(tuple(k[start:stop] for k in reversed(keys))) + start
+            order[start:stop] = _tied_order(times, [np.asarray(k[start:stop]) for k in keys[1:]]) + start
         start = stop
     return order
+
+
+def _tied_order(times: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
+    """``np.lexsort((*reversed(rest), times))`` for non-decreasing ``times`` (N,): one stable sort of one int64
+    key (each row's time group, then each other key in bits of its own) when the other keys are non-negative
+    integers that fit beside it, else that lexsort. The keys are nearly in order (only rows of one time can
+    move), which a stable sort takes in little more than a pass."""
+    widths = [int(k.max()).bit_length() if len(k) and k.dtype.kind in "iu" and int(k.min()) >= 0 else None
+              for k in rest]
+    groups = np.cumsum(np.r_[False, times[1:] != times[:-1]], dtype=np.int64)
+    if None in widths or int(groups[-1]).bit_length() + sum(widths) > 63:
+        return np.lexsort((*reversed(rest), times))
+    key = groups
+    for k, width in zip(rest, widths):
+        key <<= width
+        key |= k.astype(np.int64, copy=False)
+    return np.argsort(key, kind="stable")
 
 
 def _non_decreasing(values: np.ndarray) -> bool:
