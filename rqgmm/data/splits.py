@@ -90,9 +90,9 @@ def time_order(keys: Sequence) -> np.ndarray:
 
     When the first key (time) is already non-decreasing, as a log written in time order is, the rows are
     sorted a run of whole time groups at a time into one int32 array (4 bytes a row instead of the 16 of
-    one ``lexsort``: its int64 output and its buffer), and a run with no two rows at one time is taken as it
-    stands (no sort, no other key read); otherwise one ``lexsort`` (int64). Either way the same values:
-    ``np.lexsort(keys[::-1])``.
+    one ``lexsort``: its int64 output and its buffer): a run with no two rows at one time is taken as it
+    stands (no sort, no other key read), another by one stable sort of a packed key (:func:`_tied_order`);
+    otherwise one ``lexsort`` (int64). Either way the same values: ``np.lexsort(keys[::-1])``.
     """
     keys = list(keys)
     first = np.asarray(keys[0]) if keys else None
