@@ -128,8 +128,11 @@ def test_chunked_squared_errors_equal_the_whole_array_ones():
 def test_prefix_groups_number_prefixes_as_numpys_row_unique_does(make):
     codes = make(np.random.default_rng(0))
     kept = codes.copy()
+    every = metrics.prefix_groups(codes)
+    assert len(every) == codes.shape[1]
     for level in range(1, codes.shape[1] + 1):
         expected = np.unique(codes[:, :level], axis=0, return_inverse=True)[1].reshape(-1)
-        got = metrics.prefix_groups(codes, level)
+        got = metrics.prefix_groups(codes, [level])[0]
         assert got.dtype == np.int64 and np.array_equal(got, expected)
+        assert np.array_equal(every[level - 1], expected)
     assert np.array_equal(codes, kept)

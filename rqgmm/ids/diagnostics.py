@@ -36,13 +36,17 @@ def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray) 
 def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[dict]:
     """Per level: the observed share of pairs (item rows ``first``, ``second``) sharing the prefix, the
     share expected under random IDs of the same sizes, and their lift (None without pairs)."""
-    n_items, out = len(codes), []
+    return _coherence_by_level(prefix_groups(codes), len(codes), first, second)
+
+
+def _coherence_by_level(groups: list[np.ndarray], n_items: int, first: np.ndarray,
+                        second: np.ndarray) -> list[dict]:
+    out = []
     repeat = float((first == second).mean()) if len(first) else 0.0
-    for level in range(1, np.asarray(codes).shape[1] + 1):
-        groups = prefix_groups(codes, level)
-        sizes = np.bincount(groups).astype(np.float64)
+    for level, prefixes in enumerate(groups, start=1):
+        sizes = np.bincount(prefixes).astype(np.float64)
         chance = float((sizes * (sizes - 1)).sum() / (n_items * (n_items - 1))) if n_items > 1 else 1.0
-        observed = float((groups[first] == groups[second]).mean()) if len(first) else None
+        observed = float((prefixes[first] == prefixes[second]).mean()) if len(first) else None
         expected = repeat + (1 - repeat) * chance
         out.append(dict(level=level, observed=observed, expected=expected,
                         lift=observed / expected if observed is not None and expected > 0 else None))
@@ -61,17 +65,17 @@ def click_rates(rows: np.ndarray, clicked: np.ndarray, n_items: int) -> tuple[np
 def click_rate_r2(codes: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> list[dict]:
     """Per level: R² of the items' click rates (items with at least one row in ``rows``) on the level's
     prefixes, and its expectation under random IDs of the same sizes."""
-    return _r2_by_level(codes, *click_rates(rows, clicked, len(codes)))
+    return _r2_by_level(prefix_groups(codes), *click_rates(rows, clicked, len(codes)))
 
 
-def _r2_by_level(codes: np.ndarray, seen: np.ndarray, rates: np.ndarray) -> list[dict]:
+def _r2_by_level(groups: list[np.ndarray], seen: np.ndarray, rates: np.ndarray) -> list[dict]:
     total = float(((rates - rates.mean()) ** 2).sum())
     out = []
-    for level in range(1, np.asarray(codes).shape[1] + 1):
-        groups = np.unique(prefix_groups(codes, level)[seen], return_inverse=True)[1].reshape(-1)
-        n_groups = groups.max() + 1 if len(groups) else 0
-        means = np.bincount(groups, weights=rates) / np.bincount(groups)
-        between = float((np.bincount(groups) * (means - rates.mean()) ** 2).sum())
+    for level, prefixes in enumerate(groups, start=1):
+        seen_groups = np.unique(prefixes[seen], return_inverse=True)[1].reshape(-1)
+        n_groups = seen_groups.max() + 1 if len(seen_groups) else 0
+        means = np.bincount(seen_groups, weights=rates) / np.bincount(seen_groups)
+        between = float((np.bincount(seen_groups) * (means - rates.mean()) ** 2).sum())
         expected = (n_groups - 1) / (len(seen) - 1) if len(seen) > 1 else None
         out.append(dict(level=level, r2=between / total if total > 0 else None, expected=expected))
     return out
@@ -99,9 +103,12 @@ class ClickFacts:
         return cls(*consecutive_pairs(users, rows, clicked), *click_rates(rows, clicked, n_items))
 
     def diagnostics(self, codes: np.ndarray) -> dict:
-        """Both checks of codes (N, L), N = ``n_items``: see :func:`diagnostics`."""
-        return dict(pairs=int(len(self.first)), coherence=coclick_coherence(codes, self.first, self.second),
-                    r2=_r2_by_level(codes, self.seen, self.rates))
+        """Both checks of codes (N, L), N = ``n_items``: see :func:`diagnostics` (the prefixes numbered once
+        for both)."""
+        groups = prefix_groups(codes)
+        return dict(pairs=int(len(self.first)),
+                    coherence=_coherence_by_level(groups, len(codes), self.first, self.second),
+                    r2=_r2_by_level(groups, self.seen, self.rates))
 
 
 def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked: np.ndarray) -> dict:

@@ -98,16 +98,20 @@ def prefix_counts(codes: np.ndarray, lengths: list[int] | None = None) -> list[n
     return [_run_lengths(keys // math.prod(sizes[l:])) for l in lengths]
 
 
-def prefix_groups(codes: np.ndarray, level: int) -> np.ndarray:
-    """(N,) int64: each row's number among the distinct length-``level`` prefixes of codes (N, L), numbered in
-    lexicographic order (``np.unique(codes[:, :level], axis=0, return_inverse=True)``'s numbers). One int64 key
-    per row where the codes allow it (a 1-D unique), else that row-wise unique."""
+def prefix_groups(codes: np.ndarray, lengths: list[int] | None = None) -> list[np.ndarray]:
+    """Each row's number among the distinct length-l prefixes of codes (N, L), (N,) int64 for each l of
+    ``lengths`` (default 1..L), numbered in lexicographic order (``np.unique(codes[:, :l], axis=0,
+    return_inverse=True)``'s numbers). One int64 key per row, divided for each length (a 1-D unique each),
+    where the codes allow it, else that row-wise unique."""
     codes = np.asarray(codes)
+    lengths = list(range(1, codes.shape[1] + 1)) if lengths is None else list(lengths)
     keys = _keys(codes)
     if keys is None:
-        return np.unique(codes[:, :level], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    keys //= math.prod(_key_sizes(codes)[level:])
-    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        return [np.unique(codes[:, :l], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+                for l in lengths]
+    sizes = _key_sizes(codes)
+    return [np.unique(keys // math.prod(sizes[l:]), return_inverse=True)[1].reshape(-1).astype(np.int64)
+            for l in lengths]
 
 
 def _key_sizes(codes: np.ndarray) -> list[int]:
