@@ -127,12 +127,11 @@ def first_per_user(n_users: int, take: int, user: np.ndarray, keys: tuple[np.nda
     order = np.lexsort((*keys, user))
     user = user[order]
     place = np.arange(len(user)) - np.searchsorted(user, user)  # the entry's place in its user's order
-    kept = order[place < take]
-    at = (user[place < take], place[place < take])
+    within = place < take
+    kept, at = order[within], (user[within], place[within])
     tables = []
     for column, fill in zip(columns, fills):
         table = np.full((n_users, take), fill, dtype=np.result_type(column, np.asarray(fill)))
         table[at] = column[kept]
         tables.append(table)
     return tables
-
