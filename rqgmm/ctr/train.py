@@ -29,6 +29,7 @@ from rqgmm.ctr.content import ItemContent
 from rqgmm.ctr.features import FeatureBuilder
 from rqgmm.ctr.log import LogPart
 from rqgmm.ctr.models import ModelConfig, make_model
+from rqgmm.ctr.optimizer import FusedAdam
 from rqgmm.ctr.spec import FeatureSpec, FieldSpec
 from rqgmm.ctr.tensors import Batch, CTRTensors
 
@@ -91,7 +92,7 @@ class TrainConfig:
     progress : bool
         Show a tqdm bar over epochs.
     fused : bool
-        Fused Adam (one kernel for every parameter; on CPU as on CUDA).
+        Fused Adam (one kernel for every parameter; on CPU as on CUDA): :class:`~rqgmm.ctr.optimizer.FusedAdam`.
     compile : bool
         ``torch.compile`` the model (off by default: not measured to help yet;
         ``python -m rqgmm.bench.ctr --compile`` measures it).
@@ -341,22 +342,35 @@ def predict(model: nn.Module, tensors: CTRTensors, batch_size: int = 65536) -> n
 
 
 class _Step:
-    """One optimisation step: forward, BCE, backward, (fused) Adam, with the warm-up's learning rate."""
+    """One optimisation step: forward, BCE, backward, Adam, with the warm-up's learning rate.
+
+    The fused Adam is :class:`~rqgmm.ctr.optimizer.FusedAdam` (torch's fused kernel without ``torch.optim``'s
+    per-step Python; the same updates); without ``config.fused``, or on a device the kernel does not serve,
+    ``torch.optim.Adam``.
+    """
 
     def __init__(self, model: nn.Module, config: TrainConfig, lr: float, warmup: int) -> None:
-        fused = config.fused and all(p.device.type in ("cuda", "cpu") for p in model.parameters())
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay,
-                                          fused=fused or None)
+        params = list(model.parameters())
+        if config.fused and FusedAdam.available(params):
+            self.optimizer = FusedAdam(params, lr=lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
         self.forward = torch.compile(model) if config.compile else model
         self.lr, self.warmup, self.count = lr, warmup, 0
 
+    def _set_lr(self, lr: float) -> None:
+        if isinstance(self.optimizer, FusedAdam):
+            self.optimizer.lr = lr
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
     def __call__(self, batch: Batch, labels: torch.Tensor) -> torch.Tensor:
         if self.count < self.warmup:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr * (self.count + 1) / self.warmup
+            self._set_lr(self.lr * (self.count + 1) / self.warmup)
         self.count += 1
         loss = nn.functional.binary_cross_entropy_with_logits(self.forward(batch), labels.float())
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         return loss.detach()
