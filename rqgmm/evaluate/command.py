@@ -84,7 +84,7 @@ def run_evaluate(args: argparse.Namespace, config: EvaluateConfig) -> None:
 def _write(args, config, data, dataset, records, seconds, start, meter: StageMeter) -> None:
     """results.json, report.md and the plots (rank 0), the report stage measured too; the verdict echoed."""
     meta = dict(command=getattr(args, "typed", None) or "rqgmm evaluate",
-                dataset=dataset, datasets=[dataset], rows=len(data.interactions),
+                dataset=dataset, datasets=[dataset], rows=data.rows,
                 items=len(data.items), **({"sample": data.sample} if data.sample else {}), seconds=seconds,
                 **describe_retrieval(config, describe(config, data.timed, len(data.item_ids))),
                 elapsed_seconds=round(time.perf_counter() - start, 1), stages=meter.table())

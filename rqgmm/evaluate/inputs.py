@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -57,14 +57,24 @@ class EvaluationData:
         split consumes it (None afterwards, with ``interactions`` the ordered log).
     sample : str or None
         The user sample and its size (``--sample-users``), None when every user is kept.
+    rows : int
+        N, kept after :meth:`release_rows`.
     """
 
-    interactions: EncodedLog
+    interactions: EncodedLog | None
     items: pd.DataFrame
     vectors: dict[str, np.ndarray]
     timed: bool
     order: np.ndarray | None
     sample: str | None = None
+    rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = len(self.interactions)
+
+    def release_rows(self) -> None:
+        """Drop the int table (``interactions`` is None afterwards): for a task whose last reader of it is done."""
+        self.interactions = self.order = None
 
     @property
     def item_ids(self) -> np.ndarray:

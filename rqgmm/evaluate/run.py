@@ -142,7 +142,9 @@ class Evaluation:
         # one byte a test row (the slice names as a categorical), not the 20 of their strings
         self.slices = pd.Categorical.from_codes(slice_codes(self.split.train[self.config.item],
                                                             self.split.test[self.config.item]), categories=SLICES)
-        self.test = TestRows(self.split.test[self.config.label], self.split.test.users(), self.slices)
+        # copies (N_test rows), not views: the int table they would keep alive goes after the CTR runs
+        self.test = TestRows(np.array(self.split.test[self.config.label]), np.array(self.split.test.users()),
+                             self.slices)
         self.specs = regimes(self.data, self.config)
         self.records.append(self.stage.record("inputs", items=len(self.data.items), distinct_vectors={
             column: distinct_rows(vectors) for column, vectors in self.data.vectors.items()}))
@@ -155,6 +157,9 @@ class Evaluation:
             self.records += self._stage("diagnostics", lambda: diagnostic_records(self.stage, self.split.train,
                                                                                    self.config))
             self._stage("ctr", lambda: self._ctr(grid, ctr, codes))
+        if self.config.task == "ctr":  # the last reader of the rows is done: the intervals need the test rows only
+            self.split = None
+            self.data.release_rows()
         test = self.test if rank_and_size()[0] == 0 else None  # rank 0 reads the predictions (others: unused)
         spill = None if self.store is None else self.store.directory  # the influence table's file, if any
         self.records += self._stage("intervals", lambda: comparisons(self.records, test, directory=spill))
