@@ -20,7 +20,8 @@ from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
 from rqgmm.retrieval.sequences import build_sequences
-from rqgmm.retrieval.train import QUICK, fit_retriever, histories, learning_rates, training_windows
+from rqgmm.retrieval.train import (QUICK, fit_retriever, generate, histories, learning_rates, training_windows,
+                                  untrained_retriever)
 from rqgmm.retrieval.vocab import ItemTokens
 from rqgmm.ids.trie import PrefixTrie
 
@@ -173,6 +174,23 @@ def test_cached_decoding_equals_the_full_forward_pass():
     _, cache = model.hidden(context)
     cached, _ = model.hidden(prefix.flatten(0, 1), cache, context.shape[1])
     torch.testing.assert_close(cached, full[:, context.shape[1]:], rtol=1e-4, atol=1e-5)
+
+
+def test_the_dense_query_read_beside_the_beam_equals_its_own_forward_pass():
+    """generate() reads each history once for the beam and the dense query: the same bits as two separate reads."""
+    rng = np.random.default_rng(3)
+    seqs = build_sequences(*_log(4, users=40), 40)
+    tokens = ItemTokens.semantic(rng.integers(0, 4, (40, 2)), [4, 4])
+    config = replace(QUICK, model=ModelConfig(dim=16, layers=2, heads=2))
+    retriever = untrained_retriever(seqs, tokens, config, rng.standard_normal((40, 6)).astype(np.float32))
+    history = histories(seqs, "valid", retriever.length)
+    model = retriever.model.eval()
+    ids, logp, query = generate(model, retriever.masks, history, 7, batch=16, dense=True)
+    alone = generate(model, retriever.masks, history, 7, batch=16)
+    assert alone[2] is None and np.array_equal(alone[0], ids) and np.array_equal(alone[1], logp)
+    with torch.no_grad():
+        expected = torch.cat([model.query(torch.as_tensor(history[i:i + 16])) for i in range(0, len(history), 16)])
+    assert np.array_equal(query, expected.numpy())
 
 
 def test_training_learns_a_deterministic_successor():

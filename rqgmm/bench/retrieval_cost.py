@@ -8,10 +8,11 @@
 Reads a planted log's two files (``embedding`` column), builds the leave-one-out sequences and an untrained
 retriever the way :func:`rqgmm.retrieval.train.fit_retriever` does (the FULL model size, random 3 x 256 codes
 and a generated dedup token: the cost of a pass does not depend on the codes' quality), then times on the
-validation histories of ``--users`` sampled users: the beam, the dense query, the ID-level ranks, the items of
-the generated IDs, the prefix rule (all codes, as early stopping reads it; one code with content affinity, the
-most candidates) and the dense rule; then one whole ``Retriever.ranks`` (what each epoch's validation runs) and
-one ``Retriever.rule_ranks`` (the test pass). Prints seconds and seconds per 1,000 users.
+validation histories of ``--users`` sampled users: the beam, the beam with the dense query (one forward pass of
+each history feeds both), the ID-level ranks, the items of the generated IDs, the prefix rule (all codes, as early
+stopping reads it; one code with content affinity, the most candidates) and the dense rule; then one whole
+``Retriever.ranks`` (what each epoch's validation runs) and one ``Retriever.rule_ranks`` (the test pass). Prints
+seconds and seconds per 1,000 users.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ def timings(seqs, retriever, users: int) -> dict[str, float]:
     from rqgmm.retrieval.cold import cold_cap
     from rqgmm.retrieval.dense import dense_rule_ranks
     from rqgmm.retrieval.metrics import ranks
-    from rqgmm.retrieval.train import EVAL_BATCH, histories
-    from rqgmm.runtime.device import torch_threads
+    from rqgmm.retrieval.train import histories
 
     sample = np.sort(np.random.default_rng(0).permutation(seqs.n_users)[:users])
     history, targets = histories(seqs, "valid", retriever.length)[sample], seqs.valid[sample]
@@ -68,8 +68,7 @@ def timings(seqs, retriever, users: int) -> dict[str, float]:
         return out
 
     ids, logp, _ = timed("beam search", lambda: r._generate(history, dense=False))
-    with torch_threads(r.config.num_threads):
-        query = timed("dense query", lambda: r._query(history, EVAL_BATCH[r.model.table.device.type]))
+    query = timed("beam search + dense query", lambda: r._generate(history, dense=True))[2]
     sizes = list(r.tokens.sizes[:r.tokens.generated])
     timed("ID-level ranks", lambda: ranks(ids, sizes, targets, r.groups))
     items = timed("items of the IDs", lambda: r._items_of(ids))

@@ -38,8 +38,8 @@ class TrieMasks:
 
 
 @torch.no_grad()
-def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, beam: int) -> tuple[torch.Tensor,
-                                                                                                   torch.Tensor]:
+def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, beam: int,
+                context: tuple[torch.Tensor, list] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``beam`` most likely existing IDs after each history.
 
     Parameters
@@ -48,6 +48,8 @@ def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, b
     masks : TrieMasks of the IDs that exist
     history : LongTensor (B, H), item rows (-1: padding, left); H = model.slots - 1
     beam : int
+    context : the hidden states (B, H x T, dim) and cache of ``model.hidden(model.flat(history))``, when the
+        caller has read the history already (the dense rule's query reads the same states); None: read here.
 
     Returns
     -------
@@ -55,7 +57,7 @@ def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, b
     scores : FloatTensor (B, beam), log-probabilities; -inf on the -1 rows
     """
     B, device = history.shape[0], history.device
-    states, cache = model.hidden(model.flat(history))  # the history once per user; beams read its keys and values
+    states, cache = context or model.hidden(model.flat(history))  # once per user; beams read its keys and values
     start = states.shape[1]
     last = states[:, -1]
     prefix = torch.zeros(B, 1, 0, dtype=torch.int64, device=device)

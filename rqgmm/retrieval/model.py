@@ -192,5 +192,8 @@ class NextItemModel(nn.Module):
 
     def query(self, history: torch.Tensor) -> torch.Tensor:
         """The dense rule's query (B, E), unit length: the projected state after each history (B, H) of item rows."""
-        state = self.hidden(self.flat(history))[0][:, -1]
+        return self.query_of(self.hidden(self.flat(history))[0][:, -1])
+
+    def query_of(self, state: torch.Tensor) -> torch.Tensor:
+        """The dense rule's query (B, E), unit length, from the hidden state (B, dim) after each history."""
         return nn.functional.normalize(self.project(state), dim=-1)

@@ -191,15 +191,27 @@ def histories(seqs: Sequences, part: str, length: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- generation
 
 
-def generate(model: NextItemModel, masks: TrieMasks, history: np.ndarray, beam: int,
-             batch: int) -> tuple[np.ndarray, np.ndarray]:
+@torch.no_grad()
+def generate(model: NextItemModel, masks: TrieMasks, history: np.ndarray, beam: int, batch: int,
+             dense: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The ``beam`` best existing IDs (U, beam, G) after each history (U, H), generated on the model's device,
-    and their log-probabilities (U, beam)."""
+    their log-probabilities (U, beam), and (``dense``) the dense rule's query (U, E), else None.
+
+    Each batch's history is read once: the beam and the query start from the same hidden states.
+    """
     device = model.table.device
     model.eval()
-    out = [beam_search(model, masks, torch.as_tensor(history[i:i + batch], device=device), beam)
-           for i in range(0, len(history), batch)]
-    return torch.cat([o[0] for o in out]).cpu().numpy(), torch.cat([o[1] for o in out]).cpu().numpy()
+    ids, logp, query = [], [], []
+    for i in range(0, len(history), batch):
+        rows = torch.as_tensor(history[i:i + batch], device=device)
+        context = model.hidden(model.flat(rows))
+        found = beam_search(model, masks, rows, beam, context)
+        ids.append(found[0])
+        logp.append(found[1])
+        if dense:
+            query.append(model.query_of(context[0][:, -1]))
+    return (torch.cat(ids).cpu().numpy(), torch.cat(logp).cpu().numpy(),
+            torch.cat(query).cpu().numpy() if dense else None)
 
 
 @dataclass
@@ -316,20 +328,11 @@ class Retriever:
 
     def _generate(self, history: np.ndarray, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None unless ``dense``
-        and the model has the projection)."""
+        and the model has the projection), from one forward pass of each history."""
         device = resolve_device(self.config.device)
         with torch_threads(self.config.num_threads):
-            ids, logp = generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type])
-            query = self._query(history, EVAL_BATCH[device.type]) if dense and self.unit is not None else None
-        return ids, logp, query
-
-    @torch.no_grad()
-    def _query(self, history: np.ndarray, batch: int) -> np.ndarray:
-        """The dense rule's query (U, E) after each history (U, H), on the model's device."""
-        self.model.eval()
-        device = self.model.table.device
-        return torch.cat([self.model.query(torch.as_tensor(history[i:i + batch], device=device))
-                          for i in range(0, len(history), batch)]).cpu().numpy()
+            return generate(self.model, self.masks, history, self.config.beam, EVAL_BATCH[device.type],
+                            dense and self.unit is not None)
 
     def _items_of(self, ids: np.ndarray) -> np.ndarray:
         """The item (U, W) of each generated full ID (U, W, G) (unique with dedup tokens); -1 for empty rows."""
