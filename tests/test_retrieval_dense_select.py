@@ -93,6 +93,37 @@ def test_the_in_place_log_probabilities_equal_the_formula_bit_for_bit(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("cap", [0, 1, 2, 3, 7])
+@pytest.mark.parametrize("scale", [7.5, 1e-17])
+def test_the_host_blocks_select_what_the_whole_log_probabilities_select(seed, cap, scale, monkeypatch):
+    """The host path (blocks of users, only each row's best logits scored) picks the same cold items with the same
+    bits as every log-probability of :func:`_cold_logp` and the partition: with exact ties (duplicated
+    embeddings, at and below the threshold), a row of NaN, and (a tiny scale) distinct logits whose
+    log-probabilities round to one value, so that the order falls to the item rows."""
+    monkeypatch.setattr(dense, "ROW_BLOCK", 4)
+    rng = np.random.default_rng([seed, cap])
+    C = int(rng.integers(1, 30))
+    query = rng.normal(size=(11, 4)).astype(np.float32)
+    cold_unit = rng.normal(size=(C, 4)).astype(np.float32)
+    cold_unit[rng.integers(0, C, C // 2)] = cold_unit[rng.integers(0, C)]  # many cold items share one cosine
+    query[3] = np.nan
+    cold_rows = np.sort(rng.choice(1000, C, replace=False))
+    take = min(cap, C)
+    expected = _top_cold(_cold_logp(query, cold_unit, scale, 0.1), cold_rows, take)
+    got = dense._top_cold_host(query @ cold_unit.T, cold_rows, scale, 0.1, take)
+    assert all(np.array_equal(g, e, equal_nan=True) for g, e in zip(got, expected))
+
+
+def test_the_highest_entries_leave_the_values_unchanged():
+    values = np.array([[1.0, 5.0, 5.0, -np.inf], [-np.inf, -np.inf, 2.0, -np.inf]])
+    before = values.copy()
+    best, column = dense._highest(values, 3)
+    assert np.array_equal(values, before)
+    assert best[0].tolist() == [5.0, 5.0, 1.0] and sorted(column[0, :2].tolist()) == [1, 2] and column[0, 2] == 0
+    assert best[1, 0] == 2.0 and column[1, 0] == 2 and np.isneginf(best[1, 1:]).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("cap", [0, 1, 2, 7])
 def test_the_torch_selection_equals_the_numpy_one(seed, cap):
     """The device path (run here on the CPU) picks the same cold items; duplicated embeddings give exact ties."""

@@ -45,8 +45,10 @@ from rqgmm.runtime.device import cuda_tf32
 DENSE_WEIGHT = 1.0
 #: Cold-item rules of the retrieval task: TIGER's prefix rule (:mod:`.cold`) and this dense re-rank.
 COLD_RULES = ("prefix", "dense")
-#: Users merged at once on the host (a (chunk, cold items) float64 block).
+#: Users merged at once on the host (their (chunk, cold items) float32 cosines, one matrix product).
 USER_CHUNK = 512
+#: Users whose float64 scores are held at once on the host (a (block, cold items) block: a few MB, in the cache).
+ROW_BLOCK = 32
 #: Bytes of the (users, cold items) float64 block scored at once on a device (a few such blocks are alive).
 DEVICE_BLOCK_BYTES = 1 << 30
 #: Device types whose cold items are scored in numpy on the host (exactly as before; torch's CPU softmax was no
@@ -106,7 +108,8 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
     scale : float, the projection's learned scale
     share : float in (0, 1), pi (:func:`cold_share`)
     device : where the cold items are scored (U x C cosines and a softmax): on the CPU (:data:`HOST_TYPES`) or
-        for fewer than :data:`DEVICE_MIN_COLD` cold items in numpy, :data:`USER_CHUNK` users at a time;
+        for fewer than :data:`DEVICE_MIN_COLD` cold items in numpy, :data:`USER_CHUNK` users a matrix product
+        and :data:`ROW_BLOCK` users' float64 scores at a time (:func:`_top_cold_host`);
         otherwise in torch on ``device``, :data:`DEVICE_BLOCK_BYTES` of float64 scores at a time, only each
         user's best ``cap`` (and ties) read back. Both are float32 cosines and a float64 softmax; they may
         differ in the last bits of a product or a sum.
@@ -126,7 +129,7 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
     for start in range(0, len(targets), chunk):
         part = slice(start, start + chunk)
         if on_host:
-            chosen = _top_cold(_cold_logp(query[part], cold_unit, scale, share), cold_rows, take)
+            chosen = _top_cold_host(query[part] @ cold_unit.T, cold_rows, scale, share, take)
         else:
             chosen = _top_cold_torch(torch.as_tensor(query[part], device=device), cold_unit, cold_rows, scale, share,
                                      take)
@@ -135,23 +138,91 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
 
 
 def _cold_logp(query: np.ndarray, cold_unit: np.ndarray, scale: float, share: float) -> np.ndarray:
-    """log pi + log softmax over the cold items (U, C) of the scaled cosines.
+    """log pi + log softmax over the cold items (U, C) of the scaled cosines of query (U, E) and cold_unit (C, E)."""
+    return _logp_of(query @ cold_unit.T, scale, share)
+
+
+def _logp_of(cosines: np.ndarray, scale: float, share: float) -> np.ndarray:
+    """log pi + log softmax over the cold items (U, C) of the scaled cosines (U, C).
 
     In place on one float64 block and one scratch block (the same operations in the same order as the formula).
     """
-    logits = (query @ cold_unit.T).astype(np.float64)
-    logits *= scale
+    logits, top, norm = _softmax_terms(cosines, scale)
     if not logits.shape[1]:
         return logits
-    top = logits.max(1, keepdims=True)
-    shifted = np.subtract(logits, top)
-    np.exp(shifted, out=shifted)
-    norm = np.log(shifted.sum(1, keepdims=True))
-    del shifted
     out = np.add(math.log(share), logits, out=logits)
     out -= top
     out -= norm
     return out
+
+
+def _softmax_terms(cosines: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The logits (U, C) float64 (``scale x`` the cosines), each row's maximum (U, 1) and the log of its sum of
+    ``exp(logit - maximum)`` (U, 1); None, None without cold items."""
+    logits = np.multiply(cosines, scale, dtype=np.float64)  # float32 -> float64 is exact: as astype, then *=
+    if not logits.shape[1]:
+        return logits, None, None
+    top = logits.max(1, keepdims=True)
+    shifted = np.subtract(logits, top)
+    np.exp(shifted, out=shifted)
+    return logits, top, np.log(shifted.sum(1, keepdims=True))
+
+
+def _top_cold_host(cosines: np.ndarray, cold_rows: np.ndarray, scale: float, share: float,
+                   take: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_cold` of :func:`_logp_of` (the same items and bits) from the cosines (U, C) float32, scored
+    :data:`ROW_BLOCK` users at a time (each block's float64 passes stay in the cache)."""
+    U, C = cosines.shape
+    if not 0 < take < C:
+        return _top_cold(_logp_of(cosines, scale, share), cold_rows, take)
+    found = [_best_of_block(cosines[first:first + ROW_BLOCK], scale, share, take, first)
+             for first in range(0, U, ROW_BLOCK)]
+    user, column, value = (np.concatenate(part) for part in zip(*found))
+    return _ordered(U, take, cold_rows, user, column, value)
+
+
+def _best_of_block(cosines: np.ndarray, scale: float, share: float, take: int,
+                   first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's entries (user, column, log-probability) at or above its ``take``-th highest log-probability,
+    from the cosines (B, C) float32 (0 < take < C); users numbered from ``first``.
+
+    A log-probability is a monotone function of the logit (``((log pi + logit) - maximum) - log norm``, the
+    operations of :func:`_logp_of`), so only the ``take + 1`` highest logits of a row get theirs: where the
+    ``take + 1``-th is strictly below the ``take``-th, the ``take`` highest are exactly the entries at or above
+    the threshold; a row tied there (or holding NaN) is scored whole and its entries compared as before (ties of
+    log-probabilities whose logits differ, too: the rounding of ``log pi + logit`` can merge them).
+    """
+    logits, top, norm = _softmax_terms(cosines, scale)
+    best, column = _highest(logits, take + 1)
+    value = ((math.log(share) + best) - top) - norm
+    clean = value[:, take] < value[:, take - 1]  # False with NaN: a NaN cosine makes its row's norm NaN
+    rows = np.flatnonzero(clean)
+    user, column, value_at = np.repeat(rows, take), column[rows, :take].ravel(), value[rows, :take].ravel()
+    tied = np.flatnonzero(~clean)
+    if len(tied):
+        out = ((math.log(share) + logits[tied]) - top[tied]) - norm[tied]
+        at, col = np.nonzero(out >= value[tied, take - 1:take])
+        user, column = np.r_[user, tied[at]], np.r_[column, col]
+        value_at = np.r_[value_at, out[at, col]]
+    return user + first, column, value_at
+
+
+def _highest(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest entries of each row of values (B, C), highest first (B, k), and their columns (B, k).
+
+    ``k`` passes of ``argmax`` (for a few, cheaper than sorting or partitioning each row); each entry found is
+    set to -inf for the next pass and restored at the end, so ``values`` is unchanged on return. Equal values:
+    any of them.
+    """
+    rows = np.arange(len(values))
+    best, column = np.empty((len(values), k), dtype=values.dtype), np.empty((len(values), k), dtype=np.int64)
+    for i in range(k):
+        column[:, i] = values.argmax(1)
+        best[:, i] = values[rows, column[:, i]]
+        values[rows, column[:, i]] = -np.inf
+    for i in reversed(range(k)):  # the first value found last: right also where a pass found a column again
+        values[rows, column[:, i]] = best[:, i]
+    return best, column
 
 
 def _merge(items: np.ndarray, warm: np.ndarray, chosen: np.ndarray, chosen_logp: np.ndarray,
