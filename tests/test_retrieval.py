@@ -18,7 +18,7 @@ from rqgmm.errors import InputError
 from rqgmm.evaluate.command import echo_verdict
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
-from rqgmm.retrieval.model import ModelConfig, NextItemModel
+from rqgmm.retrieval.model import ModelConfig, NextItemModel, step_context
 from rqgmm.retrieval.sequences import build_sequences
 from rqgmm.retrieval.train import (QUICK, fit_retriever, generate, histories, learning_rates, training_windows,
                                   untrained_retriever)
@@ -172,8 +172,40 @@ def test_cached_decoding_equals_the_full_forward_pass():
     prefix = torch.as_tensor(rng.integers(0, 5, (3, 2, 2))) + model.shift[:2]  # 2 beams per context
     full, _ = model.hidden(torch.cat([context.repeat_interleave(2, 0), prefix.flatten(0, 1)], 1))
     _, cache = model.hidden(context)
-    cached, _ = model.hidden(prefix.flatten(0, 1), cache, context.shape[1])
+    cached, _ = model.hidden(prefix.flatten(0, 1), step_context(cache), context.shape[1])
     torch.testing.assert_close(cached, full[:, context.shape[1]:], rtol=1e-4, atol=1e-5)
+
+
+def _einsum_attend_after(q, k, v, past_k, past_v):
+    """The cached attention as it was written before step_context (einsum over the raw cache), the reference."""
+    B, n = past_k.shape[0], q.shape[2]
+    w = q.shape[0] // B
+    scale = q.shape[-1] ** -0.5
+    qb = q.view(B, w, *q.shape[1:])
+    before = torch.einsum("bwhqe,bhke->bwhqk", qb, past_k) * scale
+    own = torch.einsum("bwhqe,bwhke->bwhqk", qb, k.view(B, w, *k.shape[1:])) * scale
+    own = own.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    weights = torch.softmax(torch.cat([before, own], -1), -1)
+    n0 = past_k.shape[2]
+    out = (torch.einsum("bwhqk,bhke->bwhqe", weights[..., :n0], past_v)
+           + torch.einsum("bwhqk,bwhke->bwhqe", weights[..., n0:], v.view(B, w, *v.shape[1:])))
+    return out.reshape(q.shape)
+
+
+@pytest.mark.parametrize("limit", [None, 1, 20000])
+def test_the_cached_attention_equals_its_einsum_form_bit_for_bit(limit, monkeypatch):
+    """Contexts laid out once (step_context), scores normalised a few rows at a time: the einsum form's bits."""
+    from rqgmm.retrieval import model as model_module
+
+    monkeypatch.setitem(model_module.STEP_SCORE_BYTES, "cpu", limit) if limit else monkeypatch.delitem(
+        model_module.STEP_SCORE_BYTES, "cpu")
+    g = torch.Generator().manual_seed(0)
+    B, w, h, n, n0, e = 7, 5, 2, 3, 11, 8
+    q, k, v = (torch.randn(B * w, n, 3, h, e, generator=g).permute(2, 0, 3, 1, 4)[i] for i in range(3))
+    past_k, past_v = (torch.randn(B, n0, h, e, generator=g).transpose(1, 2) for _ in range(2))
+    expected = _einsum_attend_after(q, k, v, past_k, past_v)
+    got = model_module._attend_after(q, k, v, *step_context([(past_k, past_v)])[0])
+    assert torch.equal(got, expected)
 
 
 def test_the_dense_query_read_beside_the_beam_equals_its_own_forward_pass():

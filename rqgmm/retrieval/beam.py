@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from rqgmm.ids.trie import PrefixTrie
-from rqgmm.retrieval.model import NextItemModel
+from rqgmm.retrieval.model import NextItemModel, step_context
 
 
 class TrieMasks:
@@ -58,6 +58,7 @@ def beam_search(model: NextItemModel, masks: TrieMasks, history: torch.Tensor, b
     """
     B, device = history.shape[0], history.device
     states, cache = context or model.hidden(model.flat(history))  # once per user; beams read its keys and values
+    cache = step_context(cache)
     start = states.shape[1]
     last = states[:, -1]
     prefix = torch.zeros(B, 1, 0, dtype=torch.int64, device=device)

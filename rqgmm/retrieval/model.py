@@ -60,8 +60,9 @@ class Block(nn.Module):
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (N, n, dim) -> (N, n, dim) and this call's keys and values (N, heads, n, dim / heads).
 
-        ``past``: keys and values (B, heads, n0, dim / heads) of a context that precedes every row of x,
-        with N = B x w (w rows per context, consecutive): x reads the context and, causally, itself.
+        ``past``: the keys and values of a context that precedes every row of x, laid out by
+        :func:`step_context` (B x heads contexts), with N = B x w (w rows per context, consecutive): x reads the
+        context and, causally, itself.
         """
         N, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(N, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
@@ -73,20 +74,47 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm2(x))), (k, v)
 
 
-def _attend_after(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past_k: torch.Tensor,
+def step_context(cache: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A context's keys and values (per block, (B, h, n0, e) each, as :meth:`NextItemModel.hidden` returns them)
+    laid out once for the calls that read it: keys transposed (B x h, e, n0) and values (B x h, n0, e),
+    contiguous (the operands of :func:`_attend_after`'s matrix products, not copied again at every beam step)."""
+    return [(k.transpose(2, 3).reshape(-1, k.shape[3], k.shape[2]).contiguous(),
+             v.reshape(-1, v.shape[2], v.shape[3]).contiguous()) for k, v in cache]
+
+
+#: Bytes of attention scores (rows x (n0 + n) floats) normalised at once by a cached step on the CPU: a few
+#: contexts' scores stay in the cache and their blocks are reused, where the softmax of all at once (over 32 MB at
+#: 256 users, beam 20, n = 3) was mapped afresh (page faults) at every call. Other devices take all at once.
+STEP_SCORE_BYTES = {"cpu": 2 << 20}
+
+
+def _attend_after(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past_kt: torch.Tensor,
                   past_v: torch.Tensor) -> torch.Tensor:
-    """Attention of q (B*w, h, n, e) over a shared context (B, h, n0, e) and, causally, over k, v (B*w, h, n, e)."""
-    B, n = past_k.shape[0], q.shape[2]
-    w = q.shape[0] // B
-    scale = q.shape[-1] ** -0.5
-    qb = q.view(B, w, *q.shape[1:])
-    before = torch.einsum("bwhqe,bhke->bwhqk", qb, past_k) * scale
-    own = torch.einsum("bwhqe,bwhke->bwhqk", qb, k.view(B, w, *k.shape[1:])) * scale
-    own = own.masked_fill(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
-    weights = torch.softmax(torch.cat([before, own], -1), -1)
-    n0 = past_k.shape[2]
-    out = (torch.einsum("bwhqk,bhke->bwhqe", weights[..., :n0], past_v)
-           + torch.einsum("bwhqk,bwhke->bwhqe", weights[..., n0:], v.view(B, w, *v.shape[1:])))
+    """Attention of q (B*w, h, n, e) over a shared context (B*h, e, n0) keys transposed, (B*h, n0, e) values
+    (:func:`step_context`) and, causally, over k, v (B*w, h, n, e).
+
+    The matrix products are those of ``einsum("bwhqe,bhke->bwhqk")`` and ``einsum("bwhqk,bhke->bwhqe")`` over
+    all contexts at once (one per context and head, on the same contiguous operands); each row's scores (context,
+    then own) go through the softmax as one row, :data:`STEP_SCORE_BYTES` of them at a time, the weights written
+    over the scores: the bits of the einsum form.
+    """
+    N, h, n, e = q.shape
+    n0 = past_kt.shape[2]
+    B = past_kt.shape[0] // h
+    w = N // B
+    scale = e ** -0.5
+    qb = q.view(B, w, h, n, e)
+    scores = torch.bmm(qb.transpose(1, 2).reshape(B * h, w * n, e), past_kt).mul_(scale)  # (B*h, w*n, n0)
+    own = torch.einsum("bwhqe,bwhke->bwhqk", qb, k.view(B, w, h, n, e)).mul_(scale)
+    own.masked_fill_(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    own = own.transpose(1, 2).reshape(B * h, w * n, n)
+    limit = STEP_SCORE_BYTES.get(q.device.type)
+    step = len(scores) if limit is None else max(1, limit // (w * n * (n0 + n) * scores.element_size()))
+    for i in range(0, len(scores), step):
+        weights = torch.softmax(torch.cat([scores[i:i + step], own[i:i + step]], -1), -1)
+        scores[i:i + step], own[i:i + step] = weights[..., :n0], weights[..., n0:]
+    out = torch.bmm(scores, past_v).view(B, h, w, n, e).transpose(1, 2)
+    out = out + torch.einsum("bwhqk,bwhke->bwhqe", own.view(B, h, w, n, n).transpose(1, 2), v.view(B, w, h, n, e))
     return out.reshape(q.shape)
 
 
@@ -137,8 +165,8 @@ class NextItemModel(nn.Module):
     def hidden(self, tokens: torch.Tensor, past: list | None = None, start: int = 0) -> tuple[torch.Tensor, list]:
         """Flat tokens (N, n) at positions start.. -> hidden states (N, n, dim), and each block's keys and values.
 
-        ``past``: the cache a call on the preceding tokens returned (positions 0 .. start - 1), shared by
-        consecutive groups of N / B rows; None: the tokens start at position 0.
+        ``past``: the cache a call on the preceding tokens returned (positions 0 .. start - 1), laid out by
+        :func:`step_context`, shared by consecutive groups of N / B rows; None: the tokens start at position 0.
         """
         n, T = tokens.shape[1], len(self.sizes)
         position = torch.arange(start, start + n, device=tokens.device)
