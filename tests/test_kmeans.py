@@ -39,3 +39,22 @@ def test_same_seed_same_centres(mixture):
     a = KMeans(6, random_state=3, progress=False).fit(mixture).cluster_centers_
     b = KMeans(6, random_state=3, progress=False).fit(mixture).cluster_centers_
     assert torch.equal(a, b)
+
+
+def test_one_hot_cluster_sums_equal_a_float64_reference_and_repeat_bit_for_bit():
+    """The GPU path of the Lloyd sums (one-hot float64 products, no atomics): numpy's float64 sums, every time."""
+    from rqgmm.tokenizers import kmeans
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1000, 7)).astype(np.float32)
+    labels = rng.integers(0, 5, 1000)
+    reference = np.zeros((6, 7))
+    np.add.at(reference, labels, X.astype(np.float64))  # label 5 has no rows: a zero row
+    chunk, codes = torch.from_numpy(X), torch.from_numpy(labels)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kmeans, "ONE_HOT_ROWS", 128)  # several blocks
+        first = kmeans.one_hot_sums(chunk, codes, 6)
+        again = kmeans.one_hot_sums(chunk, codes, 6)
+    np.testing.assert_allclose(first.numpy(), reference, rtol=1e-12, atol=1e-12)
+    assert torch.equal(first, again)
+    np.testing.assert_allclose(kmeans.cluster_sums(chunk, codes, 6).numpy(), reference, rtol=1e-5, atol=1e-5)

@@ -112,13 +112,38 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
         x_sq = torch.linalg.vector_norm(chunk, dim=1).square()
         partial, labels = scores.min(dim=1) if constrained is None else _constrained_min(scores, x_sq, constrained)
         inertia += (partial + x_sq).clamp_min(0.0).sum(dtype=torch.float64)
-        # Per-chunk sums in the compute dtype (scatter_add_: faster than index_add_ on CPU and GPU),
-        # accumulated across chunks in float64.
-        rows = labels.unsqueeze(1).expand(-1, D)
-        sums += torch.zeros(K, D, dtype=chunk.dtype, device=chunk.device).scatter_add_(0, rows, chunk).to(torch.float64)
+        sums += cluster_sums(chunk, labels, K)  # accumulated across chunks in float64
         counts += torch.bincount(labels, minlength=K).to(torch.float64)
     source.all_reduce(sums, counts, inertia)
     return sums, counts, inertia
+
+
+#: Rows per one-hot product of :func:`cluster_sums` off the CPU ((65,536, K) float64: 128 MiB at K = 256).
+ONE_HOT_ROWS = 1 << 16
+
+
+def cluster_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
+    """Σ of the rows of ``chunk`` (n, D) with each label (n,) in [0, K): (K, D) float64, the same bits on every run.
+
+    On the CPU, ``scatter_add_`` in the chunk's dtype (faster than ``index_add_``; one order of additions). On a
+    GPU ``scatter_add_`` adds through atomics, in another order on each run, so the codes of a fit would change
+    from run to run: there the sums are one-hot products in float64, :data:`ONE_HOT_ROWS` rows at a time.
+    """
+    if chunk.device.type == "cpu":
+        rows = labels.unsqueeze(1).expand(-1, chunk.shape[1])
+        return torch.zeros(K, chunk.shape[1], dtype=chunk.dtype).scatter_add_(0, rows, chunk).to(torch.float64)
+    return one_hot_sums(chunk, labels, K)
+
+
+def one_hot_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
+    """:func:`cluster_sums` by one-hot (rows, K) float64 products: no atomics, so run to run the same."""
+    sums = torch.zeros(K, chunk.shape[1], dtype=torch.float64, device=chunk.device)
+    for start in range(0, len(chunk), ONE_HOT_ROWS):
+        part = labels[start : start + ONE_HOT_ROWS]
+        one_hot = torch.zeros(len(part), K, dtype=torch.float64, device=chunk.device)
+        one_hot.scatter_(1, part.unsqueeze(1), 1.0)
+        sums += one_hot.T @ chunk[start : start + ONE_HOT_ROWS].to(torch.float64)
+    return sums
 
 
 def _constrained_min(scores: torch.Tensor, x_sq: torch.Tensor, constrained) -> tuple[torch.Tensor, torch.Tensor]:
