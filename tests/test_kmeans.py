@@ -52,7 +52,7 @@ def test_one_hot_cluster_sums_equal_a_float64_reference_and_repeat_bit_for_bit()
     np.add.at(reference, labels, X.astype(np.float64))  # label 5 has no rows: a zero row
     chunk, codes = torch.from_numpy(X), torch.from_numpy(labels)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(kmeans, "ONE_HOT_ROWS", 128)  # several blocks
+        patch.setattr(kmeans, "ONE_HOT_BYTES", 128 * 8 * 6)  # 128 rows a block: several blocks
         first = kmeans.one_hot_sums(chunk, codes, 6)
         again = kmeans.one_hot_sums(chunk, codes, 6)
     np.testing.assert_allclose(first.numpy(), reference, rtol=1e-12, atol=1e-12)

@@ -118,8 +118,8 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
     return sums, counts, inertia
 
 
-#: Rows per one-hot product of :func:`cluster_sums` off the CPU ((65,536, K) float64: 128 MiB at K = 256).
-ONE_HOT_ROWS = 1 << 16
+#: Bytes of one one-hot block of :func:`one_hot_sums` ((rows, K) float64: 65,536 rows at K = 256).
+ONE_HOT_BYTES = 128 << 20
 
 
 def cluster_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
@@ -127,7 +127,7 @@ def cluster_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Ten
 
     On the CPU, ``scatter_add_`` in the chunk's dtype (faster than ``index_add_``; one order of additions). On a
     GPU ``scatter_add_`` adds through atomics, in another order on each run, so the codes of a fit would change
-    from run to run: there the sums are one-hot products in float64, :data:`ONE_HOT_ROWS` rows at a time.
+    from run to run: there the sums are one-hot products in float64, blocks of :data:`ONE_HOT_BYTES`.
     """
     if chunk.device.type == "cpu":
         rows = labels.unsqueeze(1).expand(-1, chunk.shape[1])
@@ -138,11 +138,12 @@ def cluster_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Ten
 def one_hot_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
     """:func:`cluster_sums` by one-hot (rows, K) float64 products: no atomics, so run to run the same."""
     sums = torch.zeros(K, chunk.shape[1], dtype=torch.float64, device=chunk.device)
-    for start in range(0, len(chunk), ONE_HOT_ROWS):
-        part = labels[start : start + ONE_HOT_ROWS]
+    rows = max(1, ONE_HOT_BYTES // (8 * K))
+    for start in range(0, len(chunk), rows):
+        part = labels[start : start + rows]
         one_hot = torch.zeros(len(part), K, dtype=torch.float64, device=chunk.device)
         one_hot.scatter_(1, part.unsqueeze(1), 1.0)
-        sums += one_hot.T @ chunk[start : start + ONE_HOT_ROWS].to(torch.float64)
+        sums += one_hot.T @ chunk[start : start + rows].to(torch.float64)
     return sums
 
 
