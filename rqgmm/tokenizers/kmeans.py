@@ -23,6 +23,9 @@ from rqgmm.runtime.validation import Integer, Real, as_matrix, like_input
 
 logger = logging.getLogger(__name__)
 
+#: Bytes of one one-hot block of :func:`one_hot_sums` ((rows, K) float64: 65,536 rows at K = 256).
+ONE_HOT_BYTES = 128 << 20
+
 
 def squared_distances(X: torch.Tensor, C: torch.Tensor, C_sq: torch.Tensor | None = None) -> torch.Tensor:
     """Squared Euclidean distances (n, K) between rows of X (n, D) and C (K, D), clamped at 0."""
@@ -116,10 +119,6 @@ def lloyd_pass(source, centres: torch.Tensor, constrained=None) -> tuple[torch.T
         counts += torch.bincount(labels, minlength=K).to(torch.float64)
     source.all_reduce(sums, counts, inertia)
     return sums, counts, inertia
-
-
-#: Bytes of one one-hot block of :func:`one_hot_sums` ((rows, K) float64: 65,536 rows at K = 256).
-ONE_HOT_BYTES = 128 << 20
 
 
 def cluster_sums(chunk: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
