@@ -194,17 +194,23 @@ def _best_of_block(cosines: np.ndarray, scale: float, share: float, take: int,
     """
     logits, top, norm = _softmax_terms(cosines, scale)
     best, column = _highest(logits, take + 1)
-    value = ((math.log(share) + best) - top) - norm
+    value = _logp_at(best, top, norm, share)
     clean = value[:, take] < value[:, take - 1]  # False with NaN: a NaN cosine makes its row's norm NaN
     rows = np.flatnonzero(clean)
     user, column, value_at = np.repeat(rows, take), column[rows, :take].ravel(), value[rows, :take].ravel()
     tied = np.flatnonzero(~clean)
     if len(tied):
-        out = ((math.log(share) + logits[tied]) - top[tied]) - norm[tied]
+        out = _logp_at(logits[tied], top[tied], norm[tied], share)
         at, col = np.nonzero(out >= value[tied, take - 1:take])
         user, column = np.r_[user, tied[at]], np.r_[column, col]
         value_at = np.r_[value_at, out[at, col]]
     return user + first, column, value_at
+
+
+def _logp_at(logits: np.ndarray, top: np.ndarray, norm: np.ndarray, share: float) -> np.ndarray:
+    """The log-probabilities of some of a row's logits (B, k), from its maximum and log-norm (B, 1): the operations
+    of :func:`_logp_of`, in its order (so the same bits), on a new array."""
+    return ((math.log(share) + logits) - top) - norm
 
 
 def _highest(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
