@@ -47,6 +47,27 @@ def test_baselines_rank_by_popularity_and_by_content():
     assert content_knn_ranks(embeddings, history, np.array([3, 3])).tolist() == [4, 4]
 
 
+def test_content_knn_in_torch_blocks_ranks_as_numpy_ties_included():
+    """The device path's block loop (here torch on the CPU, 7 users a block) gives numpy's ranks: with unit vectors
+    of +-0.5 entries and one history item, every cosine is exact, so exact ties are ordered by item row in both."""
+    import functools
+
+    import torch
+
+    from rqgmm.retrieval import baselines
+
+    rng = np.random.default_rng(0)
+    unit = rng.choice([-0.5, 0.5], size=(300, 4)).astype(np.float32)  # 16 distinct vectors: heavy ties
+    history = np.concatenate([np.full((50, 3), -1), rng.integers(0, 300, (50, 1))], 1)
+    targets = rng.integers(0, 300, 50)
+    expected = content_knn_ranks(unit, history, targets)
+    query = baselines.recent_query(baselines.unit_rows(unit), history)
+    found = baselines._ranks(*(torch.as_tensor(a) for a in (query, unit, targets)), 7,
+                             functools.partial(torch.arange, device="cpu"))
+    assert found.dtype == np.int64 and found.tolist() == expected.tolist()
+    assert len(set(expected.tolist())) > 5 and expected.min() >= 1
+
+
 def test_same_timestamp_ties_follow_a_seeded_hash_not_item_id_or_file_order():
     users, items = np.repeat(np.arange(200), 4), np.tile(np.arange(4), 200)  # every user: 4 items, one timestamp
     seqs = build_sequences(users, items, np.ones(800), np.zeros(800), 4)

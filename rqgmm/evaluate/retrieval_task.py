@@ -39,6 +39,7 @@ from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
 from rqgmm.retrieval.train import FULL, QUICK, RetrievalConfig, fit_retriever, histories
 from rqgmm.retrieval.vocab import ITEM_ID, RANDOM, ItemTokens
+from rqgmm.runtime.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class RetrievalEvaluation:
         seqs = self.sequences
         length = self.training.history
         found = {MOST_POPULAR: most_popular_ranks(seqs.popularity(), seqs.test),
-                 CONTENT_KNN: content_knn_ranks(self.embeddings, histories(seqs, "test", length), seqs.test)}
+                 CONTENT_KNN: content_knn_ranks(self.embeddings, histories(seqs, "test", length), seqs.test,
+                                                resolve_device(self.training.device))}
         return [self.stage.record("retrieval", ids=ids, tokenizer=None, seed=seed, **self._metrics(rank, rank),
                                   epochs=0, valid_recall=[], history=length, id_tokens=0, shared_items=0,
                                   users=seqs.n_users, dropped_users=seqs.dropped_users, sequence=self.config.sequence)
