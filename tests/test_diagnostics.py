@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rqgmm.ids.diagnostics import click_rate_r2, coclick_coherence, consecutive_pairs
+from rqgmm.ids.metrics import prefix_groups
 
 
 def test_consecutive_pairs_keep_each_users_order_and_positives_only():
@@ -13,7 +14,35 @@ def test_consecutive_pairs_keep_each_users_order_and_positives_only():
     rows = np.array([10, 20, 11, 12, 21, 13])
     clicked = np.array([1, 1, 1, 0, 1, 1])
     first, second = consecutive_pairs(users, rows, clicked)
-    assert list(zip(first, second)) == [(10, 11), (11, 13), (20, 21)]
+    assert sorted(zip(first.tolist(), second.tolist())) == [(10, 11), (11, 13), (20, 21)]
+    for chunk in (1, 2, 4):  # a user's last positive carried across chunks
+        assert sorted(zip(*(a.tolist() for a in consecutive_pairs(users, rows, clicked, chunk)))) == [
+            (10, 11), (11, 13), (20, 21)]
+
+
+def _sorted_pairs(users, rows, clicked):
+    """The pairs by one stable sort of the whole log by user (the reference the chunked pass replaced)."""
+    keep = np.asarray(clicked, dtype=bool)
+    order = np.argsort(users[keep], kind="stable")
+    u, r = users[keep][order], rows[keep][order]
+    same = u[1:] == u[:-1]
+    return r[:-1][same], r[1:][same]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 22])
+def test_consecutive_pairs_by_chunks_are_the_pairs_of_one_sort_and_give_the_same_coherence(chunk):
+    rng = np.random.default_rng(chunk)
+    users, rows = rng.integers(0, 50, 3000).astype(np.int32), rng.integers(0, 200, 3000).astype(np.int32)
+    clicked = rng.random(3000) < 0.4
+    got, want = consecutive_pairs(users, rows, clicked, chunk), _sorted_pairs(users, rows, clicked)
+    assert got[0].dtype == np.int32
+    assert sorted(zip(*(a.tolist() for a in got))) == sorted(zip(*(a.tolist() for a in want)))
+    codes = rng.integers(0, 5, (200, 2))
+    coherence = coclick_coherence(codes, *got)
+    assert coherence == coclick_coherence(codes, *want)
+    for level, groups in zip(coherence, prefix_groups(codes)):  # the share as the whole-array mean gave it
+        assert level["observed"] == float((groups[want[0]] == groups[want[1]]).mean())
+    assert consecutive_pairs(users[:0], rows[:0], clicked[:0])[0].tolist() == []
 
 
 def test_coherence_is_the_observed_share_against_random_ids_of_the_same_sizes():

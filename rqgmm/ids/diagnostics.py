@@ -20,17 +20,37 @@ from rqgmm.ids.metrics import prefix_groups
 from rqgmm.runtime.counting import bincount
 
 
-def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second)."""
-    keep = np.asarray(clicked, dtype=bool)
-    users = np.asarray(users)[keep]
-    order = np.argsort(users, kind="stable")  # a user's rows keep the log's order
-    users = users[order]
-    same = users[1:] == users[:-1]
-    del users  # each copy of the positive rows goes before the next is made
-    rows = np.asarray(rows)[keep][order]
-    del order
-    return rows[:-1][same], rows[1:][same]
+#: Log rows read at once by :func:`consecutive_pairs`, and pairs compared at once by the coherence.
+CHUNK = 1 << 22
+
+
+def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray,
+                      chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second).
+
+    ``users`` (M,) are non-negative integer codes. The log is read :data:`CHUNK` rows at a time, each user's last
+    positive item carried from one chunk to the next, so no sort of the whole log is made; the pairs come
+    chunk by chunk (within a chunk by user), an order no check reads.
+    """
+    keep, users, rows = np.asarray(clicked, dtype=bool), np.asarray(users), np.asarray(rows)
+    positives = int(np.count_nonzero(keep))
+    first, second = np.empty(positives, rows.dtype), np.empty(positives, rows.dtype)
+    last = np.full(int(users.max()) + 1 if len(users) else 0, -1, np.int64)  # each user's last positive item
+    found = 0
+    for start in range(0, len(users), chunk):
+        part = keep[start:start + chunk]
+        who, what = users[start:start + chunk][part], rows[start:start + chunk][part]
+        order = np.argsort(who, kind="stable")  # a user's rows keep the log's order
+        who, what = who[order], what[order]
+        opens = np.r_[True, who[1:] != who[:-1]][:len(who)]  # each user's first row in the chunk
+        closes = np.r_[opens[1:], True][:len(who)]  # and last
+        before = last[who[opens]]
+        carried, within = before >= 0, ~opens[1:]
+        pairs = np.r_[before[carried], what[:-1][within]], np.r_[what[opens][carried], what[1:][within]]
+        first[found:found + len(pairs[0])], second[found:found + len(pairs[0])] = pairs
+        found += len(pairs[0])
+        last[who[closes]] = what[closes]
+    return first[:found], second[:found]
 
 
 def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[dict]:
@@ -46,11 +66,17 @@ def _coherence_by_level(groups: list[np.ndarray], n_items: int, first: np.ndarra
     for level, prefixes in enumerate(groups, start=1):
         sizes = np.bincount(prefixes).astype(np.float64)
         chance = float((sizes * (sizes - 1)).sum() / (n_items * (n_items - 1))) if n_items > 1 else 1.0
-        observed = float((prefixes[first] == prefixes[second]).mean()) if len(first) else None
+        observed = _shared(prefixes, first, second) / len(first) if len(first) else None
         expected = repeat + (1 - repeat) * chance
         out.append(dict(level=level, observed=observed, expected=expected,
                         lift=observed / expected if observed is not None and expected > 0 else None))
     return out
+
+
+def _shared(prefixes: np.ndarray, first: np.ndarray, second: np.ndarray) -> int:
+    """How many pairs (first, second) of item rows have equal ``prefixes``, :data:`CHUNK` pairs at a time."""
+    return sum(int(np.count_nonzero(prefixes[first[s:s + CHUNK]] == prefixes[second[s:s + CHUNK]]))
+               for s in range(0, len(first), CHUNK))
 
 
 def click_rates(rows: np.ndarray, clicked: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +144,7 @@ def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked:
     ----------
     codes : (N, L) int, the full IDs of the items.
     rows : (M,) int, each log row's item as a row of ``codes``.
-    users : (M,), each log row's user (any comparable ids).
+    users : (M,) int, each log row's user (non-negative codes).
     clicked : (M,) bool, each log row's label.
 
     Returns
