@@ -313,3 +313,27 @@ def test_slice_codes_are_the_slices_names_as_one_byte_codes():
         assert codes.dtype == np.int8 and np.asarray(SLICES)[codes].tolist() == names.tolist()
         assert popularity_slices(train, test).tolist() == names.tolist()
         assert (pd.Categorical.from_codes(codes, categories=SLICES) == pd.Categorical(names, categories=SLICES)).all()
+
+
+def test_fused_vectors_written_to_the_device_give_the_records_of_the_host_array(monkeypatch):
+    """Where the fits run on a GPU with room, the fused vectors are written there block by block, no host copy
+    of the whole; the fits, codes, metrics and diagnostics read that tensor as they read the numpy array. Here
+    the tensor path runs on the CPU (``fits_on_device`` forced): every record but the timings is the same."""
+    interactions, items = synthetic_log()
+    config = config_from(dict(embedding=["text_emb", "image_emb"], methods="rqgmm,rqkmeans", backbones="fnn",
+                              variants="none,ids", levels=2, codebook_size=4, seeds=1, quick=True))
+
+    def records() -> list[dict]:
+        found = Evaluation(check_inputs(interactions, items, config), config, progress=False).run()
+        return [{k: v for k, v in r.items() if "second" not in k} for r in found if r["kind"] != "ctr"]
+
+    inputs = []
+    real_fused = tokenizer_stage.TokenizerStage._fused
+    monkeypatch.setattr(tokenizer_stage.TokenizerStage, "_fused",
+                        lambda stage: inputs.append(real_fused(stage)) or inputs[-1])
+    on_host = records()
+    monkeypatch.setattr(tokenizer_stage, "fits_on_device", lambda *shape: True)
+    on_device = records()
+    assert isinstance(inputs[0], np.ndarray) and isinstance(inputs[1], torch.Tensor)
+    np.testing.assert_array_equal(inputs[0], inputs[1].numpy())
+    assert on_device == on_host and any(r["kind"] == "diagnostic" for r in on_host)

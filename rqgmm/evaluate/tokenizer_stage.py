@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from rqgmm.files.modalities import fused
+from rqgmm.runtime.device import resolve_device
+from rqgmm.runtime.source import fits_on_device
 from rqgmm.ids.codes import CodesTable
 from rqgmm.ids.metrics import (merged_items, prefix_counts, report, shared_vectors, squared_errors_by_depth,
                                 total_squares, vector_groups)
@@ -104,6 +106,35 @@ def part(name: str) -> Iterator[None]:
         parts[name] = parts.get(name, 0.0) + time.perf_counter() - start
 
 
+def host_array(values) -> np.ndarray:
+    """A numpy array of ``values``: a tensor (on any device) copied to the host, an array as it is."""
+    return values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
+class HostRows:
+    """Rows of a tensor X (N, D) (on a GPU, say) as numpy arrays, read a block at a time: what the item-vector
+    metrics (:func:`~rqgmm.ids.metrics.vector_groups`, :func:`~rqgmm.ids.metrics.total_squares`) read of X,
+    without a host copy of the whole (``np.asarray`` of it gives one)."""
+
+    def __init__(self, X: torch.Tensor) -> None:
+        self.X, self.shape = X, tuple(X.shape)
+        self.dtype = np.dtype(str(X.dtype).removeprefix("torch."))
+
+    @staticmethod
+    def of(X):
+        """X itself when it is a numpy array (or memory map), else its :class:`HostRows`."""
+        return HostRows(X) if isinstance(X, torch.Tensor) else X
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return host_array(self.X[rows])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return host_array(self.X).astype(dtype or self.dtype, copy=False)
+
+
 class ItemVectors:
     """What every tokenizer's description needs of the item vectors X (N, D) alone, computed once per X.
 
@@ -114,16 +145,16 @@ class ItemVectors:
 
     _known: ClassVar[dict[int, tuple[weakref.ref, ItemVectors]]] = {}
 
-    def __init__(self, X: np.ndarray) -> None:
+    def __init__(self, X) -> None:
         self.X = weakref.ref(X)
         with part("vectors"):
-            self.groups = vector_groups(X)
+            self.groups = vector_groups(HostRows.of(X))
             self.shared = shared_vectors(X, self.groups)
 
     @functools.cached_property
     def total_squares(self) -> float:
         with part("vectors"):
-            return total_squares(self.X())
+            return total_squares(HostRows.of(self.X()))
 
     @classmethod
     def of(cls, X: np.ndarray) -> ItemVectors:
@@ -167,7 +198,7 @@ class Encoded:
     def __init__(self, model, X: np.ndarray, fit_warnings: list[str], depths: list[int] | None = None) -> None:
         with warnings.catch_warnings(record=True) as caught, part("encode"):
             warnings.simplefilter("always")
-            self.codes = np.asarray(model.encode(X))
+            self.codes = host_array(model.encode(X))
         self.model, self.fit_warnings, self.warnings = model, fit_warnings, [str(w.message) for w in caught]
         self.errors, self.counts = {}, None
         if model.reconstructs:
@@ -180,12 +211,13 @@ class Encoded:
     def _decoded(self, rows: slice, depth: int) -> np.ndarray:
         return np.asarray(self.model.decode(self.codes[rows, :depth]))
 
-    def _errors_on(self, device, X: np.ndarray, depths: list[int], chunk: int = 1 << 18) -> dict[int, float]:
-        """Σ|x − x̂_d|² for each depth, computed where the model decodes (a GPU): each chunk of X (N, D) and of
-        its codes crosses once, in float64 sums, instead of every depth's reconstruction coming back to the host."""
+    def _errors_on(self, device, X, depths: list[int], chunk: int = 1 << 18) -> dict[int, float]:
+        """Σ|x − x̂_d|² for each depth, computed where the model decodes (a GPU): each chunk of X (N, D), an array
+        or a tensor, and of its codes crosses once, in float64 sums, instead of every depth's reconstruction
+        coming back to the host."""
         errors = {depth: torch.zeros((), dtype=torch.float64, device=device) for depth in depths}
         for s in range(0, len(X), chunk):
-            x = torch.as_tensor(np.asarray(X[s:s + chunk]), device=device).double()
+            x = torch.as_tensor(X[s:s + chunk], device=device).double()
             codes = torch.as_tensor(self.codes[s:s + chunk], device=device)
             for depth in depths:
                 errors[depth] += (x - self.model.decode(codes[:, :depth]).double()).square().sum()
@@ -354,10 +386,20 @@ class TokenizerStage:
         ident = job.ident
         return (ident["levels"], ident["codebook_size"]) if "levels" in ident else self.config.shapes[0]
 
-    def _inputs(self, modalities: set[str]) -> dict[str, np.ndarray]:
+    def _inputs(self, modalities: set[str]) -> dict:
         """The vectors each ID stack is fitted on: (M, D) by modality ("fused" or an embedding column)."""
         vectors = self.data.vectors
-        return {name: fused(vectors) if name == "fused" else vectors[name] for name in modalities}
+        return {name: self._fused() if name == "fused" else vectors[name] for name in modalities}
+
+    def _fused(self):
+        """The fused vectors (M, D) (:func:`~rqgmm.files.modalities.fused`): written straight to the GPU the fits
+        run on where they fit there (the same float32 values, read there by the fits; no host copy beside the
+        modalities' own), else a numpy array."""
+        vectors, device = self.data.vectors, resolve_device(self.config.device)
+        shape = (len(self.data.item_ids), sum(v.shape[1] for v in vectors.values()))
+        if not fits_on_device(*shape, torch.float32, device):
+            return fused(vectors)
+        return fused(vectors, torch.empty(shape, dtype=torch.float32, device=device))
 
     def _fit(self, job: Job, inputs: dict[str, np.ndarray]) -> Result:
         (label, seed, name), shape = self.held(job), self._shape(job)

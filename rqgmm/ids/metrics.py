@@ -203,7 +203,7 @@ def vector_groups(X: np.ndarray, chunk: int = 65536) -> np.ndarray:
     groups[order[~repeated]] = np.arange(int((~repeated).sum()))
     if repeated.any():
         rows = np.sort(order[repeated])
-        groups[rows] = int((~repeated).sum()) + _byte_groups(np.asarray(X)[rows])
+        groups[rows] = int((~repeated).sum()) + _byte_groups(np.asarray(X[rows]))
     return groups
 
 
