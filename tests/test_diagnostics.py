@@ -94,11 +94,14 @@ def test_the_report_table_gives_the_rank_correlation_with_the_trained_auc_from_t
     assert len(diagnostics_section(records[:2] + records[3:5])) == 4  # two configurations: no correlation
 
 
-def test_click_facts_computed_once_equal_each_table_alone_and_the_float_weighted_rates():
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_click_facts_computed_once_equal_each_table_alone_and_the_float_weighted_rates(chunk, monkeypatch):
     """One ClickFacts serves every codes table of a catalogue: the same checks as each table computed alone; its
     click rates (clicks counted as integers) equal the float-weighted bincount of the log."""
+    from rqgmm.ids import diagnostics as module
     from rqgmm.ids.diagnostics import ClickFacts, click_rates, diagnostics
 
+    monkeypatch.setattr(module, "CHUNK", chunk)  # clicks counted a chunk of rows at a time
     rng = np.random.default_rng(5)
     rows, users = rng.integers(0, 60, 5000), rng.integers(0, 300, 5000)
     clicked = rng.random(5000) < 0.3

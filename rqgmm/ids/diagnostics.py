@@ -84,7 +84,9 @@ def click_rates(rows: np.ndarray, clicked: np.ndarray, n_items: int) -> tuple[np
     counted as integers: no float copy of the log)."""
     counts = bincount(rows, minlength=n_items)
     seen = np.flatnonzero(counts)
-    clicks = bincount(rows[np.asarray(clicked, dtype=bool)], minlength=n_items)
+    clicked, clicks = np.asarray(clicked, dtype=bool), np.zeros(len(counts), np.int64)
+    for s in range(0, len(rows), CHUNK):  # a chunk's clicked rows at a time, not a copy of all of them
+        clicks += np.bincount(rows[s:s + CHUNK][clicked[s:s + CHUNK]], minlength=len(counts))
     return seen, clicks[seen] / counts[seen]
 
 
