@@ -137,6 +137,27 @@ def test_verdict_beats_only_with_the_user_sampling_in_its_interval():
     assert all(c["low"] < c["high"] for c in comps if c["question"] is None)  # never a zero-width interval
 
 
+def test_the_verdict_says_whether_the_best_semantic_ids_beat_most_popular_and_reach_the_item_id_model():
+    from rqgmm.evaluate.retrieval_verdict import retrieval_comparisons, verdict_words
+
+    rng = np.random.default_rng(1)
+    cold = np.zeros(2000, dtype=bool)
+    rows = {"item-id": 0.30, "rqkmeans": 0.20, "rqgmm": 0.12, "most-popular": 0.10}
+    recs = [_record(name, s, rng.random(2000) < p, cold) for name, p in rows.items() for s in range(3)]
+    comps = retrieval_comparisons(recs, list(rows))
+    said = [w for w in verdict_words(comps) if w.startswith("Semantic IDs")]
+    assert len(said) == 1 and said[0].startswith(
+        "Semantic IDs (2,000 users, all targets): the best semantic-ID row, rqkmeans, item Recall@10 0.1955; "
+        "against most-popular (0.1018, 1.92x) +0.0937 [")
+    assert ": it beats most-popular; against the item-ID model (0.2987, 0.65x) −0.1032 [" in said[0]
+    assert said[0].endswith("the item-ID model retrieves better.")
+    semantic = [c for c in comps if (c["question"] or "").startswith("semantic:")]
+    assert [c["other"] for c in semantic] == ["most-popular", "item-id"] and comps[0]["family"] == len(comps)
+    alone = [r for r in recs if r["ids"] in ("rqkmeans", "rqgmm")]
+    assert not [w for w in verdict_words(retrieval_comparisons(alone, ["rqkmeans", "rqgmm"]))
+                if w.startswith("Semantic IDs")]  # neither reference in the study: no sentence
+
+
 def test_the_verdict_says_whether_semantic_ids_or_content_knn_serve_cold_items_better():
     from rqgmm.evaluate.retrieval_verdict import retrieval_comparisons, verdict_words
 

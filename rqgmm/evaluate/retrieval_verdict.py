@@ -11,7 +11,9 @@ the dataset form one family corrected by Holm (:func:`~rqgmm.evaluate.tables.hol
 each interval is drawn at its Holm level, so "beats" means the corrected
 interval lies above 0.
 
-The cold question (issue 27) gets a sentence of its own: the semantic-ID row
+Two questions get a sentence each, their comparisons in the same Holm family. Do semantic IDs pay: the
+semantic-ID row with the best Recall@10 on all targets against most-popular (do they beat popularity?) and
+against the item-ID model (how close do they come to item IDs?). The cold question (issue 27): the semantic-ID row
 (tokenizer, with either cold rule) with the best cold Recall@10, its cold
 Recall@10 with an interval (does it reach cold items at all?) and its
 difference from content KNN (which serves cold items better?); both join the
@@ -96,7 +98,7 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
                 out.append(dict(target=target, best=best, other=other, best_mean=float(means[best]),
                                 other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"],
                                 question=None))
-    out += _cold_question(recs, methods)
+    out += _semantic_question(recs, methods) + _cold_question(recs, methods)
     tested = [c for c in out if c["diff"] is not None and c["diff"].kind != "none"]
     adjusted, levels = holm([c["diff"].p_value() for c in tested], alpha) if tested else ([], [])
     for c in out:
@@ -108,23 +110,52 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
     return out
 
 
+def _best_semantic(recs: list[dict], methods: list[str], target: str) -> tuple[str, float] | None:
+    """The semantic-ID row (tokenizer, with either cold rule) with the best mean Recall@10 on ``target``, and that
+    mean; None without one."""
+    means = {m: np.mean(list(_recall(select(recs, ids=m), target).values()) or [np.nan])
+             for m in methods if m not in NOT_SEMANTIC}
+    means = {m: v for m, v in means.items() if np.isfinite(v)}
+    if not means:
+        return None
+    best = max(means, key=lambda m: (means[m], -methods.index(m)))
+    return best, float(means[best])
+
+
+def _against(recs: list[dict], best: tuple[str, float], target: str, question: str,
+             others: list[str | None]) -> list[dict]:
+    """The comparisons of the ``best`` semantic-ID row (name, mean) on ``target`` with each of ``others`` (None:
+    against 0) that has records, as :func:`retrieval_comparisons` gives them, under ``question``."""
+    rows = select(recs, ids=best[0])
+    common = dict(target=target, best=best[0], best_mean=best[1], n_users=recs[0]["targets"][target]["n"])
+    out = []
+    for other in others:
+        theirs = None if other is None else select(recs, ids=other)
+        mean = 0.0 if other is None else np.mean(list(_recall(theirs, target).values()) or [np.nan])
+        if np.isfinite(mean):
+            out.append(dict(common, question=question if other is None else f"{question}:{other}", other=other,
+                            other_mean=float(mean), diff=_difference(rows, theirs, target)))
+    return out
+
+
+def _semantic_question(recs: list[dict], methods: list[str]) -> list[dict]:
+    """The best semantic-ID row on all targets against most-popular and the item-ID model (the question a
+    retrieval study asks first: do the IDs beat popularity, and how close do they come to item IDs?)."""
+    best = _best_semantic(recs, methods, "all")
+    others = [m for m in (MOST_POPULAR, ITEM_ID) if m in methods]
+    return _against(recs, best, "all", "semantic", others) if best and others else []
+
+
 def _cold_question(recs: list[dict], methods: list[str]) -> list[dict]:
     """The best semantic-ID row on cold targets: its Recall@10 ("reach", against 0) and its difference from
     content KNN ("knn"); none without cold targets, a semantic-ID row or content KNN."""
-    semantic = [m for m in methods if m not in NOT_SEMANTIC]
-    if not recs[0]["targets"]["cold"]["n"] or CONTENT_KNN not in methods or not semantic:
+    if not recs[0]["targets"]["cold"]["n"] or CONTENT_KNN not in methods:
         return []
-    means = {m: np.mean(list(_recall(select(recs, ids=m), "cold").values()) or [np.nan]) for m in semantic}
-    means = {m: v for m, v in means.items() if np.isfinite(v)}
-    knn = _recall(select(recs, ids=CONTENT_KNN), "cold")
-    if not means or not knn:
+    best = _best_semantic(recs, methods, "cold")
+    if best is None or not _recall(select(recs, ids=CONTENT_KNN), "cold"):
         return []
-    best = max(means, key=lambda m: (means[m], -methods.index(m)))
-    rows = select(recs, ids=best)
-    common = dict(target="cold", best=best, best_mean=float(means[best]), n_users=recs[0]["targets"]["cold"]["n"])
-    return [dict(common, question="reach", other=None, other_mean=0.0, diff=_difference(rows, None, "cold")),
-            dict(common, question="knn", other=CONTENT_KNN, other_mean=float(np.mean(list(knn.values()))),
-                 diff=_difference(rows, select(recs, ids=CONTENT_KNN), "cold"))]
+    reach, knn = _against(recs, best, "cold", "cold", [None, CONTENT_KNN])
+    return [dict(reach, question="reach"), dict(knn, question="knn")]
 
 
 def _interval(c: dict) -> str:
@@ -150,7 +181,32 @@ def verdict_words(comps: list[dict]) -> list[str]:
         text += f"; it beats {', '.join(beats)}" if beats else ""
         text += f"; no difference shown from {', '.join(level)}" if level else ""
         lines.append(text + ".")
-    return lines + cold_words(comps)
+    return lines + semantic_words(comps) + cold_words(comps)
+
+
+def _outcome(c: dict, better: str, worse: str) -> str:
+    if c["low"] is not None and c["low"] > 0:
+        return better
+    if c["high"] is not None and c["high"] < 0:
+        return worse
+    return "no difference shown"
+
+
+def semantic_words(comps: list[dict]) -> list[str]:
+    """One sentence: the best semantic-ID row on all targets against most-popular and the item-ID model."""
+    group = [c for c in comps if (c["question"] or "").startswith("semantic:")]
+    if not group:
+        return []
+    first = group[0]
+    text = (f"Semantic IDs ({first['n_users']:,} users, all targets): the best semantic-ID row, {first['best']}, "
+            f"item Recall@10 {first['best_mean']:.4f}")
+    parts = []
+    for c in group:
+        name = "the item-ID model" if c["other"] == ITEM_ID else c["other"]
+        ratio = f", {first['best_mean'] / c['other_mean']:.2f}x" if c["other_mean"] > 0 else ""
+        parts.append(f"against {name} ({c['other_mean']:.4f}{ratio}) {signed(c['mean'], 4)} {_interval(c)}: "
+                     + _outcome(c, f"it beats {name}", f"{name} retrieves better"))
+    return [text + "; " + "; ".join(parts) + "."]
 
 
 def cold_words(comps: list[dict]) -> list[str]:
@@ -164,11 +220,10 @@ def cold_words(comps: list[dict]) -> list[str]:
             f"{reach['best_mean']:.4f} {_interval(reach)}, so semantic IDs "
             f"{'reach cold items' if above else 'are not shown to reach cold items'}; content KNN "
             f"{knn['other_mean']:.4f}, difference {signed(knn['mean'], 4)} {_interval(knn)}: ")
-    if knn["low"] is not None and knn["low"] > 0:
-        return [text + "semantic IDs serve cold items better than content KNN."]
-    if knn["high"] is not None and knn["high"] < 0:
-        return [text + "content KNN serves cold items better than semantic IDs."]
-    return [text + "neither is shown to serve cold items better."]
+    return [text + {"better": "semantic IDs serve cold items better than content KNN.",
+                    "worse": "content KNN serves cold items better than semantic IDs.",
+                    "no difference shown": "neither is shown to serve cold items better."}[
+                        _outcome(knn, "better", "worse")]]
 
 
 def interval_words(comps: list[dict]) -> str:
