@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rqgmm.evaluate.stages import rss_anon_mb
-from rqgmm.runtime.heap import _malloc_trim
+from rqgmm.runtime.heap import _malloc_trim, release_free_memory
 
 #: Run in a fresh interpreter: where freed blocks land in the heap depends on everything the process did before.
 PROBE = """
@@ -38,3 +38,20 @@ def test_freed_heap_blocks_leave_the_resident_set_and_live_arrays_keep_their_val
                                       cwd=Path(__file__).resolve().parents[1]).stdout)
     assert found["after"] < found["before"] - 100  # most of the 200 MiB freed goes back
     assert found["kept"]
+
+
+def test_a_torch_without_empty_host_cache_is_left_alone(monkeypatch):
+    """torch 2.11 (the GPU hosts' build) has neither ``torch.accelerator.empty_host_cache`` nor its C binding: the
+    release must not raise there (it did, ending every GPU ``evaluate`` at its first stage), and must call
+    whichever of the two a torch has."""
+    import sys
+    from types import SimpleNamespace
+
+    called = []
+    cuda = SimpleNamespace(is_initialized=lambda: True)
+    for accelerator, binding in ((SimpleNamespace(), SimpleNamespace()),
+                                 (SimpleNamespace(), SimpleNamespace(_accelerator_emptyHostCache=lambda: called.append(1))),
+                                 (SimpleNamespace(empty_host_cache=lambda: called.append(2)), SimpleNamespace())):
+        monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, accelerator=accelerator, _C=binding))
+        release_free_memory()
+    assert called == [1, 2]

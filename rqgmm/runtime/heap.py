@@ -33,7 +33,7 @@ def release_free_memory() -> None:
     CUDA is in use; torch is never imported here) to the system."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
-        torch.accelerator.empty_host_cache()
+        _empty_host_cache(torch)
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
@@ -42,3 +42,12 @@ def release_free_memory() -> None:
     except ImportError:
         return
     pyarrow.default_memory_pool().release_unused()
+
+
+def _empty_host_cache(torch) -> None:
+    """torch's cache of freed pinned host blocks returned to the system: ``torch.accelerator.empty_host_cache``
+    where this torch has it, else its C binding (the torch builds of the GPU hosts); nothing where neither is."""
+    empty = getattr(torch.accelerator, "empty_host_cache", None) or getattr(torch._C, "_accelerator_emptyHostCache",
+                                                                             None)
+    if empty is not None:
+        empty()
