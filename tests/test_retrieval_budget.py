@@ -4,13 +4,14 @@ MovieLens-100k-sized log as it was and bound a 100,000-user log; early stopping 
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from rqgmm.retrieval.model import ModelConfig
 from rqgmm.retrieval.sequences import build_sequences
-from rqgmm.retrieval.train import FULL, QUICK, _batch, epoch_budget, fit_retriever, histories
+from rqgmm.retrieval.train import FULL, QUICK, _batch, epoch_budget, fit_retriever, histories, logit_bytes
 from rqgmm.retrieval.vocab import ItemTokens
 
 #: MovieLens-100k: at most 943 + 55,375 / 50 windows at H = 50; the 5M-row planted log of issue 27 at H = 37.
@@ -29,11 +30,29 @@ def test_the_full_epoch_budget_keeps_small_logs_and_bounds_large_ones():
     assert all(b * r <= FULL.max_windows or b == 1 for b, r in zip(budgets, range(1, 200_000, 997)))
 
 
-def test_the_batch_rule_is_unchanged_at_both_sizes():
+def _card(monkeypatch, gib: int) -> None:
+    """A CUDA card of ``gib`` GiB as far as the batch rule asks (the rule reads the total, never what is free)."""
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=gib << 30))
+
+
+def test_the_batch_rule_is_unchanged_at_both_sizes(monkeypatch):
+    _card(monkeypatch, 80)
     tokens = ItemTokens(np.zeros((1, 4), dtype=np.int64), (128, 128, 128, 4), 4)  # 3 x 128 and a dedup token
     for device in ("cpu", "cuda"):
         assert _batch(FULL, tokens, 51, ML100K_WINDOWS, torch.device(device)) == ML100K_WINDOWS // 100 == 20
         assert _batch(FULL, tokens, 38, PLANTED_5M_WINDOWS, torch.device(device)) == 256
+
+
+def test_the_item_id_models_batch_follows_the_cards_memory(monkeypatch):
+    """200,000 items, one token each: 91 MB of logits a window at 38 slots. A quarter of the card's memory, at most
+    16 GiB: 188 windows on an 80 GB card, 70 on a 24 GB one (47 under the 4 GiB of before); 8 on the CPU."""
+    tokens = ItemTokens.item_ids(200_000)
+    assert logit_bytes(torch.device("cpu")) == 256 << 20
+    assert _batch(FULL, tokens, 38, PLANTED_5M_WINDOWS, torch.device("cpu")) == 8
+    for gib, batch in ((80, 188), (24, 70), (141, 188)):
+        _card(monkeypatch, gib)
+        assert logit_bytes(torch.device("cuda")) == min(16 << 30, (gib << 30) // 4)
+        assert _batch(FULL, tokens, 38, PLANTED_5M_WINDOWS, torch.device("cuda")) == batch
 
 
 def test_a_log_of_at_most_5000_users_validates_on_all_of_them():
