@@ -28,9 +28,10 @@ def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray,
                       chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second).
 
-    ``users`` (M,) are non-negative integer codes. The log is read :data:`CHUNK` rows at a time, each user's last
+    ``users`` (M,) are non-negative integer codes. The log is read ``chunk`` rows at a time, each user's last
     positive item carried from one chunk to the next, so no sort of the whole log is made; the pairs come
-    chunk by chunk (within a chunk by user), an order no check reads.
+    chunk by chunk (within a chunk by user), an order no check reads. Both results are views of buffers sized
+    by the positive rows.
     """
     keep, users, rows = np.asarray(clicked, dtype=bool), np.asarray(users), np.asarray(rows)
     positives = int(np.count_nonzero(keep))
