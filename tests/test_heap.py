@@ -41,17 +41,20 @@ def test_freed_heap_blocks_leave_the_resident_set_and_live_arrays_keep_their_val
 
 
 def test_a_torch_without_empty_host_cache_is_left_alone(monkeypatch):
-    """torch 2.11 (the GPU hosts' build) has neither ``torch.accelerator.empty_host_cache`` nor its C binding: the
-    release must not raise there (it did, ending every GPU ``evaluate`` at its first stage), and must call
-    whichever of the two a torch has."""
+    """torch 2.11 (the GPU hosts' build) has neither ``torch.accelerator.empty_host_cache`` nor its C binding, only
+    the CUDA-only ``torch._C._host_emptyCache``: the release must not raise there (it did, ending every GPU
+    ``evaluate`` at its first stage), must call the first of the three a torch has, and none where it has none."""
     import sys
     from types import SimpleNamespace
 
     called = []
     cuda = SimpleNamespace(is_initialized=lambda: True)
+    hit = lambda n: lambda: called.append(n)  # noqa: E731
     for accelerator, binding in ((SimpleNamespace(), SimpleNamespace()),
-                                 (SimpleNamespace(), SimpleNamespace(_accelerator_emptyHostCache=lambda: called.append(1))),
-                                 (SimpleNamespace(empty_host_cache=lambda: called.append(2)), SimpleNamespace())):
+                                 (SimpleNamespace(), SimpleNamespace(_host_emptyCache=hit(3))),
+                                 (SimpleNamespace(), SimpleNamespace(_accelerator_emptyHostCache=hit(2),
+                                                                     _host_emptyCache=hit(3))),
+                                 (SimpleNamespace(empty_host_cache=hit(1)), SimpleNamespace(_host_emptyCache=hit(3)))):
         monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, accelerator=accelerator, _C=binding))
         release_free_memory()
-    assert called == [1, 2]
+    assert called == [3, 2, 1]

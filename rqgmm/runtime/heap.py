@@ -45,9 +45,13 @@ def release_free_memory() -> None:
 
 
 def _empty_host_cache(torch) -> None:
-    """torch's cache of freed pinned host blocks returned to the system: ``torch.accelerator.empty_host_cache``
-    where this torch has it, else its C binding (the torch builds of the GPU hosts); nothing where neither is."""
-    empty = getattr(torch.accelerator, "empty_host_cache", None) or getattr(torch._C, "_accelerator_emptyHostCache",
-                                                                             None)
-    if empty is not None:
-        empty()
+    """torch's cache of freed pinned host blocks returned to the system, through whichever call this torch has:
+    ``torch.accelerator.empty_host_cache`` (2.13), its C binding, or the CUDA-only ``torch._C._host_emptyCache``
+    (the GPU hosts' 2.11); nothing where none is."""
+    calls = ((getattr(torch, "accelerator", None), "empty_host_cache"), (torch._C, "_accelerator_emptyHostCache"),
+             (torch._C, "_host_emptyCache"))
+    for owner, name in calls:
+        empty = getattr(owner, name, None)
+        if empty is not None:
+            empty()
+            return
