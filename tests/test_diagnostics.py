@@ -15,6 +15,9 @@ def test_consecutive_pairs_keep_each_users_order_and_positives_only():
     clicked = np.array([1, 1, 1, 0, 1, 1])
     first, second = consecutive_pairs(users, rows, clicked)
     assert sorted(zip(first.tolist(), second.tolist())) == [(10, 11), (11, 13), (20, 21)]
+    for ids in (users.astype(str), users * 10**12, users - 5):  # any comparable ids: the same pairs
+        assert sorted(zip(*(a.tolist() for a in consecutive_pairs(ids, rows, clicked, 2)))) == [
+            (10, 11), (11, 13), (20, 21)]
     for chunk in (1, 2, 4):  # a user's last positive carried across chunks
         assert sorted(zip(*(a.tolist() for a in consecutive_pairs(users, rows, clicked, chunk)))) == [
             (10, 11), (11, 13), (20, 21)]

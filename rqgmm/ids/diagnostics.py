@@ -28,12 +28,13 @@ def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray,
                       chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Each user's consecutive positive rows (in the given order) as pairs of item rows (first, second).
 
-    ``users`` (M,) are non-negative integer codes. The log is read ``chunk`` rows at a time, each user's last
+    ``users`` (M,): any comparable ids; non-negative integer codes below ``2 M + 1024`` (``evaluate``'s) are read as
+    they are, others are numbered first (one sort). The log is read ``chunk`` rows at a time, each user's last
     positive item carried from one chunk to the next, so no sort of the whole log is made; the pairs come
     chunk by chunk (within a chunk by user), an order no check reads. Both results are views of buffers sized
     by the positive rows.
     """
-    keep, users, rows = np.asarray(clicked, dtype=bool), np.asarray(users), np.asarray(rows)
+    keep, users, rows = np.asarray(clicked, dtype=bool), _user_codes(np.asarray(users)), np.asarray(rows)
     positives = int(np.count_nonzero(keep))
     first, second = np.empty(positives, rows.dtype), np.empty(positives, rows.dtype)
     last = np.full(int(users.max()) + 1 if len(users) else 0, -1, np.int64)  # each user's last positive item
@@ -52,6 +53,14 @@ def consecutive_pairs(users: np.ndarray, rows: np.ndarray, clicked: np.ndarray,
         found += len(pairs[0])
         last[who[closes]] = what[closes]
     return first[:found], second[:found]
+
+
+def _user_codes(users: np.ndarray) -> np.ndarray:
+    """``users`` as non-negative integer codes small enough to index a per-user array: as they are when they already
+    are (below 2 M + 1024), else numbered by a sort."""
+    if users.dtype.kind in "iu" and (not len(users) or (users.min() >= 0 and users.max() < 2 * len(users) + 1024)):
+        return users
+    return np.unique(users, return_inverse=True)[1].reshape(-1)
 
 
 def coclick_coherence(codes: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[dict]:
