@@ -80,3 +80,21 @@ def test_ctr_benchmark_prints_trainer_anchor_encoding_and_memory(tmp_path):
     assert any(line.startswith("encoding:") for line in lines)
     assert any("exit 0" in line and "peak RssAnon" in line for line in lines)
 
+
+
+def test_host_memory_script_measures_every_step_and_refuses_a_missing_device(monkeypatch, capsys):
+    from rqgmm.bench import host_memory
+
+    logged = []
+    monkeypatch.setattr(host_memory.logger, "info", lambda message, *args: logged.append(message % args))
+    assert host_memory.main(["--device", "cpu", "--items", "500", "--dim", "4", "--levels", "2",
+                             "--codebook-size", "4"]) == 0
+    names = [line.split("  ")[0] for line in logged[1:]]
+    assert names == ["start", "import torch", "cpu context", "first matrix product", "tokenizers imported",
+                     "X 500 x 4 on the host", "first RQ-GMM fit", "its encoding", "an RQ-KMeans fit",
+                     "release_free_memory"]
+    assert host_memory.heap_mb() is None or host_memory.heap_mb() > 0
+    if not torch.cuda.is_available():
+        logged.clear()
+        assert host_memory.main(["--device", "cuda", "--items", "500"]) == 2
+        assert not logged and "--device cuda" in capsys.readouterr().err
