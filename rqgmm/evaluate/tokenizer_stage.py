@@ -27,6 +27,7 @@ import torch
 from rqgmm.files.modalities import fused
 from rqgmm.runtime.device import resolve_device
 from rqgmm.runtime.source import fits_on_device
+from rqgmm.runtime.validation import as_numpy
 from rqgmm.ids.codes import CodesTable
 from rqgmm.ids.metrics import (merged_items, prefix_counts, report, shared_vectors, squared_errors_by_depth,
                                 total_squares, vector_groups)
@@ -106,11 +107,6 @@ def part(name: str) -> Iterator[None]:
         parts[name] = parts.get(name, 0.0) + time.perf_counter() - start
 
 
-def host_array(values) -> np.ndarray:
-    """A numpy array of ``values``: a tensor (on any device) copied to the host, an array as it is."""
-    return values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-
-
 class HostRows:
     """Rows of a tensor X (N, D) (on a GPU, say) as numpy arrays, read a block at a time: what the item-vector
     metrics (:func:`~rqgmm.ids.metrics.vector_groups`, :func:`~rqgmm.ids.metrics.total_squares`) read of X,
@@ -129,10 +125,10 @@ class HostRows:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        return host_array(self.X[rows])
+        return as_numpy(self.X[rows])
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return host_array(self.X).astype(dtype or self.dtype, copy=False)
+        return as_numpy(self.X).astype(dtype or self.dtype, copy=False)
 
 
 class ItemVectors:
@@ -198,7 +194,7 @@ class Encoded:
     def __init__(self, model, X: np.ndarray, fit_warnings: list[str], depths: list[int] | None = None) -> None:
         with warnings.catch_warnings(record=True) as caught, part("encode"):
             warnings.simplefilter("always")
-            self.codes = host_array(model.encode(X))
+            self.codes = as_numpy(model.encode(X))
         self.model, self.fit_warnings, self.warnings = model, fit_warnings, [str(w.message) for w in caught]
         self.errors, self.counts = {}, None
         if model.reconstructs:

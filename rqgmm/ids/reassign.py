@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.validation import as_numpy
 from rqgmm.ids.suffix import unique_suffix
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def last_level_costs(model, X: np.ndarray, codes: np.ndarray) -> np.ndarray:
         block = codes[start : start + rows]
         candidates = np.repeat(block, k, axis=0)
         candidates[:, -1] = np.tile(np.arange(k), len(block))
-        x_hat = _numpy(model.decode(candidates)).astype(np.float64).reshape(len(block), k, -1)
+        x_hat = as_numpy(model.decode(candidates)).astype(np.float64).reshape(len(block), k, -1)
         x = np.asarray(X[start : start + rows], dtype=np.float64)
         out[start : start + rows] = ((x[:, None, :] - x_hat) ** 2).sum(-1)
     return out
@@ -100,6 +100,3 @@ def collision_free(model, X, codes) -> tuple[np.ndarray, np.ndarray]:
                 int(moving.sum()), len(codes), int((out != codes).any(1).sum()), int((suffix > 0).sum()))
     return out, suffix
 
-
-def _numpy(values) -> np.ndarray:
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)

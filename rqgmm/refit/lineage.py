@@ -11,11 +11,10 @@ earlier model's on the items it was fitted or aligned on.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 
 from rqgmm.refit.churn import churn
 from rqgmm.errors import InputError
+from rqgmm.runtime.validation import as_numpy
 from rqgmm.files.formats import fingerprint
 
 
@@ -52,6 +51,3 @@ def refit_lineage(how: str, old, new, X) -> dict:
     old_codes, new_codes = (as_numpy(model.encode(X)) for model in (old, new))
     return {"how": how, "reference": fingerprint_of(old), **churn(old_codes, new_codes)}
 
-
-def as_numpy(codes) -> np.ndarray:
-    return codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)

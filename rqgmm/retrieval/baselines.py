@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rqgmm.runtime.device import cuda_tf32
+from rqgmm.runtime.validation import as_numpy
 
 MOST_POPULAR, CONTENT_KNN = "most-popular", "content-knn"
 RECENT, DECAY = 5, 0.7
@@ -89,5 +90,5 @@ def _ranks(query, unit, targets, chunk: int, arange: Callable):
         own = scores[arange(len(scores)), targets[part]][:, None]
         ahead = (scores > own) | ((scores == own) & (rows[None, :] < targets[part][:, None]))
         found = ahead.sum(1) + 1
-        rank.append(found.cpu().numpy() if isinstance(found, torch.Tensor) else found)
+        rank.append(as_numpy(found))
     return np.concatenate(rank).astype(np.int64) if rank else np.empty(0, dtype=np.int64)

@@ -152,6 +152,12 @@ def like_input(values: torch.Tensor, like) -> np.ndarray | torch.Tensor:
     return values.cpu().numpy()
 
 
+def as_numpy(values) -> np.ndarray:
+    """A numpy array of ``values``: a tensor (on any device, detached) copied to the host, anything else as
+    ``np.asarray`` gives it."""
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
 def as_real_tensor(X, what: str) -> torch.Tensor:
     """``X`` as a real-valued tensor, detached from autograd; numpy arrays are not copied unless needed."""
     if isinstance(X, torch.Tensor):

@@ -12,9 +12,9 @@ residual quantisation, written on ``decode`` alone so that any method serves.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from rqgmm.errors import InputError
+from rqgmm.runtime.validation import as_numpy
 
 DECODE_BLOCK = 1 << 22  # floats of candidate reconstructions per block
 
@@ -25,7 +25,7 @@ def reconstruction_cost(model, X: np.ndarray, codes: np.ndarray) -> np.ndarray:
     out = np.empty(len(codes), dtype=np.float64)
     rows = max(1, DECODE_BLOCK // max(1, model.n_features_in_))
     for start in range(0, len(codes), rows):
-        x_hat = _numpy(model.decode(codes[start : start + rows])).astype(np.float64)
+        x_hat = as_numpy(model.decode(codes[start : start + rows])).astype(np.float64)
         out[start : start + rows] = ((np.asarray(X[start : start + rows], dtype=np.float64) - x_hat) ** 2).sum(1)
     return out
 
@@ -64,7 +64,7 @@ def _beam(model, x: np.ndarray, sizes: list[int], beam: int) -> tuple[np.ndarray
         width = partial.shape[1] * k
         candidates = np.concatenate([np.repeat(partial, k, axis=1),
                                      np.tile(np.arange(k), partial.shape[1])[None, :, None].repeat(b, 0)], axis=2)
-        x_hat = _numpy(model.decode(candidates.reshape(b * width, level + 1))).astype(np.float64)
+        x_hat = as_numpy(model.decode(candidates.reshape(b * width, level + 1))).astype(np.float64)
         cost = ((x[:, None, :] - x_hat.reshape(b, width, -1)) ** 2).sum(-1)
         keep = width if level == len(sizes) - 1 else min(beam, width)
         order = np.argsort(cost, axis=1, kind="stable")[:, :keep]
@@ -77,6 +77,3 @@ def _check_reconstructs(model) -> None:
         raise InputError(f"a {model.method} model does not reconstruct its input, so it has no distance to find "
                          "the nearest prefix with room; drop --max-per-prefix or publish with another method")
 
-
-def _numpy(values) -> np.ndarray:
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
