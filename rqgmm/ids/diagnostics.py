@@ -156,7 +156,7 @@ def diagnostics(codes: np.ndarray, rows: np.ndarray, users: np.ndarray, clicked:
     ----------
     codes : (N, L) int, the full IDs of the items.
     rows : (M,) int, each log row's item as a row of ``codes``.
-    users : (M,) int, each log row's user (non-negative codes).
+    users : (M,), each log row's user (any comparable ids; :func:`consecutive_pairs`).
     clicked : (M,) bool, each log row's label.
 
     Returns
