@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rqgmm.retrieval import dense
-from rqgmm.retrieval.dense import _cold_logp, _merge, _top_cold, _top_cold_torch, dense_rule_ranks
+from rqgmm.retrieval.dense import _logp_of, _merge, _top_cold, _top_cold_torch, dense_rule_ranks
 from rqgmm.retrieval.metrics import MISS
 
 
@@ -88,8 +88,8 @@ def test_the_in_place_log_probabilities_equal_the_formula_bit_for_bit(seed):
     cold_unit = rng.normal(size=(40, 5)).astype(np.float32)
     cold_unit[5] = cold_unit[9]  # equal cosines
     expected = _reference_cold_logp(query, cold_unit, 13.7, 0.23)
-    assert np.array_equal(_cold_logp(query, cold_unit, 13.7, 0.23), expected)
-    assert _cold_logp(query, cold_unit[:0], 13.7, 0.23).shape == (7, 0)
+    assert np.array_equal(_logp_of(query @ cold_unit.T, 13.7, 0.23), expected)
+    assert _logp_of(query @ cold_unit[:0].T, 13.7, 0.23).shape == (7, 0)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -97,7 +97,7 @@ def test_the_in_place_log_probabilities_equal_the_formula_bit_for_bit(seed):
 @pytest.mark.parametrize("scale", [7.5, 1e-17])
 def test_the_host_blocks_select_what_the_whole_log_probabilities_select(seed, cap, scale, monkeypatch):
     """The host path (blocks of users, only each row's best logits scored) picks the same cold items with the same
-    bits as every log-probability of :func:`_cold_logp` and the partition: with exact ties (duplicated
+    bits as every log-probability of :func:`_logp_of` and the partition: with exact ties (duplicated
     embeddings, at and below the threshold), a row of NaN, and (a tiny scale) distinct logits whose
     log-probabilities round to one value, so that the order falls to the item rows."""
     monkeypatch.setattr(dense, "ROW_BLOCK", 4)
@@ -109,7 +109,7 @@ def test_the_host_blocks_select_what_the_whole_log_probabilities_select(seed, ca
     query[3] = np.nan
     cold_rows = np.sort(rng.choice(1000, C, replace=False))
     take = min(cap, C)
-    expected = _top_cold(_cold_logp(query, cold_unit, scale, 0.1), cold_rows, take)
+    expected = _top_cold(_logp_of(query @ cold_unit.T, scale, 0.1), cold_rows, take)
     got = dense._top_cold_host(query @ cold_unit.T, cold_rows, scale, 0.1, take)
     assert all(np.array_equal(g, e, equal_nan=True) for g, e in zip(got, expected))
 
@@ -134,7 +134,7 @@ def test_the_torch_selection_equals_the_numpy_one(seed, cap):
     cold_unit[rng.integers(0, C, C // 2)] = cold_unit[0]  # many cold items tie with item 0
     cold_rows = np.sort(rng.choice(1000, C, replace=False))
     take = min(cap, C)
-    chosen, chosen_logp = _top_cold(_cold_logp(query, cold_unit, 7.5, 0.1), cold_rows, take)
+    chosen, chosen_logp = _top_cold(_logp_of(query @ cold_unit.T, 7.5, 0.1), cold_rows, take)
     got, got_logp = _top_cold_torch(torch.from_numpy(query), torch.from_numpy(cold_unit), cold_rows, 7.5, 0.1, take)
     assert np.array_equal(got, chosen)
     assert np.allclose(got_logp, chosen_logp, rtol=0, atol=1e-5)  # float32 products of two libraries

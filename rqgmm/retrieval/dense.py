@@ -137,11 +137,6 @@ def dense_rule_ranks(items: np.ndarray, logp: np.ndarray, query: np.ndarray, uni
     return rank
 
 
-def _cold_logp(query: np.ndarray, cold_unit: np.ndarray, scale: float, share: float) -> np.ndarray:
-    """log pi + log softmax over the cold items (U, C) of the scaled cosines of query (U, E) and cold_unit (C, E)."""
-    return _logp_of(query @ cold_unit.T, scale, share)
-
-
 def _logp_of(cosines: np.ndarray, scale: float, share: float) -> np.ndarray:
     """log pi + log softmax over the cold items (U, C) of the scaled cosines (U, C).
 
@@ -273,8 +268,8 @@ def _top_cold(cold_logp: np.ndarray, cold_rows: np.ndarray, take: int) -> tuple[
 @torch.no_grad()
 def _top_cold_torch(query: torch.Tensor, cold_unit: torch.Tensor, cold_rows: np.ndarray, scale: float, share: float,
                     take: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_top_cold` of :func:`_cold_logp`, in torch on the tensors' device (query (U, E), cold_unit (C, E)):
-    the threshold and the entries at or above it on the device, their order on the host."""
+    """:func:`_top_cold` of :func:`_logp_of` (of query @ cold_unit.T), in torch on the tensors' device (query
+    (U, E), cold_unit (C, E)): the threshold and the entries at or above it on the device, their order on the host."""
     U = query.shape[0]
     if not take:
         return np.empty((U, 0), dtype=np.int64), np.empty((U, 0))
@@ -282,7 +277,7 @@ def _top_cold_torch(query: torch.Tensor, cold_unit: torch.Tensor, cold_rows: np.
         cold_logp = (query @ cold_unit.T).double().mul_(scale)
     top = cold_logp.max(1, keepdim=True).values
     norm = (cold_logp - top).exp_().sum(1, keepdim=True).log_()
-    cold_logp.add_(math.log(share)).sub_(top).sub_(norm)  # (log pi + logits) - top - norm, as _cold_logp
+    cold_logp.add_(math.log(share)).sub_(top).sub_(norm)  # (log pi + logits) - top - norm, as _logp_of
     threshold = torch.topk(cold_logp, take, dim=1).values[:, -1:]
     user, column = torch.nonzero(cold_logp >= threshold, as_tuple=True)
     value = cold_logp[user, column]
