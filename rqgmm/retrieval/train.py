@@ -50,8 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Automatic batches keep at least this many steps per epoch (small logs need the updates; as the CTR trainer).
 MIN_STEPS_PER_EPOCH = 100
-#: Host bytes for one step's logits (B x S x V_generated floats, kept by autograd) off a GPU.
-LOGIT_BYTES = {"cpu": 256 << 20}
+#: Bytes for one step's logits (B x S x V_generated floats, kept by autograd) off a GPU.
+LOGIT_BYTES = 256 << 20
 #: On a GPU: a quarter of the card's memory (its total, not what is free, so a model's batch is the same on every
 #: card of a kind), at most this. 4 GiB before: the item-ID model of 200,000 items got 47 windows a step (2,199
 #: steps an epoch against 404 for a semantic-ID model) and took 211 s of a 5M-row log's 5-minute seed on an H100.
@@ -358,7 +358,7 @@ def logit_bytes(device: torch.device) -> int:
     """Bytes one training step's logits may take on ``device`` (:data:`GPU_LOGIT_BYTES`, :data:`LOGIT_BYTES`)."""
     if device.type == "cuda":
         return min(GPU_LOGIT_BYTES, torch.cuda.get_device_properties(device).total_memory // 4)
-    return LOGIT_BYTES.get(device.type, LOGIT_BYTES["cpu"])
+    return LOGIT_BYTES
 
 
 def epoch_budget(config: RetrievalConfig, windows: int) -> int:
