@@ -175,3 +175,18 @@ def test_the_verdict_says_whether_semantic_ids_or_content_knn_serve_cold_items_b
     said = verdict_words(retrieval_comparisons(nothing + knn, ["rqkmeans", "content-knn"]))[-1]
     assert "rqkmeans, has cold Recall@10 0.0000 [+0.0000, +0.0000], so semantic IDs are not shown" in said
     assert said.endswith("content KNN serves cold items better than semantic IDs.")
+
+
+def test_the_difference_table_of_one_seed_has_the_bootstrap_interval_not_n_1():
+    from rqgmm.evaluate.retrieval_report import _difference_table
+    from rqgmm.evaluate.retrieval_verdict import recall_difference
+
+    rng = np.random.default_rng(1)
+    cold = np.arange(500) < 40
+    recs = [_record(ids, 0, rng.random(500) < p, cold) for ids, p in (("rqkmeans", 0.3), ("random", 0.2),
+                                                                       ("item-id", 0.25))]
+    table = _difference_table(recs)
+    assert "(n=1)" not in table and "recall@10 cold (40 users)" in table
+    diff = recall_difference(recs[:1], recs[1:2], "all")
+    low, high = diff.interval(0.05)
+    assert low < diff.mean < high and f"| rqkmeans - random | {diff.mean:+.4f} [" in table.replace("−", "-")

@@ -48,7 +48,7 @@ def _hits(recs: list[dict], users: np.ndarray) -> np.ndarray:
     return hit[users]
 
 
-def _difference(a: list[dict], b: list[dict] | None, target: str) -> Difference | None:
+def recall_difference(a: list[dict], b: list[dict] | None, target: str) -> Difference | None:
     """Recall@10 of a − b on the target set (b None: a alone), averaged over the common seeds, with its std error.
 
     The error always holds the user sampling (a Poisson bootstrap over the set's users, each user's hit
@@ -94,7 +94,7 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
         best = max(means, key=lambda m: (means[m], -methods.index(m)))
         for other in means:
             if other != best:
-                diff = _difference(select(recs, ids=best), select(recs, ids=other), target)
+                diff = recall_difference(select(recs, ids=best), select(recs, ids=other), target)
                 out.append(dict(target=target, best=best, other=other, best_mean=float(means[best]),
                                 other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"],
                                 question=None))
@@ -134,7 +134,7 @@ def _against(recs: list[dict], best: tuple[str, float], target: str, question: s
         mean = 0.0 if other is None else np.mean(list(_recall(theirs, target).values()) or [np.nan])
         if np.isfinite(mean):
             out.append(dict(common, question=question if other is None else f"{question}:{other}", other=other,
-                            other_mean=float(mean), diff=_difference(rows, theirs, target)))
+                            other_mean=float(mean), diff=recall_difference(rows, theirs, target)))
     return out
 
 
