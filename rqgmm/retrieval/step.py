@@ -80,12 +80,12 @@ class TrainStep:
         self.graphed = graph and device.type == "cuda"
         self.total = torch.zeros((), device=device)
         self.count = torch.zeros((), device=device, dtype=torch.int64)
+        self.graph: torch.cuda.CUDAGraph | None = None  # captured at the first step after the warm-up
         params = list(model.parameters())
         if self.graphed:
             self.rate = torch.tensor(lr, device=device)
             self.optimizer = torch.optim.Adam(params, lr=self.rate, fused=True, capturable=True)
             self.windows = torch.full((batch, model.slots), -1, dtype=torch.int64, device=device)
-            self.graph: torch.cuda.CUDAGraph | None = None
         else:
             self.optimizer = torch.optim.Adam(params, lr=lr, fused=device.type in ("cuda", "cpu"))
 
