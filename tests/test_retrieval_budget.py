@@ -75,7 +75,7 @@ def _log():
 def test_the_window_budget_ends_training_and_ranks_read_the_configured_rule():
     seqs, tokens, vectors = _log()
     config = replace(QUICK, model=ModelConfig(dim=16, layers=1, heads=2), max_epochs=10, patience=10, lr=1e-2,
-                     max_windows=2 * 40 + 39)  # 40 windows (one per user): 2 epochs
+                     max_windows=2 * 60 + 59)  # 40 windows at shifts 0 and 1, 80 at 2 and 3 (60 on average): 2 epochs
     retriever = fit_retriever(seqs, tokens, config, embeddings=vectors)
     assert len(retriever.valid_recall) == 2
     history, targets = histories(seqs, "test", retriever.length), seqs.test

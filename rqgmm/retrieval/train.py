@@ -74,10 +74,11 @@ class RetrievalConfig:
     max_epochs, patience : int
         Epochs, and epochs without a better validation Recall@10 before stopping.
     max_windows : int or None
-        The most training windows one model reads over its epochs (None: no limit): a log of R windows trains
-        at most ``min(max_epochs, max(1, max_windows // R))`` epochs (:func:`epoch_budget`; the cosine schedule
-        spans those), so a large log's model costs a bounded number of steps while a small one keeps
-        ``max_epochs``.
+        The most training windows one model reads over its epochs (None: no limit): a log of R windows an epoch
+        (on average over the random crops' shifts, :meth:`Windows.mean_count`) trains at most
+        ``min(max_epochs, max(1, max_windows // R))`` epochs (:func:`epoch_budget`; the cosine schedule spans
+        the steps of those epochs, their shifts drawn up front), so a large log's model costs a bounded number
+        of steps while a small one keeps ``max_epochs``.
     lr : float
         The peak learning rate (Adam).
     schedule : {"constant", "cosine"}
@@ -145,8 +146,8 @@ QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20
                         lr=4e-3, schedule="cosine", crop="random", valid_users=2000)
 #: The full mode takes QUICK's schedule and cuts at its own size and peak rate. On large logs it validates on at
 #: most 5,000 users and reads at most 500,000 windows per model (issue 27: on a 5M-row planted log, 100,000 users,
-#: 103,343 windows at H = 37, an epoch trained in about 5 s on an H200: 4 epochs there). A log of at
-#: most 16,666 windows keeps all 30 epochs, and one of at most 5,000 users the whole validation split:
+#: 103,343 windows at H = 37 at the fixed cut, 153,955 on average over the shifts: 3 epochs there; 4 before the
+#: budget read the shifted cuts' count, whose windows exceeded it). A log of at most 16,666 windows keeps all 30 epochs, and one of at most 5,000 users the whole validation split:
 #: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50) trains
 #: as before.
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
@@ -175,16 +176,22 @@ def training_windows(seqs: Sequences, slots: int, shift: int = 0) -> np.ndarray:
     later (the last window then holds the user's last S - r items, right-padded). Consecutive windows overlap
     by one item, so every training item but a user's first is a target exactly once whatever the shift.
     """
-    if not 0 <= shift <= max(0, slots - 2):
-        raise ValueError(f"Expected shift in [0, {slots - 2}], got {shift}")
+    counts = _window_counts(seqs, slots, shift)
     starts, stops = seqs.starts[:-1], seqs.starts[1:] - 2
-    counts = 1 + -(-np.maximum(0, stops - starts + shift - slots) // (slots - 1))
     user = np.repeat(np.arange(seqs.n_users), counts)
     back = np.arange(len(user)) - np.repeat(np.cumsum(counts) - counts, counts)
     ends = stops[user] + shift - back * (slots - 1)
     index = ends[:, None] - slots + np.arange(slots)[None, :]
     inside = (index >= starts[user][:, None]) & (index < stops[user][:, None])
     return np.where(inside, seqs.items[np.clip(index, 0, len(seqs.items) - 1)], -1)
+
+
+def _window_counts(seqs: Sequences, slots: int, shift: int) -> np.ndarray:
+    """The number of windows (U,) :func:`training_windows` cuts from each user's training sequence at ``shift``."""
+    if not 0 <= shift <= max(0, slots - 2):
+        raise ValueError(f"Expected shift in [0, {slots - 2}], got {shift}")
+    starts, stops = seqs.starts[:-1], seqs.starts[1:] - 2
+    return 1 + -(-np.maximum(0, stops - starts + shift - slots) // (slots - 1))
 
 
 def histories(seqs: Sequences, part: str, length: int) -> np.ndarray:
@@ -362,12 +369,12 @@ def logit_bytes(device: torch.device) -> int:
     return LOGIT_BYTES
 
 
-def epoch_budget(config: RetrievalConfig, windows: int) -> int:
-    """The epochs a model of ``windows`` training windows may train: ``max_epochs``, fewer where that would read
-    more than ``max_windows`` windows (at least 1)."""
+def epoch_budget(config: RetrievalConfig, windows: float) -> int:
+    """The epochs a model of ``windows`` training windows an epoch (on average: :meth:`Windows.mean_count`) may
+    train: ``max_epochs``, fewer where that would read more than ``max_windows`` windows (at least 1)."""
     if config.max_windows is None or not windows:
         return config.max_epochs
-    return min(config.max_epochs, max(1, config.max_windows // windows))
+    return min(config.max_epochs, max(1, int(config.max_windows // windows)))
 
 
 def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
@@ -416,7 +423,14 @@ def untrained_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalCo
 
 
 class Windows:
-    """The training windows of each epoch (:func:`training_windows`) on the device; fixed cuts are cut once."""
+    """The training windows of each epoch (:func:`training_windows`) on the device; fixed cuts are cut once.
+
+    A shifted cut holds more windows than the fixed one (a user's sequence can straddle one more cut: on a
+    500,000-row planted log, 10,362 windows at shift 0 and 20,265 at the largest shift), so the epochs' shifts
+    are drawn up front (:meth:`shifts`) and the learning-rate schedule spans the steps they will take, and the
+    window budget (:func:`epoch_budget`) reads the mean count over the shifts a random crop draws
+    (:meth:`mean_count`).
+    """
 
     def __init__(self, seqs: Sequences, slots: int, crop: str, device: torch.device) -> None:
         if crop not in CROPS:
@@ -427,11 +441,31 @@ class Windows:
     def __len__(self) -> int:
         return len(self.fixed)
 
-    def epoch(self, generator: torch.Generator) -> torch.Tensor:
-        """LongTensor (R, S) of item rows: the fixed cuts, or cuts shifted by a draw of ``generator``."""
-        if self.crop == "fixed" or self.slots < 3:
+    @property
+    def shifted(self) -> bool:
+        """Whether each epoch draws its cut (``crop="random"`` and room for a shift)."""
+        return self.crop == "random" and self.slots >= 3
+
+    def count(self, shift: int) -> int:
+        """The windows of the cut at ``shift``."""
+        return int(_window_counts(self.seqs, self.slots, shift).sum())
+
+    def mean_count(self) -> float:
+        """The mean number of windows of an epoch: the fixed cut's, or the mean over the shifts 0 .. S - 2."""
+        if not self.shifted:
+            return float(len(self.fixed))
+        return float(np.mean([self.count(shift) for shift in range(self.slots - 1)]))
+
+    def shifts(self, epochs: int, generator: torch.Generator) -> list[int]:
+        """Each epoch's shift (0 for fixed cuts), drawn from ``generator`` before any epoch."""
+        if not self.shifted:
+            return [0] * epochs
+        return [int(torch.randint(0, self.slots - 1, (1,), generator=generator)) for _ in range(epochs)]
+
+    def epoch(self, shift: int) -> torch.Tensor:
+        """LongTensor (R, S) of item rows: the cut at ``shift`` (0: the fixed cut)."""
+        if not shift:
             return self.fixed
-        shift = int(torch.randint(0, self.slots - 1, (1,), generator=generator))
         return torch.as_tensor(training_windows(self.seqs, self.slots, shift), device=self.device)
 
 
@@ -440,23 +474,24 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     """The epochs with early stopping; the best epoch's state dict."""
     model, config = retriever.model, retriever.config
     batch = _batch(config, retriever.tokens, retriever.length + 1, len(windows), windows.device)
-    epochs = epoch_budget(config, len(windows))
+    epochs = epoch_budget(config, windows.mean_count())
     if epochs < config.max_epochs:
-        logger.info("%d epochs of %d windows (at most %d windows per model; max_epochs %d)", epochs, len(windows),
-                    config.max_windows, config.max_epochs)
-    step = TrainStep(model, config.lr, rate_factor(config.schedule, epochs * -(-len(windows) // batch)), batch,
-                     config.cuda_graph)
+        logger.info("%d epochs of %.0f windows on average (at most %d windows per model; max_epochs %d)", epochs,
+                    windows.mean_count(), config.max_windows, config.max_epochs)
+    shifts = windows.shifts(epochs, generator)
+    steps = [-(-windows.count(shift) // batch) for shift in shifts]
+    step = TrainStep(model, config.lr, rate_factor(config.schedule, sum(steps)), batch, config.cuda_graph)
     best, best_state, stale = (-1.0, -1.0), None, 0
-    for epoch in range(epochs):
+    for epoch, shift in enumerate(shifts):
         start = time.perf_counter()
-        loss = _epoch(step, windows.epoch(generator), batch, generator)
+        loss = _epoch(step, windows.epoch(shift), batch, generator)
         trained = time.perf_counter()
         metrics = recall_ndcg(retriever.ranks(*valid)[0], (10,))
         score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
         retriever.valid_recall.append(score[0])
         logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f (training %.1f s, %d steps of "
                     "%d windows%s; validation %.1f s, %d users)", epoch + 1, loss, *score, trained - start,
-                    -(-len(windows) // batch), batch, ", CUDA graph" if step.graph is not None else "",
+                    steps[epoch], batch, ", CUDA graph" if step.graph is not None else "",
                     time.perf_counter() - trained, len(valid[1]))
         if score > best:
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
