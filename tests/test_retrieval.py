@@ -20,8 +20,7 @@ from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.metrics import IdGroups, inflation, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel, step_context
 from rqgmm.retrieval.sequences import build_sequences
-from rqgmm.retrieval.step import TrainStep, rate_factor
-from rqgmm.retrieval.train import (QUICK, fit_retriever, generate, histories, training_windows,
+from rqgmm.retrieval.train import (QUICK, fit_retriever, generate, histories, learning_rates, training_windows,
                                   untrained_retriever)
 from rqgmm.retrieval.vocab import ItemTokens
 from rqgmm.ids.trie import PrefixTrie
@@ -91,47 +90,20 @@ def test_shifted_windows_train_on_the_same_targets_as_the_fixed_cuts(slots):
 
 
 def test_the_cosine_schedule_warms_up_then_falls_to_zero():
-    factor = rate_factor("cosine", 100)
-    rates = [factor(i) for i in range(100)]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = learning_rates(optimizer, "cosine", 100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
     peak = int(np.argmax(rates))
     assert rates[0] < rates[peak] == pytest.approx(1.0) and peak == 4  # WARMUP = 5% of 100 steps
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:])) and rates[-1] < 0.01
-    assert rate_factor("constant", 10)(7) == 1.0
+    constant = learning_rates(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5), "constant", 10)
+    assert constant.get_last_lr() == [0.5]
     with pytest.raises(ValueError, match="Expected schedule in"):
-        rate_factor("step", 10)
-
-
-def test_the_eager_step_gives_the_updates_of_adam_under_lambdalr_bit_for_bit():
-    """TrainStep off a GPU is the trainer's old loop (fused Adam, LambdaLR stepped after each update)."""
-    seqs = build_sequences(*_log(1), 40)
-    tokens = ItemTokens.semantic(np.arange(len(seqs.popularity()))[:, None] % 3, [3])
-    windows = torch.as_tensor(training_windows(seqs, 4))
-    factor = rate_factor("cosine", 6)
-    models = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        models.append(NextItemModel(tokens, 4, ModelConfig(dim=8, layers=1, heads=2)))
-    old, new = models
-    optimizer = torch.optim.Adam(old.parameters(), lr=0.01, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    step = TrainStep(new, 0.01, factor, 5, graph=True)  # no CUDA device here: the eager step
-    total, count = 0.0, 0
-    for i in range(6):
-        rows = windows[5 * i:5 * i + 5]
-        torch.manual_seed(i)  # the same dropout masks for both
-        loss, n = old.loss(rows)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / n.clamp(min=1)).backward()
-        optimizer.step()
-        scheduler.step()
-        total, count = total + float(loss.detach()), count + int(n)
-        torch.manual_seed(i)
-        step(rows)
-    assert not step.graphed
-    for a, b in zip(old.parameters(), new.parameters()):
-        assert torch.equal(a, b)
-    assert step.epoch_loss() == pytest.approx(total / count, rel=1e-6)
-    assert np.isnan(step.epoch_loss())  # no step since the last read
+        learning_rates(optimizer, "step", 10)
 
 
 @pytest.mark.parametrize("labels, sequence, message", [

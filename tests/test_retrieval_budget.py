@@ -86,3 +86,27 @@ def test_the_window_budget_ends_training_and_ranks_read_the_configured_rule():
         item_rank, ids = retriever.ranks(history, targets)
         assert np.array_equal(item_rank, by_rule[rule]) and np.array_equal(ids, id_rank)
         assert set(retriever.rule_ranks(history, targets, (rule,))[0]) == {rule}
+
+
+def test_the_cosine_schedule_spans_the_steps_the_shifted_epochs_take(monkeypatch):
+    """Shifted cuts hold more windows than the fixed one; the schedule's budget is the steps actually taken, so
+    the rate reaches 0 at the last step and not before (it once counted the fixed cut's steps)."""
+    import rqgmm.retrieval.train as train
+
+    seqs, tokens, vectors = _log()
+    windows = train.Windows(seqs, 5, "random", torch.device("cpu"))
+    counts = [len(windows.epoch(shift)) for shift in range(4)]
+    assert counts == [windows.count(shift) for shift in range(4)] == [40, 40, 80, 80]
+    assert windows.mean_count() == 60.0 and train.Windows(seqs, 5, "fixed", torch.device("cpu")).mean_count() == 40
+    schedules, original = [], train.learning_rates
+
+    def recorded(optimizer, schedule, steps):
+        schedules.append((original(optimizer, schedule, steps), steps))
+        return schedules[-1][0]
+
+    monkeypatch.setattr(train, "learning_rates", recorded)
+    config = replace(QUICK, model=ModelConfig(dim=16, layers=1, heads=2), max_epochs=6, patience=6, batch_size=8)
+    fit_retriever(seqs, tokens, config)
+    (scheduler, steps), = schedules
+    assert scheduler.last_epoch == steps > 6 * 40 // 8  # every step of the budget taken, more than the fixed cut's
+    assert scheduler.get_last_lr()[0] == 0.0

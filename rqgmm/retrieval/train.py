@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -43,7 +44,6 @@ from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_ru
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
 from rqgmm.retrieval.model import ModelConfig, NextItemModel
 from rqgmm.retrieval.sequences import Sequences
-from rqgmm.retrieval.step import TrainStep, rate_factor
 from rqgmm.retrieval.vocab import ItemTokens
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ LOGIT_BYTES = 256 << 20
 #: steps an epoch against 404 for a semantic-ID model) and took 211 s of a 5M-row log's 5-minute seed on an H100.
 GPU_LOGIT_BYTES = 16 << 30
 EVAL_BATCH = {"cuda": 4096, "cpu": 256}
+#: Learning-rate schedules (:class:`RetrievalConfig`), and the cosine one's share of warm-up steps.
+SCHEDULES = ("constant", "cosine")
+WARMUP = 0.05
 #: Where training windows are cut each epoch (:class:`Windows`).
 CROPS = ("fixed", "random")
 
@@ -82,7 +85,7 @@ class RetrievalConfig:
     lr : float
         The peak learning rate (Adam).
     schedule : {"constant", "cosine"}
-        "cosine": the rate rises linearly over the first :data:`.step.WARMUP` of the epoch budget's steps
+        "cosine": the rate rises linearly over the first :data:`WARMUP` of the epoch budget's steps
         (:func:`epoch_budget`), then falls along a half cosine to 0 at the budget's end (early stopping may end
         sooner).
     crop : {"fixed", "random"}
@@ -113,9 +116,6 @@ class RetrievalConfig:
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
         the CTR trainer's: on a shared 2-core machine a step of the quick model took 0.25 s on one thread
         and 2.3 s on two.
-    cuda_graph : bool
-        On a CUDA device, capture the training step into a CUDA graph and replay it (:mod:`.step`: one launch a
-        step where the eager step issues about 1,700 aten calls); ignored on other devices.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -135,7 +135,6 @@ class RetrievalConfig:
     cold: str = "prefix"
     dense_weight: float = DENSE_WEIGHT
     num_threads: int | None = 1
-    cuda_graph: bool = True
 
 
 #: Chosen on MovieLens-100k's validation split (rqkmeans 3 x 128, seed 0; issue 27): 8 constant-rate epochs
@@ -147,7 +146,8 @@ QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20
 #: The full mode takes QUICK's schedule and cuts at its own size and peak rate. On large logs it validates on at
 #: most 5,000 users and reads at most 500,000 windows per model (issue 27: on a 5M-row planted log, 100,000 users,
 #: 103,343 windows at H = 37 at the fixed cut, 153,955 on average over the shifts: 3 epochs there; 4 before the
-#: budget read the shifted cuts' count, whose windows exceeded it). A log of at most 16,666 windows keeps all 30 epochs, and one of at most 5,000 users the whole validation split:
+#: budget read the shifted cuts' count, whose windows exceeded it). A log of at most 16,666 windows keeps all 30
+#: epochs, and one of at most 5,000 users the whole validation split:
 #: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50) trains
 #: as before.
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
@@ -382,8 +382,8 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights.
 
     ``embeddings`` (M, E): the items' vectors; with generated dedup tokens the model also learns the dense
-    rule's projection (:mod:`.dense`). Every draw comes from a named child of ``config.seed``; torch's global RNG is forked, so the caller's
-    random state is the same afterwards.
+    rule's projection (:mod:`.dense`). Every draw comes from a named child of ``config.seed``; torch's global
+    RNG is forked, so the caller's random state is the same afterwards.
     """
     retriever = untrained_retriever(seqs, tokens, config, embeddings)
     model, length, device = retriever.model, retriever.length, retriever.model.table.device
@@ -480,19 +480,19 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
                     windows.mean_count(), config.max_windows, config.max_epochs)
     shifts = windows.shifts(epochs, generator)
     steps = [-(-windows.count(shift) // batch) for shift in shifts]
-    step = TrainStep(model, config.lr, rate_factor(config.schedule, sum(steps)), batch, config.cuda_graph)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=windows.device.type in ("cuda", "cpu"))
+    scheduler = learning_rates(optimizer, config.schedule, sum(steps))
     best, best_state, stale = (-1.0, -1.0), None, 0
     for epoch, shift in enumerate(shifts):
         start = time.perf_counter()
-        loss = _epoch(step, windows.epoch(shift), batch, generator)
+        loss = _epoch(model, optimizer, scheduler, windows.epoch(shift), batch, generator)
         trained = time.perf_counter()
         metrics = recall_ndcg(retriever.ranks(*valid)[0], (10,))
         score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
         retriever.valid_recall.append(score[0])
         logger.info("epoch %d: loss %.4f, validation Recall@10 %.4f, NDCG@10 %.4f (training %.1f s, %d steps of "
-                    "%d windows%s; validation %.1f s, %d users)", epoch + 1, loss, *score, trained - start,
-                    steps[epoch], batch, ", CUDA graph" if step.graph is not None else "",
-                    time.perf_counter() - trained, len(valid[1]))
+                    "%d windows; validation %.1f s, %d users)", epoch + 1, loss, *score, trained - start,
+                    steps[epoch], batch, time.perf_counter() - trained, len(valid[1]))
         if score > best:
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
         else:
@@ -502,10 +502,35 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     return best_state
 
 
-def _epoch(step: TrainStep, windows: torch.Tensor, batch: int, generator: torch.Generator) -> float:
+def learning_rates(optimizer: torch.optim.Optimizer, schedule: str, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-step rate factor of ``schedule`` over a budget of ``steps`` steps (constant: 1)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Expected schedule in {SCHEDULES}, got {schedule!r}")
+    warmup = max(1, int(WARMUP * steps))
+
+    def factor(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _epoch(model: NextItemModel, optimizer: torch.optim.Optimizer, scheduler, windows: torch.Tensor, batch: int,
+           generator: torch.Generator) -> float:
     """One pass in a random order (drawn on the host by ``generator``); the mean loss per target item (read once)."""
-    step.model.train()
+    model.train()
     order = torch.randperm(len(windows), generator=generator).to(windows.device)
+    total = torch.zeros((), device=windows.device)
+    count = torch.zeros((), device=windows.device, dtype=torch.int64)
     for i in range(0, len(order), batch):
-        step(windows[order[i:i + batch]])
-    return step.epoch_loss()
+        loss, n = model.loss(windows[order[i:i + batch]])
+        optimizer.zero_grad(set_to_none=True)
+        (loss / n.clamp(min=1)).backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.detach()
+        count += n
+    return float(total / count.clamp(min=1)) if len(order) else math.nan
