@@ -110,3 +110,20 @@ def test_the_cosine_schedule_spans_the_steps_the_shifted_epochs_take(monkeypatch
     (scheduler, steps), = schedules
     assert scheduler.last_epoch == steps > 6 * 40 // 8  # every step of the budget taken, more than the fixed cut's
     assert scheduler.get_last_lr()[0] == 0.0
+
+
+def test_the_prefix_depth_is_chosen_on_every_validation_user_not_early_stoppings_sample(monkeypatch):
+    import rqgmm.retrieval.train as train
+
+    seqs, tokens, vectors = _log()
+    seen, original = [], train.Retriever.choose_depth
+
+    def recorded(self, history, targets):
+        seen.append((len(history), targets.copy()))
+        return original(self, history, targets)
+
+    monkeypatch.setattr(train.Retriever, "choose_depth", recorded)
+    config = replace(QUICK, model=ModelConfig(dim=16, layers=1, heads=2), max_epochs=2, valid_users=3)
+    fit_retriever(seqs, tokens, config, embeddings=vectors)
+    (users, targets), = seen
+    assert users == seqs.n_users == 40 and np.array_equal(targets, seqs.valid)
