@@ -57,6 +57,9 @@ LOGIT_BYTES = 256 << 20
 #: steps an epoch against 404 for a semantic-ID model) and took 211 s of a 5M-row log's 5-minute seed on an H100.
 GPU_LOGIT_BYTES = 16 << 30
 EVAL_BATCH = {"cuda": 4096, "cpu": 256}
+#: The most validation users the prefix rule's depth is chosen on (:func:`fit_retriever`): every user of the 5M-row
+#: planted log (99,957; one beam pass of about 4 s on an H100), a seeded sample of larger logs.
+DEPTH_USERS = 100_000
 #: Learning-rate schedules (:class:`RetrievalConfig`), and the cosine one's share of warm-up steps.
 SCHEDULES = ("constant", "cosine")
 WARMUP = 0.05
@@ -148,8 +151,8 @@ QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20
 #: 103,343 windows at H = 37 at the fixed cut, 153,955 on average over the shifts: 3 epochs there; 4 before the
 #: budget read the shifted cuts' count, whose windows exceeded it). A log of at most 16,666 windows keeps all 30
 #: epochs, and one of at most 5,000 users the whole validation split:
-#: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50) trains
-#: as before.
+#: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50 at the
+#: fixed cut) keeps all 30 epochs.
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
                        schedule="cosine", crop="random", valid_users=5000, max_windows=500_000)
 
@@ -382,9 +385,9 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     """Train on the training windows, early-stopped on validation Recall@10; the best epoch's weights.
 
     Early stopping reads ``config.valid_users`` sampled validation users; the prefix rule's depth
-    (:meth:`Retriever.choose_depth`) is chosen once on every validation user, since a sample holds few cold
-    targets (the 5M-row planted log: 4,254 of 99,957 users, so about 210 in a sample of 5,000, where every depth
-    reached none).
+    (:meth:`Retriever.choose_depth`) is chosen once on every validation user (at most :data:`DEPTH_USERS`, a
+    seeded sample beyond), since a small sample holds few cold targets (the 5M-row planted log: 4,254 of 99,957
+    users, so about 210 in a sample of 5,000, where every depth reached none).
 
     ``embeddings`` (M, E): the items' vectors; with generated dedup tokens the model also learns the dense
     rule's projection (:mod:`.dense`). Every draw comes from a named child of ``config.seed``; torch's global
@@ -394,12 +397,14 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     model, length, device = retriever.model, retriever.length, retriever.model.table.device
     windows = Windows(seqs, length + 1, config.crop, device)
     rng = np.random.default_rng(child_seed(config.seed, "valid users"))
-    sample = np.sort(rng.permutation(seqs.n_users)[:config.valid_users])
+    order = rng.permutation(seqs.n_users)
+    sample = np.sort(order[:config.valid_users])
     valid = histories(seqs, "valid", length)[sample], seqs.valid[sample]
     with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
         best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
     model.load_state_dict(best_state)
-    retriever.choose_depth(histories(seqs, "valid", length), seqs.valid)  # every validation user: one pass
+    depth_users = np.sort(order[:DEPTH_USERS])  # one beam pass; early stopping's sample is part of it
+    retriever.choose_depth(histories(seqs, "valid", length)[depth_users], seqs.valid[depth_users])
     return retriever
 
 
