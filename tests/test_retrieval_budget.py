@@ -127,3 +127,7 @@ def test_the_prefix_depth_is_chosen_on_every_validation_user_not_early_stoppings
     fit_retriever(seqs, tokens, config, embeddings=vectors)
     (users, targets), = seen
     assert users == seqs.n_users == 40 and np.array_equal(targets, seqs.valid)
+    monkeypatch.setattr(train, "DEPTH_USERS", 7)  # a larger log: a seeded sample of DEPTH_USERS users
+    fit_retriever(seqs, tokens, config, embeddings=vectors)
+    fit_retriever(seqs, tokens, config, embeddings=vectors)
+    assert [users for users, _ in seen[1:]] == [7, 7] and np.array_equal(seen[1][1], seen[2][1])
