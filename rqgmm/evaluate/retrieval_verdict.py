@@ -87,11 +87,10 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
     """
     out = []
     for target in TARGETS:
-        means = {m: np.mean(list(_recall(select(recs, ids=m), target).values()) or [np.nan]) for m in methods}
-        means = {m: v for m, v in means.items() if np.isfinite(v)}
+        means = _means(recs, methods, target)
         if not means or not recs[0]["targets"][target]["n"]:
             continue
-        best = max(means, key=lambda m: (means[m], -methods.index(m)))
+        best = _leader(means, methods)
         for other in means:
             if other != best:
                 diff = recall_difference(select(recs, ids=best), select(recs, ids=other), target)
@@ -113,13 +112,22 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
 def _best_semantic(recs: list[dict], methods: list[str], target: str) -> tuple[str, float] | None:
     """The semantic-ID row (tokenizer, with either cold rule) with the best mean Recall@10 on ``target``, and that
     mean; None without one."""
-    means = {m: np.mean(list(_recall(select(recs, ids=m), target).values()) or [np.nan])
-             for m in methods if m not in NOT_SEMANTIC}
-    means = {m: v for m, v in means.items() if np.isfinite(v)}
+    means = _means(recs, [m for m in methods if m not in NOT_SEMANTIC], target)
     if not means:
         return None
-    best = max(means, key=lambda m: (means[m], -methods.index(m)))
+    best = _leader(means, methods)
     return best, float(means[best])
+
+
+def _means(recs: list[dict], methods: list[str], target: str) -> dict[str, float]:
+    """Each method's mean Recall@10 over its seeds on ``target``; methods without a value left out."""
+    means = {m: np.mean(list(_recall(select(recs, ids=m), target).values()) or [np.nan]) for m in methods}
+    return {m: v for m, v in means.items() if np.isfinite(v)}
+
+
+def _leader(means: dict[str, float], methods: list[str]) -> str:
+    """The method with the highest mean; ties go to the one listed first in ``methods``."""
+    return max(means, key=lambda m: (means[m], -methods.index(m)))
 
 
 def _against(recs: list[dict], best: tuple[str, float], target: str, question: str,

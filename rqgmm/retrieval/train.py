@@ -399,12 +399,13 @@ def fit_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalConfig,
     rng = np.random.default_rng(child_seed(config.seed, "valid users"))
     order = rng.permutation(seqs.n_users)
     sample = np.sort(order[:config.valid_users])
-    valid = histories(seqs, "valid", length)[sample], seqs.valid[sample]
+    valid_histories = histories(seqs, "valid", length)
+    valid = valid_histories[sample], seqs.valid[sample]
     with torch_threads(config.num_threads), forked_rng(device, child_seed(config.seed, "retrieval dropout")):
         best_state = _fit(retriever, windows, valid, cpu_generator(child_seed(config.seed, "retrieval batches")))
     model.load_state_dict(best_state)
     depth_users = np.sort(order[:DEPTH_USERS])  # one beam pass; early stopping's sample is part of it
-    retriever.choose_depth(histories(seqs, "valid", length)[depth_users], seqs.valid[depth_users])
+    retriever.choose_depth(valid_histories[depth_users], seqs.valid[depth_users])
     return retriever
 
 
@@ -484,10 +485,11 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     """The epochs with early stopping; the best epoch's state dict."""
     model, config = retriever.model, retriever.config
     batch = _batch(config, retriever.tokens, retriever.length + 1, len(windows), windows.device)
-    epochs = epoch_budget(config, windows.mean_count())
+    mean_count = windows.mean_count()
+    epochs = epoch_budget(config, mean_count)
     if epochs < config.max_epochs:
         logger.info("%d epochs of %.0f windows on average (at most %d windows per model; max_epochs %d)", epochs,
-                    windows.mean_count(), config.max_windows, config.max_epochs)
+                    mean_count, config.max_windows, config.max_epochs)
     shifts = windows.shifts(epochs, generator)
     steps = [-(-windows.count(shift) // batch) for shift in shifts]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=windows.device.type in ("cuda", "cpu"))
