@@ -42,10 +42,15 @@ def retrieval_verdict(records: list[dict]) -> list[str]:
     return [interval_words(comps), *verdict_words(comps)] if comps else []
 
 
+def _target_sizes(recs: list[dict]) -> dict[str, int]:
+    """The test users of each target set (all, warm, cold), from the first record."""
+    return {t: recs[0].get("targets", {}).get(t, {}).get("n", 0) for t in TARGETS}
+
+
 def _target_table(recs: list[dict]) -> str:
     rows = [[ids, *(fmt_mean_std([r["targets"][t]["recall@10"] for r in select(recs, ids=ids)
                                   if "targets" in r]) for t in TARGETS)] for ids in id_kinds(recs)]
-    n = {t: recs[0].get("targets", {}).get(t, {}).get("n", 0) for t in TARGETS}
+    n = _target_sizes(recs)
     return markdown_table(["method", *(f"item recall@10 {t} ({n[t]:,} users)" for t in TARGETS)], rows)
 
 
@@ -115,7 +120,7 @@ def _difference_table(recs: list[dict]) -> str | None:
                 cells.append(fmt_difference(None if diff is None else dict(mean=diff.mean, low=low, high=high,
                                                                           n=diff.n)))
             rows.append([f"{ids} − {base}", *cells])
-    n = {t: recs[0].get("targets", {}).get(t, {}).get("n", 0) for t in TARGETS}
+    n = _target_sizes(recs)
     header = ["comparison", *(f"recall@10 {t} ({n[t]:,} users)" for t in TARGETS)]
     return markdown_table(header, rows) if rows else None
 
