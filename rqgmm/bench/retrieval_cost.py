@@ -28,14 +28,12 @@ from rqgmm.console import Parser, exit_status, int_in, setup_logging
 logger = logging.getLogger("rqgmm.bench.retrieval_cost")  # by name: under "rqgmm" also when run as __main__
 
 
-def retriever_of(root: Path, device: str):
-    """The leave-one-out sequences of the log under ``root`` and an untrained FULL-size retriever on ``device``."""
+def log_of(root: Path):
+    """The leave-one-out sequences of the planted log under ``root`` and its items' embeddings (M, E) float32."""
     import numpy as np
     import pyarrow.parquet as pq
 
     from rqgmm.retrieval.sequences import build_sequences
-    from rqgmm.retrieval.train import FULL, untrained_retriever
-    from rqgmm.retrieval.vocab import ItemTokens
 
     log = pq.read_table(root / "interactions.parquet", columns=["user_id", "item_id", "label", "timestamp"])
     items = pq.read_table(root / "items.parquet", columns=["item_id", "embedding"])
@@ -43,7 +41,18 @@ def retriever_of(root: Path, device: str):
     vectors = np.stack(items.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
     seqs = build_sequences(log.column("user_id").to_numpy(), np.searchsorted(item_ids, log.column("item_id").to_numpy()),
                            log.column("label").to_numpy(), log.column("timestamp").to_numpy(), len(item_ids))
-    tokens = ItemTokens.semantic(np.random.default_rng(0).integers(0, 256, (len(item_ids), 3)), [256] * 3)
+    return seqs, vectors
+
+
+def retriever_of(root: Path, device: str):
+    """The leave-one-out sequences of the log under ``root`` and an untrained FULL-size retriever on ``device``."""
+    import numpy as np
+
+    from rqgmm.retrieval.train import FULL, untrained_retriever
+    from rqgmm.retrieval.vocab import ItemTokens
+
+    seqs, vectors = log_of(root)
+    tokens = ItemTokens.semantic(np.random.default_rng(0).integers(0, 256, (len(vectors), 3)), [256] * 3)
     retriever = untrained_retriever(seqs, tokens, replace(FULL, device=device), vectors)
     return seqs, retriever
 

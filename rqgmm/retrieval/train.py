@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rqgmm.runtime.device import resolve_device, torch_threads
+from rqgmm.runtime.device import check_precision, matmul_precision, resolve_device, torch_threads
 from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
@@ -119,6 +119,10 @@ class RetrievalConfig:
         torch CPU threads while training and generating (None: leave torch's setting). 1 by default, as
         the CTR trainer's: on a shared 2-core machine a step of the quick model took 0.25 s on one thread
         and 2.3 s on two.
+    precision : {"fp32", "tf32", "bf16"}
+        Precision of the training steps' matrix products on a GPU
+        (:func:`rqgmm.runtime.device.matmul_precision`; the CPU always computes in float32). Generation
+        (validation, test) computes in float32 at every setting.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,6 +142,7 @@ class RetrievalConfig:
     cold: str = "prefix"
     dense_weight: float = DENSE_WEIGHT
     num_threads: int | None = 1
+    precision: str = "fp32"
 
 
 #: Chosen on MovieLens-100k's validation split (rqkmeans 3 x 128, seed 0; issue 27): 8 constant-rate epochs
@@ -153,8 +158,9 @@ QUICK = RetrievalConfig(model=ModelConfig(dim=32, layers=2, heads=2), history=20
 #: epochs, and one of at most 5,000 users the whole validation split:
 #: MovieLens-100k (943 users, 55,375 positive ratings: at most 943 + 55,375 / 50 = 2,051 windows at H = 50 at the
 #: fixed cut) keeps all 30 epochs.
+#: Its training steps' products are TensorFloat-32 on a GPU (``python -m rqgmm.bench.retrieval_precision``).
 FULL = RetrievalConfig(model=ModelConfig(dim=128, layers=2, heads=4), history=50, max_epochs=30, patience=4,
-                       schedule="cosine", crop="random", valid_users=5000, max_windows=500_000)
+                       schedule="cosine", crop="random", valid_users=5000, max_windows=500_000, precision="tf32")
 
 
 # ----------------------------------------------------------------------------- windows
@@ -418,6 +424,7 @@ def untrained_retriever(seqs: Sequences, tokens: ItemTokens, config: RetrievalCo
     projection. Raises ValueError for a cold rule the tokens or embeddings cannot give.
     """
     device = resolve_device(config.device)
+    check_precision(config.precision, what="retrieval precision")
     length = history_length(seqs, config.history)
     dense = embeddings is not None and tokens.prefix_length < tokens.generated
     unit = unit_rows(embeddings) if dense else None
@@ -497,7 +504,8 @@ def _fit(retriever: Retriever, windows: Windows, valid: tuple[np.ndarray, np.nda
     best, best_state, stale = (-1.0, -1.0), None, 0
     for epoch, shift in enumerate(shifts):
         start = time.perf_counter()
-        loss = _epoch(model, optimizer, scheduler, windows.epoch(shift), batch, generator)
+        with matmul_precision(config.precision, windows.device):
+            loss = _epoch(model, optimizer, scheduler, windows.epoch(shift), batch, generator)
         trained = time.perf_counter()
         metrics = recall_ndcg(retriever.ranks(*valid)[0], (10,))
         score = (metrics["recall@10"], metrics["ndcg@10"])  # NDCG breaks ties (a saturated recall)
