@@ -132,3 +132,19 @@ def test_the_prefix_depth_is_chosen_on_every_validation_user_not_early_stoppings
     fit_retriever(seqs, tokens, config, embeddings=vectors)
     fit_retriever(seqs, tokens, config, embeddings=vectors)
     assert [users for users, _ in seen[1:]] == [7, 7] and np.array_equal(seen[1][1], seen[2][1])
+
+
+def test_the_full_mode_trains_at_tf32_and_the_precision_leaves_a_cpu_fit_unchanged():
+    import pytest
+
+    from rqgmm.errors import InputError
+
+    assert FULL.precision == "tf32" and QUICK.precision == "fp32"
+    seqs, tokens, vectors = _log()
+    config = replace(QUICK, model=ModelConfig(dim=16, layers=1, heads=2), max_epochs=2, lr=1e-2)
+    fits = [fit_retriever(seqs, tokens, replace(config, precision=p), embeddings=vectors) for p in ("fp32", "tf32")]
+    assert fits[0].valid_recall == fits[1].valid_recall
+    for a, b in zip(fits[0].model.parameters(), fits[1].model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(InputError, match="retrieval precision 'fp16' is not a precision; use one of fp32, tf32, bf16"):
+        fit_retriever(seqs, tokens, replace(config, precision="fp16"))
