@@ -190,3 +190,20 @@ def test_the_difference_table_of_one_seed_has_the_bootstrap_interval_not_n_1():
     diff = recall_difference(recs[:1], recs[1:2], "all")
     low, high = diff.interval(0.05)
     assert low < diff.mean < high and f"| rqkmeans - random | {diff.mean:+.4f} [" in table.replace("−", "-")
+
+
+def test_the_differences_of_many_pairs_at_once_equal_each_pair_alone():
+    from rqgmm.evaluate.retrieval_verdict import recall_difference, recall_differences
+
+    rng = np.random.default_rng(2)
+    cold = np.arange(600) < 50
+    recs = {ids: [_record(ids, s, rng.random(600) < p, cold) for s in range(2)]
+            for ids, p in (("rqkmeans", 0.3), ("random", 0.2), ("item-id", 0.25))}
+    pairs = [(recs[a], None if b is None else recs[b], t) for a, b in (("rqkmeans", "random"), ("item-id", None),
+                                                                       ("random", "item-id"))
+             for t in ("all", "cold", "warm")]
+    for pair, together in zip(pairs, recall_differences(pairs)):
+        alone = recall_difference(*pair)
+        assert together.mean == alone.mean and together.n == alone.n == 2
+        np.testing.assert_allclose(together.samples, alone.samples, atol=1e-7)  # the same draws, float32 sums
+        assert np.isclose(together.se, alone.se, rtol=1e-6)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR
 from rqgmm.retrieval.metrics import KS
 from rqgmm.retrieval.vocab import ITEM_ID, RANDOM
-from rqgmm.evaluate.retrieval_verdict import (TARGETS, interval_words, recall_difference, retrieval_comparisons,
+from rqgmm.evaluate.retrieval_verdict import (TARGETS, interval_words, recall_differences, retrieval_comparisons,
                                               verdict_words)
 from rqgmm.evaluate import plots
 from rqgmm.evaluate.slices import SLICES
@@ -106,20 +106,19 @@ def _slice_table(recs: list[dict]) -> str:
 
 def _difference_table(recs: list[dict]) -> str | None:
     """Recall@10 of each semantic-ID row minus random IDs' and the item-ID model's, on all, warm and cold targets,
-    with the verdict's 95% interval (:func:`~.retrieval_verdict.recall_difference`), not Holm-corrected."""
-    rows = []
+    with the verdict's 95% interval (:func:`~.retrieval_verdict.recall_differences`), not Holm-corrected."""
     names = id_kinds(recs)
-    for base in (RANDOM, ITEM_ID):
-        for ids in names:
-            if ids in CONTROLS or base not in names:
-                continue
-            cells = []
-            for target in TARGETS:
-                diff = recall_difference(select(recs, ids=ids), select(recs, ids=base), target)
-                low, high = diff.interval(0.05) if diff is not None else (None, None)
-                cells.append(fmt_difference(None if diff is None else dict(mean=diff.mean, low=low, high=high,
-                                                                          n=diff.n)))
-            rows.append([f"{ids} − {base}", *cells])
+    compared = [(ids, base) for base in (RANDOM, ITEM_ID) for ids in names if ids not in CONTROLS and base in names]
+    diffs = iter(recall_differences([(select(recs, ids=ids), select(recs, ids=base), target)
+                                     for ids, base in compared for target in TARGETS]))
+    rows = []
+    for ids, base in compared:
+        cells = []
+        for _ in TARGETS:
+            diff = next(diffs)
+            low, high = diff.interval(0.05) if diff is not None else (None, None)
+            cells.append(fmt_difference(None if diff is None else dict(mean=diff.mean, low=low, high=high, n=diff.n)))
+        rows.append([f"{ids} − {base}", *cells])
     n = _target_sizes(recs)
     header = ["comparison", *(f"recall@10 {t} ({n[t]:,} users)" for t in TARGETS)]
     return markdown_table(header, rows) if rows else None

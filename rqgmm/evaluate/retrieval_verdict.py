@@ -56,20 +56,39 @@ def recall_difference(a: list[dict], b: list[dict] | None, target: str) -> Diffe
     Student-t standard error, :func:`seed_difference`) is added. Across seeds alone, a baseline without
     seed variance against a model with none on a few cold users gives an interval of width 0.
     """
-    left = _recall(a, target)
-    right = _recall(b, target) if b is not None else dict.fromkeys(left, 0.0)
-    seeds = sorted(set(left) & set(right))
-    if not seeds:
-        return None
-    a = [r for r in a if r["seed"] in seeds]
-    users = _users(a[0], target)
-    d = _hits(a, users) - (_hits([r for r in b if r["seed"] in seeds], users) if b is not None else 0.0)
-    mean = float(d.mean())
-    boot = UserBootstrap(np.zeros(len(users)), np.arange(len(users)))
-    shifts = boot.shifts(((d - mean) / len(users))[:, None].astype(np.float32))[:, 0]
-    across = seed_difference([left[s] for s in seeds], [right[s] for s in seeds])
-    se = float(np.hypot(shifts.std(ddof=1), across.se or 0.0))
-    return Difference(mean, "bootstrap", len(seeds), samples=mean + shifts, se=se)
+    return recall_differences([(a, b, target)])[0]
+
+
+def recall_differences(pairs: list[tuple[list[dict], list[dict] | None, str]]) -> list[Difference | None]:
+    """:func:`recall_difference` of each (a, b, target), the bootstrap's weights drawn once for every pair on the
+    same users (one pass of 1,000 x users draws per target set, not one per pair: on 99,957 users each pass
+    takes about a second)."""
+    found: list[Difference | None] = [None] * len(pairs)
+    groups: dict[bytes, list[tuple[int, np.ndarray, float, float]]] = {}
+    users_of: dict[bytes, np.ndarray] = {}
+    for i, (a, b, target) in enumerate(pairs):
+        left = _recall(a, target)
+        right = _recall(b, target) if b is not None else dict.fromkeys(left, 0.0)
+        seeds = sorted(set(left) & set(right))
+        if not seeds:
+            continue
+        a = [r for r in a if r["seed"] in seeds]
+        users = _users(a[0], target)
+        d = _hits(a, users) - (_hits([r for r in b if r["seed"] in seeds], users) if b is not None else 0.0)
+        across = seed_difference([left[s] for s in seeds], [right[s] for s in seeds])
+        key = users.tobytes()
+        users_of[key] = users
+        groups.setdefault(key, []).append((i, d, across.se or 0.0, len(seeds)))
+    for key, members in groups.items():
+        n = len(users_of[key])
+        boot = UserBootstrap(np.zeros(n), np.arange(n))
+        centred = np.stack([(d - d.mean()) / n for _, d, _, _ in members], axis=1).astype(np.float32)
+        shifts = boot.shifts(centred)
+        for column, (i, d, across_se, n_seeds) in enumerate(members):
+            mean = float(d.mean())
+            se = float(np.hypot(shifts[:, column].std(ddof=1), across_se))
+            found[i] = Difference(mean, "bootstrap", n_seeds, samples=mean + shifts[:, column], se=se)
+    return found
 
 
 def _users(record: dict, target: str) -> np.ndarray:
@@ -93,11 +112,12 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
         best = _leader(means, methods)
         for other in means:
             if other != best:
-                diff = recall_difference(select(recs, ids=best), select(recs, ids=other), target)
                 out.append(dict(target=target, best=best, other=other, best_mean=float(means[best]),
-                                other_mean=float(means[other]), diff=diff, n_users=recs[0]["targets"][target]["n"],
-                                question=None))
+                                other_mean=float(means[other]), n_users=recs[0]["targets"][target]["n"],
+                                question=None, pair=(select(recs, ids=best), select(recs, ids=other), target)))
     out += _semantic_question(recs, methods) + _cold_question(recs, methods)
+    for c, diff in zip(out, recall_differences([c.pop("pair") for c in out])):
+        c["diff"] = diff
     tested = [c for c in out if c["diff"] is not None and c["diff"].kind != "none"]
     adjusted, levels = holm([c["diff"].p_value() for c in tested], alpha) if tested else ([], [])
     for c in out:
@@ -142,7 +162,7 @@ def _against(recs: list[dict], best: tuple[str, float], target: str, question: s
         mean = 0.0 if other is None else np.mean(list(_recall(theirs, target).values()) or [np.nan])
         if np.isfinite(mean):
             out.append(dict(common, question=question if other is None else f"{question}:{other}", other=other,
-                            other_mean=float(mean), diff=recall_difference(rows, theirs, target)))
+                            other_mean=float(mean), pair=(rows, theirs, target)))
     return out
 
 
