@@ -10,8 +10,9 @@ split is :func:`rqgmm.retrieval.build_sequences`'s (positives, same-timestamp ti
 user is one Cornac session, trained on its training items, validated on the sequence through its validation
 item and tested on the whole sequence (``mode="last"``: the test item given everything before it), so the
 test, validation and training items per user are ours. Cornac's own Recall@10 is reported. TIGER is shrunk to
-our quick size (rkmeans 2 x 128 on the same embeddings, 2 + 2 layers, width 32, 4 epochs; ``--tiger-epochs``
-sets the epochs, e.g. 20 as our quick mode's budget); SASRec at width 100, 5 epochs. ``--ours``: an
+our quick size (rkmeans 2 x 128 on the same embeddings, 2 + 2 layers at the quick mode's width and heads, a
+feed-forward twice the width as in ours, 4 epochs; ``--tiger-epochs`` sets the epochs, e.g. 20 as our quick
+mode's budget); SASRec at width 100, 5 epochs. ``--ours``: an
 ``evaluate --task retrieval`` output whose item-level Recall@10 join the table.
 """
 
@@ -27,12 +28,15 @@ import numpy as np
 from rqgmm.console import Parser, exit_status, int_in, setup_logging
 from rqgmm.errors import InputError
 from rqgmm.retrieval.sequences import Sequences, build_sequences
+from rqgmm.retrieval.train import QUICK
 
 logger = logging.getLogger("rqgmm.bench.retrieval_peer")
 
 INSTALL = "cornac is not installed: pip install cornac==3.0.1 (an optional dependency of this benchmark)"
-TIGER_QUICK = dict(tokenizer="rkmeans", rqvae_num_levels=2, rqvae_codebook_size=128, d_model=32, d_ff=64,
-                   num_heads=2, d_kv=16, num_enc_layers=2, num_dec_layers=2, n_epochs=4, n_beams=20)
+#: TIGER at our quick model's size (width, heads, a feed-forward of twice the width, 2 + 2 layers against our 2).
+TIGER_QUICK = dict(tokenizer="rkmeans", rqvae_num_levels=2, rqvae_codebook_size=128, d_model=QUICK.model.dim,
+                   d_ff=2 * QUICK.model.dim, num_heads=QUICK.model.heads, d_kv=QUICK.model.dim // QUICK.model.heads,
+                   num_enc_layers=2, num_dec_layers=2, n_epochs=4, n_beams=20)
 SASREC = dict(embedding_dim=100, n_epochs=5)
 
 
