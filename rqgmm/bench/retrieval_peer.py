@@ -88,7 +88,8 @@ def run_cornac(data: Path, seed: int, tiger_epochs: int = TIGER_QUICK["n_epochs"
     feature = FeatureModality(features=vectors, ids=[str(i) for i in range(len(vectors))])
     method = NextItemEvaluation.from_splits(train_data=train, test_data=test, val_data=valid, fmt="SIT",
                                             mode="last", item_feature=feature, seed=seed)
-    models = [cornac.models.SASRec(**SASREC, seed=seed), cornac.models.TIGER(**TIGER_QUICK | dict(n_epochs=tiger_epochs), seed=seed)]
+    models = [cornac.models.SASRec(**SASREC, seed=seed),
+              cornac.models.TIGER(**TIGER_QUICK | dict(n_epochs=tiger_epochs), seed=seed)]
     found = {}
     for model in models:
         test_result, _ = method.evaluate(model, metrics=[Recall(k=10)], user_based=False)

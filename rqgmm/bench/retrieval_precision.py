@@ -4,7 +4,7 @@
         --fresh 0.2 --out pl5m
     python -m rqgmm.bench.retrieval_precision pl5m --device cuda
 
-Trains the FULL-size models of a planted log (:func:`rqgmm.bench.retrieval_cost.retriever_of`'s sequences and
+Trains the FULL-size models of a planted log (:func:`rqgmm.bench.retrieval_cost.log_of`'s sequences and
 embeddings) for ``--epochs`` epochs with :func:`rqgmm.retrieval.train.fit_retriever`, from the same seed at each
 precision of :data:`rqgmm.runtime.names.PRECISIONS` (``RetrievalConfig.precision``): a semantic-ID model (random
 3 x 256 codes and a generated dedup token: the cost of a step does not depend on the codes' quality) and the

@@ -64,7 +64,7 @@ def recall_differences(pairs: list[tuple[list[dict], list[dict] | None, str]]) -
     same users (one pass of 1,000 x users draws per target set, not one per pair: on 99,957 users each pass
     takes about a second)."""
     found: list[Difference | None] = [None] * len(pairs)
-    groups: dict[bytes, list[tuple[int, np.ndarray, float, float]]] = {}
+    groups: dict[bytes, list[tuple[int, np.ndarray, float, int]]] = {}  # (pair, d, seed se, seeds)
     users_of: dict[bytes, np.ndarray] = {}
     for i, (a, b, target) in enumerate(pairs):
         left = _recall(a, target)
