@@ -64,8 +64,7 @@ def recall_differences(pairs: list[tuple[list[dict], list[dict] | None, str]]) -
     same users (one pass of 1,000 x users draws per target set, not one per pair: on 99,957 users each pass
     takes about a second)."""
     found: list[Difference | None] = [None] * len(pairs)
-    groups: dict[bytes, list[tuple[int, np.ndarray, float, int]]] = {}  # (pair, d, seed se, seeds)
-    users_of: dict[bytes, np.ndarray] = {}
+    groups: dict[bytes, tuple[np.ndarray, list]] = {}  # users' bytes -> (users, [(pair, d, mean, seed se, seeds)])
     for i, (a, b, target) in enumerate(pairs):
         left = _recall(a, target)
         right = _recall(b, target) if b is not None else dict.fromkeys(left, 0.0)
@@ -76,16 +75,13 @@ def recall_differences(pairs: list[tuple[list[dict], list[dict] | None, str]]) -
         users = _users(a[0], target)
         d = _hits(a, users) - (_hits([r for r in b if r["seed"] in seeds], users) if b is not None else 0.0)
         across = seed_difference([left[s] for s in seeds], [right[s] for s in seeds])
-        key = users.tobytes()
-        users_of[key] = users
-        groups.setdefault(key, []).append((i, d, across.se or 0.0, len(seeds)))
-    for key, members in groups.items():
-        n = len(users_of[key])
-        boot = UserBootstrap(np.zeros(n), np.arange(n))
-        centred = np.stack([(d - d.mean()) / n for _, d, _, _ in members], axis=1).astype(np.float32)
-        shifts = boot.shifts(centred)
-        for column, (i, d, across_se, n_seeds) in enumerate(members):
-            mean = float(d.mean())
+        groups.setdefault(users.tobytes(), (users, []))[1].append((i, d, float(d.mean()), across.se or 0.0,
+                                                                    len(seeds)))
+    for users, members in groups.values():
+        n = len(users)
+        centred = np.stack([(d - mean) / n for _, d, mean, _, _ in members], axis=1).astype(np.float32)
+        shifts = UserBootstrap(np.zeros(n), np.arange(n)).shifts(centred)
+        for column, (i, _, mean, across_se, n_seeds) in enumerate(members):
             se = float(np.hypot(shifts[:, column].std(ddof=1), across_se))
             found[i] = Difference(mean, "bootstrap", n_seeds, samples=mean + shifts[:, column], se=se)
     return found
