@@ -307,8 +307,8 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path, caplog):
     records = json.loads((out / "results.json").read_text())["records"]
     runs = [r for r in records if r["kind"] == "retrieval"]
     assert sorted((r["ids"], r["seed"]) for r in runs) == sorted(
-        (ids, s) for ids in ("rqkmeans", "rqkmeans+dense", "random", "random+dense", "item-id", "most-popular",
-                             "content-knn") for s in (0, 1))
+        (ids, s) for ids in ("rqkmeans", "rqkmeans+tiger", "rqkmeans+dense", "random", "random+tiger", "random+dense",
+                             "item-id", "most-popular", "content-knn") for s in (0, 1))
     for r in runs:
         assert r["users"] == 24 and r["dropped_users"] == 0
         assert 0 <= r["item"]["recall@10"] <= 1 and 0 <= r["id"]["recall@10"] <= 1
@@ -316,6 +316,9 @@ def test_retrieval_task_end_to_end_and_resume(tmp_path, caplog):
     report = (out / "report.md").read_text()
     assert "## Generative retrieval" in report and "rqkmeans − random" in report
     assert "| rqkmeans+dense |" in report and "LIGER's dense re-rank" in report  # both cold rules side by side
+    assert "| rqkmeans+tiger |" in report and "TIGER's placement" in report  # and both placements of the prefix rule
+    twin = next(r for r in runs if r["ids"] == "rqkmeans+tiger")
+    assert twin["cold_weight"] == 0.0 and twin["cold_depth"] in (1, 2, 3)
     assert "### Retrieval verdict" in report and "bootstrap over test users" in report  # 2 seeds: no "(n=1)"
     for target in ("all targets", "warm targets", "cold targets"):
         assert target in report.split("## Settings")[0]  # the verdict opens the report, in words

@@ -81,8 +81,8 @@ def test_the_window_budget_ends_training_and_ranks_read_the_configured_rule():
     assert len(retriever.valid_recall) == 2
     history, targets = histories(seqs, "test", retriever.length), seqs.test
     by_rule, id_rank = retriever.rule_ranks(history, targets)
-    assert set(by_rule) == {"prefix", "dense"}
-    for rule in ("prefix", "dense"):
+    assert set(by_rule) == {"prefix", "tiger", "dense"}
+    for rule in ("prefix", "tiger", "dense"):
         retriever.config = replace(config, cold=rule)
         item_rank, ids = retriever.ranks(history, targets)
         assert np.array_equal(item_rank, by_rule[rule]) and np.array_equal(ids, id_rank)

@@ -152,5 +152,10 @@ def test_the_trained_rule_reaches_a_cold_target_by_a_shorter_prefix_and_epsilon_
     if epsilon:
         assert retriever.depth == 1 and retriever.depth_recall["cold"] == {1: 1.0, 2: 0.0}
         assert (by_rule["prefix"][cold] <= 10).all()
+        # TIGER's placement (w = 0) at its own chosen depth: cold targets no lower, warm ones no higher
+        assert retriever.tiger_depth == 1 and retriever.tiger_recall["cold"] == {1: 1.0, 2: 0.0}
+        assert (by_rule["tiger"][cold] <= by_rule["prefix"][cold]).all()
+        assert (by_rule["tiger"][~cold] >= by_rule["prefix"][~cold]).all()
     else:
         assert retriever.depth == 2 and by_rule["prefix"].tolist() == id_rank.tolist()
+        assert retriever.tiger_depth == 2 and by_rule["tiger"].tolist() == id_rank.tolist()

@@ -207,3 +207,24 @@ def test_the_differences_of_many_pairs_at_once_equal_each_pair_alone():
         assert together.mean == alone.mean and together.n == alone.n == 2
         np.testing.assert_allclose(together.samples, alone.samples, atol=1e-7)  # the same draws, float32 sums
         assert np.isclose(together.se, alone.se, rtol=1e-6)
+
+
+def test_twins_of_random_ids_are_controls_and_each_row_is_followed_by_its_twins():
+    """A cold-placement twin of random IDs is never "the best semantic-ID row", however many cold items it reaches;
+    the tables list every row's twins right after it."""
+    from rqgmm.evaluate.retrieval_report import _difference_table, id_kinds
+    from rqgmm.evaluate.retrieval_verdict import is_semantic, retrieval_comparisons, verdict_words
+
+    rng = np.random.default_rng(3)
+    cold = np.arange(2000) < 400
+    rows = {"content-knn": 0.02, "random+tiger": 0.30, "rqkmeans": 0.0, "rqkmeans+tiger": 0.10, "random": 0.0,
+            "rqkmeans+dense": 0.0, "item-id": 0.0}
+    recs = [_record(name, s, cold & (rng.random(2000) < p), cold) for name, p in rows.items() for s in range(2)]
+    assert id_kinds(recs) == ["rqkmeans", "rqkmeans+tiger", "rqkmeans+dense", "random", "random+tiger", "item-id",
+                              "content-knn"]
+    assert [is_semantic(n) for n in ("rqgmm+balanced", "rqgmm+balanced+tiger", "random+dense", "item-id")] == [
+        True, True, False, False]
+    said = verdict_words(retrieval_comparisons(recs, id_kinds(recs)))[-1]
+    assert said.startswith("Cold items (400 users): the best semantic-ID row, rqkmeans+tiger, has cold Recall@10")
+    table = _difference_table(recs)
+    assert "| rqkmeans+tiger − random |" in table and "random+tiger −" not in table

@@ -19,6 +19,10 @@ BACKBONE_NAMES = ("fnn", "deepfm", "dcnv2", "ipnn")
 #: cold items by the prefix rule (rqgmm.retrieval.cold.EPSILON).
 DEDUP = ("generated", "none")
 EPSILON = 0.1
+#: The retrieval task's twin records of one model: the same beam's list with another cold-item placement, ids
+#: suffixed: TIGER's placement of the prefix rule (rqgmm.retrieval.cold) and LIGER's dense re-rank
+#: (rqgmm.retrieval.dense). The unsuffixed record places prefix-rule candidates by log pi.
+COLD_TWINS = {"tiger": "+tiger", "dense": "+dense"}
 #: The built-in tokenizers with balanced codes (a ``balance`` parameter): each also runs as ``METHOD+balanced``.
 BALANCED_METHODS = ("rqgmm", "rqkmeans")
 #: Seeds under ``quick`` when none is given, and its epoch cap.

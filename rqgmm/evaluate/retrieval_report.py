@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR
 from rqgmm.retrieval.metrics import KS
 from rqgmm.retrieval.vocab import ITEM_ID, RANDOM
-from rqgmm.evaluate.retrieval_verdict import (TARGETS, interval_words, recall_differences, retrieval_comparisons,
-                                              verdict_words)
+from rqgmm.evaluate.names import COLD_TWINS
+from rqgmm.evaluate.retrieval_verdict import (NOT_SEMANTIC, TARGETS, interval_words, is_semantic, recall_differences,
+                                              retrieval_comparisons, twin_base, verdict_words)
 from rqgmm.evaluate import plots
 from rqgmm.evaluate.slices import SLICES
 from rqgmm.evaluate.tables import (FIRST_TOKENIZERS, fmt_difference, fmt_mean_std, markdown_table, ordered, select,
@@ -24,13 +24,17 @@ from rqgmm.evaluate.tables import (FIRST_TOKENIZERS, fmt_difference, fmt_mean_st
 OVERALL = "all"
 
 
-CONTROLS = (RANDOM, ITEM_ID, MOST_POPULAR, CONTENT_KNN)
+#: The controls and baselines, in the order the tables list them.
+CONTROLS = NOT_SEMANTIC
 
 
 def id_kinds(recs: list[dict]) -> list[str]:
-    """Tokenizers first (rqgmm, rqkmeans, then the rest), then random IDs, the item-ID model and the baselines."""
-    names = ordered((r["ids"] for r in recs), FIRST_TOKENIZERS)
-    return [n for n in names if n not in CONTROLS] + [n for n in CONTROLS if n in names]
+    """Tokenizers first (rqgmm, rqkmeans, then the rest), then random IDs, the item-ID model and the baselines;
+    each row followed by its cold-placement twins (``+tiger``, ``+dense``)."""
+    names = {r["ids"] for r in recs}
+    bases = ordered((twin_base(n) for n in names), FIRST_TOKENIZERS)
+    bases = [b for b in bases if b not in CONTROLS] + [b for b in CONTROLS if b in bases]
+    return [n for b in bases for n in (b, *(b + suffix for suffix in COLD_TWINS.values())) if n in names]
 
 
 def retrieval_verdict(records: list[dict]) -> list[str]:
@@ -65,17 +69,19 @@ def _depth_words(recs: list[dict]) -> list[str]:
     if not runs:
         return []
     return ["", "Prefix rule: a cold item is a candidate when its first d codes equal a generated item's; it "
-                "enters after the warm items likelier than pi times its prefix's first generated item (pi: the "
-                "validation share of cold targets); d is the depth with the highest validation Recall@10 over the "
-                "cold targets, then over all targets, then the deepest (validation cold / all Recall@10 by d): "
-                + "; ".join(_depth_run(r) for r in runs) + "."]
+                "enters after the warm items likelier than pi times its prefix's first generated item (w = log pi, "
+                "pi: the validation share of cold targets), or right after that item in the "
+                f"'{COLD_TWINS['tiger']}' rows (TIGER's placement, w = 0: the cap's slots go to cold items, at the "
+                "cost of the warm items they push down); d is the depth with the highest validation Recall@10 over "
+                "the cold targets, then over all targets, then the deepest, chosen for each placement (validation "
+                "cold / all Recall@10 by d): " + "; ".join(_depth_run(r) for r in runs) + "."]
 
 
 def _depth_run(record: dict) -> str:
-    """"rqkmeans seed 0: d = 1, log pi −3.03 (1: 0.0294 / 0.4005, ...)"."""
+    """"rqkmeans seed 0: d = 1, w −3.03 (1: 0.0294 / 0.4005, ...)"."""
     by = record["depth_recall"]
     scores = ", ".join(f"{d}: {by['cold'][d]:.4f} / {by['all'][d]:.4f}" for d in by.get("cold", {}))
-    return (f"{record['ids']} seed {record['seed']}: d = {record['cold_depth']}, log pi "
+    return (f"{record['ids']} seed {record['seed']}: d = {record['cold_depth']}, w "
             f"{signed(record['cold_weight'], 2)}" + (f" ({scores})" if scores else ""))
 
 
@@ -108,7 +114,7 @@ def _difference_table(recs: list[dict]) -> str | None:
     """Recall@10 of each semantic-ID row minus random IDs' and the item-ID model's, on all, warm and cold targets,
     with the verdict's 95% interval (:func:`~.retrieval_verdict.recall_differences`), not Holm-corrected."""
     names = id_kinds(recs)
-    compared = [(ids, base) for base in (RANDOM, ITEM_ID) for ids in names if ids not in CONTROLS and base in names]
+    compared = [(ids, base) for base in (RANDOM, ITEM_ID) for ids in names if is_semantic(ids) and base in names]
     diffs = iter(recall_differences([(select(recs, ids=ids), select(recs, ids=base), target)
                                      for ids, base in compared for target in TARGETS]))
     rows = []
@@ -145,7 +151,7 @@ def retrieval_section(records: list[dict]) -> list[str]:
              "most-popular (training counts) and content KNN (cosine to the recency-weighted mean embedding of the "
              "user's last 5 items). No method removes the user's earlier items from its list. With generated dedup "
              "tokens every ID is one item (item level = ID level before cold items join by the prefix rule, or by the "
-             "dense re-rank in the '+dense' rows: a cold item enters where its log-probability under the model's "
+             f"dense re-rank in the '{COLD_TWINS['dense']}' rows: a cold item enters where its log-probability under the model's "
              "projected state exceeds a beam item's).", *_depth_words(recs), "",
              _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
              _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",

@@ -31,9 +31,11 @@ import numpy as np
 
 from rqgmm.evaluate.grid import Grid, Job, RecordStore, Result
 from rqgmm.files.modalities import fused
+from rqgmm.evaluate.names import COLD_TWINS
 from rqgmm.evaluate.run import Evaluation
 from rqgmm.evaluate.slices import SLICES, popularity_slices
 from rqgmm.evaluate.tokenizer_stage import TokenizerStage, quiet_library_logs, timed, tokenizer_input_names
+from rqgmm.retrieval.cold import PLACEMENTS
 from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR, content_knn_ranks, most_popular_ranks
 from rqgmm.retrieval.metrics import KS, inflation, recall_ndcg
 from rqgmm.retrieval.sequences import Sequences, build_sequences
@@ -87,7 +89,7 @@ class RetrievalEvaluation:
         with grid.plan(self.stage.pending(tokenizers), runs):
             self.records += timed(self.seconds, "tokenizers", lambda: self.stage.run(grid, tokenizers))
             models = timed(self.seconds, "models", lambda: grid.run(runs, self._retrieve))
-        self.records += [r for result in models for r in with_dense(result.record)]
+        self.records += [r for result in models for r in with_twins(result.record)]
         self.records += timed(self.seconds, "baselines", self._baselines)
         return self.records
 
@@ -154,9 +156,10 @@ class RetrievalEvaluation:
                                    id_tokens=tokens.generated, shared_items=self._shared(tokens),
                                    users=self.sequences.n_users, dropped_users=self.sequences.dropped_users,
                                    sequence=self.config.sequence, dedup=self.dedup if tokens.length > 1 else None,
-                                   **self._depth(retriever))
-        if "dense" in by_rule:  # the same model's list with the dense cold rule (a record of its own: with_dense)
-            record["dense"] = self._metrics(by_rule["dense"], id_rank)
+                                   **self._depth(retriever, "prefix"))
+        for rule in COLD_TWINS:  # the same model's list with another cold placement (a record of its own: with_twins)
+            if rule in by_rule:
+                record[rule] = dict(self._metrics(by_rule[rule], id_rank), **self._depth(retriever, rule))
         return Result(record, summary=f"test item-level Recall@10 {record['item']['recall@10']:.4f}, "
                                       f"{record['epochs']} epochs")
 
@@ -172,14 +175,15 @@ class RetrievalEvaluation:
                        "cold_users": np.flatnonzero(cold).tolist()})
 
     @staticmethod
-    def _depth(retriever) -> dict:
-        """The prefix rule's depth and weight, and the validation Recall@10 (cold, all) at each depth (none without
-        a prefix rule)."""
-        if not retriever.prefix_rule:
+    def _depth(retriever, rule: str) -> dict:
+        """The prefix rule's depth and weight at the ``rule``'s placement ("prefix": log pi, "tiger": TIGER's), and
+        the validation Recall@10 (cold, all) at each depth (none without a prefix rule, nor for "dense")."""
+        if not retriever.prefix_rule or rule not in PLACEMENTS:
             return {}
-        return dict(cold_depth=retriever.depth, cold_weight=retriever.weight,
-                    depth_recall={name: {str(d): v for d, v in by.items()}
-                                  for name, by in retriever.depth_recall.items()})
+        depth, weight, recall = ((retriever.depth, retriever.weight, retriever.depth_recall) if rule == "prefix" else
+                                 (retriever.tiger_depth, PLACEMENTS[rule], retriever.tiger_recall))
+        return dict(cold_depth=depth, cold_weight=weight,
+                    depth_recall={name: {str(d): v for d, v in by.items()} for name, by in recall.items()})
 
     @staticmethod
     def _shared(tokens: ItemTokens) -> int:
@@ -189,18 +193,17 @@ class RetrievalEvaluation:
 
 
 #: Suffix of the ids of the dense cold rule's records (the prefix rule's keep the tokenizer's name).
-DENSE = "+dense"
-#: Keys of a record that describe the prefix rule's validation choice (left out of the dense twin).
+DENSE = COLD_TWINS["dense"]
+#: Keys of a record that describe the prefix rule's validation choice (each twin carries its own, or none).
 PREFIX_RULE_KEYS = ("cold_depth", "cold_weight", "depth_recall")
 
 
-def with_dense(record: dict) -> list[dict]:
-    """A model record (prefix rule), and its dense-rule twin when it holds one (ids suffixed ``+dense``)."""
-    dense = record.pop("dense", None)
-    if dense is None:
-        return [record]
-    twin = {k: v for k, v in record.items() if k not in PREFIX_RULE_KEYS}  # the prefix rule's choice is not its
-    return [record, {**twin, **dense, "ids": record["ids"] + DENSE}]
+def with_twins(record: dict) -> list[dict]:
+    """A model record (prefix rule placed by log pi), and its twins (:data:`~.names.COLD_TWINS`) for the cold
+    placements it holds, ids suffixed (``+tiger``: TIGER's placement, ``+dense``: the dense re-rank)."""
+    twins = {suffix: record.pop(rule) for rule, suffix in COLD_TWINS.items() if rule in record}
+    base = {k: v for k, v in record.items() if k not in PREFIX_RULE_KEYS}  # the prefix rule's choice is not theirs
+    return [record, *({**base, **twin, "ids": record["ids"] + suffix} for suffix, twin in twins.items())]
 
 
 #: The header lines that describe the CTR task only (left out when the task is retrieval alone).
@@ -216,8 +219,10 @@ def describe_retrieval(config, header: dict) -> dict:
     return dict(header, task=config.task, retrieval_split=SPLIT, sequence=config.sequence,
                 retrieval_ids=(f"dedup {config.dedup}: " + ("the model generates the L codes and the dedup token "
                                "(unique IDs); cold items join by TIGER's prefix rule (on the first d codes, d "
-                               "chosen on the validation split; a prefix's cold items by content affinity) or, in "
-                               f"the '{DENSE}' rows, by "
+                               "chosen on the validation split; a prefix's cold items by content affinity; placed "
+                               "after the warm items likelier than pi times the prefix's first generated item, or "
+                               f"right after that item, TIGER's placement, in the '{COLD_TWINS['tiger']}' rows) or, "
+                               f"in the '{DENSE}' rows, by "
                                f"LIGER's dense re-rank (the same model; its projection learned with a sampled softmax; "
                                f"cold and warm items merged by log-probability); "
                                f"both capped at epsilon {config.epsilon} of the list"

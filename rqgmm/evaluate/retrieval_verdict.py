@@ -14,7 +14,7 @@ interval lies above 0.
 Two questions get a sentence each, their comparisons in the same Holm family. Do semantic IDs pay: the
 semantic-ID row with the best Recall@10 on all targets against most-popular (do they beat popularity?) and
 against the item-ID model (how close do they come to item IDs?). The cold question (issue 27): the semantic-ID row
-(tokenizer, with either cold rule) with the best cold Recall@10, its cold
+(tokenizer, with any cold rule or placement) with the best cold Recall@10, its cold
 Recall@10 with an interval (does it reach cold items at all?) and its
 difference from content KNN (which serves cold items better?); both join the
 Holm family.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rqgmm.evaluate.names import COLD_TWINS
 from rqgmm.evaluate.intervals import Difference, UserBootstrap, seed_difference
 from rqgmm.evaluate.tables import holm, select, signed
 from rqgmm.retrieval.baselines import CONTENT_KNN, MOST_POPULAR
@@ -34,6 +35,19 @@ KEY = "recall@10"
 ALPHA = 0.05
 #: Rows that are not semantic IDs: the controls and the baselines.
 NOT_SEMANTIC = (RANDOM, ITEM_ID, MOST_POPULAR, CONTENT_KNN)
+
+
+def twin_base(name: str) -> str:
+    """The model row a cold-placement twin belongs to (``rqgmm+tiger`` -> ``rqgmm``); other names unchanged."""
+    for suffix in COLD_TWINS.values():
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def is_semantic(name: str) -> bool:
+    """Whether a row is a tokenizer's semantic IDs, under any cold placement (random IDs' twins are controls)."""
+    return twin_base(name) not in NOT_SEMANTIC
 
 
 def _recall(recs: list[dict], target: str) -> dict[int, float]:
@@ -126,9 +140,9 @@ def retrieval_comparisons(recs: list[dict], methods: list[str], alpha: float = A
 
 
 def _best_semantic(recs: list[dict], methods: list[str], target: str) -> tuple[str, float] | None:
-    """The semantic-ID row (tokenizer, with either cold rule) with the best mean Recall@10 on ``target``, and that
+    """The semantic-ID row (tokenizer, with any cold rule) with the best mean Recall@10 on ``target``, and that
     mean; None without one."""
-    means = _means(recs, [m for m in methods if m not in NOT_SEMANTIC], target)
+    means = _means(recs, [m for m in methods if is_semantic(m)], target)
     if not means:
         return None
     best = _leader(means, methods)

@@ -43,8 +43,9 @@ from rqgmm.runtime.device import cuda_tf32
 
 #: Weight of the projection's loss beside the token cross-entropy (per target item; the token loss sums G terms).
 DENSE_WEIGHT = 1.0
-#: Cold-item rules of the retrieval task: TIGER's prefix rule (:mod:`.cold`) and this dense re-rank.
-COLD_RULES = ("prefix", "dense")
+#: Cold-item rules of the retrieval task: TIGER's prefix rule (:mod:`.cold`) placed by log pi or as TIGER placed
+#: it, and this dense re-rank.
+COLD_RULES = ("prefix", "tiger", "dense")
 #: Users merged at once on the host (their (chunk, cold items) float32 cosines, one matrix product).
 USER_CHUNK = 512
 #: Users whose float64 scores are held at once on the host (a (block, cold items) block: a few MB, in the cache).

@@ -38,7 +38,7 @@ from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
 from rqgmm.retrieval.baselines import recent_query, unit_rows
-from rqgmm.retrieval.cold import EPSILON, calibrated_weight, choose_depth, cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.cold import EPSILON, PLACEMENTS, calibrated_weight, choose_depth, cold_cap, prefix_rule_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_rule_ranks
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
@@ -110,9 +110,9 @@ class RetrievalConfig:
     epsilon : float in [0, 1]
         With generated dedup tokens: the share of the generated list that cold items may take (TIGER's
         prefix rule, :mod:`.cold`, and the dense rule, :mod:`.dense`); 0 leaves cold items unreachable.
-    cold : {"prefix", "dense"}
+    cold : {"prefix", "tiger", "dense"}
         The cold-item rule whose ranks :meth:`Retriever.ranks` returns and early stopping reads ("dense" needs
-        the items' embeddings).
+        the items' embeddings; while training "prefix" and "tiger" are the same rule, TIGER's as published).
     dense_weight : float
         Weight of the dense rule's projection loss (:data:`.dense.DENSE_WEIGHT`), when embeddings are given.
     num_threads : int or None
@@ -271,6 +271,11 @@ class Retriever:
     depth_recall : dict
         Validation Recall@10 of the prefix rule at each depth, over the cold targets and over all
         (``{"cold": {depth: r}, "all": {depth: r}}``), from :meth:`choose_depth`.
+    tiger_depth : int or None
+        The match depth of the prefix rule at TIGER's placement (w = 0, the "tiger" rule), chosen alike; None
+        until :meth:`choose_depth`.
+    tiger_recall : dict
+        :attr:`depth_recall` at TIGER's placement.
     """
 
     model: NextItemModel
@@ -286,6 +291,8 @@ class Retriever:
     depth: int | None = None
     weight: float = 0.0
     depth_recall: dict[str, dict[int, float]] = field(default_factory=dict)
+    tiger_depth: int | None = None
+    tiger_recall: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def prefix_rule(self) -> bool:
@@ -306,7 +313,8 @@ class Retriever:
         """Item-level ranks (U,) per cold rule of ``rules`` (one beam search), and the ID-level ranks.
 
         Without generated dedup tokens there is no cold rule: the one entry "prefix" holds the collision
-        correction's ranks. "dense" is present when asked for and the model learned the projection.
+        correction's ranks. "tiger" is present when asked for after :meth:`choose_depth`, "dense" when asked for
+        and the model learned the projection.
         """
         dense = "dense" in rules and self.unit is not None
         ids, logp, query = self._generate(history, dense)
@@ -318,40 +326,56 @@ class Retriever:
         items = self._items_of(ids)
         found = {}
         if "prefix" in rules:
-            found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length)
+            found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length,
+                                                 self.weight)
+        if "tiger" in rules and self.tiger_depth is not None:
+            found["tiger"] = self._prefix_ranks(items, logp, history, targets, self.tiger_depth, PLACEMENTS["tiger"])
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share, self.model.table.device)
         return found, id_rank
 
     def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
-        """Set :attr:`depth` to the prefix depth with the best Recall@10 on the (validation) users' targets.
+        """Set :attr:`depth` (and :attr:`tiger_depth`) to the prefix depth with the best Recall@10 on the
+        (validation) users' targets at its placement.
 
-        One beam search; every depth 1..L is scored on its list (:func:`.cold.choose_depth`: the cold targets'
-        recall, then all targets', then the deepest). Without a prefix rule or with epsilon 0 the depth stays L.
-        The placement weight becomes ``log pi`` (:func:`.cold.calibrated_weight`).
+        One beam search; every depth 1..L is scored on its list at each placement (:func:`.cold.choose_depth`:
+        the cold targets' recall, then all targets', then the deepest). Without a prefix rule or with epsilon 0
+        both depths stay L. The placement weight becomes ``log pi`` (:func:`.cold.calibrated_weight`).
         """
         L = self.tokens.prefix_length
         self.depth, self.weight = L, calibrated_weight(self.share)  # from here on the rule reads the affinity
+        self.tiger_depth = L
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
             return L
         ids, logp, _ = self._generate(history, dense=False)
-        items, cold = self._items_of(ids), self.cold[targets]
-        found = {d: self._prefix_ranks(items, logp, history, targets, d) for d in range(1, L + 1)}
-        self.depth_recall = {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0
-                                    for d, rank in found.items()}
-                             for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
+        items = self._items_of(ids)
+        self.depth_recall = self._depth_recall(items, logp, history, targets, self.weight)
+        self.tiger_recall = self._depth_recall(items, logp, history, targets, PLACEMENTS["tiger"])
         self.depth = choose_depth(self.depth_recall["cold"], self.depth_recall["all"])
-        logger.info("prefix rule: validation Recall@10 by depth %s; depth %d", self.depth_recall, self.depth)
+        self.tiger_depth = choose_depth(self.tiger_recall["cold"], self.tiger_recall["all"])
+        logger.info("prefix rule: validation Recall@10 by depth %s; depth %d; at TIGER's placement %s; depth %d",
+                    self.depth_recall, self.depth, self.tiger_recall, self.tiger_depth)
         return self.depth
 
+    def _depth_recall(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
+                      weight: float) -> dict[str, dict[int, float]]:
+        """Recall@10 of the prefix rule at placement ``weight`` and each depth 1..L over the cold targets and over
+        all (``{"cold": {depth: r}, "all": {depth: r}}``), from the beam's items (U, W) and log-probabilities."""
+        cold = self.cold[targets]
+        found = {d: self._prefix_ranks(items, logp, history, targets, d, weight)
+                 for d in range(1, self.tokens.prefix_length + 1)}
+        return {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0 for d, rank in found.items()}
+                for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
+
     def _prefix_ranks(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
-                      depth: int) -> np.ndarray:
-        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity, placed by ``log pi``."""
+                      depth: int, weight: float) -> np.ndarray:
+        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity (once a depth is chosen),
+        placed by ``weight`` (:func:`.cold.prefix_rule_ranks`)."""
         prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
         query = recent_query(self.unit, history) if self.unit is not None and self.depth is not None else None
         return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
-                                 query, self.unit, logp, self.weight)
+                                 query, self.unit, logp, weight)
 
     def _generate(self, history: np.ndarray, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None unless ``dense``
