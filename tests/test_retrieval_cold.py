@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rqgmm.retrieval.cold import calibrated_weight, choose_depth, prefix_rule_ranks
+from rqgmm.retrieval.cold import calibrated_weight, choose_depth, placed_ranks, prefix_rule_ranks
 from rqgmm.retrieval.metrics import MISS
 
 
@@ -75,6 +75,9 @@ def test_users_with_their_own_beams_match_the_reference_one_list_at_a_time(seed)
     targets = rng.integers(0, M, U)
     for cap, weight in ((1, -0.7), (4, -2.0), (30, 0.0)):
         ranks = prefix_rule_ranks(items, prefix, cold, targets, cap, query, unit, logp, weight)
+        both = placed_ranks(items, prefix, cold, targets, cap, query, unit, logp, (weight, 0.0))
+        tiger = prefix_rule_ranks(items, prefix, cold, targets, cap, query, unit, logp, 0.0)
+        assert both[0].tolist() == ranks.tolist() and both[1].tolist() == tiger.tolist()  # chosen once, placed twice
         for u in range(0, U, 7):
             keep = items[u] >= 0
             merged = _reference(items[u][keep].tolist(), prefix, cold, unit @ query[u], cap, logp[u][keep].tolist(),

@@ -82,10 +82,12 @@ def timings(seqs, retriever, users: int) -> dict[str, float]:
     timed("ID-level ranks", lambda: ranks(ids, sizes, targets, r.groups))
     items = timed("items of the IDs", lambda: r._items_of(ids))
     timed("prefix rule, all codes", lambda: r._prefix_ranks(items, logp, history, targets, r.tokens.prefix_length,
-                                                            0.0))
+                                                            (0.0,)))
     r.depth = 1
     timed("prefix rule, 1 code + affinity", lambda: r._prefix_ranks(items, logp, history, targets, 1,
-                                                                    float(np.log(r.share))))
+                                                                    (float(np.log(r.share)),)))
+    timed("prefix rule, 1 code + affinity, 2 placements",
+          lambda: r._prefix_ranks(items, logp, history, targets, 1, (float(np.log(r.share)), 0.0)))
     r.depth = None
     timed("dense rule", lambda: dense_rule_ranks(items, logp, query, r.unit, r.cold, targets,
                                                  cold_cap(r.config.epsilon, r.config.beam),

@@ -83,14 +83,26 @@ def prefix_rule_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, t
     logp : ndarray float (U, W) or None, the beam's log-probabilities (non-increasing; None: TIGER's placement)
     weight : float <= 0, the log weight w of a candidate beside its prefix's first item (0: TIGER's placement)
     """
+    return placed_ranks(items, prefix, cold, targets, cap, query, unit, logp, (weight,))[0]
+
+
+def placed_ranks(items: np.ndarray, prefix: np.ndarray, cold: np.ndarray, targets: np.ndarray, cap: int,
+                 query: np.ndarray | None, unit: np.ndarray | None, logp: np.ndarray | None,
+                 weights: tuple[float, ...]) -> list[np.ndarray]:
+    """:func:`prefix_rule_ranks` at each placement weight of ``weights``, one rank array (U,) each.
+
+    The candidates that join a list do not depend on the weight, only where they enter: they are chosen once
+    (the affinity products, most of the cost) and placed at each weight.
+    """
     cold_rows = np.flatnonzero(cold)
-    rank = np.full(len(targets), MISS, dtype=np.int64)
+    found = [np.full(len(targets), MISS, dtype=np.int64) for _ in weights]
     for start in range(0, len(targets), USER_CHUNK):
         part = slice(start, start + USER_CHUNK)
         chosen, slot = _chosen(items[part], prefix, cold_rows, None if query is None else query[part], unit, cap)
-        after = _after(slot, None if logp is None else logp[part], weight)
-        rank[part] = _ranks(items[part], chosen, after, targets[part])
-    return rank
+        for rank, weight in zip(found, weights):
+            after = _after(slot, None if logp is None else logp[part], weight)
+            rank[part] = _ranks(items[part], chosen, after, targets[part])
+    return found
 
 
 def _chosen(items: np.ndarray, prefix: np.ndarray, cold_rows: np.ndarray, query: np.ndarray | None,

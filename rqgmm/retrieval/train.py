@@ -38,7 +38,7 @@ from rqgmm.runtime.seeding import child_seed, cpu_generator, forked_rng
 from rqgmm.ids.keys import row_keys
 from rqgmm.ids.trie import PrefixTrie
 from rqgmm.retrieval.baselines import recent_query, unit_rows
-from rqgmm.retrieval.cold import EPSILON, PLACEMENTS, calibrated_weight, choose_depth, cold_cap, prefix_rule_ranks
+from rqgmm.retrieval.cold import EPSILON, PLACEMENTS, calibrated_weight, choose_depth, cold_cap, placed_ranks
 from rqgmm.retrieval.beam import TrieMasks, beam_search
 from rqgmm.retrieval.dense import COLD_RULES, DENSE_WEIGHT, cold_share, dense_rule_ranks
 from rqgmm.retrieval.metrics import KS, IdGroups, ranks, recall_ndcg
@@ -325,11 +325,13 @@ class Retriever:
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
         found = {}
-        if "prefix" in rules:
-            found["prefix"] = self._prefix_ranks(items, logp, history, targets, self.depth or self.tokens.prefix_length,
-                                                 self.weight)
-        if "tiger" in rules and self.tiger_depth is not None:
-            found["tiger"] = self._prefix_ranks(items, logp, history, targets, self.tiger_depth, PLACEMENTS["tiger"])
+        placements = {"prefix": (self.depth or self.tokens.prefix_length, self.weight),
+                      "tiger": (self.tiger_depth, PLACEMENTS["tiger"])}
+        asked = {rule: at for rule, at in placements.items() if rule in rules and at[0] is not None}
+        for depth in dict.fromkeys(d for d, _ in asked.values()):  # one candidate choice per depth
+            here = [rule for rule, (d, _) in asked.items() if d == depth]
+            found.update(zip(here, self._prefix_ranks(items, logp, history, targets, depth,
+                                                       tuple(asked[rule][1] for rule in here))))
         if query is not None:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share, self.model.table.device)
@@ -349,9 +351,8 @@ class Retriever:
         if not self.prefix_rule or not cold_cap(self.config.epsilon, self.config.beam):
             return L
         ids, logp, _ = self._generate(history, dense=False)
-        items = self._items_of(ids)
-        self.depth_recall = self._depth_recall(items, logp, history, targets, self.weight)
-        self.tiger_recall = self._depth_recall(items, logp, history, targets, PLACEMENTS["tiger"])
+        self.depth_recall, self.tiger_recall = self._depth_recall(self._items_of(ids), logp, history, targets,
+                                                                  (self.weight, PLACEMENTS["tiger"]))
         self.depth = choose_depth(self.depth_recall["cold"], self.depth_recall["all"])
         self.tiger_depth = choose_depth(self.tiger_recall["cold"], self.tiger_recall["all"])
         logger.info("prefix rule: validation Recall@10 by depth %s; depth %d; at TIGER's placement %s; depth %d",
@@ -359,23 +360,23 @@ class Retriever:
         return self.depth
 
     def _depth_recall(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
-                      weight: float) -> dict[str, dict[int, float]]:
-        """Recall@10 of the prefix rule at placement ``weight`` and each depth 1..L over the cold targets and over
-        all (``{"cold": {depth: r}, "all": {depth: r}}``), from the beam's items (U, W) and log-probabilities."""
+                      weights: tuple[float, ...]) -> list[dict[str, dict[int, float]]]:
+        """Per placement weight: Recall@10 of the prefix rule at each depth 1..L over the cold targets and over all
+        (``{"cold": {depth: r}, "all": {depth: r}}``), from the beam's items (U, W) and log-probabilities."""
         cold = self.cold[targets]
-        found = {d: self._prefix_ranks(items, logp, history, targets, d, weight)
-                 for d in range(1, self.tokens.prefix_length + 1)}
-        return {name: {d: recall_ndcg(rank[mask], (10,))["recall@10"] or 0.0 for d, rank in found.items()}
-                for name, mask in (("cold", cold), ("all", np.ones_like(cold)))}
+        by_depth = {d: self._prefix_ranks(items, logp, history, targets, d, weights)
+                    for d in range(1, self.tokens.prefix_length + 1)}
+        return [{name: {d: recall_ndcg(found[i][mask], (10,))["recall@10"] or 0.0 for d, found in by_depth.items()}
+                 for name, mask in (("cold", cold), ("all", np.ones_like(cold)))} for i in range(len(weights))]
 
     def _prefix_ranks(self, items: np.ndarray, logp: np.ndarray, history: np.ndarray, targets: np.ndarray,
-                      depth: int, weight: float) -> np.ndarray:
-        """The prefix rule's item ranks (U,) at ``depth`` codes: cold items by affinity (once a depth is chosen),
-        placed by ``weight`` (:func:`.cold.prefix_rule_ranks`)."""
+                      depth: int, weights: tuple[float, ...]) -> list[np.ndarray]:
+        """The prefix rule's item ranks (U,) at ``depth`` codes, one per placement weight: cold items by affinity
+        (once a depth is chosen), chosen once and placed by each weight (:func:`.cold.placed_ranks`)."""
         prefix = row_keys(self.tokens.tokens[:, :depth], list(self.tokens.sizes[:depth]))
         query = recent_query(self.unit, history) if self.unit is not None and self.depth is not None else None
-        return prefix_rule_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
-                                 query, self.unit, logp, weight)
+        return placed_ranks(items, prefix, self.cold, targets, cold_cap(self.config.epsilon, self.config.beam),
+                            query, self.unit, logp, weights)
 
     def _generate(self, history: np.ndarray, dense: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The beam's IDs (U, W, G) and log-probabilities (U, W), and the dense query (U, E) (None unless ``dense``
