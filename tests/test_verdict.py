@@ -303,6 +303,13 @@ def test_the_shared_id_warning_advises_more_levels_only_when_ids_merge_differing
         "tokenizer rqgmm: 95.7% of the items share their full ID with another item, 2.0% share their embedding "
         "vector; the IDs merge 95.0% of the items with an item whose embedding differs: pass more --levels or a "
         "larger --codebook-size"]
+    retrieval = dict(kind="retrieval", ids="rqgmm", dedup="generated")
+    assert caveats.caveats([merged, retrieval, dict(retrieval, ids="item-id", dedup=None)]) == [
+        "tokenizer rqgmm: 95.7% of the items share their full ID with another item (the retrieval task's generated "
+        "dedup token makes each ID one item, but tells those items apart by an index that carries no content), "
+        "2.0% share their embedding vector; the IDs merge 95.0% of the items with an item whose embedding differs: "
+        "pass more --levels or a larger --codebook-size"]
+    assert caveats.caveats([merged, dict(retrieval, dedup="none")]) == caveats.caveats([merged])
 
 
 def test_a_tokenizer_record_counts_duplicate_vectors_apart_from_merged_items():

@@ -28,7 +28,8 @@ DISTINCT_SHARE = 0.5
 MERGED_SHARE = 0.05
 
 
-def _tokenizer_caveats(recs: list[dict]) -> list[str]:
+def _tokenizer_caveats(recs: list[dict], deduped: bool = False) -> list[str]:
+    """``deduped``: only the retrieval task reads the IDs, with a generated dedup token (every ID one item)."""
     out = []
     for method in ordered(r["tokenizer"] for r in recs):
         group = select(recs, tokenizer=method)
@@ -37,7 +38,7 @@ def _tokenizer_caveats(recs: list[dict]) -> list[str]:
                        "fewer --levels or a smaller --codebook-size")
         worst = max(group, key=lambda r: r["shared_items"])
         if worst["shared_items"] > SHARED_ID_SHARE:
-            out.append(_shared_id_caveat(method, worst))
+            out.append(_shared_id_caveat(method, worst, deduped))
         for level, use in enumerate(min(lv) for lv in zip(*(r["utilization"] for r in group if r.get("utilization")))):
             if use < LOW_UTILIZATION:
                 out.append(f"tokenizer {method}: level {level + 1} uses {100 * use:.1f}% of its codes; pass a smaller "
@@ -45,10 +46,14 @@ def _tokenizer_caveats(recs: list[dict]) -> list[str]:
     return out
 
 
-def _shared_id_caveat(method: str, record: dict) -> str:
+def _shared_id_caveat(method: str, record: dict, deduped: bool = False) -> str:
     """Items sharing a full ID, against items sharing their embedding vector; more levels or codes advised only
-    where the IDs merge items whose vectors differ (records before that figure keep the older advice)."""
+    where the IDs merge items whose vectors differ (records before that figure keep the older advice). With
+    ``deduped`` the line says that the retrieval task's dedup token tells such items apart, by an index alone."""
     fact = f"tokenizer {method}: {100 * record['shared_items']:.1f}% of the items share their full ID with another item"
+    if deduped:
+        fact += (" (the retrieval task's generated dedup token makes each ID one item, but tells those items apart by "
+                 "an index that carries no content)")
     if "merged_items" not in record:
         return (f"{fact}; the IDs cannot tell those items apart: check the embeddings (distinct vectors), or pass "
                 "more --levels or a larger --codebook-size")
@@ -86,5 +91,8 @@ def _slice_caveats(recs: list[dict]) -> list[str]:
 
 def caveats(records: Sequence[dict]) -> list[str]:
     """The warnings of one dataset's records, one line each, each ending in what to do."""
-    return (_tokenizer_caveats(select(records, kind="tokenizer")) + _input_caveats(select(records, kind="inputs"))
-            + _slice_caveats(select(records, kind="ctr")))
+    retrieval = select(records, kind="retrieval")
+    deduped = bool(retrieval) and not select(records, kind="ctr") and all(
+        r.get("dedup") == "generated" for r in retrieval if r.get("dedup"))
+    return (_tokenizer_caveats(select(records, kind="tokenizer"), deduped)
+            + _input_caveats(select(records, kind="inputs")) + _slice_caveats(select(records, kind="ctr")))
