@@ -254,9 +254,10 @@ def cold_words(comps: list[dict]) -> list[str]:
     if reach is None or knn is None:
         return []
     above = reach["low"] is not None and reach["low"] > 0
-    text = (f"Cold items ({reach['n_users']:,} users): the best semantic-ID row, {reach['best']}, has cold Recall@10 "
-            f"{reach['best_mean']:.4f} {_interval(reach)}, so semantic IDs "
-            f"{'reach cold items' if above else 'are not shown to reach cold items'}; content KNN "
+    found = (f"has cold Recall@10 {reach['best_mean']:.4f} {_interval(reach)}" if reach["best_mean"] > 0 else
+             "retrieves no cold target at any seed")  # all zeros: a bootstrap interval of width 0 says nothing
+    text = (f"Cold items ({reach['n_users']:,} users): the best semantic-ID row, {reach['best']}, {found}, so semantic "
+            f"IDs {'reach cold items' if above else 'are not shown to reach cold items'}; content KNN "
             f"{knn['other_mean']:.4f}, difference {signed(knn['mean'], 4)} {_interval(knn)}: ")
     return [text + {"better": "semantic IDs serve cold items better than content KNN.",
                     "worse": "content KNN serves cold items better than semantic IDs.",
