@@ -151,8 +151,8 @@ def retrieval_section(records: list[dict]) -> list[str]:
              "most-popular (training counts) and content KNN (cosine to the recency-weighted mean embedding of the "
              "user's last 5 items). No method removes the user's earlier items from its list. With generated dedup "
              "tokens every ID is one item (item level = ID level before cold items join by the prefix rule, or by the "
-             f"dense re-rank in the '{COLD_TWINS['dense']}' rows: a cold item enters where its log-probability under the model's "
-             "projected state exceeds a beam item's).", *_depth_words(recs), "",
+             f"dense re-rank in the '{COLD_TWINS['dense']}' rows: a cold item enters where its log-probability under "
+             "the model's projected state exceeds a beam item's).", *_depth_words(recs), "",
              _metric_table(recs), "", "ID level and its inflation over the item level (ID / item − 1):", "",
              _inflation_table(recs), "", "Item-level Recall@10 by popularity slice of the test item:", "",
              _slice_table(recs), ""]
