@@ -14,7 +14,8 @@ With generated dedup tokens (``ItemTokens.prefix_length < generated``) the
 beam runs over the warm items' full IDs and cold items join by TIGER's prefix
 rule (:mod:`.cold`, share of the list capped by ``epsilon``; its match depth
 chosen on the validation users once training ends, its cold items ordered by
-content affinity given the items' embeddings) or, given the items' embeddings,
+content affinity given the items' embeddings; placed by ``log pi``, and as
+TIGER placed them in the "tiger" rule) or, given the items' embeddings,
 by LIGER's dense re-rank (:mod:`.dense`, same cap); both rules read one model
 (trained with the dense loss when embeddings are given) and
 ``RetrievalConfig.cold`` picks the one early stopping reads; otherwise the
