@@ -180,8 +180,7 @@ class RetrievalEvaluation:
         the validation Recall@10 (cold, all) at each depth (none without a prefix rule, nor for "dense")."""
         if not retriever.prefix_rule or rule not in PLACEMENTS:
             return {}
-        depth, weight, recall = ((retriever.depth, retriever.weight, retriever.depth_recall) if rule == "prefix" else
-                                 (retriever.tiger_depth, PLACEMENTS[rule], retriever.tiger_recall))
+        depth, weight, recall = retriever.placement(rule)
         return dict(cold_depth=depth, cold_weight=weight,
                     depth_recall={name: {str(d): v for d, v in by.items()} for name, by in recall.items()})
 

@@ -326,9 +326,8 @@ class Retriever:
         cap = cold_cap(self.config.epsilon, self.config.beam)
         items = self._items_of(ids)
         found = {}
-        placements = {"prefix": (self.depth or self.tokens.prefix_length, self.weight),
-                      "tiger": (self.tiger_depth, PLACEMENTS["tiger"])}
-        asked = {rule: at for rule, at in placements.items() if rule in rules and at[0] is not None}
+        asked = {rule: self.placement(rule)[:2] for rule in PLACEMENTS if rule in rules}
+        asked = {rule: at for rule, at in asked.items() if at[0] is not None}
         for depth in dict.fromkeys(d for d, _ in asked.values()):  # one candidate choice per depth
             here = [rule for rule, (d, _) in asked.items() if d == depth]
             found.update(zip(here, self._prefix_ranks(items, logp, history, targets, depth,
@@ -337,6 +336,14 @@ class Retriever:
             found["dense"] = dense_rule_ranks(items, logp, query, self.unit, self.cold, targets, cap,
                                               float(self.model.scale.detach()), self.share, self.model.table.device)
         return found, id_rank
+
+    def placement(self, rule: str) -> tuple[int | None, float, dict[str, dict[int, float]]]:
+        """The prefix rule's depth, weight and validation Recall@10 by depth at ``rule``'s placement (a key of
+        :data:`.cold.PLACEMENTS`): "prefix", placed by ``log pi`` (all L codes while training), or "tiger", TIGER's
+        placement (depth None until :meth:`choose_depth`)."""
+        if rule == "prefix":
+            return self.depth or self.tokens.prefix_length, self.weight, self.depth_recall
+        return self.tiger_depth, PLACEMENTS[rule], self.tiger_recall
 
     def choose_depth(self, history: np.ndarray, targets: np.ndarray) -> int:
         """Set :attr:`depth` (and :attr:`tiger_depth`) to the prefix depth with the best Recall@10 on the
